@@ -1,0 +1,99 @@
+"""Command line: ``python -m bot`` runs the bot; ``python -m bot migrate`` prepares the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+from bot.config import BotSettings, ConfigError
+
+DESCRIPTION = """\
+Slack approval bot: chat with an AI agent in Slack; every consequential tool call it proposes
+waits for a person to Approve, Edit or send Feedback.
+
+commands:
+  (none)     run the bot
+  migrate    create or upgrade the database tables, then exit
+"""
+
+EPILOG = """\
+transport:
+  Socket Mode when SLACK_APP_TOKEN is set (no public URL needed); otherwise an HTTP server on
+  $PORT serving POST /slack/events, GET /healthz and GET /readyz. Request signatures are always
+  verified over HTTP.
+
+environment:
+  SLACK_BOT_TOKEN        bot token (xoxb-...), required
+  SLACK_SIGNING_SECRET   signing secret, required for HTTP mode
+  SLACK_APP_TOKEN        app-level token (xapp-...): selects Socket Mode
+  SLACK_API_URL          Web API base URL (default https://slack.com/api/; GovSlack, proxies,
+                         the local sandbox)
+  PORT, HOST             HTTP listen address (default 0.0.0.0:3000)
+  APPROVERS              who may decide, per tool: "post_message=U1,S2;*=U3" (S... = user group;
+                         unset: anyone who can see the review)
+  DATABASE_URL           PostgreSQL URL; unset: an embedded PostgreSQL in DATA_DIR
+  DATA_DIR               where the embedded database lives
+                         (default ~/.local/share/slack-approval-bot)
+  DATABASE_POOL_SIZE     connections per process (default 20)
+  ANTHROPIC_API_KEY      use Claude; unset: the offline planner (a few fixed phrasings)
+  ANTHROPIC_MODEL        Claude model (default claude-sonnet-5-5)
+  ANTHROPIC_BASE_URL     Messages API base URL (proxies, gateways)
+  AGENT_TOOL_MODULES     comma-separated Python modules of LangChain tools to add
+  AGENT_AUTO_APPROVE     comma-separated tool names that run without review
+  LOG_LEVEL              logging level (default INFO)
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "migrate"],
+        default="run",
+        help="what to do (default: run)",
+    )
+    return parser
+
+
+async def _migrate() -> None:
+    from bot.store import BOT_SCHEMA
+    from graph import AgentSettings, open_agent
+
+    async with open_agent(AgentSettings.from_env(), extra_schema=BOT_SCHEMA):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "migrate":
+        asyncio.run(_migrate())
+        print("database is up to date")
+        return 0
+    try:
+        settings = BotSettings.from_env()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    from bot.server import run
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

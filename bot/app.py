@@ -1,0 +1,43 @@
+"""Build the Bolt app: a Web API client with Slack's retry handlers, and every listener."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import BotSettings
+from bot.flow import ReviewFlow
+from bot.listeners import register_all
+
+
+def slack_client(settings: BotSettings) -> AsyncWebClient:
+    """Rate limits (429), 5xx answers and dropped connections are retried by the SDK."""
+    return AsyncWebClient(
+        token=settings.bot_token,
+        base_url=settings.api_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def build_app(settings: BotSettings, client: AsyncWebClient, flow: ReviewFlow) -> AsyncApp:
+    """Request signatures are always verified over HTTP; Socket Mode has no signatures."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.signing_secret or None,
+        request_verification_enabled=not settings.socket_mode,
+        ignoring_self_events_enabled=True,
+        ssl_check_enabled=True,
+        url_verification_enabled=True,
+    )
+    register_all(app, flow)
+    return app

@@ -1,0 +1,210 @@
+"""Pure Block Kit builders for every message the bot posts. No I/O, so each is unit-tested and
+validated against Slack's limits offline.
+
+Everything that came from a person or the model is escaped (see `bot.mrkdwn`), and button values
+carry only an opaque reference; the server looks the rest up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention
+from graph import ReviewRequest, ToolResult
+
+Block = dict[str, Any]
+
+APPROVE = "review_approve"
+EDIT = "review_edit"
+FEEDBACK = "review_feedback"
+ACTIONS_BLOCK = "review_actions"
+MAX_ARGS_SHOWN = 20
+MAX_VALUE_CHARS = 900
+SECTION_LIMIT = 3000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a review ended, for the message that replaces the buttons."""
+
+    action: str  # continue | update | feedback | expired
+    by: str | None
+    at: datetime
+    changes: Mapping[str, tuple[Any, Any]] | None = None
+    feedback: str | None = None
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": _mrkdwn(truncate(text, SECTION_LIMIT))}
+
+
+def _context(*texts: str) -> Block:
+    return {"type": "context", "elements": [_mrkdwn(truncate(t, SECTION_LIMIT)) for t in texts]}
+
+
+def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """A value for display: short ones inline, long or multi-line ones in a code block."""
+    shown = show_value(value)
+    cut = len(shown) - limit
+    clipped = escape(truncate(shown, limit))
+    note = f"\n_…{cut:,} more characters: open *Edit* to see all of it_" if cut > 0 else ""
+    if "\n" in shown or len(shown) > 60 or not isinstance(value, str):
+        return f"```{clipped.replace('```', 'ˋˋˋ')}```{note}"
+    return f"{clipped}{note}"
+
+
+def argument_blocks(args: Mapping[str, Any]) -> list[Block]:
+    blocks = [
+        _section(f"*{escape(name)}*\n{format_value(value)}")
+        for name, value in list(args.items())[:MAX_ARGS_SHOWN]
+    ]
+    hidden = len(args) - MAX_ARGS_SHOWN
+    if hidden > 0:
+        blocks.append(_context(f"+{hidden} more arguments: open *Edit* to see them all"))
+    if not args:
+        blocks.append(_context("_no arguments_"))
+    return blocks
+
+
+def _heading(request: ReviewRequest, icon: str, label: str) -> list[Block]:
+    tool = request["tool"]
+    asked = request.get("requested_by")
+    about = [truncate(escape(tool["description"]), 300)]
+    if asked:
+        about.append(f"Requested by {user_mention(asked)}")
+    return [
+        _section(f"{icon} *{label}:* `{escape(request['tool_call']['name'])}`"),
+        _context(" · ".join(about)),
+    ]
+
+
+def review_blocks(request: ReviewRequest, ref: str) -> list[Block]:
+    """The review message: what will run, with what, for whom, and the three buttons."""
+    return [
+        *_heading(request, ":raised_hand:", "Approval needed"),
+        *argument_blocks(request["tool_call"]["args"]),
+        {
+            "type": "actions",
+            "block_id": ACTIONS_BLOCK,
+            "elements": [
+                _button("Approve", APPROVE, ref, style="primary"),
+                _button("Edit", EDIT, ref),
+                _button("Feedback", FEEDBACK, ref),
+            ],
+        },
+    ]
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def review_fallback_text(request: ReviewRequest) -> str:
+    return f"Approval needed: {request['tool_call']['name']}"
+
+
+_VERDICT_LABELS = {
+    "continue": (":white_check_mark:", "Approved", "Approved by"),
+    "update": (":pencil2:", "Edited and approved", "Edited and approved by"),
+    "feedback": (":speech_balloon:", "Sent back with feedback", "Feedback from"),
+    "expired": (":hourglass:", "Expired", "Not decided in time; nothing ran. Expired"),
+}
+
+
+def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
+    """The review message after a decision: no buttons, and who decided what, when."""
+    icon, label, who_label = _VERDICT_LABELS[verdict.action]
+    args = dict(request["tool_call"]["args"])
+    for name, (_, new) in (verdict.changes or {}).items():
+        args[name] = new
+    when = slack_date(verdict.at.timestamp(), verdict.at.strftime("%Y-%m-%d %H:%M UTC"))
+    who = f"{who_label} {user_mention(verdict.by)}" if verdict.by else who_label
+    blocks = [*_heading(request, icon, label), *argument_blocks(args)]
+    if verdict.changes:
+        lines = [
+            f"• *{escape(name)}*: ~{escape(truncate(show_value(old), 200))}~ → "
+            f"{escape(truncate(show_value(new), 400))}"
+            for name, (old, new) in verdict.changes.items()
+        ]
+        blocks.append(_section("*Changes*\n" + "\n".join(lines)))
+    if verdict.feedback:
+        quoted = "\n".join(f"> {line}" for line in escape(verdict.feedback).splitlines())
+        blocks.append(_section(f"{who}:\n{quoted}"))
+        blocks.append(_context(when))
+    else:
+        blocks.append(_context(f"{who} · {when}"))
+    return blocks
+
+
+def decided_text(request: ReviewRequest, verdict: Verdict) -> str:
+    _, label, _ = _VERDICT_LABELS[verdict.action]
+    return f"{label}: {request['tool_call']['name']}"
+
+
+def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each argument whose value an edit changed, as (before, after)."""
+    names = list(old) + [name for name in new if name not in old]
+    return {
+        name: (old.get(name), new.get(name)) for name in names if old.get(name) != new.get(name)
+    }
+
+
+def tool_result_blocks(result: ToolResult) -> list[Block]:
+    icons = {"success": ":white_check_mark:", "error": ":warning:"}
+    icon = icons.get(result.status, ":grey_question:")
+    body = escape(truncate(result.content, 2500))
+    return [_context(f"{icon} `{escape(result.tool_name)}` returned:"), _section(f"```{body}```")]
+
+
+def reply_blocks(text: str) -> list[Block]:
+    """The agent's words, escaped (no pings), split into sections within Slack's limit."""
+    safe = escape(text)
+    chunks = [safe[i : i + SECTION_LIMIT] for i in range(0, len(safe), SECTION_LIMIT)][:40]
+    return [_section(chunk) for chunk in chunks] or [_section("_(no reply)_")]
+
+
+def notice_blocks(text: str) -> list[Block]:
+    return [_context(text)]
+
+
+def pending_reminder_text(count: int) -> str:
+    noun = "review" if count == 1 else "reviews"
+    return (
+        f"There {'is' if count == 1 else 'are'} {count} pending {noun} in this thread: "
+        "decide them first, then ask again."
+    )
+
+
+def stale_text(action: str | None, by: str | None, at: datetime | None) -> str:
+    """Tell a late clicker who decided, what, and when."""
+    labels = {
+        "continue": "approved",
+        "update": "edited and approved",
+        "feedback": "answered with feedback",
+        "expired": "expired",
+    }
+    what = labels.get(action or "", "decided")
+    when = f" {slack_date(at.timestamp(), at.strftime('%Y-%m-%d %H:%M UTC'))}" if at else ""
+    if action == "expired":
+        return f"This review already expired{when}; nothing ran."
+    who = user_mention(by) if by else "someone"
+    return f"This review was already {what} by {who}{when}."
+
+
+def all_blocks(*groups: Sequence[Block]) -> list[Block]:
+    return [block for group in groups for block in group]

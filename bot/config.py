@@ -1,0 +1,75 @@
+"""Bot settings from the environment: Slack credentials, transport, and who may approve what."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from graph import AgentSettings
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, named so the operator can fix it."""
+
+
+def parse_approvers(spec: str) -> dict[str, frozenset[str]]:
+    """Parse ``APPROVERS``: ``tool=U1,U2,S3;*=U4`` (``*`` is every tool without its own entry).
+
+    Ids starting with ``S`` are user groups. An empty spec means anyone may approve.
+    """
+    approvers: dict[str, frozenset[str]] = {}
+    for part in filter(None, (chunk.strip() for chunk in spec.split(";"))):
+        tool, sep, ids = part.partition("=")
+        members = frozenset(i.strip() for i in ids.split(",") if i.strip())
+        if not sep or not tool.strip() or not members:
+            raise ConfigError(f"APPROVERS entry {part!r} should look like tool=U123,S456")
+        bad = sorted(i for i in members if i[:1] not in ("U", "W", "S") or not i.isalnum())
+        if bad:
+            raise ConfigError(f"APPROVERS entry {part!r}: not Slack user or group ids: {bad}")
+        approvers[tool.strip()] = members
+    return approvers
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """See README "Configuration"; read once at start-up."""
+
+    bot_token: str
+    signing_secret: str
+    app_token: str | None = None
+    api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    host: str = "0.0.0.0"
+    approvers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.app_token)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BotSettings:
+        env = os.environ if env is None else env
+        required = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+        missing = [name for name in required if not env.get(name)]
+        app_token = env.get("SLACK_APP_TOKEN") or None
+        if app_token is not None and "SLACK_SIGNING_SECRET" in missing:
+            missing.remove("SLACK_SIGNING_SECRET")  # Socket Mode requests are not signed
+        if missing:
+            raise ConfigError(f"set {' and '.join(missing)} (see python -m bot --help)")
+        if app_token is not None and not app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN must be an app-level token (xapp-...)")
+        api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+        return cls(
+            bot_token=env["SLACK_BOT_TOKEN"],
+            signing_secret=env.get("SLACK_SIGNING_SECRET", ""),
+            app_token=app_token,
+            api_url=api_url if api_url.endswith("/") else api_url + "/",
+            port=int(env.get("PORT", "3000")),
+            host=env.get("HOST", "0.0.0.0"),
+            approvers=parse_approvers(env.get("APPROVERS", "")),
+            agent=AgentSettings.from_env(env),
+        )

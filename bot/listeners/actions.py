@@ -1,0 +1,67 @@
+"""The review buttons. Each acknowledges first (Slack allows 3 s), then acts; Edit and Feedback
+open their modal straight away because the click's ``trigger_id`` lives only 3 s."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import modals
+from bot.blocks import APPROVE, EDIT, FEEDBACK
+from bot.flow import Click, ReviewFlow
+
+log = logging.getLogger(__name__)
+
+
+def click_from(body: dict[str, Any], action: dict[str, Any]) -> Click | None:
+    """Read who clicked what where; None for a payload that lacks the essentials."""
+    user = (body.get("user") or {}).get("id")
+    ref = action.get("value")
+    if not isinstance(user, str) or not isinstance(ref, str) or not ref or len(ref) > 100:
+        return None
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    return Click(user=user, ref=ref, channel_id=channel, message_ts=container.get("message_ts"))
+
+
+def register(app: AsyncApp, flow: ReviewFlow) -> None:
+    @app.action(APPROVE)
+    async def approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        click = click_from(body, action)
+        if click is None:
+            log.warning("ignored a malformed Approve click")
+            return
+        await flow.decide(click, "continue")
+
+    async def open_modal(
+        body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, build: Any
+    ) -> None:
+        click = click_from(body, action)
+        if click is None or not isinstance(body.get("trigger_id"), str):
+            log.warning("ignored a malformed %s click", action.get("action_id"))
+            return
+        review = await flow.admissible(click)
+        if isinstance(review, str):
+            await flow.tell(review, click, None)
+            return
+        await client.views_open(
+            trigger_id=body["trigger_id"], view=build(review.request, review.ref)
+        )
+
+    @app.action(EDIT)
+    async def edit(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        await open_modal(body, action, client, modals.edit_modal)
+
+    @app.action(FEEDBACK)
+    async def feedback(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        await open_modal(body, action, client, modals.feedback_modal)

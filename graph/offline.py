@@ -1,0 +1,201 @@
+"""A deterministic stand-in for Claude, used when no ANTHROPIC_API_KEY is configured.
+
+It is honest about what it is: it recognises a handful of phrasings, proposes the matching tool
+calls, reports tool results, handles reviewers' feedback when the feedback itself says what to
+do, and otherwise explains that it is offline and how to enable Claude.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+
+OFFLINE_HELP = (
+    "I'm running offline (no `ANTHROPIC_API_KEY` is set), so I understand only a few phrasings:\n"
+    "• _what's the weather in Paris?_ (or _in Paris and Oslo_)\n"
+    '• _post "hello team" to #general_\n'
+    "• _create channel #launch-plan_\n"
+    "• _set the topic of #general to Launch on Friday_\n"
+    "• _invite @alice @bob to #general_\n"
+    "Set `ANTHROPIC_API_KEY` (and optionally `ANTHROPIC_MODEL`) to talk to Claude instead."
+)
+
+_CHANNEL = r"(#[\w-]+|<#[A-Z0-9]+(?:\|[^>]*)?>)"
+_QUOTED = r"[\"“']?(.+?)[\"”']?"
+Call = tuple[str, dict[str, Any]]
+
+
+def _weather(match: re.Match[str]) -> list[Call]:
+    cities = re.split(r"\s+and\s+", match.group(1).strip())
+    return [("weather_search", {"city": city.strip()}) for city in cities if city.strip()]
+
+
+def _post(match: re.Match[str]) -> list[Call]:
+    return [("post_message", {"channel": match.group(2), "text": match.group(1)})]
+
+
+def _create(match: re.Match[str]) -> list[Call]:
+    args: dict[str, Any] = {"name": match.group(2)}
+    if match.group(1):
+        args["is_private"] = True
+    return [("create_channel", args)]
+
+
+def _topic(match: re.Match[str]) -> list[Call]:
+    return [("set_channel_topic", {"channel": match.group(1), "topic": match.group(2)})]
+
+
+def _invite(match: re.Match[str]) -> list[Call]:
+    users = re.findall(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>", match.group(1))
+    return [("invite_users", {"channel": match.group(2), "users": users})] if users else []
+
+
+_PHRASES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[Call]]]] = [
+    (re.compile(r"weather (?:like )?(?:in|for|at) (.+?)[?.!]*$", re.I), _weather),
+    (re.compile(rf"(?:post|send|say) {_QUOTED} (?:to|in|on) {_CHANNEL}\s*[.!]*$", re.I), _post),
+    (
+        re.compile(
+            r"create (?:a )?(?:new )?(private )?channel (?:called |named )?#?([\w-]+)", re.I
+        ),
+        _create,
+    ),
+    (re.compile(rf"set (?:the )?topic (?:of|for|in) {_CHANNEL} to {_QUOTED}[.!]*$", re.I), _topic),
+    (re.compile(rf"invite (.+?) (?:to|into) {_CHANNEL}", re.I), _invite),
+]
+_REDIRECT = re.compile(
+    r"^(?:no,?\s*)?(?:please\s+)?(?:use|try|make it|change it to|it should be)"
+    r"\s+[\"“']?(.+?)[\"”']?(?:\s+instead)?[.!]*$",
+    re.I,
+)
+
+
+def plan(text: str) -> list[Call]:
+    """Map one request to tool calls, or none when no phrasing matches."""
+    cleaned = re.sub(r"^\s*(?:<@[UW][A-Z0-9]+>\s*)+", "", text).strip()
+    for pattern, build in _PHRASES:
+        match = pattern.search(cleaned)
+        if match:
+            return build(match)
+    return []
+
+
+class OfflinePlanner:
+    """Chat-model look-alike (``bind_tools`` + ``ainvoke``) that needs no network."""
+
+    def __init__(self, tools: Sequence[BaseTool] = ()) -> None:
+        self._tool_names = {tool.name for tool in tools}
+
+    def bind_tools(self, tools: Sequence[BaseTool]) -> OfflinePlanner:
+        return OfflinePlanner(tools)
+
+    async def ainvoke(
+        self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
+    ) -> AIMessage:
+        messages = list(input)
+        last = messages[-1] if messages else None
+        if isinstance(last, ToolMessage):
+            return self._after_tools(messages)
+        text = last.content if isinstance(last, HumanMessage) else ""
+        return self._propose(plan(str(text)), len(messages)) or AIMessage(content=OFFLINE_HELP)
+
+    def _propose(self, calls: list[Call], position: int) -> AIMessage | None:
+        usable = [(name, args) for name, args in calls if name in self._tool_names]
+        if not usable:
+            return None
+        return AIMessage(
+            content="",
+            tool_calls=[
+                {
+                    "name": name,
+                    "args": args,
+                    "id": _call_id(position, index, name, args),
+                    "type": "tool_call",
+                }
+                for index, (name, args) in enumerate(usable)
+            ],
+        )
+
+    def _after_tools(self, messages: list[BaseMessage]) -> AIMessage:
+        results = _trailing_tool_messages(messages)
+        feedback = [m for m in results if _is_feedback(m)]
+        if feedback:
+            return self._answer_feedback(feedback, messages)
+        lines = [f"• `{m.name}`: {m.content}" for m in results]
+        return AIMessage(content="Done.\n" + "\n".join(lines))
+
+    def _answer_feedback(
+        self, feedback: list[ToolMessage], messages: list[BaseMessage]
+    ) -> AIMessage:
+        proposals: list[Call] = []
+        unresolved: list[ToolMessage] = []
+        for message in feedback:
+            words = str(_artifact(message).get("feedback", ""))
+            retry = plan(words) or _redirect(words, _original_call(messages, message))
+            if retry:
+                proposals.extend(retry)
+            else:
+                unresolved.append(message)
+        if proposals and not unresolved:
+            reply = self._propose(proposals, len(messages))
+            if reply is not None:
+                return reply
+        names = ", ".join(f"`{m.name}`" for m in unresolved or feedback)
+        return AIMessage(
+            content=(
+                f"Understood: I did not run {names}. I'm offline, so I can only act on feedback "
+                'that says what to use instead (e.g. _use "San Francisco, USA"_) or is itself a '
+                "request I understand. You can also use *Edit* to change the arguments directly."
+            )
+        )
+
+
+def _trailing_tool_messages(messages: list[BaseMessage]) -> list[ToolMessage]:
+    trailing: list[ToolMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        trailing.insert(0, message)
+    return trailing
+
+
+def _artifact(message: ToolMessage) -> dict[str, Any]:
+    return message.artifact if isinstance(message.artifact, dict) else {}
+
+
+def _is_feedback(message: ToolMessage) -> bool:
+    return _artifact(message).get("review_action") == "feedback"
+
+
+def _original_call(messages: list[BaseMessage], answer: ToolMessage) -> Call | None:
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                if call["id"] == answer.tool_call_id:
+                    return call["name"], dict(call["args"])
+    return None
+
+
+def _redirect(words: str, original: Call | None) -> list[Call]:
+    """'use X' on a one-string-argument call re-proposes it with X (the seed's feedback case)."""
+    match = _REDIRECT.match(words.strip())
+    if not match or original is None:
+        return []
+    name, args = original
+    strings = [key for key, value in args.items() if isinstance(value, str)]
+    if len(strings) != 1:
+        return []
+    return [(name, {**args, strings[0]: match.group(1).strip()})]
+
+
+def _call_id(position: int, index: int, name: str, args: dict[str, Any]) -> str:
+    digest = hashlib.sha256(
+        json.dumps([position, index, name, args], sort_keys=True).encode()
+    ).hexdigest()
+    return f"toolu_offline_{digest[:20]}"

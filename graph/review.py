@@ -1,0 +1,142 @@
+"""Pure functions for reviews: what a reviewer sees, whether a decision is valid, and applying it.
+
+Kept free of I/O so the same rules serve the graph node, the service that refuses bad input
+before anything runs, and the Slack side that validates a modal before resuming.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ValidationError
+
+from graph.types import (
+    REVIEW_QUESTION,
+    DecisionRecord,
+    ReviewAction,
+    ReviewRequest,
+    ToolCallData,
+    ToolInfo,
+)
+
+MAX_DECISION_BYTES = 100_000
+ACTIONS: tuple[ReviewAction, ...] = ("continue", "update", "feedback")
+
+
+class InvalidDecision(ValueError):
+    """A decision that must not be applied; ``field`` names the argument at fault, if any."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def review_request(call: ToolCallData, tool: ToolInfo, requested_by: str | None) -> ReviewRequest:
+    """The interrupt payload: the seed's question plus everything needed to decide and edit."""
+    return ReviewRequest(
+        question=REVIEW_QUESTION, tool_call=call, tool=tool, requested_by=requested_by
+    )
+
+
+def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
+    """Check a resume value's shape (not its arguments) and normalise it into a record."""
+    if not isinstance(decision, Mapping):
+        raise InvalidDecision("a decision must be an object with an 'action'")
+    if len(json.dumps(decision, default=str)) > MAX_DECISION_BYTES:
+        raise InvalidDecision(f"a decision may be at most {MAX_DECISION_BYTES // 1000} KB")
+    action = decision.get("action")
+    if action not in ACTIONS:
+        raise InvalidDecision(f"unknown action {action!r}; use one of: {', '.join(ACTIONS)}")
+    by = decision.get("by")
+    by = str(by) if by is not None else None
+    data = decision.get("data")
+    if action == "continue":
+        return DecisionRecord(
+            tool_call_id=tool_call_id, action=action, args=None, feedback=None, by=by
+        )
+    if action == "update":
+        if data is None:
+            raise InvalidDecision("'update' needs 'data': the new arguments")
+        if not isinstance(data, Mapping):
+            raise InvalidDecision("'update' data must be an object of arguments")
+        return DecisionRecord(
+            tool_call_id=tool_call_id, action=action, args=dict(data), feedback=None, by=by
+        )
+    if not isinstance(data, str) or not data.strip():
+        raise InvalidDecision("'feedback' needs 'data': the words to send back to the agent")
+    return DecisionRecord(
+        tool_call_id=tool_call_id, action=action, args=None, feedback=data.strip(), by=by
+    )
+
+
+def validate_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate edited arguments against the tool's schema; name the first field at fault.
+
+    Unknown fields are refused too: a typo in an edit must not be silently dropped.
+    """
+    schema = tool.tool_call_schema
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        return _check_against_json_schema(tool)(args)
+    unknown = sorted(set(args) - set(schema.model_fields))
+    if unknown:
+        raise InvalidDecision(f"{unknown[0]}: unknown field for {tool.name}", field=unknown[0])
+    try:
+        schema.model_validate(dict(args))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        label = str(first["loc"][0]) if first["loc"] else None
+        raise InvalidDecision(f"{field}: {first['msg']}", field=label) from error
+    return dict(args)
+
+
+def _check_against_json_schema(tool: BaseTool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """For tools described by a plain JSON schema: unknown and missing fields, nothing deeper."""
+    from graph.tools.registry import args_schema
+
+    schema = args_schema(tool)
+
+    def check(args: Mapping[str, Any]) -> dict[str, Any]:
+        properties = schema.get("properties", {})
+        for name in args:
+            if properties and name not in properties:
+                raise InvalidDecision(f"{name}: unknown field for {tool.name}", field=name)
+        for name in schema.get("required", []):
+            if name not in args:
+                raise InvalidDecision(f"{name}: Field required", field=name)
+        return dict(args)
+
+    return check
+
+
+def apply_edits(message: AIMessage, decisions: Mapping[str, DecisionRecord]) -> AIMessage:
+    """Return the AI message with edited arguments, keeping its id and every tool call id.
+
+    Claude reads ``tool_use`` blocks from the content too, so those are edited alongside
+    ``tool_calls``; keeping the message id makes LangGraph replace it instead of appending.
+    """
+    edits = {
+        call_id: record["args"]
+        for call_id, record in decisions.items()
+        if record["action"] == "update" and record["args"] is not None
+    }
+    if not any(call["id"] in edits for call in message.tool_calls):
+        return message
+    tool_calls = [
+        {**call, "args": edits.get(call["id"] or "", call["args"])} for call in message.tool_calls
+    ]
+    content: Any = message.content
+    if isinstance(content, list):
+        content = [
+            {**block, "input": edits[block["id"]]}
+            if isinstance(block, dict)
+            and block.get("type") == "tool_use"
+            and block.get("id") in edits
+            else block
+            for block in content
+        ]
+    return message.model_copy(update={"tool_calls": tool_calls, "content": content})

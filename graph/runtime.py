@@ -1,0 +1,35 @@
+"""Assemble a running agent: database, migrations, tools, model, graph, service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from graph.agent import build_graph
+from graph.config import AgentSettings
+from graph.db import AGENT_SCHEMA, migrate, open_pool, resolve_database_url
+from graph.locks import ThreadLeases
+from graph.model import ChatModel, build_model
+from graph.service import AgentService
+from graph.tools.registry import ToolRegistry, build_registry
+
+
+@asynccontextmanager
+async def open_agent(
+    settings: AgentSettings,
+    *,
+    extra_schema: Sequence[str] = (),
+    model: ChatModel | None = None,
+    registry: ToolRegistry | None = None,
+) -> AsyncIterator[AgentService]:
+    """Yield a ready service; ``model`` and ``registry`` replace the configured ones in tests."""
+    registry = registry or build_registry(settings.tool_modules, settings.auto_approve)
+    model = model or build_model(settings, registry.tools)
+    url = await resolve_database_url(settings.database_url, settings.data_dir)
+    async with open_pool(url, max_size=settings.pool_max_size) as pool:
+        saver = AsyncPostgresSaver(pool)
+        await migrate(pool, (*AGENT_SCHEMA, *extra_schema), saver.setup)
+        graph = build_graph(model, registry, saver)
+        yield AgentService(graph, registry, pool, ThreadLeases(pool))

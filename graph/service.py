@@ -1,0 +1,214 @@
+"""The one seam between callers (the Slack bot, tests, scripts) and the agent.
+
+Three verbs: start a turn, list pending reviews, answer one review. Answers are checked before
+anything runs, serialised per thread across processes, and re-checked after the thread is held,
+because LangGraph itself would happily run a stale or duplicate resume (or start a fresh graph
+for an unknown thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, StateSnapshot
+
+from graph import decision_log
+from graph.agent import AgentGraph
+from graph.context import AgentContext
+from graph.db import Pool
+from graph.locks import ThreadLeases
+from graph.review import InvalidDecision, parse_decision, validate_args
+from graph.tools.registry import ToolRegistry
+from graph.types import (
+    Decision,
+    DecisionRecord,
+    PendingReview,
+    Refused,
+    ReviewRequest,
+    RunOutcome,
+    ToolResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+def thread_config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def message_text(message: AIMessage) -> str:
+    """The visible text of an AI message, whether its content is a string or blocks."""
+    if isinstance(message.content, str):
+        return message.content.strip()
+    parts = [
+        block.get("text", "") if isinstance(block, dict) else str(block)
+        for block in message.content
+        if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
+    ]
+    return "\n".join(part for part in parts if part).strip()
+
+
+def tool_result(message: ToolMessage) -> ToolResult:
+    artifact = message.artifact if isinstance(message.artifact, dict) else {}
+    status = "declined" if artifact.get("review_action") == "feedback" else message.status
+    content = message.content if isinstance(message.content, str) else str(message.content)
+    return ToolResult(
+        tool_call_id=message.tool_call_id,
+        tool_name=message.name or "",
+        content=content,
+        status=status,
+    )
+
+
+def pending_from(thread_id: str, snapshot: StateSnapshot) -> list[PendingReview]:
+    return [
+        PendingReview(
+            thread_id=thread_id, interrupt_id=item.id, request=cast(ReviewRequest, item.value)
+        )
+        for item in snapshot.interrupts
+        if isinstance(item.value, dict) and "tool_call" in item.value
+    ]
+
+
+class AgentService:
+    """Start turns, list reviews, answer them; safe to share across tasks and replicas."""
+
+    def __init__(
+        self, graph: AgentGraph, registry: ToolRegistry, pool: Pool, leases: ThreadLeases
+    ) -> None:
+        self.graph = graph
+        self.registry = registry
+        self.pool = pool
+        self.leases = leases
+
+    async def start_turn(
+        self,
+        thread_id: str,
+        text: str,
+        *,
+        user: str | None = None,
+        context: AgentContext | None = None,
+    ) -> RunOutcome | Refused:
+        """Add the user's message and run until the agent replies or waits for a review.
+
+        A thread with reviews outstanding is refused: a new message there would leave a tool
+        call without its answer, which Claude rejects.
+        """
+        async with self.leases.hold(thread_id):
+            snapshot = await self.graph.aget_state(thread_config(thread_id))
+            pending = pending_from(thread_id, snapshot)
+            if pending:
+                return Refused(
+                    "reviews_pending",
+                    f"{len(pending)} review(s) in this thread need a decision first.",
+                    pending=pending,
+                )
+            message = HumanMessage(content=text, name=user)
+            return await self._run({"messages": [message]}, thread_id, context)
+
+    async def pending_reviews(self, thread_id: str) -> list[PendingReview]:
+        return pending_from(thread_id, await self.graph.aget_state(thread_config(thread_id)))
+
+    async def check(
+        self, thread_id: str, interrupt_id: str, decision: Decision | Mapping[str, Any]
+    ) -> Refused | None:
+        """Validate a decision without running anything (for a form that must answer in 3 s)."""
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        verdict = await self._verdict(thread_id, interrupt_id, decision, snapshot)
+        return verdict if isinstance(verdict, Refused) else None
+
+    async def answer(
+        self,
+        thread_id: str,
+        interrupt_id: str,
+        decision: Decision | Mapping[str, Any],
+        *,
+        context: AgentContext | None = None,
+    ) -> RunOutcome | Refused:
+        """Apply one decision to one pending review; refuse (running nothing) if it is not."""
+        try:
+            parse_decision(decision, "")
+        except InvalidDecision as error:
+            return Refused("invalid_decision", str(error), argument=error.field)
+        async with self.leases.hold(thread_id):
+            snapshot = await self.graph.aget_state(thread_config(thread_id))
+            verdict = await self._verdict(thread_id, interrupt_id, decision, snapshot)
+            if isinstance(verdict, Refused):
+                return verdict
+            review, record = verdict
+            await decision_log.record(self.pool, thread_id, interrupt_id, review.tool_name, record)
+            resume = {
+                "action": record["action"],
+                "data": _resume_data(record),
+                **({"by": record["by"]} if record["by"] else {}),
+            }
+            outcome = await self._run(Command(resume={interrupt_id: resume}), thread_id, context)
+            await decision_log.mark_applied(self.pool, thread_id, interrupt_id)
+            return outcome
+
+    async def _verdict(
+        self,
+        thread_id: str,
+        interrupt_id: str,
+        decision: Decision | Mapping[str, Any],
+        snapshot: StateSnapshot,
+    ) -> Refused | tuple[PendingReview, DecisionRecord]:
+        if snapshot.created_at is None:
+            return Refused("unknown_thread", f"There is no conversation {thread_id!r}.")
+        review = next(
+            (r for r in pending_from(thread_id, snapshot) if r.interrupt_id == interrupt_id), None
+        )
+        if review is None:
+            previous = await decision_log.find(self.pool, thread_id, interrupt_id)
+            return Refused(
+                "not_pending",
+                "This review is no longer waiting for a decision.",
+                previous=previous,
+            )
+        try:
+            record = parse_decision(decision, review.tool_call_id)
+            tool = self.registry.get(review.tool_name)
+            if record["action"] == "update" and tool is not None:
+                record["args"] = validate_args(tool, record["args"] or {})
+        except InvalidDecision as error:
+            return Refused("invalid_decision", str(error), argument=error.field)
+        return review, record
+
+    async def _run(
+        self, graph_input: Any, thread_id: str, context: AgentContext | None
+    ) -> RunOutcome:
+        config = thread_config(thread_id)
+        results: list[ToolResult] = []
+        reply: str | None = None
+        async for chunk in self.graph.astream(
+            graph_input, config, context=context or AgentContext(), stream_mode="updates"
+        ):
+            if chunk.get("__metadata__", {}).get("cached"):
+                continue  # a write replayed from before the resume, already reported then
+            for node, update in chunk.items():
+                if node.startswith("__") or not isinstance(update, dict):
+                    continue
+                for message in update.get("messages", []):
+                    if isinstance(message, ToolMessage):
+                        results.append(tool_result(message))
+                    elif isinstance(message, AIMessage) and node == "call_llm":
+                        reply = message_text(message) or reply
+        snapshot = await self.graph.aget_state(config)
+        return RunOutcome(
+            thread_id=thread_id,
+            tool_results=results,
+            pending=pending_from(thread_id, snapshot),
+            reply=reply,
+        )
+
+
+def _resume_data(record: DecisionRecord) -> Any:
+    if record["action"] == "update":
+        return record["args"]
+    if record["action"] == "feedback":
+        return record["feedback"]
+    return None

@@ -1,0 +1,181 @@
+"""Tools that act on the Slack workspace: each changes something people see, so each is reviewed.
+
+The Web API client comes from the run's context (`AgentContext.slack`), never from a global, so
+one process can serve several workspaces and tests can hand in a stand-in. Each call carries its
+tool call id as an idempotency key in message metadata, so a retried run can tell it already
+acted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.tools import BaseTool, tool
+from langgraph.prebuilt import ToolRuntime
+from pydantic import BaseModel, Field, field_validator
+
+from graph.context import AgentContext, SlackWebAPI, slack_reply
+
+IDEMPOTENCY_EVENT = "approval_bot_tool_call"
+_CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+
+
+class SlackToolError(RuntimeError):
+    """A Slack API refusal, worded so the model (and the reviewer) can see what went wrong."""
+
+
+def _client(runtime: ToolRuntime[AgentContext, Any]) -> SlackWebAPI:
+    context = runtime.context
+    if context is None or context.slack is None:
+        raise SlackToolError("no Slack workspace is connected to this run")
+    return context.slack
+
+
+async def _call(client: SlackWebAPI, method: str, **args: Any) -> dict[str, Any]:
+    """Call Slack and turn ``ok: false`` (or an SDK error) into a readable tool error."""
+    try:
+        reply = dict(slack_reply(await client.api_call(method, json=args)))
+    except Exception as error:  # the SDK raises SlackApiError carrying the same reply
+        body = getattr(getattr(error, "response", None), "data", None)
+        if isinstance(body, dict) and body.get("error"):
+            raise SlackToolError(f"Slack refused {method}: {body['error']}") from error
+        raise
+    if not reply.get("ok", False):
+        raise SlackToolError(f"Slack refused {method}: {reply.get('error', 'unknown error')}")
+    return reply
+
+
+def _channel_ref(channel: str) -> str:
+    """Accept ``#name``, ``name`` or an id; Slack resolves names for posting."""
+    channel = channel.strip()
+    mention = re.fullmatch(r"<#([A-Z0-9]+)(?:\|[^>]*)?>", channel)
+    if mention:
+        return mention.group(1)
+    return channel if channel.startswith("#") or channel[:1] in "CGD" else f"#{channel}"
+
+
+async def _channel_id(client: SlackWebAPI, channel: str) -> str:
+    """Resolve a channel name to its id (topic and invite methods require ids)."""
+    ref = _channel_ref(channel)
+    if not ref.startswith("#"):
+        return ref
+    name = ref[1:]
+    cursor = ""
+    while True:
+        page = await _call(
+            client,
+            "conversations.list",
+            types="public_channel,private_channel",
+            cursor=cursor,
+            limit=200,
+            exclude_archived=True,
+        )
+        for found in page.get("channels", []):
+            if found.get("name") == name:
+                return str(found["id"])
+        cursor = page.get("response_metadata", {}).get("next_cursor", "")
+        if not cursor:
+            raise SlackToolError(f"no channel named #{name}")
+
+
+class PostMessageArgs(BaseModel):
+    channel: str = Field(description="Channel to post in: #name or a channel id.", min_length=1)
+    text: str = Field(description="The message, in Slack mrkdwn.", min_length=1, max_length=4000)
+
+
+@tool(args_schema=PostMessageArgs)
+async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContext, Any]) -> str:
+    """Post a message to a Slack channel as the bot."""
+    client = _client(runtime)
+    reply = await _call(
+        client,
+        "chat.postMessage",
+        channel=_channel_ref(channel),
+        text=text,
+        metadata={
+            "event_type": IDEMPOTENCY_EVENT,
+            "event_payload": {"tool_call_id": runtime.tool_call_id},
+        },
+    )
+    return f"Posted to {channel} (message ts {reply.get('ts')})."
+
+
+class CreateChannelArgs(BaseModel):
+    name: str = Field(
+        description="New channel name: lowercase letters, digits, hyphens, underscores; max 80.",
+    )
+    is_private: bool = Field(default=False, description="Create a private channel.")
+
+    @field_validator("name")
+    @classmethod
+    def _slack_channel_name(cls, name: str) -> str:
+        name = name.strip().lstrip("#")
+        if not _CHANNEL_NAME.fullmatch(name):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (at most 80 characters)")
+        return name
+
+
+@tool(args_schema=CreateChannelArgs)
+async def create_channel(
+    name: str, runtime: ToolRuntime[AgentContext, Any], is_private: bool = False
+) -> str:
+    """Create a new Slack channel."""
+    reply = await _call(
+        _client(runtime), "conversations.create", name=name.lstrip("#"), is_private=is_private
+    )
+    created = reply.get("channel", {})
+    return f"Created #{created.get('name', name)} ({created.get('id')})."
+
+
+class SetTopicArgs(BaseModel):
+    channel: str = Field(description="Channel: #name or a channel id.", min_length=1)
+    topic: str = Field(description="The new topic.", max_length=250)
+
+
+@tool(args_schema=SetTopicArgs)
+async def set_channel_topic(
+    channel: str, topic: str, runtime: ToolRuntime[AgentContext, Any]
+) -> str:
+    """Set a Slack channel's topic."""
+    client = _client(runtime)
+    await _call(
+        client, "conversations.setTopic", channel=await _channel_id(client, channel), topic=topic
+    )
+    return f"Set the topic of {channel} to: {topic}"
+
+
+class InviteArgs(BaseModel):
+    channel: str = Field(description="Channel: #name or a channel id.", min_length=1)
+    users: list[str] = Field(
+        description="Slack user ids to invite, e.g. U0123ABC.", min_length=1, max_length=100
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _user_ids(cls, users: list[str]) -> list[str]:
+        cleaned = [re.sub(r"^<@([A-Z0-9]+)(\|[^>]*)?>$", r"\1", user.strip()) for user in users]
+        bad = [user for user in cleaned if not re.fullmatch(r"[UW][A-Z0-9]{2,}", user)]
+        if bad:
+            raise ValueError(f"not Slack user ids: {', '.join(bad)}")
+        return cleaned
+
+
+@tool(args_schema=InviteArgs)
+async def invite_users(
+    channel: str, users: list[str], runtime: ToolRuntime[AgentContext, Any]
+) -> str:
+    """Invite users to a Slack channel."""
+    client = _client(runtime)
+    await _call(
+        client,
+        "conversations.invite",
+        channel=await _channel_id(client, channel),
+        users=",".join(users),
+    )
+    return f"Invited {', '.join(f'<@{user}>' for user in users)} to {channel}."
+
+
+def slack_tools() -> list[BaseTool]:
+    """The built-in workspace tools, all of which need review by default."""
+    return [post_message, create_channel, set_channel_topic, invite_users]

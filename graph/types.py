@@ -1,0 +1,136 @@
+"""Small typed records that cross the seam between the agent and its callers.
+
+Everything here is plain data: the interrupt payload is stored in the checkpoint (so it must be
+JSON-friendly), and results are handed to the Slack side, which must not need LangGraph types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+ReviewAction = Literal["continue", "update", "feedback"]
+"""The seed's resume vocabulary: run as proposed, run with edited arguments, or talk back."""
+
+ReviewPolicy = Literal["review", "auto"]
+"""Whether a tool's calls wait for a person ("review") or run directly ("auto")."""
+
+REVIEW_QUESTION = "Is this correct?"
+
+
+class ToolCallData(TypedDict):
+    """A tool call as LangChain represents it, reduced to what a reviewer sees."""
+
+    name: str
+    args: dict[str, Any]
+    id: str
+
+
+class ToolInfo(TypedDict):
+    """What a reviewer needs to know about the tool itself, including how to edit its input."""
+
+    name: str
+    description: str
+    args_schema: dict[str, Any]
+
+
+class ReviewRequest(TypedDict):
+    """The value passed to ``interrupt()``: one pending tool call awaiting a human decision."""
+
+    question: str
+    tool_call: ToolCallData
+    tool: ToolInfo
+    requested_by: str | None
+
+
+class Decision(TypedDict, total=False):
+    """A resume value, as the seed defines it, optionally saying who decided."""
+
+    action: ReviewAction
+    data: Any
+    by: str
+
+
+class DecisionRecord(TypedDict):
+    """A decision as kept in graph state, keyed by tool call id, after validation."""
+
+    tool_call_id: str
+    action: ReviewAction
+    args: dict[str, Any] | None
+    feedback: str | None
+    by: str | None
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """A tool call waiting for a decision, addressed by its interrupt id."""
+
+    thread_id: str
+    interrupt_id: str
+    request: ReviewRequest
+
+    @property
+    def tool_call_id(self) -> str:
+        return self.request["tool_call"]["id"]
+
+    @property
+    def tool_name(self) -> str:
+        return self.request["tool_call"]["name"]
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.request["tool_call"]["args"]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What one executed (or declined) tool call produced, as sent back to the model."""
+
+    tool_call_id: str
+    tool_name: str
+    content: str
+    status: Literal["success", "error", "declined"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run of the agent did: tools it ran, reviews it now waits for, and its reply."""
+
+    thread_id: str
+    tool_results: list[ToolResult] = field(default_factory=list)
+    pending: list[PendingReview] = field(default_factory=list)
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class PastDecision:
+    """Who answered an interrupt, how and when; used to explain a stale click."""
+
+    interrupt_id: str
+    action: ReviewAction
+    decided_by: str | None
+    decided_at: datetime
+
+
+RefusalReason = Literal[
+    "unknown_thread",
+    "not_pending",
+    "invalid_decision",
+    "reviews_pending",
+]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A request the service declined without running anything, and why, in words for a person.
+
+    ``argument`` names the offending argument when an edit fails validation; ``previous`` says who
+    already decided when the review is no longer pending.
+    """
+
+    reason: RefusalReason
+    message: str
+    argument: str | None = None
+    previous: PastDecision | None = None
+    pending: list[PendingReview] = field(default_factory=list)

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real PostgreSQL per test session (the embedded wheel unless
+``TEST_DATABASE_URL`` names another server)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import pytest
+
+from graph import AgentService, AgentSettings, open_agent
+from graph.db import start_embedded_postgres
+from graph.model import ChatModel
+from graph.tools.registry import ToolRegistry
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        return configured
+    data_dir: Path = tmp_path_factory.mktemp("embedded-pg")
+    data_dir.chmod(0o755)
+    return start_embedded_postgres(data_dir)
+
+
+@pytest.fixture
+def thread_id() -> str:
+    """A fresh conversation id per test, so tests share the database but not threads."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+AgentFactory = Callable[..., AbstractAsyncContextManager[AgentService]]
+
+
+@pytest.fixture
+def agent_factory(database_url: str) -> AgentFactory:
+    """Open a service on the test database with a given model and tool registry."""
+
+    def factory(
+        model: ChatModel | None = None, registry: ToolRegistry | None = None, **settings: object
+    ) -> AbstractAsyncContextManager[AgentService]:
+        return open_agent(
+            AgentSettings(database_url=database_url, **settings),  # type: ignore[arg-type]
+            model=model,
+            registry=registry,
+        )
+
+    return factory
+
+
+@pytest.fixture
+async def offline_agent(agent_factory: AgentFactory) -> AsyncIterator[AgentService]:
+    async with agent_factory() as service:
+        yield service
