@@ -7,6 +7,7 @@ to the log, never into the channel.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -166,6 +167,10 @@ class ReviewFlow:
             await self.tell(found, click, None)
             return
         claimed = await self.store.claim(found.ref, action, click.user)
+        if claimed is not None and claimed.message_ts is None and click.message_ts:
+            # Clicked before we stored the message's ts: the click names the message.
+            await self.store.set_message(claimed.ref, click.message_ts)
+            claimed = dataclasses.replace(claimed, message_ts=click.message_ts)
         if claimed is None:
             latest = await self.store.get(found.ref)
             await self.tell(
@@ -178,6 +183,7 @@ class ReviewFlow:
                 found,
             )
             return
+        found = claimed
         verdict = self._verdict(found, action, click.user, data)
         await self._show_decided(found, verdict)
         thread = SlackThread(found.team_id, found.channel_id, found.thread_ts)

@@ -22,6 +22,8 @@ from bot.flow import ReviewFlow
 from bot.permissions import Approvers
 from bot.store import BOT_SCHEMA, BotStore
 from graph import AgentService, open_agent
+from graph.model import ChatModel
+from graph.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,16 @@ class Bot:
 
 
 @asynccontextmanager
-async def running_bot(settings: BotSettings) -> AsyncIterator[Bot]:
-    """Open the database (embedded unless DATABASE_URL), migrate, and wire the app."""
-    async with open_agent(settings.agent, extra_schema=BOT_SCHEMA) as service:
+async def running_bot(
+    settings: BotSettings, *, model: ChatModel | None = None, registry: ToolRegistry | None = None
+) -> AsyncIterator[Bot]:
+    """Open the database (embedded unless DATABASE_URL), migrate, and wire the app.
+
+    ``model`` and ``registry`` replace the configured ones (tests and benchmarks).
+    """
+    async with open_agent(
+        settings.agent, extra_schema=BOT_SCHEMA, model=model, registry=registry
+    ) as service:
         client = slack_client(settings)
         flow = ReviewFlow(
             service, BotStore(service.pool), client, Approvers(settings.approvers, client)

