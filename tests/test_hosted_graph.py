@@ -1,0 +1,64 @@
+"""langgraph.json serves a graph that answers the seed's own client calls."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hosted_graph(monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    spec = json.loads((ROOT / "langgraph.json").read_text())["graphs"]["agent"]
+    path, _, factory = spec.partition(":")
+    module = importlib.import_module(path.removeprefix("./").removesuffix(".py").replace("/", "."))
+    graph = getattr(module, factory)()
+    graph.checkpointer = InMemorySaver()  # what LangGraph Server does for its own storage
+    return graph
+
+
+async def test_seed_client_calls_continue_update_feedback(monkeypatch: pytest.MonkeyPatch) -> None:
+    graph = hosted_graph(monkeypatch)
+    config = {"configurable": {"thread_id": "seed"}}
+    updates = [
+        u
+        async for u in graph.astream(  # type: ignore[attr-defined]
+            {"messages": [{"role": "user", "content": "what's the weather in sf?"}]},
+            config,
+            stream_mode="updates",
+        )
+    ]
+    assert list(updates[0]) == ["call_llm"] and "__interrupt__" in updates[-1]
+    [pending] = updates[-1]["__interrupt__"]
+    assert pending.value["question"] == "Is this correct?"
+    assert pending.value["tool_call"]["args"] == {"city": "sf"}
+
+    # Feedback, as the seed words it; the planner re-proposes and a new interrupt follows.
+    updates = [
+        u
+        async for u in graph.astream(  # type: ignore[attr-defined]
+            Command(resume={"action": "feedback", "data": 'use "San Francisco, USA"'}),
+            config,
+            stream_mode="updates",
+        )
+    ]
+    assert [next(iter(u)) for u in updates] == ["human_review_node", "call_llm", "__interrupt__"]
+    [again] = updates[-1]["__interrupt__"]
+    assert again.value["tool_call"]["args"] == {"city": "San Francisco, USA"}
+
+    updates = [
+        u
+        async for u in graph.astream(  # type: ignore[attr-defined]
+            Command(resume={"action": "update", "data": {"city": "San Francisco, US"}}),
+            config,
+            stream_mode="updates",
+        )
+    ]
+    assert [next(iter(u)) for u in updates] == ["human_review_node", "run_tool", "call_llm"]
+    assert "San Francisco, US" in updates[1]["run_tool"]["messages"][-1].content

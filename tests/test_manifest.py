@@ -1,0 +1,101 @@
+"""manifest.yml asks for exactly what the code uses: the events its listeners handle and the
+scopes of the Web API methods it calls."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.listeners import register_all
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+# What Slack requires for each event the code listens to, and for each method it calls.
+EVENT_SUBSCRIPTIONS = {
+    "app_mention": {"app_mention"},
+    "message": {"message.channels", "message.groups", "message.im"},
+}
+EVENT_SCOPES = {
+    "app_mention": {"app_mentions:read"},
+    "message.channels": {"channels:history"},
+    "message.groups": {"groups:history"},
+    "message.im": {"im:history"},
+}
+METHOD_SCOPES = {
+    "chat.postMessage": {"chat:write", "chat:write.public"},
+    "chat.update": {"chat:write"},
+    "chat.postEphemeral": {"chat:write"},
+    "reactions.add": {"reactions:write"},
+    "reactions.remove": {"reactions:write"},
+    "views.open": set(),
+    "conversations.create": {"channels:manage", "groups:write"},
+    "conversations.setTopic": {"channels:manage", "groups:write"},
+    "conversations.invite": {"channels:manage", "groups:write"},
+    "conversations.list": {"channels:read", "groups:read"},
+    "usergroups.users.list": {"usergroups:read"},
+}
+
+
+class SpyApp:
+    """Records what each listener group registers, without building a Bolt app."""
+
+    def __init__(self) -> None:
+        self.events: set[str] = set()
+        self.actions: set[str] = set()
+        self.views: set[str] = set()
+
+    def _record(self, into: set[str], name: str) -> Callable[[Any], Any]:
+        into.add(name)
+        return lambda function: function
+
+    def event(self, name: str) -> Callable[[Any], Any]:
+        return self._record(self.events, name)
+
+    def action(self, name: str) -> Callable[[Any], Any]:
+        return self._record(self.actions, name)
+
+    def view(self, name: str) -> Callable[[Any], Any]:
+        return self._record(self.views, name)
+
+
+def methods_called() -> set[str]:
+    """Web API methods named in the code: SDK calls (chat_postMessage) and api_call strings."""
+    found: set[str] = set()
+    for path in [*ROOT.glob("bot/**/*.py"), *ROOT.glob("graph/**/*.py")]:
+        source = path.read_text()
+        for snake in re.findall(r"client\.(?!api_call)([a-z]+_[a-zA-Z_]+)\(", source):
+            family, _, rest = snake.partition("_")
+            found.add(f"{family}.{rest.replace('_', '.')}")
+        found.update(re.findall(r'_call\(\s*[^,]+,\s*"([a-z]+\.[a-zA-Z.]+)"', source))
+    return found
+
+
+def test_events_match_the_registered_listeners() -> None:
+    spy = SpyApp()
+    register_all(spy, flow=None)  # type: ignore[arg-type]
+    expected = set().union(*(EVENT_SUBSCRIPTIONS[name] for name in spy.events))
+    assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == expected
+    assert spy.actions == {"review_approve", "review_edit", "review_feedback"}
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+
+
+def test_scopes_are_exactly_those_the_code_needs() -> None:
+    methods = methods_called()
+    unknown = methods - set(METHOD_SCOPES)
+    assert not unknown, f"add the scopes of {unknown} to METHOD_SCOPES and manifest.yml"
+    needed = set().union(*(METHOD_SCOPES[m] for m in methods))
+    needed |= set().union(
+        *(EVENT_SCOPES[e] for e in MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+    )
+    assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_socket_mode_and_dm_tab_are_on() -> None:
+    assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["messages_tab_enabled"] is True
+    assert MANIFEST["features"]["bot_user"]["display_name"]
