@@ -9,6 +9,7 @@ from sandbox.clock import Clock, system_clock
 DEFAULT_BOT_URL = "http://127.0.0.1:3000/slack/events"
 DEFAULT_SIGNING_SECRET = "sandbox-signing-secret"
 DEFAULT_BOT_TOKEN = "xoxb-sandbox-bot-token"
+DEFAULT_APP_TOKEN = "xapp-sandbox-app-token"
 
 
 @dataclass
@@ -22,6 +23,7 @@ class SandboxConfig:
     bot_url: str = DEFAULT_BOT_URL
     signing_secret: str = DEFAULT_SIGNING_SECRET
     bot_token: str = DEFAULT_BOT_TOKEN
+    app_token: str = DEFAULT_APP_TOKEN  # app-level token for apps.connections.open (Socket Mode)
     host: str = "127.0.0.1"
     port: int = 3100
     interactivity_url: str | None = None

@@ -15,13 +15,16 @@ import logging
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from sandbox.config import SandboxConfig
 from sandbox.signing import signed_headers
 from sandbox.workspace import BOT_USER_ID, TEAM_ID, DeliveryRecord, Json, Workspace
+
+if TYPE_CHECKING:
+    from sandbox.socket_mode import SocketMode
 
 log = logging.getLogger("sandbox.delivery")
 
@@ -56,6 +59,7 @@ class Delivery:
         self.workspace = workspace
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.socket: SocketMode | None = None  # while a socket is connected, it wins over HTTP
 
     async def _client(self) -> aiohttp.ClientSession:
         """Created lazily inside the running loop: no I/O at construction."""
@@ -167,12 +171,15 @@ class Delivery:
         for attempt, delay in enumerate(delays):
             if delay:
                 await asyncio.sleep(delay)
-            extra = {}
-            if attempt:
-                reason = responses[-1].error or "http_error"
-                extra = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": reason}
-            resp = await self.send_raw(body, headers=extra)
-            self._record("event", envelope["event_id"], attempt, resp, envelope)
+            reason = (responses[-1].error or "http_error") if attempt else ""
+            if self.socket is not None and self.socket.connected:
+                resp = await self.socket.deliver("events_api", envelope, attempt, reason)
+            else:
+                extra = {}
+                if attempt:
+                    extra = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": reason}
+                resp = await self.send_raw(body, headers=extra)
+                self._record("event", envelope["event_id"], attempt, resp, envelope)
             responses.append(resp)
             if resp.ok:
                 break
@@ -182,6 +189,8 @@ class Delivery:
 
     async def deliver_interaction(self, payload: Json) -> BotResponse:
         """POST `payload=<json>` form-encoded, as Slack sends interactions (no retries)."""
+        if self.socket is not None and self.socket.connected:
+            return await self.socket.deliver("interactive", payload)
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         resp = await self.send_raw(
             body, "application/x-www-form-urlencoded", url=self.config.interaction_url

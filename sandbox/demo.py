@@ -22,6 +22,7 @@ import uvicorn
 from bot.config import BotSettings, parse_approvers
 from bot.server import http_app, running_bot
 from graph import AgentSettings
+from sandbox import persistence
 from sandbox.config import SandboxConfig
 from sandbox.server import running_sandbox
 
@@ -70,6 +71,9 @@ async def run(args: argparse.Namespace) -> None:
     )
     agent = AgentSettings.from_env()
     async with running_sandbox(config) as sandbox:
+        state_file = agent.data_dir / "sandbox-state.json"
+        persistence.load(sandbox.workspace, state_file)
+        saver = asyncio.create_task(persistence.keep_saved(sandbox.workspace, state_file))
         settings = BotSettings(
             bot_token=config.bot_token,
             signing_secret=config.signing_secret,
@@ -81,7 +85,6 @@ async def run(args: argparse.Namespace) -> None:
             server = uvicorn.Server(
                 uvicorn.Config(http_app(bot), log_level="warning", lifespan="off", access_log=False)
             )
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             serving = asyncio.create_task(server.serve(sockets=[bot_sock]))
             model = (
                 "Claude " + agent.anthropic_model
@@ -99,6 +102,9 @@ async def run(args: argparse.Namespace) -> None:
             await _until_interrupted()
             server.should_exit = True
             await serving
+        saver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await saver
     bot_sock.close()
 
 

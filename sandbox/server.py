@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from sandbox.actors import Actors, ModalResult
 from sandbox.config import SandboxConfig
 from sandbox.delivery import BotResponse, Delivery
+from sandbox.socket_mode import SocketMode
 from sandbox.ui import SHUTDOWN, UiApi
 from sandbox.web_api import WebApi
 from sandbox.workspace import CallRecord, Json, Workspace
@@ -36,6 +37,9 @@ class Sandbox:
         self.delivery = Delivery(self.config, self.workspace)
         self.web_api = WebApi(self.config, self.workspace, self.delivery)
         self.actors = Actors(self.config, self.workspace, self.delivery)
+        self.socket = SocketMode(self.config)
+        self.delivery.socket = self.socket
+        self.web_api.methods["apps.connections.open"] = self.socket.connections_open
 
     @property
     def url(self) -> str:
@@ -147,6 +151,7 @@ class Sandbox:
 
     async def aclose(self) -> None:
         self.workspace.publish(SHUTDOWN)
+        await self.socket.close()
         await self.delivery.close()
 
 
@@ -160,7 +165,8 @@ def create_app(config: SandboxConfig | None = None, sandbox: Sandbox | None = No
         yield
         await sb.aclose()
 
-    app = Starlette(routes=[*sb.web_api.routes(), *ui.routes()], lifespan=lifespan)
+    routes = [*sb.web_api.routes(), *sb.socket.routes(), *ui.routes()]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sb
     return app
 

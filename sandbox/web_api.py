@@ -34,6 +34,7 @@ from sandbox.workspace import (
 )
 
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the rest take the bot token
 Handler = Callable[[Json], Json]
 
 
@@ -138,7 +139,7 @@ class WebApi:
             handler = self.methods.get(method)
             if handler is None:
                 raise ApiError("unknown_method")
-            self._authenticate(token)
+            self._authenticate(token, method)
             body: Json = {"ok": True, **handler(args)}
         except ApiError as exc:
             body = exc.body()
@@ -149,17 +150,20 @@ class WebApi:
     def call(self, method: str, args: Json, token: str | None = None) -> Json:
         """Invoke a method in-process (same validation, same recording)."""
         try:
-            self._authenticate(token or self.config.bot_token)
+            self._authenticate(token or self.config.bot_token, method)
             body: Json = {"ok": True, **self.methods[method](args)}
         except ApiError as exc:
             body = exc.body()
         self._record(method, args, token, body)
         return body
 
-    def _authenticate(self, token: str | None) -> None:
+    def _authenticate(self, token: str | None, method: str = "") -> None:
         if not token:
             raise ApiError("not_authed")
-        if token != self.config.bot_token:
+        app_level = method in APP_TOKEN_METHODS
+        if app_level != token.startswith("xapp-"):
+            raise ApiError("not_allowed_token_type")
+        if token != (self.config.app_token if app_level else self.config.bot_token):
             raise ApiError("invalid_auth")
 
     def _record(self, method: str, args: Json, token: str | None, body: Json) -> None:

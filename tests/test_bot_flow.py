@@ -108,7 +108,7 @@ async def test_feedback_sends_words_back_and_a_new_review_arrives(env: SlackEnv)
 
 async def test_stale_click_is_told_who_decided_and_when(env: SlackEnv) -> None:
     sandbox = env.sandbox
-    thread, review = await start_review(env, "what's the weather in Oslo?")
+    _, review = await start_review(env, "what's the weather in Oslo?")
     payload_clicks = [
         sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve"),
         sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve"),

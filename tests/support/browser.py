@@ -9,9 +9,13 @@ Browser tests load these fixtures with ``pytest_plugins = ["tests.support.browse
 * ``browser``: one Chromium per test session (skipped, or failed under ``$CI``, when it is
   not installed);
 * ``page``: a fresh browser context and page per test (its own localStorage, so every test
-  starts as the page's default user, alice), failing the test on any uncaught page error.
+  starts as the page's default user, alice), failing the test on any uncaught page error;
+* ``chat_page``: that page wrapped in `ChatPage`, which puts the page's ``data-testid`` hooks
+  into the words a person would use (not yet opened: call ``await chat_page.open(url)``).
 
-`ChatPage` wraps the page's ``data-testid`` hooks in the words a person would use.
+Test modules should take `ChatPage` from the fixture and import the class only under
+``TYPE_CHECKING``: importing this module before pytest registers it as a plugin would stop
+pytest from rewriting its asserts.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     finally:
         await context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def chat_page(page: Page) -> ChatPage:
+    return ChatPage(page)
 
 
 class ChatPage:
