@@ -10,21 +10,25 @@ import os
 import sys
 
 from bot.config import BotSettings, ConfigError
+from bot.logs import configure_logging, parse_format, secrets_from_env
 
 DESCRIPTION = """\
 Slack approval bot: chat with an AI agent in Slack; every consequential tool call it proposes
 waits for a person to Approve, Edit or send Feedback.
 
 commands:
-  (none)     run the bot
-  migrate    create or upgrade the database tables, then exit
+  (none)     run the bot (it also migrates the database on start-up)
+  migrate    create or upgrade the database tables, then exit (run it before rolling out a
+             new version, e.g. as a one-off job; safe to run while replicas are running)
 """
 
 EPILOG = """\
 transport:
   Socket Mode when SLACK_APP_TOKEN is set (no public URL needed); otherwise an HTTP server on
-  $PORT serving POST /slack/events, GET /healthz and GET /readyz. Request signatures are always
-  verified over HTTP.
+  $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, not
+  shutting down) and GET /metrics (Prometheus). Request signatures are always verified over HTTP.
+  On SIGTERM the bot stops taking requests, lets in-flight decisions and agent runs finish (up to
+  25 s), then exits.
 
 environment:
   SLACK_BOT_TOKEN        bot token (xoxb-...), required
@@ -45,6 +49,7 @@ environment:
   AGENT_TOOL_MODULES     comma-separated Python modules of LangChain tools to add
   AGENT_AUTO_APPROVE     comma-separated tool names that run without review
   LOG_LEVEL              logging level (default INFO)
+  LOG_FORMAT             json (one object per line; the container default) or text (default)
 """
 
 
@@ -73,14 +78,30 @@ async def _migrate() -> None:
         pass
 
 
+def setup_logging() -> None:
+    """Configure logging before anything else runs, so no line escapes the format or the
+    secret filter (the filter knows every secret in the environment)."""
+    try:
+        log_format = parse_format(os.environ.get("LOG_FORMAT"))
+        level = os.environ.get("LOG_LEVEL", "INFO").upper()
+        configure_logging(log_format, level, secrets_from_env())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        setup_logging()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     if args.command == "migrate":
-        asyncio.run(_migrate())
+        try:
+            asyncio.run(_migrate())
+        except Exception:
+            logging.getLogger("bot").exception("migration failed")
+            return 1
         print("database is up to date")
         return 0
     try:

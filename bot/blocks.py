@@ -35,6 +35,12 @@ class Verdict:
     at: datetime
     changes: Mapping[str, tuple[Any, Any]] | None = None
     feedback: str | None = None
+    approvers: tuple[str, ...] = ()  # everyone whose approval counted, with a quorum
+
+
+def when(at: datetime) -> str:
+    """A moment as Slack's date token: each reader sees it in their own time zone."""
+    return slack_date(at.timestamp(), at.strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
@@ -85,11 +91,53 @@ def _heading(request: ReviewRequest, icon: str, label: str) -> list[Block]:
     ]
 
 
-def review_blocks(request: ReviewRequest, ref: str) -> list[Block]:
-    """The review message: what will run, with what, for whom, and the three buttons."""
+@dataclass(frozen=True)
+class Progress:
+    """Quorum so far: who approved the current proposal, and an edit awaiting approvals."""
+
+    approvals: tuple[str, ...]
+    quorum: int
+    edited_by: str | None = None
+    changes: Mapping[str, tuple[Any, Any]] | None = None
+
+
+def _changes_block(changes: Mapping[str, tuple[Any, Any]], title: str) -> Block:
+    lines = [
+        f"• *{escape(name)}*: ~{escape(truncate(show_value(old), 200))}~ → "
+        f"{escape(truncate(show_value(new), 400))}"
+        for name, (old, new) in changes.items()
+    ]
+    return _section(f"*{title}*\n" + "\n".join(lines))
+
+
+def _people(users: Sequence[str]) -> str:
+    mentions = [user_mention(user) for user in users]
+    return mentions[0] if len(mentions) == 1 else ", ".join(mentions[:-1]) + " and " + mentions[-1]
+
+
+def review_blocks(
+    request: ReviewRequest, ref: str, progress: Progress | None = None
+) -> list[Block]:
+    """The review message: what will run, with what, for whom, and the three buttons.
+
+    With a quorum, it also says how many approvals the current proposal has, and shows an edit
+    that is waiting for approvals as old -> new.
+    """
+    extra: list[Block] = []
+    if progress and progress.changes:
+        extra.append(
+            _changes_block(progress.changes, f"Edited by {user_mention(progress.edited_by)}")
+        )
+    if progress and progress.quorum > 1:
+        have = len(progress.approvals)
+        who = f" ({_people(progress.approvals)})" if progress.approvals else ""
+        extra.append(
+            _context(f":ballot_box_with_check: {have} of {progress.quorum} approvals{who}")
+        )
     return [
         *_heading(request, ":raised_hand:", "Approval needed"),
         *argument_blocks(request["tool_call"]["args"]),
+        *extra,
         {
             "type": "actions",
             "block_id": ACTIONS_BLOCK,
@@ -132,22 +180,18 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
     args = dict(request["tool_call"]["args"])
     for name, (_, new) in (verdict.changes or {}).items():
         args[name] = new
-    when = slack_date(verdict.at.timestamp(), verdict.at.strftime("%Y-%m-%d %H:%M UTC"))
-    who = f"{who_label} {user_mention(verdict.by)}" if verdict.by else who_label
+    at = when(verdict.at)
+    deciders = verdict.approvers or ((verdict.by,) if verdict.by else ())
+    who = f"{who_label} {_people(deciders)}" if deciders else who_label
     blocks = [*_heading(request, icon, label), *argument_blocks(args)]
     if verdict.changes:
-        lines = [
-            f"• *{escape(name)}*: ~{escape(truncate(show_value(old), 200))}~ → "
-            f"{escape(truncate(show_value(new), 400))}"
-            for name, (old, new) in verdict.changes.items()
-        ]
-        blocks.append(_section("*Changes*\n" + "\n".join(lines)))
+        blocks.append(_changes_block(verdict.changes, "Changes"))
     if verdict.feedback:
         quoted = "\n".join(f"> {line}" for line in escape(verdict.feedback).splitlines())
         blocks.append(_section(f"{who}:\n{quoted}"))
-        blocks.append(_context(when))
+        blocks.append(_context(at))
     else:
-        blocks.append(_context(f"{who} · {when}"))
+        blocks.append(_context(f"{who} · {at}"))
     return blocks
 
 
@@ -199,11 +243,11 @@ def stale_text(action: str | None, by: str | None, at: datetime | None) -> str:
         "expired": "expired",
     }
     what = labels.get(action or "", "decided")
-    when = f" {slack_date(at.timestamp(), at.strftime('%Y-%m-%d %H:%M UTC'))}" if at else ""
+    moment = f" {when(at)}" if at else ""
     if action == "expired":
-        return f"This review already expired{when}; nothing ran."
+        return f"This review already expired{moment}; nothing ran."
     who = user_mention(by) if by else "someone"
-    return f"This review was already {what} by {who}{when}."
+    return f"This review was already {what} by {who}{moment}."
 
 
 def all_blocks(*groups: Sequence[Block]) -> list[Block]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from bot.policy import Policy, load_policy
 from graph import AgentSettings
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -44,7 +46,19 @@ class BotSettings:
     port: int = 3000
     host: str = "0.0.0.0"
     approvers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    policy_file: Path | None = None
     agent: AgentSettings = field(default_factory=AgentSettings)
+    sweep_seconds: float = 15.0
+
+    def agent_with(self, policy: Policy) -> AgentSettings:
+        """Agent settings with the policy's auto-approved tools added."""
+        auto = tuple(dict.fromkeys((*self.agent.auto_approve, *policy.auto_approved())))
+        return replace(self.agent, auto_approve=auto)
+
+    def load_policy(self) -> Policy:
+        """The policy file (if any) with the ``APPROVERS`` shorthand applied on top."""
+        policy = load_policy(self.policy_file) if self.policy_file else Policy()
+        return policy.with_approvers(self.approvers)
 
     @property
     def socket_mode(self) -> bool:
@@ -71,5 +85,6 @@ class BotSettings:
             port=int(env.get("PORT", "3000")),
             host=env.get("HOST", "0.0.0.0"),
             approvers=parse_approvers(env.get("APPROVERS", "")),
+            policy_file=Path(env["POLICY_FILE"]) if env.get("POLICY_FILE") else None,
             agent=AgentSettings.from_env(env),
         )

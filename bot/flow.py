@@ -2,13 +2,16 @@
 messages. Listeners stay thin (ack, parse, hand over); this is where the product behaves.
 
 Every path tells a person what happened in words: a refusal, a stale click, an outage. Details go
-to the log, never into the channel.
+to the log, never into the channel. A decision is stored with its claim before it is applied, so
+a crash, an outage or a failed Slack call never loses it: the sweeper (`bot.sweeper`) finishes
+what a dead process started and repaints messages Slack did not accept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +21,13 @@ import psycopg
 import psycopg_pool
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.blocks import Verdict
+from bot import blocks, metrics, modals
+from bot.blocks import Progress, Verdict
 from bot.permissions import Approvers
+from bot.policy import ToolPolicy
 from bot.store import BotStore, ReviewRow
 from bot.threads import SlackThread
-from graph import AgentContext, AgentService, Refused, RunOutcome
+from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome
 from graph.locks import LeaseTimeout
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,12 @@ DB_DOWN = "I can't reach my database right now, so nothing was changed. Please t
 BUSY = "This conversation is busy with another request; please try again in a moment."
 MODEL_DOWN = "I couldn't reach the language model just now. Please try again shortly."
 BROKEN = "Something went wrong on my side; the details are in my log."
+FOUR_EYES = (
+    "You asked for this call, so someone else has to approve it (four-eyes rule). "
+    "You can still send Feedback."
+)
 WORKING_REACTION = "eyes"
+EXPIRY_ACTOR = "expiry"
 
 
 def explain(error: BaseException) -> str:
@@ -47,6 +56,15 @@ def explain(error: BaseException) -> str:
     return BROKEN
 
 
+def expiry_words(ttl_seconds: float) -> str:
+    hours = ttl_seconds / 3600
+    span = f"{hours:g} hours" if hours >= 1 else f"{ttl_seconds / 60:g} minutes"
+    return (
+        f"No one approved this call within {span}, so it was not run. Do not try it again "
+        "unless the user asks."
+    )
+
+
 @dataclass(frozen=True)
 class Click:
     """One person's button press or modal submit on a review message."""
@@ -55,6 +73,39 @@ class Click:
     ref: str
     channel_id: str | None = None
     message_ts: str | None = None
+
+
+def with_args(request: ReviewRequest, args: Mapping[str, Any]) -> ReviewRequest:
+    call = request["tool_call"]
+    return {**request, "tool_call": {"name": call["name"], "id": call["id"], "args": dict(args)}}
+
+
+def current_request(review: ReviewRow) -> ReviewRequest:
+    """The proposal as it stands: with an edit that awaits its quorum applied."""
+    if review.proposed_edit is None:
+        return review.request
+    return with_args(review.request, review.proposed_edit)
+
+
+def shown_request(review: ReviewRow, policy: ToolPolicy) -> ReviewRequest:
+    """The proposal as people may see it: redacted arguments masked."""
+    request = current_request(review)
+    return with_args(request, policy.redacted(request["tool_call"]["args"]))
+
+
+def verdict_of(review: ReviewRow, policy: ToolPolicy, approvers: tuple[str, ...] = ()) -> Verdict:
+    """How a decided review reads, rebuilt from its row (also after a restart)."""
+    at = review.decided_at or datetime.now(UTC)
+    action = review.action or "continue"
+    if action == "update" and isinstance(review.edited_args, Mapping):
+        before = policy.redacted(review.request["tool_call"]["args"])
+        changes = blocks.changed_args(before, policy.redacted(review.edited_args))
+        return Verdict("update", review.decided_by, at, changes=changes, approvers=approvers)
+    if action == "feedback":
+        return Verdict("feedback", review.decided_by, at, feedback=review.feedback or "")
+    if action == "expired":
+        return Verdict("expired", None, at)
+    return Verdict("continue", review.decided_by, at, approvers=approvers)
 
 
 class ReviewFlow:
@@ -70,21 +121,25 @@ class ReviewFlow:
         self.client = client
         self.approvers = approvers
 
-    def context(self, thread: SlackThread, user: str) -> AgentContext:
+    def policy(self, tool: str) -> ToolPolicy:
+        return self.approvers.policy.for_tool(tool)
+
+    def context(self, thread: SlackThread, user: str | None) -> AgentContext:
         return AgentContext(slack=self.client, requester=user, team_id=thread.team_id)
 
     # -- conversations -------------------------------------------------------------------------
 
     async def converse(self, thread: SlackThread, user: str, text: str, message_ts: str) -> None:
         """Run one user message through the agent, showing progress on their message."""
-        await self.store.remember_conversation(
-            thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
-        )
         await self._react(thread.channel_id, message_ts, add=True)
         try:
-            outcome = await self.service.start_turn(
-                thread.thread_id, text, user=user, context=self.context(thread, user)
+            await self.store.remember_conversation(
+                thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
+            with metrics.agent_run("turn"):
+                outcome = await self.service.start_turn(
+                    thread.thread_id, text, user=user, context=self.context(thread, user)
+                )
             await self.present(thread, outcome)
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
@@ -112,27 +167,35 @@ class ReviewFlow:
         if outcome.reply:
             await self._post(thread, blocks.reply_blocks(outcome.reply), outcome.reply[:3000])
         for review in outcome.pending:
-            ref = await self.store.add_review(
-                thread.thread_id,
-                review.interrupt_id,
-                thread.team_id,
-                thread.channel_id,
-                thread.thread_ts,
-                review.request,
-            )
-            if ref is None:
-                continue  # already on screen (a sibling of the review just decided)
-            ts = await self._post(
-                thread,
-                blocks.review_blocks(review.request, ref),
-                blocks.review_fallback_text(review.request),
-            )
-            if ts:
-                await self.store.set_message(ref, ts)
+            await self._post_review(thread, review.interrupt_id, review.request)
+
+    async def _post_review(
+        self, thread: SlackThread, interrupt_id: str, request: ReviewRequest
+    ) -> None:
+        policy = self.policy(request["tool_call"]["name"])
+        ref = await self.store.add_review(
+            thread.thread_id,
+            interrupt_id,
+            thread.team_id,
+            thread.channel_id,
+            thread.thread_ts,
+            request,
+            ttl_seconds=policy.ttl_seconds,
+            remind_before_seconds=policy.remind_before_seconds,
+        )
+        if ref is None:
+            return  # already on screen (a sibling of the review just decided)
+        shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
+        progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+        ts = await self._post(
+            thread, blocks.review_blocks(shown, ref, progress), blocks.review_fallback_text(request)
+        )
+        if ts:
+            await self.store.set_message(ref, ts)
 
     # -- reviews -------------------------------------------------------------------------------
 
-    async def admissible(self, click: Click) -> ReviewRow | str:
+    async def admissible(self, click: Click, action: str) -> ReviewRow | str:
         """The review a click may act on, or the sentence to tell the clicker instead."""
         review = await self.store.get(click.ref)
         if review is None:
@@ -150,28 +213,87 @@ class ReviewFlow:
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."
             )
+        if action != "feedback" and self.approvers.own_call_forbidden(
+            review.tool_name, click.user, review.request.get("requested_by")
+        ):
+            return FOUR_EYES
         if review.status != "pending":
             return blocks.stale_text(review.action, review.decided_by, review.decided_at)
         return review
 
+    async def open_modal(self, click: Click, trigger_id: str, kind: str) -> None:
+        """Open the Edit or Feedback modal at once: the click's trigger lives only 3 s."""
+        try:
+            review = await self.admissible(click, "update" if kind == "edit" else "feedback")
+            if isinstance(review, str):
+                await self.tell(review, click, None)
+                return
+            policy = self.policy(review.tool_name)
+            view = (
+                modals.edit_modal(current_request(review), review.ref, policy.redact)
+                if kind == "edit"
+                else modals.feedback_modal(shown_request(review, policy), review.ref)
+            )
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except Exception as error:
+            log.exception("opening the %s modal for %s failed", kind, click.ref)
+            await self.tell(explain(error), click, None)
+
+    async def check_submission(
+        self, click: Click, kind: str, values: Mapping[str, Any], first_block: str
+    ) -> tuple[ReviewRow, Any] | dict[str, str]:
+        """Validate a submitted modal within Slack's 3 s: the review and the decision's data,
+        or errors keyed by block id to show under the offending inputs."""
+        try:
+            review = await self.admissible(click, "update" if kind == "edit" else "feedback")
+            if isinstance(review, str):
+                return {first_block: modals.plain(review)}
+            if kind == "feedback":
+                text, errors = modals.parse_feedback(values)
+                return errors if errors or text is None else (review, text)
+            policy = self.policy(review.tool_name)
+            request = current_request(review)
+            parsed = modals.parse_edit(request, values, policy.redact)
+            if parsed.errors:
+                return parsed.errors
+            refused = await self.service.check(
+                review.thread_id, review.interrupt_id, {"action": "update", "data": parsed.args}
+            )
+        except Exception as error:
+            log.exception("checking a %s submission for %s failed", kind, click.ref)
+            return {first_block: modals.plain(explain(error))}
+        if refused is not None:
+            block = modals.error_block_for(refused.argument, request, policy.redact)
+            return {block: modals.plain(refused.message)}
+        return review, parsed.args
+
     async def decide(
         self, click: Click, action: str, data: Any = None, review: ReviewRow | None = None
     ) -> None:
-        """Apply a decision: claim the review, show it decided, resume the agent, post results.
+        """Apply a person's decision; an outage before anything happened is said, not raised."""
+        try:
+            await self._decide(click, action, data, review)
+        except Exception as error:
+            log.exception("deciding %s on %s failed", action, click.ref)
+            await self.tell(explain(error), click, review)
 
-        If the decision cannot be applied (database down, model unreachable before the tool
-        ran), the claim is released and the buttons come back, so nothing is lost.
-        """
-        found = review or await self.admissible(click)
+    async def _decide(self, click: Click, action: str, data: Any, review: ReviewRow | None) -> None:
+        started = time.perf_counter()
+        found = review or await self.admissible(click, action)
         if isinstance(found, str):
+            metrics.decided(action, "rejected")
             await self.tell(found, click, None)
             return
-        claimed = await self.store.claim(found.ref, action, click.user)
-        if claimed is not None and claimed.message_ts is None and click.message_ts:
-            # Clicked before we stored the message's ts: the click names the message.
-            await self.store.set_message(claimed.ref, click.message_ts)
-            claimed = dataclasses.replace(claimed, message_ts=click.message_ts)
+        policy = self.policy(found.tool_name)
+        approvals: tuple[str, ...] = ()
+        if policy.quorum > 1 and action in ("continue", "update"):
+            reached = await self._count_approval(found, click, action, data, policy)
+            if reached is None:
+                return
+            found, action, data, approvals = reached
+        claimed = await self.store.claim(found.ref, action, click.user, data)
         if claimed is None:
+            metrics.decided(action, "stale")
             latest = await self.store.get(found.ref)
             await self.tell(
                 blocks.stale_text(
@@ -183,103 +305,213 @@ class ReviewFlow:
                 found,
             )
             return
-        found = claimed
-        verdict = self._verdict(found, action, click.user, data)
-        await self._show_decided(found, verdict)
-        thread = SlackThread(found.team_id, found.channel_id, found.thread_ts)
-        decision: dict[str, Any] = {"action": action, "by": click.user}
-        if data is not None:
-            decision["data"] = data
-        try:
-            outcome = await self.service.answer(
-                found.thread_id,
-                found.interrupt_id,
-                decision,
-                context=self.context(thread, click.user),
+        if claimed.message_ts is None and click.message_ts:
+            # Clicked before we stored the message's ts: the click names the message.
+            await self.store.set_message(claimed.ref, click.message_ts)
+            claimed = dataclasses.replace(claimed, message_ts=click.message_ts)
+        await self.apply(claimed, approvals, click=click, started=started)
+
+    async def _count_approval(
+        self, review: ReviewRow, click: Click, action: str, data: Any, policy: ToolPolicy
+    ) -> tuple[ReviewRow, str, Any, tuple[str, ...]] | None:
+        """Quorum: record this approval; return the decision to apply once enough agree.
+
+        An edit becomes the new proposal and counts as its editor's approval; approvals of
+        the earlier arguments do not carry over to it.
+        """
+        current = review
+        if action == "update":
+            edited = await self.store.propose_edit(review.ref, review.version, data, click.user)
+            if edited is None:
+                await self.tell(
+                    "Someone changed this review meanwhile; please look again.", click, review
+                )
+                return None
+            current = edited
+        approvals = tuple(await self.store.approve(current.ref, current.version, click.user))
+        if len(approvals) < policy.quorum:
+            await self.repaint_pending(current, approvals)
+            await self.tell(
+                f"Your approval is recorded: {len(approvals)} of {policy.quorum}.", click, current
             )
+            metrics.decided(action, "approval_recorded")
+            return None
+        if current.proposed_edit is not None:
+            return current, "update", current.proposed_edit, approvals
+        return current, "continue", None, approvals
+
+    async def apply(
+        self,
+        claimed: ReviewRow,
+        approvals: tuple[str, ...] = (),
+        *,
+        click: Click | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Show a claimed decision, resume the agent with it, and post what followed.
+
+        If the decision cannot be applied (database down, model unreachable before the tool
+        ran), the claim is released and the buttons come back, so nothing is lost.
+        """
+        action = claimed.action or "continue"
+        policy = self.policy(claimed.tool_name)
+        await self._show_decided(claimed, verdict_of(claimed, policy, approvals))
+        thread = SlackThread(claimed.team_id, claimed.channel_id, claimed.thread_ts)
+        by = claimed.decided_by or EXPIRY_ACTOR
+        decision: dict[str, Any] = {
+            "action": "feedback" if action == "expired" else action,
+            "by": by,
+        }
+        if claimed.data is not None:
+            decision["data"] = claimed.data
+        try:
+            with metrics.agent_run("resume"):
+                outcome = await self.service.answer(
+                    claimed.thread_id,
+                    claimed.interrupt_id,
+                    decision,
+                    context=self.context(thread, claimed.decided_by),
+                )
         except Exception as error:
-            log.exception("applying %s on %s failed", action, found.ref)
-            await self._after_failure(found, click, error)
+            metrics.decided(action, "failed")
+            log.exception("applying %s on %s failed", action, claimed.ref)
+            await self._after_failure(claimed, click, error)
             return
         if isinstance(outcome, Refused):
-            await self._refused(found, click, outcome)
+            metrics.decided(action, "refused")
+            await self._refused(claimed, click, outcome)
             return
-        await self.store.finish(
-            found.ref,
-            edited_args=data if action == "update" else None,
-            feedback=data if action == "feedback" else None,
-        )
+        metrics.decided(action, "applied", since=started)
+        await self.store.finish(claimed.ref)
         await self.present(thread, outcome)
 
-    def _verdict(self, review: ReviewRow, action: str, user: str, data: Any) -> Verdict:
-        now = datetime.now(UTC)
-        if action == "update" and isinstance(data, Mapping):
-            changes = blocks.changed_args(review.request["tool_call"]["args"], data)
-            return Verdict("update", user, now, changes=changes)
-        if action == "feedback":
-            return Verdict("feedback", user, now, feedback=str(data))
-        return Verdict("continue", user, now)
+    async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
+        policy = self.policy(review.tool_name)
+        changes = None
+        if review.proposed_edit is not None:
+            changes = blocks.changed_args(
+                policy.redacted(review.request["tool_call"]["args"]),
+                policy.redacted(review.proposed_edit),
+            )
+        progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
+        await self._update(
+            review,
+            blocks.review_blocks(shown_request(review, policy), review.ref, progress),
+            blocks.review_fallback_text(review.request),
+        )
 
-    async def _after_failure(self, review: ReviewRow, click: Click, error: Exception) -> None:
-        pending = []
+    async def _after_failure(
+        self, review: ReviewRow, click: Click | None, error: Exception
+    ) -> None:
         try:
             pending = await self.service.pending_reviews(review.thread_id)
+            still_pending = any(p.interrupt_id == review.interrupt_id for p in pending)
         except Exception:
             log.warning("could not re-read %s after a failure", review.thread_id, exc_info=True)
             still_pending = True
-        else:
-            still_pending = any(p.interrupt_id == review.interrupt_id for p in pending)
-        if still_pending:
-            await self.store.release(review.ref)
-            await self._update(
-                review,
-                blocks.review_blocks(review.request, review.ref),
-                blocks.review_fallback_text(review.request),
-            )
-            await self.tell(explain(error), click, review)
-            return
-        await self.store.finish(review.ref)
         thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
-        await self.say(thread, f"Your decision was applied, but then: {explain(error)}")
-
-    async def _refused(self, review: ReviewRow, click: Click, refused: Refused) -> None:
-        if refused.reason == "not_pending":
-            previous = refused.previous
-            await self.store.finish(
-                review.ref,
-                action=previous.action if previous else None,
-                by=previous.decided_by if previous else None,
-                at=previous.decided_at if previous else None,
+        if not still_pending:
+            await self.store.finish(review.ref)
+            await self.say(thread, f"Your decision was applied, but then: {explain(error)}")
+            return
+        try:
+            await self.store.release(review.ref)
+        except Exception:  # the database is gone: the sweeper retries the claim later
+            log.warning("could not release %s; the sweeper will retry it", review.ref)
+            await self._notify(
+                click,
+                review,
+                DB_DOWN + " Your decision is kept and will be applied when it is back.",
             )
-            if previous:
-                verdict = Verdict(previous.action, previous.decided_by, previous.decided_at)
-                await self._show_decided(review, verdict)
+            return
+        approvals = tuple(await self.store.approvals(review.ref, review.version))
+        await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
+        await self._notify(click, review, explain(error))
+
+    async def _refused(self, review: ReviewRow, click: Click | None, refused: Refused) -> None:
+        if refused.reason == "not_pending":
+            await self.recover_applied(review, refused)
+            if click and refused.previous:
+                previous = refused.previous
                 await self.tell(
                     blocks.stale_text(previous.action, previous.decided_by, previous.decided_at),
                     click,
                     review,
                 )
-            else:
-                await self.tell("This review is no longer waiting for a decision.", click, review)
             return
         await self.store.release(review.ref)
-        await self._update(
-            review,
-            blocks.review_blocks(review.request, review.ref),
-            blocks.review_fallback_text(review.request),
+        approvals = tuple(await self.store.approvals(review.ref, review.version))
+        await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
+        await self._notify(click, review, refused.message)
+
+    async def recover_applied(self, review: ReviewRow, refused: Refused) -> None:
+        """The agent already has a decision for this review (this one, applied before a crash,
+        or another): settle the row, repaint the message, and post what followed."""
+        previous = refused.previous
+        mine = previous is not None and previous.decided_by == (review.decided_by or EXPIRY_ACTOR)
+        if previous is not None and not mine:
+            await self.store.finish(
+                review.ref, action=previous.action, by=previous.decided_by, at=previous.decided_at
+            )
+            await self._show_decided(
+                review, Verdict(previous.action, previous.decided_by, previous.decided_at)
+            )
+            return
+        await self.store.finish(review.ref)
+        await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
+        recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
+        await self.present(SlackThread(review.team_id, review.channel_id, review.thread_ts), recap)
+
+    # -- the sweeper's work ------------------------------------------------------------------
+
+    async def expire(self, review: ReviewRow) -> None:
+        """Fail closed: nobody decided in time, so the agent is told the call did not run."""
+        policy = self.policy(review.tool_name)
+        claimed = await self.store.claim(
+            review.ref, "expired", None, expiry_words(policy.ttl_seconds)
         )
-        await self.tell(refused.message, click, review)
+        if claimed is not None:
+            await self.apply(claimed)
+
+    async def remind(self, review: ReviewRow) -> None:
+        allowed = self.approvers.allowed_for(review.tool_name) or frozenset()
+        who = " ".join(
+            f"<!subteam^{i}>" if i.startswith("S") else f"<@{i}>" for i in sorted(allowed)
+        )
+        when = ""
+        if review.expires_at:
+            when = f" It expires {blocks.when(review.expires_at)}."
+        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
+        await self.say(
+            thread,
+            f":alarm_clock: {who + ' ' if who else ''}`{review.tool_name}` is still waiting "
+            f"for a decision.{when}",
+        )
+
+    async def sync(self, review: ReviewRow) -> None:
+        """Repaint a message whose update Slack did not accept earlier."""
+        policy = self.policy(review.tool_name)
+        if review.status == "pending":
+            approvals = tuple(await self.store.approvals(review.ref, review.version))
+            await self.repaint_pending(review, approvals)
+        else:
+            approvals = tuple(await self.store.approvals(review.ref, review.version))
+            await self._show_decided(review, verdict_of(review, policy, approvals))
 
     # -- Slack output --------------------------------------------------------------------------
 
     async def _show_decided(self, review: ReviewRow, verdict: Verdict) -> None:
+        shown = shown_request(
+            dataclasses.replace(review, proposed_edit=None), self.policy(review.tool_name)
+        )
         await self._update(
             review,
-            blocks.decided_blocks(review.request, verdict),
+            blocks.decided_blocks(shown, verdict),
             blocks.decided_text(review.request, verdict),
         )
 
     async def _update(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
+        """chat.update, with the SDK's retries; if Slack still refuses, the sweeper repaints."""
         if not review.message_ts:
             return
         try:
@@ -287,7 +519,11 @@ class ReviewFlow:
                 channel=review.channel_id, ts=review.message_ts, text=text, blocks=body
             )
         except Exception:
-            log.exception("chat.update failed for review %s", review.ref)
+            log.exception("chat.update failed for review %s; will retry", review.ref)
+            await self.store.mark_unsynced(review.ref)
+            return
+        if review.ref:
+            await self.store.mark_unsynced(review.ref, False)
 
     async def _post(self, thread: SlackThread, body: list[dict[str, Any]], text: str) -> str | None:
         try:
@@ -307,9 +543,23 @@ class ReviewFlow:
     async def say(self, thread: SlackThread, text: str) -> None:
         await self._post(thread, blocks.notice_blocks(text), text)
 
+    async def _notify(self, click: Click | None, review: ReviewRow, text: str) -> None:
+        """Tell the clicker privately; with nobody clicking (the sweeper), tell the thread."""
+        if click is not None:
+            await self.tell(text, click, review)
+        else:
+            await self.say(SlackThread(review.team_id, review.channel_id, review.thread_ts), text)
+
     async def tell(self, text: str, click: Click, review: ReviewRow | None) -> None:
         """An ephemeral note only the clicker sees."""
         channel = click.channel_id or (review.channel_id if review else None)
+        if channel is None:
+            try:
+                review = await self.store.get(click.ref)
+            except Exception:
+                log.warning("cannot look up %s to tell %s: %s", click.ref, click.user, text)
+                return
+            channel = review.channel_id if review else None
         if channel is None:
             log.warning("no channel to tell %s: %s", click.user, text)
             return

@@ -107,26 +107,45 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def edit_modal(request: ReviewRequest, ref: str) -> View:
-    """One typed input per argument, prefilled with what the model proposed."""
+def field_names(
+    request: ReviewRequest, hidden: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
+    """(arguments that get an input, arguments kept as proposed): redacted ones, and any
+    beyond what one modal can hold."""
+    properties = request["tool"]["args_schema"].get("properties", {})
+    args = request["tool_call"]["args"]
+    names = list(properties) + [name for name in args if name not in properties]
+    visible = [name for name in names if name not in hidden]
+    kept = [name for name in names if name in hidden] + visible[MAX_INPUTS:]
+    return visible[:MAX_INPUTS], [name for name in kept if name in args]
+
+
+def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozenset()) -> View:
+    """One typed input per argument, prefilled with what the model proposed.
+
+    ``hidden`` arguments (redacted by policy) get no input and are kept as proposed.
+    """
     schema = request["tool"]["args_schema"]
     properties: Mapping[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
     args = request["tool_call"]["args"]
     tool_name, description = request["tool_call"]["name"], request["tool"]["description"]
-    names = list(properties) + [arg for arg in args if arg not in properties]
+    names, kept = field_names(request, hidden)
+    about = f"`{escape(tool_name)}`: {escape(description)}"
+    if kept:
+        about += f"\nKept as proposed: {escape(', '.join(kept))}"
     blocks: list[Block] = [
         {
             "type": "context",
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": truncate(f"`{escape(tool_name)}`: {escape(description)}", 2000),
+                    "text": truncate(about, 2000),
                 }
             ],
         }
     ]
-    for name in names[:MAX_INPUTS]:
+    for name in names:
         field = _resolve(properties.get(name, {}), schema)
         kind = field_kind(field)
         hint = field.get("description") or ("JSON" if kind == "json" else "")
@@ -244,16 +263,18 @@ def _type_error(kind: str, field: Mapping[str, Any], value: Any) -> str | None:
     return None
 
 
-def parse_edit(request: ReviewRequest, state_values: Mapping[str, Any]) -> ParsedEdit:
+def parse_edit(
+    request: ReviewRequest, state_values: Mapping[str, Any], hidden: frozenset[str] = frozenset()
+) -> ParsedEdit:
     """Read the submitted modal into arguments; errors are keyed by the input's block id."""
     schema = request["tool"]["args_schema"]
     properties: Mapping[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
     proposed = request["tool_call"]["args"]
-    names = list(properties) + [name for name in proposed if name not in properties]
-    args: dict[str, Any] = {}
+    names, kept = field_names(request, hidden)
+    args: dict[str, Any] = {name: proposed[name] for name in kept}
     errors: dict[str, str] = {}
-    for name in names[:MAX_INPUTS]:
+    for name in names:
         block_id = arg_block_id(name)
         field = _resolve(properties.get(name, {}), schema)
         kind = field_kind(field)
@@ -271,8 +292,6 @@ def parse_edit(request: ReviewRequest, state_values: Mapping[str, Any]) -> Parse
             errors[block_id] = problem
         else:
             args[name] = value
-    for name in names[MAX_INPUTS:]:
-        args[name] = proposed[name]  # beyond what a modal can hold: kept as proposed
     return ParsedEdit(args=args, errors=errors)
 
 
@@ -283,11 +302,18 @@ def parse_feedback(state_values: Mapping[str, Any]) -> tuple[str | None, dict[st
     return text, {}
 
 
-def error_block_for(argument: str | None, request: ReviewRequest) -> str:
+def error_block_for(
+    argument: str | None, request: ReviewRequest, hidden: frozenset[str] = frozenset()
+) -> str:
     """Where to show a server-side validation error: the named field, else the first input."""
-    names = list(request["tool"]["args_schema"].get("properties", {})) or list(
-        request["tool_call"]["args"]
-    )
-    if argument and argument in names[:MAX_INPUTS]:
+    names, _ = field_names(request, hidden)
+    if argument and argument in names:
         return arg_block_id(argument)
     return arg_block_id(names[0]) if names else FEEDBACK_BLOCK
+
+
+def plain(text: str) -> str:
+    """Modal errors are plain text: drop mrkdwn markers and keep them short."""
+    for token in ("*", "`", "_"):
+        text = text.replace(token, "")
+    return text[:500]

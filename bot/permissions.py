@@ -1,35 +1,31 @@
-"""Who may decide a tool's reviews: configured users and user groups, per tool.
+"""Who may decide a review, under the policy: approvers (users and user groups) and four-eyes.
 
 Group membership is looked up through ``usergroups.users.list`` and cached briefly, so a click
-is not slowed by a Web API call each time.
+is not slowed by a Web API call each time; an unreadable group grants nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.policy import Policy
 
 log = logging.getLogger(__name__)
 
 
 class Approvers:
-    def __init__(
-        self,
-        rules: Mapping[str, frozenset[str]],
-        client: AsyncWebClient,
-        cache_seconds: float = 60.0,
-    ) -> None:
-        self.rules = rules
+    def __init__(self, policy: Policy, client: AsyncWebClient, cache_seconds: float = 60.0) -> None:
+        self.policy = policy
         self.client = client
         self.cache_seconds = cache_seconds
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
 
     def allowed_for(self, tool: str) -> frozenset[str] | None:
         """The ids allowed to decide ``tool``; None means anyone who can see the message."""
-        return self.rules.get(tool, self.rules.get("*"))
+        return self.policy.for_tool(tool).approvers
 
     async def may_decide(self, tool: str, user: str) -> bool:
         allowed = self.allowed_for(tool)
@@ -40,6 +36,10 @@ class Approvers:
                 return True
         return False
 
+    def own_call_forbidden(self, tool: str, user: str, requested_by: str | None) -> bool:
+        """Four-eyes: the person who asked for a call may not approve it themselves."""
+        return self.policy.for_tool(tool).four_eyes and user == requested_by
+
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
         if cached and time.monotonic() - cached[0] < self.cache_seconds:
@@ -47,7 +47,7 @@ class Approvers:
         try:
             reply = await self.client.usergroups_users_list(usergroup=group)
             members: frozenset[str] = frozenset(reply.get("users", []))
-        except Exception:  # fail closed: an unreadable group grants nothing
+        except Exception:  # fail closed
             log.warning("could not read members of user group %s", group, exc_info=True)
             return frozenset()
         self._groups[group] = (time.monotonic(), members)

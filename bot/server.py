@@ -1,31 +1,133 @@
-"""Run the bot: the agent service, the Bolt app, and its transport (HTTP or Socket Mode)."""
+"""Run the bot: the agent service, the Bolt app, and its transport (HTTP or Socket Mode).
+
+Shutdown is graceful because a replica is stopped on every deploy: Bolt acknowledges a click at
+once and applies the decision in a background task, so a process that simply exited would drop
+decisions people already saw acknowledged. On SIGTERM the server stops taking requests, waits
+(bounded) for the work those requests started, and only then closes the database pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import uvicorn
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.socket_mode.request import SocketModeRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import metrics
 from bot.app import build_app, slack_client
 from bot.config import BotSettings
 from bot.flow import ReviewFlow
+from bot.logs import set_context
 from bot.permissions import Approvers
 from bot.store import BOT_SCHEMA, BotStore
+from bot.threads import SlackThread
 from graph import AgentService, open_agent
 from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 25.0  # under the 30 s most orchestrators wait before SIGKILL
+
+
+# -- work started by Slack requests ---------------------------------------------------------------
+
+_REQUEST_WORK: contextvars.ContextVar[InflightWork | None] = contextvars.ContextVar(
+    "request_work", default=None
+)
+
+
+class InflightWork:
+    """The asyncio tasks started while handling Slack requests, so shutdown can wait for them.
+
+    Bolt runs each listener in a task it creates after ``ack()`` and never joins. Rather than
+    wrapping each listener, a request is handled inside :meth:`request_scope`, and a task factory
+    adopts every task created in that scope (the scope is a context variable, which new tasks
+    inherit, so tasks those tasks start are adopted too). New listeners need no extra care.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False
+
+    @contextmanager
+    def request_scope(self) -> Iterator[None]:
+        token = _REQUEST_WORK.set(self)
+        try:
+            yield
+        finally:
+            _REQUEST_WORK.reset(token)
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` s for adopted tasks; cancel the rest; return how many were."""
+        self.draining = True
+        current = asyncio.current_task()
+        waiting = {task for task in self.tasks if task is not current and not task.done()}
+        if waiting:
+            log.info("waiting for %d in-flight request task(s) to finish", len(waiting))
+            _, late = await asyncio.wait(waiting, timeout=grace)
+            # A task can start another while finishing; those are part of the same work.
+            while not late and (more := {t for t in self.tasks if t is not current} - waiting):
+                waiting |= more
+                _, late = await asyncio.wait(more, timeout=grace)
+            if late:
+                log.warning("cancelling %d task(s) still running after %.0f s", len(late), grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=5)
+                return len(late)
+        return 0
+
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+
+def install_task_tracking(loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``loop`` hand tasks created in a request scope to that scope's :class:`InflightWork`.
+
+    Idempotent; an existing task factory (e.g. eager tasks) is kept and wrapped.
+    """
+    previous = cast(TaskFactory | None, loop.get_task_factory())
+    if getattr(previous, "_adopts_request_work", False):
+        return
+
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        if previous is not None:
+            task = previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        context: contextvars.Context | None = kwargs.get("context")
+        owner = context.get(_REQUEST_WORK) if context is not None else _REQUEST_WORK.get()
+        if owner is not None and isinstance(task, asyncio.Task):
+            owner.adopt(task)
+        return task
+
+    factory._adopts_request_work = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+
+
+# -- the bot ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -34,6 +136,46 @@ class Bot:
     service: AgentService
     app: AsyncApp
     flow: ReviewFlow
+    work: InflightWork = field(default_factory=InflightWork)
+
+
+def request_context(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The conversation (thread id) and review (ref) a Slack payload is about, when it says."""
+    team = body.get("team_id") or (body.get("team") or {}).get("id")
+    event = body.get("event")
+    if isinstance(event, dict) and event.get("channel"):
+        thread_ts = event.get("thread_ts") or event.get("ts")
+        if not thread_ts:
+            return None, None
+        return SlackThread(team, event["channel"], thread_ts).thread_id, None
+    ref: str | None = None
+    actions = body.get("actions")
+    if isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        ref = actions[0].get("value") if isinstance(actions[0].get("value"), str) else None
+    view = body.get("view")
+    if ref is None and isinstance(view, dict) and isinstance(view.get("private_metadata"), str):
+        ref = view["private_metadata"] or None
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread_ts = message.get("thread_ts") or container.get("thread_ts")
+    thread_id = SlackThread(team, channel, thread_ts).thread_id if channel and thread_ts else None
+    return thread_id, ref[:100] if ref else None
+
+
+async def log_context_middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
+    """Name the conversation and review in every log line the request's listener writes.
+
+    Runs after signature verification, so forged requests never reach the log this way.
+    """
+    thread_id, ref = request_context(body)
+    set_context(thread_id=thread_id, review_ref=ref)
+    kind = body.get("type") or "request"
+    detail = (body.get("event") or {}).get("type") or ",".join(
+        str(a.get("action_id")) for a in body.get("actions") or [] if isinstance(a, dict)
+    )
+    log.info("slack %s %s", kind, detail or (body.get("view") or {}).get("callback_id") or "")
+    await next()
 
 
 @asynccontextmanager
@@ -42,29 +184,47 @@ async def running_bot(
 ) -> AsyncIterator[Bot]:
     """Open the database (embedded unless DATABASE_URL), migrate, and wire the app.
 
-    ``model`` and ``registry`` replace the configured ones (tests and benchmarks).
+    ``model`` and ``registry`` replace the configured ones (tests and benchmarks). On exit,
+    work started by Slack requests is given :data:`SHUTDOWN_GRACE_SECONDS` to finish before the
+    database pool closes under it.
     """
+    metrics.count_errors()
+    install_task_tracking(asyncio.get_running_loop())
+    policy = settings.load_policy()
     async with open_agent(
-        settings.agent, extra_schema=BOT_SCHEMA, model=model, registry=registry
+        settings.agent_with(policy), extra_schema=BOT_SCHEMA, model=model, registry=registry
     ) as service:
+        policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
         client = slack_client(settings)
-        flow = ReviewFlow(
-            service, BotStore(service.pool), client, Approvers(settings.approvers, client)
-        )
-        yield Bot(settings, service, build_app(settings, client, flow), flow)
+        flow = ReviewFlow(service, BotStore(service.pool), client, Approvers(policy, client))
+        app = build_app(settings, client, flow)
+        app.use(log_context_middleware)
+        bot = Bot(settings, service, app, flow)
+        try:
+            yield bot
+        finally:
+            await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
 
 
-def http_app(bot: Bot) -> Starlette:
-    """``POST /slack/events`` for Slack; ``/healthz`` (alive) and ``/readyz`` (database)."""
+def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
+    """``POST /slack/events`` for Slack; ``/healthz`` (alive), ``/readyz`` (database, and not
+    shutting down) and ``/metrics`` (Prometheus).
+
+    Socket Mode serves the last three only (``slack_events=False``): its requests are not
+    signed, so an HTTP route into the same app would accept forged ones.
+    """
     handler = AsyncSlackRequestHandler(bot.app)
 
     async def events(request: Request) -> Response:
-        return await handler.handle(request)
+        with bot.work.request_scope():
+            return await handler.handle(request)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
+        if bot.work.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
         try:
             async with bot.service.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
@@ -74,34 +234,131 @@ def http_app(bot: Bot) -> Starlette:
             )
         return JSONResponse({"status": "ready"})
 
-    return Starlette(
-        routes=[
-            Route("/slack/events", events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ]
+    async def metrics_endpoint(_: Request) -> Response:
+        await metrics.refresh_pending(bot.service.pool)
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if slack_events:
+        routes.append(Route("/slack/events", events, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+class _QuietSignalsServer(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM once it has stopped, which would kill the process
+    before in-flight work is drained; here the caller owns the signals instead."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def http_server(
+    bot: Bot, *, slack_events: bool = True, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
+    """Serve :func:`http_app` while the block runs; on leaving, close the listening socket and
+    let open requests finish (not the work they started: see :meth:`InflightWork.drain`).
+
+    ``sock`` (bound and listening) replaces ``settings.host``/``port`` (tests).
+    """
+    config = uvicorn.Config(
+        http_app(bot, slack_events=slack_events),
+        host=bot.settings.host,
+        port=bot.settings.port,
+        log_config=None,  # our handler formats uvicorn's records too (JSON stays JSON)
+        log_level="info",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
     )
+    server = _QuietSignalsServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+    while not server.started:
+        if task.done():
+            task.result()  # failed to start (e.g. the port is taken): raise that
+            raise RuntimeError("the HTTP server stopped during start-up")
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        bot.work.draining = True  # /readyz answers 503 from here on
+        server.should_exit = True
+        await task
+        log.info("stopped accepting requests")
+
+
+async def serve_http(bot: Bot, stop: asyncio.Event, sock: socket.socket | None = None) -> None:
+    """Serve Slack's requests until ``stop`` is set, then stop accepting and drain."""
+    async with http_server(bot, sock=sock):
+        await stop.wait()
+    await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
+
+
+class _TrackedSocketModeHandler(AsyncSocketModeHandler):
+    """Socket Mode requests get the same request scope as HTTP ones."""
+
+    work: InflightWork
+
+    async def handle(self, client: Any, req: SocketModeRequest) -> None:
+        with self.work.request_scope():
+            await super().handle(client, req)
+
+
+async def serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
+    """Take Slack's requests over the WebSocket; health and metrics still answer on $PORT."""
+    assert bot.settings.app_token is not None
+    handler = _TrackedSocketModeHandler(bot.app, bot.settings.app_token)
+    handler.work = bot.work
+    async with http_server(bot, slack_events=False):
+        log.info("connecting to Slack in Socket Mode")
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        await stop.wait()
+        bot.work.draining = True
+        await handler.disconnect_async()  # type: ignore[no-untyped-call]
+        log.info("disconnected from Slack")
+        await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
+        await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM (orchestrators) and SIGINT (Ctrl-C) both mean: finish up and exit."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(name: str) -> None:
+        if not stop.is_set():
+            log.info("%s received: shutting down gracefully", name)
+        stop.set()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, request_stop, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 async def serve(settings: BotSettings) -> None:
-    async with running_bot(settings) as bot:
-        if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            assert settings.app_token is not None
-            log.info("connecting to Slack in Socket Mode")
-            await AsyncSocketModeHandler(bot.app, settings.app_token).start_async()  # type: ignore[no-untyped-call]
-            return
-        config = uvicorn.Config(
-            http_app(bot),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=False,
-            lifespan="off",
-        )
-        log.info("listening on http://%s:%s/slack/events", settings.host, settings.port)
-        await uvicorn.Server(config).serve()
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        async with running_bot(settings) as bot:
+            if settings.socket_mode:
+                await serve_socket_mode(bot, stop)
+            else:
+                log.info("listening on http://%s:%s/slack/events", settings.host, settings.port)
+                await serve_http(bot, stop)
+    log.info("shut down cleanly")
 
 
 def run(settings: BotSettings) -> None:

@@ -1,13 +1,16 @@
 """The bot's own tables: which Slack message shows which review, and which events were seen.
 
 Button values carry only ``ref``, a random token; everything else is looked up here, so a
-tampered value finds nothing. The ``status`` column is the fast path that lets exactly one of
-many simultaneous clicks proceed; the agent service re-checks under its thread lease anyway.
+tampered value finds nothing. The ``status`` column (pending -> deciding -> decided) is the
+fast path that lets exactly one of many simultaneous clicks proceed, across replicas; the agent
+service re-checks under its thread lease anyway. A decision is stored with its claim, so if the
+process dies before applying it, any replica's sweeper can finish the job.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +40,43 @@ BOT_SCHEMA: tuple[str, ...] = (
         feedback text,
         created_at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (thread_id, interrupt_id)
+    )
+    """,
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS remind_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS reminded_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS needs_sync boolean NOT NULL DEFAULT false",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_edit jsonb",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_by text",
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_due
+        ON slack_reviews (expires_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_unsettled
+        ON slack_reviews (decided_at) WHERE status = 'deciding' OR needs_sync
+    """,
+    # pending_for (the App Home): what a user asked for, what they may decide, newest first
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_requester
+        ON slack_reviews ((request->>'requested_by'), created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_tool
+        ON slack_reviews (tool_name, created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_recent
+        ON slack_reviews (created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS slack_review_approvals (
+        ref text NOT NULL REFERENCES slack_reviews (ref),
+        version integer NOT NULL,
+        user_id text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (ref, version, user_id)
     )
     """,
     """
@@ -76,15 +116,49 @@ class ReviewRow:
     action: str | None
     decided_by: str | None
     decided_at: datetime | None
+    edited_args: dict[str, Any] | None = None
+    feedback: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    version: int = 0
+    proposed_edit: dict[str, Any] | None = None
+    proposed_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
+
+    @property
+    def data(self) -> Any:
+        """The decision's payload as the agent expects it (edited args or feedback words)."""
+        if self.action == "update":
+            return self.edited_args
+        if self.action in ("feedback", "expired"):
+            return self.feedback
+        return None
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
 
 
 class BotStore:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+
+    async def _row(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(sql, params)).fetchone()
+
+    async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(sql, params)).fetchall()
+
+    async def _review(self, sql: str, params: tuple[Any, ...]) -> ReviewRow | None:
+        row = await self._row(sql, params)
+        return None if row is None else ReviewRow.from_row(row)
+
+    # -- events and conversations ----------------------------------------------------------
 
     async def claim_event(self, event_id: str) -> bool:
         """True if this delivery should be handled: first seen, or its first attempt died.
@@ -92,48 +166,43 @@ class BotStore:
         A retry of an event we are still handling (or handled) is dropped; a retry whose first
         delivery never arrived, or whose handler vanished long ago, is taken.
         """
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    """
-                INSERT INTO slack_events AS e (event_id, status) VALUES (%s, 'handling')
-                ON CONFLICT (event_id) DO UPDATE SET claimed_at = now()
-                    WHERE e.status = 'handling'
-                      AND e.claimed_at < now() - make_interval(secs => %s)
-                RETURNING event_id
-                """,
-                    (event_id, STALE_EVENT_SECONDS),
-                )
-            ).fetchone()
+        row = await self._row(
+            """
+            INSERT INTO slack_events AS e (event_id, status) VALUES (%s, 'handling')
+            ON CONFLICT (event_id) DO UPDATE SET claimed_at = now()
+                WHERE e.status = 'handling'
+                  AND e.claimed_at < now() - make_interval(secs => %s)
+            RETURNING event_id
+            """,
+            (event_id, STALE_EVENT_SECONDS),
+        )
         return row is not None
 
     async def finish_event(self, event_id: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE slack_events SET status = 'done' WHERE event_id = %s", (event_id,)
-            )
+        await self._row(
+            "UPDATE slack_events SET status = 'done' WHERE event_id = %s RETURNING event_id",
+            (event_id,),
+        )
 
     async def remember_conversation(
         self, thread_id: str, team_id: str | None, channel_id: str, thread_ts: str, user: str
     ) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                """
-                INSERT INTO slack_conversations (thread_id, team_id, channel_id, thread_ts,
-                                                 started_by)
-                VALUES (%s, %s, %s, %s, %s) ON CONFLICT (thread_id) DO NOTHING
-                """,
-                (thread_id, team_id, channel_id, thread_ts, user),
-            )
+        await self._row(
+            """
+            INSERT INTO slack_conversations (thread_id, team_id, channel_id, thread_ts, started_by)
+            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (thread_id) DO NOTHING
+            RETURNING thread_id
+            """,
+            (thread_id, team_id, channel_id, thread_ts, user),
+        )
 
     async def is_conversation(self, thread_id: str) -> bool:
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT 1 FROM slack_conversations WHERE thread_id = %s", (thread_id,)
-                )
-            ).fetchone()
+        row = await self._row(
+            "SELECT 1 AS found FROM slack_conversations WHERE thread_id = %s", (thread_id,)
+        )
         return row is not None
+
+    # -- reviews -----------------------------------------------------------------------------
 
     async def add_review(
         self,
@@ -143,95 +212,225 @@ class BotStore:
         channel_id: str,
         thread_ts: str,
         request: ReviewRequest,
+        *,
+        ttl_seconds: float | None = None,
+        remind_before_seconds: float | None = None,
     ) -> str | None:
         """Register a review to post; None if it was already posted (a replayed outcome)."""
-        ref = secrets.token_urlsafe(16)
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    """
-                INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
-                                           thread_ts, tool_name, request)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (thread_id, interrupt_id) DO NOTHING
-                RETURNING ref
-                """,
-                    (
-                        ref,
-                        thread_id,
-                        interrupt_id,
-                        team_id,
-                        channel_id,
-                        thread_ts,
-                        request["tool_call"]["name"],
-                        Jsonb(request),
-                    ),
-                )
-            ).fetchone()
+        remind_after = (
+            ttl_seconds - remind_before_seconds
+            if ttl_seconds is not None and remind_before_seconds is not None
+            else None
+        )
+        row = await self._row(
+            """
+            INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
+                                       thread_ts, tool_name, request, expires_at, remind_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
+                    now() + make_interval(secs => %s), now() + make_interval(secs => %s))
+            ON CONFLICT (thread_id, interrupt_id) DO NOTHING
+            RETURNING ref
+            """,
+            (
+                secrets.token_urlsafe(16),
+                thread_id,
+                interrupt_id,
+                team_id,
+                channel_id,
+                thread_ts,
+                request["tool_call"]["name"],
+                Jsonb(request),
+                ttl_seconds,
+                remind_after,
+            ),
+        )
         return None if row is None else str(row["ref"])
 
     async def set_message(self, ref: str, message_ts: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE slack_reviews SET message_ts = %s WHERE ref = %s", (message_ts, ref)
-            )
+        await self._row(
+            "UPDATE slack_reviews SET message_ts = %s WHERE ref = %s RETURNING ref",
+            (message_ts, ref),
+        )
 
     async def get(self, ref: str) -> ReviewRow | None:
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute("SELECT * FROM slack_reviews WHERE ref = %s", (ref,))
-            ).fetchone()
-        return None if row is None else ReviewRow.from_row(row)
+        return await self._review("SELECT * FROM slack_reviews WHERE ref = %s", (ref,))
 
-    async def claim(self, ref: str, action: str, user: str) -> ReviewRow | None:
-        """Move a pending review to 'deciding' for this user; None if someone got there first."""
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    """
-                UPDATE slack_reviews
-                SET status = 'deciding', action = %s, decided_by = %s, decided_at = now()
-                WHERE ref = %s AND status = 'pending'
-                RETURNING *
-                """,
-                    (action, user, ref),
-                )
-            ).fetchone()
-        return None if row is None else ReviewRow.from_row(row)
+    async def claim(
+        self, ref: str, action: str, user: str | None, data: Any = None
+    ) -> ReviewRow | None:
+        """Move a pending review to 'deciding', storing the decision with the claim; None if
+        someone got there first."""
+        return await self._review(
+            """
+            UPDATE slack_reviews
+            SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
+                edited_args = %s, feedback = %s
+            WHERE ref = %s AND status = 'pending'
+            RETURNING *
+            """,
+            (
+                action,
+                user,
+                _json(data) if action == "update" else None,
+                data if action in ("feedback", "expired") else None,
+                ref,
+            ),
+        )
 
     async def finish(
         self,
         ref: str,
         *,
-        edited_args: dict[str, Any] | None = None,
-        feedback: str | None = None,
         action: str | None = None,
         by: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                """
-                UPDATE slack_reviews SET status = 'decided', edited_args = %s, feedback = %s,
-                    action = COALESCE(%s, action), decided_by = COALESCE(%s, decided_by),
-                    decided_at = COALESCE(%s, decided_at)
-                WHERE ref = %s
-                """,
-                (
-                    Jsonb(edited_args) if edited_args is not None else None,
-                    feedback,
-                    action,
-                    by,
-                    at,
-                    ref,
-                ),
-            )
+        """Mark a review decided; ``action``/``by``/``at`` record a decision made elsewhere."""
+        await self._row(
+            """
+            UPDATE slack_reviews SET status = 'decided', action = COALESCE(%s, action),
+                decided_by = COALESCE(%s, decided_by), decided_at = COALESCE(%s, decided_at)
+            WHERE ref = %s RETURNING ref
+            """,
+            (action, by, at, ref),
+        )
 
     async def release(self, ref: str) -> None:
         """Undo a claim whose decision could not be applied, so someone can try again."""
+        await self._row(
+            """
+            UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL,
+                decided_at = NULL, edited_args = NULL, feedback = NULL
+            WHERE ref = %s AND status = 'deciding' RETURNING ref
+            """,
+            (ref,),
+        )
+
+    async def mark_unsynced(self, ref: str, unsynced: bool = True) -> None:
+        """Remember that the Slack message does not show the review's state yet."""
+        await self._row(
+            "UPDATE slack_reviews SET needs_sync = %s WHERE ref = %s RETURNING ref",
+            (unsynced, ref),
+        )
+
+    async def pending_for(
+        self, user: str, limit: int = 20, *, tools: Collection[str] | None = ()
+    ) -> list[ReviewRow]:
+        """Pending reviews ``user`` asked for or may decide, newest first, at most ``limit``.
+
+        ``tools`` names the tools whose reviews the user may decide: ``None`` means every tool
+        (no approvers configured), empty means only the reviews they asked for. Each part is
+        one partial-index scan of pending rows cut at ``limit``, so the cost does not grow with
+        the number of pending reviews.
+        """
+        parts = [
+            "(SELECT * FROM slack_reviews WHERE status = 'pending' "
+            "AND request->>'requested_by' = %s ORDER BY created_at DESC LIMIT %s)"
+        ]
+        params: list[Any] = [user, limit]
+        if tools is None:
+            parts.append(
+                "(SELECT * FROM slack_reviews WHERE status = 'pending' "
+                "ORDER BY created_at DESC LIMIT %s)"
+            )
+            params.append(limit)
+        elif tools:
+            parts.append(
+                "(SELECT r.* FROM unnest(%s::text[]) AS t(name) CROSS JOIN LATERAL ("
+                "SELECT * FROM slack_reviews WHERE status = 'pending' AND tool_name = t.name "
+                "ORDER BY created_at DESC LIMIT %s) AS r)"
+            )
+            params.extend([sorted(set(tools)), limit])
+        rows = await self._rows(" UNION ALL ".join(parts), tuple(params))
+        unique = {row["ref"]: row for row in rows}.values()
+        newest = sorted(unique, key=lambda row: (row["created_at"], row["ref"]), reverse=True)
+        return [ReviewRow.from_row(row) for row in newest[:limit]]
+
+    # -- quorum ------------------------------------------------------------------------------
+
+    async def approve(self, ref: str, version: int, user: str) -> list[str]:
+        """Record one person's approval of a version; every approver of it so far, in order."""
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL, "
-                "decided_at = NULL WHERE ref = %s AND status = 'deciding'",
-                (ref,),
+                "INSERT INTO slack_review_approvals (ref, version, user_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (ref, version, user),
             )
+            rows = await (
+                await conn.execute(
+                    "SELECT user_id FROM slack_review_approvals WHERE ref = %s AND version = %s "
+                    "ORDER BY at, user_id",
+                    (ref, version),
+                )
+            ).fetchall()
+        return [str(row["user_id"]) for row in rows]
+
+    async def approvals(self, ref: str, version: int) -> list[str]:
+        rows = await self._rows(
+            "SELECT user_id FROM slack_review_approvals WHERE ref = %s AND version = %s "
+            "ORDER BY at, user_id",
+            (ref, version),
+        )
+        return [str(row["user_id"]) for row in rows]
+
+    async def propose_edit(
+        self, ref: str, version: int, args: dict[str, Any], user: str
+    ) -> ReviewRow | None:
+        """Replace the proposal with an edit; earlier approvals were for other arguments."""
+        return await self._review(
+            """
+            UPDATE slack_reviews SET proposed_edit = %s, proposed_by = %s, version = version + 1
+            WHERE ref = %s AND status = 'pending' AND version = %s
+            RETURNING *
+            """,
+            (Jsonb(args), user, ref, version),
+        )
+
+    # -- the sweeper's queries ------------------------------------------------------------
+
+    async def due_for_expiry(self, limit: int = 50) -> list[ReviewRow]:
+        rows = await self._rows(
+            "SELECT * FROM slack_reviews WHERE status = 'pending' AND expires_at < now() "
+            "ORDER BY expires_at LIMIT %s",
+            (limit,),
+        )
+        return [ReviewRow.from_row(row) for row in rows]
+
+    async def due_for_reminder(self, limit: int = 50) -> list[ReviewRow]:
+        """Claim reminders atomically, so only one replica posts each."""
+        rows = await self._rows(
+            """
+            UPDATE slack_reviews SET reminded_at = now()
+            WHERE ref IN (
+                SELECT ref FROM slack_reviews
+                WHERE status = 'pending' AND reminded_at IS NULL AND remind_at < now()
+                ORDER BY remind_at LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING *
+            """,
+            (limit,),
+        )
+        return [ReviewRow.from_row(row) for row in rows]
+
+    async def stuck(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
+        """Decisions claimed long ago and never finished (their process probably died), taken
+        over atomically: the claim's clock restarts, so no other sweeper replays them too."""
+        rows = await self._rows(
+            """
+            UPDATE slack_reviews SET decided_at = now()
+            WHERE ref IN (
+                SELECT ref FROM slack_reviews
+                WHERE status = 'deciding'
+                  AND decided_at < now() - make_interval(secs => %s)
+                ORDER BY decided_at LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING *
+            """,
+            (older_than_seconds, limit),
+        )
+        return [ReviewRow.from_row(row) for row in rows]
+
+    async def unsynced(self, limit: int = 50) -> list[ReviewRow]:
+        rows = await self._rows(
+            "SELECT * FROM slack_reviews WHERE needs_sync AND status <> 'deciding' LIMIT %s",
+            (limit,),
+        )
+        return [ReviewRow.from_row(row) for row in rows]

@@ -150,6 +150,29 @@ class AgentService:
             await decision_log.mark_applied(self.pool, thread_id, interrupt_id)
             return outcome
 
+    async def recap(self, thread_id: str, tool_call_id: str) -> RunOutcome:
+        """What followed a tool call, read back from the checkpoint: for a caller that applied a
+        decision, then died before it could report the results."""
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        messages = list(snapshot.values.get("messages", [])) if snapshot.values else []
+        start = next(
+            (
+                index
+                for index, message in enumerate(messages)
+                if isinstance(message, AIMessage)
+                and any(call["id"] == tool_call_id for call in message.tool_calls)
+            ),
+            len(messages),
+        )
+        after = messages[start + 1 :]
+        replies = [message_text(m) for m in after if isinstance(m, AIMessage)]
+        return RunOutcome(
+            thread_id=thread_id,
+            tool_results=[tool_result(m) for m in after if isinstance(m, ToolMessage)],
+            pending=pending_from(thread_id, snapshot),
+            reply=next((text for text in reversed(replies) if text), None),
+        )
+
     async def _verdict(
         self,
         thread_id: str,
@@ -185,7 +208,11 @@ class AgentService:
         results: list[ToolResult] = []
         reply: str | None = None
         async for chunk in self.graph.astream(
-            graph_input, config, context=context or AgentContext(), stream_mode="updates"
+            graph_input,
+            config,
+            context=context or AgentContext(),
+            stream_mode="updates",
+            durability="sync",  # a step is on disk before the next starts: crashes lose none
         ):
             if chunk.get("__metadata__", {}).get("cached"):
                 continue  # a write replayed from before the resume, already reported then

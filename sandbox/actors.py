@@ -14,7 +14,13 @@ from sandbox.blocks import fill_ids, validate_view
 from sandbox.config import SandboxConfig
 from sandbox.delivery import BotResponse, Delivery
 from sandbox.errors import ApiError
-from sandbox.events import mention_event, mentions_bot, message_event, rich_text_blocks
+from sandbox.events import (
+    app_home_opened_event,
+    mention_event,
+    mentions_bot,
+    message_event,
+    rich_text_blocks,
+)
 from sandbox.modal_state import build_state
 from sandbox.workspace import (
     BOT_USER_ID,
@@ -104,6 +110,59 @@ class Actors:
     def open_dm(self, user: str) -> str:
         """The id of `user`'s DM with the bot."""
         return self.ws.open_dm(user).id
+
+    # ----- App Home and slash commands ----------------------------------
+
+    async def open_home(self, user: str, tab: str = "home") -> None:
+        """Open the app's Home tab (or ``tab="messages"``): the bot gets `app_home_opened`,
+        delivered in the background like every event; its `views.publish` lands in
+        `workspace.homes`."""
+        self.ws.user(user)
+        dm = self.ws.open_dm(user)
+        current = self.ws.homes.get(user)
+        view = dict(current.data) if current is not None else None
+        self.delivery.emit_event(app_home_opened_event(user, dm.id, tab, view))
+
+    async def run_command(
+        self, user: str, channel: str, command: str, text: str = ""
+    ) -> BotResponse:
+        """Type ``/command text`` in a channel's composer, as `user`.
+
+        Slack sends the command only if the app defines it (`config.slash_commands`); an ack
+        whose body is a message (``text``/``blocks``) is shown to the person only, or to the
+        channel with ``response_type: in_channel``. Later answers go through `response_url`.
+        """
+        if command not in self.config.slash_commands:
+            raise ApiError("invalid_command")
+        person = self.ws.user(user)
+        chan = self.ws.channel(channel, actor=user)
+        if user not in chan.members:
+            raise ApiError("not_in_channel")
+        payload = {
+            "token": self.config.verification_token,
+            "team_id": TEAM_ID,
+            "team_domain": TEAM_DOMAIN,
+            "channel_id": chan.id,
+            "channel_name": "directmessage" if chan.is_im else chan.name,
+            "user_id": user,
+            "user_name": person.name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.config.api_app_id,
+            "is_enterprise_install": "false",
+            "response_url": self._response_url(ResponseTarget(chan.id, user, None, None, True)),
+            "trigger_id": self.ws.new_trigger(user),
+        }
+        resp = await self.delivery.deliver_command(payload)
+        body = resp.json() if resp.ok else None
+        if isinstance(body, dict) and (body.get("text") or body.get("blocks")):
+            blocks = body.get("blocks") if isinstance(body.get("blocks"), list) else None
+            message = str(body.get("text") or "")
+            if body.get("response_type") == "in_channel":
+                self.ws.post(chan, BOT_USER_ID, message, blocks=blocks)
+            else:
+                self.ws.post_ephemeral(chan, user, message, blocks, None)
+        return resp
 
     # ----- buttons ------------------------------------------------------
 

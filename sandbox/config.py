@@ -27,6 +27,8 @@ class SandboxConfig:
     host: str = "127.0.0.1"
     port: int = 3100
     interactivity_url: str | None = None
+    commands_url: str | None = None  # each slash command has a Request URL; one for all here
+    slash_commands: tuple[str, ...] = ("/approvals",)  # the app's commands (its manifest's)
     verification_token: str = "sandbox-verification-token"
     api_app_id: str = "A0SANDBOX"
     ack_timeout: float = 3.0
@@ -40,3 +42,7 @@ class SandboxConfig:
     def interaction_url(self) -> str:
         """Slack lets apps use a separate Request URL for interactivity."""
         return self.interactivity_url or self.bot_url
+
+    @property
+    def command_url(self) -> str:
+        return self.commands_url or self.bot_url

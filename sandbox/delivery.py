@@ -198,6 +198,18 @@ class Delivery:
         self._record(str(payload.get("type")), str(payload.get("trigger_id", "")), 0, resp, payload)
         return resp
 
+    async def deliver_command(self, payload: dict[str, str]) -> BotResponse:
+        """POST a slash command as Slack does: plain form fields (no `payload` wrapper), to
+        the command's Request URL, signed, no retries; over the socket when one is connected."""
+        if self.socket is not None and self.socket.connected:
+            return await self.socket.deliver("slash_commands", dict(payload))
+        body = urllib.parse.urlencode(payload).encode()
+        resp = await self.send_raw(
+            body, "application/x-www-form-urlencoded", url=self.config.command_url
+        )
+        self._record("command", payload["command"], 0, resp, dict(payload))
+        return resp
+
     def _record(self, kind: str, ident: str, attempt: int, resp: BotResponse, body: Json) -> None:
         if not resp.ok:
             log.warning("bot answered %s %s with %s %s", kind, ident, resp.status, resp.error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from sandbox.workspace import BOT_USER_ID, TEAM_ID, Channel, Json, Message
@@ -76,6 +77,21 @@ def mention_event(channel: Channel, msg: Message) -> Json:
         event["blocks"] = msg.blocks
     if msg.thread_ts:
         event["thread_ts"] = msg.thread_ts
+    return event
+
+
+def app_home_opened_event(user: str, dm_channel: str, tab: str, view: Json | None) -> Json:
+    """`app_home_opened`: a person opened the app's Home (or Messages) tab. Slack includes the
+    Home view the app last published for them, if any."""
+    event: Json = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": dm_channel,
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    if view is not None:
+        event["view"] = view
     return event
 
 

@@ -80,6 +80,16 @@ class Sandbox:
     def open_dm(self, user: str) -> str:
         return self.actors.open_dm(user)
 
+    async def open_home(self, user: str, tab: str = "home") -> None:
+        """Open the bot's Home tab as `user` (`app_home_opened` goes out in the background)."""
+        await self.actors.open_home(user, tab)
+
+    async def run_command(
+        self, user: str, channel: str, command: str, text: str = ""
+    ) -> BotResponse:
+        """Type a slash command in `channel` (id, `#name`, or the bot DM) as `user`."""
+        return await self.actors.run_command(user, channel, command, text)
+
     # ----- reading state --------------------------------------------------
 
     def messages(self, channel: str) -> list[Json]:
@@ -98,6 +108,11 @@ class Sandbox:
             for e in self.workspace.ephemerals
             if e.visible_to == user and (channel is None or e.channel == channel)
         ]
+
+    def home(self, user: str) -> Json | None:
+        """The Home view the bot last published for `user`, or None."""
+        view = self.workspace.homes.get(user)
+        return view.to_dict() if view else None
 
     def open_modal(self, user: str) -> Json | None:
         """The top modal for `user` (with `_errors`/`_banner`), or None."""

@@ -155,9 +155,8 @@ class SocketMode:
             "envelope_id": envelope_id,
             "type": kind,
             "payload": payload,
-            "accepts_response_payload": (
-                kind == "interactive" and payload.get("type") in ACCEPTS_RESPONSE_PAYLOAD
-            ),
+            "accepts_response_payload": kind == "slash_commands"
+            or (kind == "interactive" and payload.get("type") in ACCEPTS_RESPONSE_PAYLOAD),
         }
         if kind == "events_api":
             envelope["retry_attempt"] = retry_attempt or 0
@@ -192,6 +191,8 @@ class SocketMode:
     def _record(self, kind: str, payload: Json, attempt: int, resp: BotResponse) -> None:
         if kind == "events_api":
             label, ident = "event", str(payload.get("event_id", ""))
+        elif kind == "slash_commands":
+            label, ident = "command", str(payload.get("command", ""))
         else:
             label, ident = str(payload.get("type")), str(payload.get("trigger_id", ""))
         if not resp.ok:

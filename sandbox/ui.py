@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -73,6 +80,8 @@ class UiApi:
             ("/sandbox/api/messages", self.post_message, post),
             ("/sandbox/api/actions", self.click, post),
             ("/sandbox/api/dms", self.open_dm, post),
+            ("/sandbox/api/home", self.open_home, post),
+            ("/sandbox/api/commands", self.run_command, post),
             ("/sandbox/api/views/{user}", self.view, get),
             ("/sandbox/api/views/{user}/submit", self.submit, post),
             ("/sandbox/api/views/{user}/close", self.close, post),
@@ -86,6 +95,7 @@ class UiApi:
         ]
         routes += [
             Route("/", self.index, methods=get),
+            Route("/archives/{channel}/{message}", self.archive_link, methods=get),
             Route("/sandbox/stream", self.stream, methods=get),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ]
@@ -93,6 +103,16 @@ class UiApi:
 
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html")
+
+    async def archive_link(self, request: Request) -> Response:
+        """Slack's message links (`/archives/C…/p…?thread_ts=…`, as permalinks and the bot's
+        App Home use them) open the page on that channel and thread."""
+        channel = request.path_params["channel"]
+        message = str(request.path_params["message"]).removeprefix("p")
+        ts = f"{message[:-6]}.{message[-6:]}" if message.isdigit() and len(message) > 6 else ""
+        thread = request.query_params.get("thread_ts") or ts
+        target = urllib.parse.urlencode({"channel": channel, "thread": thread})
+        return RedirectResponse(f"/#{target}", status_code=302)
 
     # ----- reading ------------------------------------------------------
 
@@ -185,6 +205,20 @@ class UiApi:
     async def open_dm(self, request: Request) -> Response:
         body = await _json(request)
         return JSONResponse({"ok": True, "channel": self.actors.open_dm(str(body.get("user")))})
+
+    async def open_home(self, request: Request) -> Response:
+        body = await _json(request)
+        await self.actors.open_home(str(body.get("user")), str(body.get("tab") or "home"))
+        return JSONResponse({"ok": True})
+
+    async def run_command(self, request: Request) -> Response:
+        """`{"user", "channel", "text": "/approvals args"}`: what the composer sends."""
+        body = await _json(request)
+        command, _, text = str(body.get("text") or "").strip().partition(" ")
+        resp = await self.actors.run_command(
+            str(body.get("user")), str(body.get("channel")), command, text.strip()
+        )
+        return JSONResponse({"ok": True, **_response_json(resp)})
 
     async def submit(self, request: Request) -> Response:
         body = await _json(request)

@@ -17,15 +17,18 @@ MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 
 # What Slack requires for each event the code listens to, and for each method it calls.
 EVENT_SUBSCRIPTIONS = {
+    "app_home_opened": {"app_home_opened"},
     "app_mention": {"app_mention"},
     "message": {"message.channels", "message.groups", "message.im"},
 }
 EVENT_SCOPES = {
+    "app_home_opened": set(),
     "app_mention": {"app_mentions:read"},
     "message.channels": {"channels:history"},
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
 }
+COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
     "chat.update": {"chat:write"},
@@ -33,6 +36,8 @@ METHOD_SCOPES = {
     "reactions.add": {"reactions:write"},
     "reactions.remove": {"reactions:write"},
     "views.open": set(),
+    "views.publish": set(),
+    "auth.test": set(),
     "conversations.create": {"channels:manage", "groups:write"},
     "conversations.setTopic": {"channels:manage", "groups:write"},
     "conversations.invite": {"channels:manage", "groups:write"},
@@ -48,6 +53,7 @@ class SpyApp:
         self.events: set[str] = set()
         self.actions: set[str] = set()
         self.views: set[str] = set()
+        self.commands: set[str] = set()
 
     def _record(self, into: set[str], name: str) -> Callable[[Any], Any]:
         into.add(name)
@@ -61,6 +67,15 @@ class SpyApp:
 
     def view(self, name: str) -> Callable[[Any], Any]:
         return self._record(self.views, name)
+
+    def command(self, name: str) -> Callable[[Any], Any]:
+        return self._record(self.commands, name)
+
+
+def registered() -> SpyApp:
+    spy = SpyApp()
+    register_all(spy, flow=None)  # type: ignore[arg-type]
+    return spy
 
 
 def methods_called() -> set[str]:
@@ -76,8 +91,7 @@ def methods_called() -> set[str]:
 
 
 def test_events_match_the_registered_listeners() -> None:
-    spy = SpyApp()
-    register_all(spy, flow=None)  # type: ignore[arg-type]
+    spy = registered()
     expected = set().union(*(EVENT_SUBSCRIPTIONS[name] for name in spy.events))
     assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == expected
     assert spy.actions == {"review_approve", "review_edit", "review_feedback"}
@@ -92,6 +106,8 @@ def test_scopes_are_exactly_those_the_code_needs() -> None:
     needed |= set().union(
         *(EVENT_SCOPES[e] for e in MANIFEST["settings"]["event_subscriptions"]["bot_events"])
     )
+    if registered().commands:
+        needed |= COMMAND_SCOPES
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
 
 
@@ -99,3 +115,16 @@ def test_socket_mode_and_dm_tab_are_on() -> None:
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
     assert MANIFEST["features"]["app_home"]["messages_tab_enabled"] is True
     assert MANIFEST["features"]["bot_user"]["display_name"]
+
+
+def test_slash_commands_match_the_registered_ones() -> None:
+    declared = MANIFEST["features"].get("slash_commands") or []
+    assert {c["command"] for c in declared} == registered().commands == {"/approvals"}
+    for command in declared:
+        assert "url" not in command, "Socket Mode: Slack delivers commands over the socket"
+        assert command["description"]
+
+
+def test_home_tab_is_on_exactly_when_app_home_opened_is_handled() -> None:
+    handles_home = "app_home_opened" in registered().events
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is handles_home is True

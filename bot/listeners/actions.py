@@ -7,9 +7,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import modals
 from bot.blocks import APPROVE, EDIT, FEEDBACK
 from bot.flow import Click, ReviewFlow
 
@@ -37,31 +35,20 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
             return
         await flow.decide(click, "continue")
 
-    async def open_modal(
-        body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, build: Any
-    ) -> None:
+    async def open_modal(body: dict[str, Any], action: dict[str, Any], kind: str) -> None:
         click = click_from(body, action)
-        if click is None or not isinstance(body.get("trigger_id"), str):
-            log.warning("ignored a malformed %s click", action.get("action_id"))
+        trigger = body.get("trigger_id")
+        if click is None or not isinstance(trigger, str):
+            log.warning("ignored a malformed %s click", kind)
             return
-        review = await flow.admissible(click)
-        if isinstance(review, str):
-            await flow.tell(review, click, None)
-            return
-        await client.views_open(
-            trigger_id=body["trigger_id"], view=build(review.request, review.ref)
-        )
+        await flow.open_modal(click, trigger, kind)
 
     @app.action(EDIT)
-    async def edit(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+    async def edit(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        await open_modal(body, action, client, modals.edit_modal)
+        await open_modal(body, action, "edit")
 
     @app.action(FEEDBACK)
-    async def feedback(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+    async def feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        await open_modal(body, action, client, modals.feedback_modal)
+        await open_modal(body, action, "feedback")

@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.flow import ReviewFlow
+from bot.flow import ReviewFlow, explain
 from bot.threads import SlackThread
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,17 @@ async def handle(
     flow: ReviewFlow, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
 ) -> None:
     event_id = body.get("event_id")
-    if not isinstance(event_id, str) or not await flow.store.claim_event(event_id):
-        return  # a retry of a delivery already being handled
+    thread = thread_of(event, body.get("team_id") or event.get("team"))
+    if not isinstance(event_id, str):
+        return
     try:
-        thread = thread_of(event, body.get("team_id") or event.get("team"))
+        if not await flow.store.claim_event(event_id):
+            return  # a retry of a delivery already being handled
+    except Exception as error:
+        log.exception("could not record event %s", event_id)
+        await flow.say(thread, explain(error))
+        return
+    try:
         text = strip_mention(event.get("text") or "", context.bot_user_id)
         if not text:
             await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")

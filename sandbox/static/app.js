@@ -5,7 +5,7 @@
   const SB = window.SB;
   const { esc } = SB;
   const $ = (id) => document.getElementById(id);
-  const S = { user: localStorage.getItem("sandbox.user") || "U0ALICE", channel: "C0GENERAL", thread: null, modal: null, state: null };
+  const S = { user: localStorage.getItem("sandbox.user") || "U0ALICE", channel: "C0GENERAL", thread: null, modal: null, state: null, home: false };
 
   async function api(path, body) {
     const opts = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
@@ -49,11 +49,47 @@
     $("channel-list").innerHTML = pub.map((c) => item(c.id, `# ${esc(c.name)}`, `channel-${esc(c.name)}`)).join("");
     const dm = S.state.channels.find((c) => c.is_im);
     $("dm-list").innerHTML = item(dm ? dm.id : "", '<span class="presence"></span>approvals <span class="app-tag">APP</span>', "dm-bot");
+    $("app-list").innerHTML = `<li><a href="#" class="chan${S.home ? " active" : ""}" data-testid="home-bot" data-home="1">🏠 approvals · Home</a></li>`;
+  }
+
+  // ----- App Home -------------------------------------------------------
+
+  function showPane(home) {
+    S.home = home;
+    $("home-pane").classList.toggle("hidden", !home);
+    $("channel-pane").classList.toggle("hidden", home);
+  }
+
+  // Opening the tab is what makes Slack send app_home_opened; the app answers with views.publish.
+  async function openHome() {
+    closeThread();
+    showPane(true);
+    renderSidebar();
+    $("home-view").innerHTML = '<div class="home-empty" data-testid="home-loading">Loading…</div>';
+    try {
+      await api("/sandbox/api/home", { user: S.user });
+    } catch (err) {
+      toast(`Could not open Home: ${err.message}`, "error");
+    }
+    await refreshHome(false);
+  }
+
+  async function refreshHome(published) {
+    if (!S.home) return;
+    const data = await api(`/sandbox/api/views/${encodeURIComponent(S.user)}`);
+    if (data.home) {
+      $("home-view").innerHTML = SB.renderBlocks(data.home.blocks);
+      $("home-view").dataset.viewId = data.home.id;
+      $("home-view").dataset.hash = data.home.hash;
+    } else if (published !== false) {
+      $("home-view").innerHTML = '<div class="home-empty">This app has not published a Home for you.</div>';
+    }
   }
 
   async function selectChannel(id) {
     if (!id) id = (await api("/sandbox/api/dms", { user: S.user })).channel;
     S.channel = id;
+    showPane(false);
     closeThread();
     await loadState();
     const c = SB.channels[id];
@@ -159,9 +195,23 @@
     return t;
   }
 
+  // "/approvals args" is a slash command, sent to the app rather than posted.
+  async function command(input, text) {
+    input.value = "";
+    try {
+      const r = await api("/sandbox/api/commands", { user: S.user, channel: S.channel, text });
+      if (r.status === null || r.status >= 300) toast(`${text.split(" ")[0]} failed with the error "${r.error || "dispatch_failed"}"`, "error");
+    } catch (err) {
+      input.value = text;
+      const msg = err.message === "invalid_command" ? `${text.split(" ")[0]} is not a valid command` : `Command failed: ${err.message}`;
+      toast(msg, "error");
+    }
+  }
+
   async function send(input, threadTs) {
     const text = input.value.trim();
     if (!text) return;
+    if (/^\/[a-z]/.test(text)) return command(input, text);
     input.value = "";
     try {
       await api("/sandbox/api/messages", { user: S.user, channel: S.channel, text: encodeText(text), thread_ts: threadTs || null });
@@ -270,6 +320,7 @@
     }
     if (c.kind === "channel") return loadState();
     if (c.kind === "view" && c.user === S.user) return refreshModal();
+    if (c.kind === "home" && c.user === S.user) return refreshHome(true);
     if (c.channel && c.channel === S.channel && c.kind !== "call") {
       refreshMessages();
       refreshThread();
@@ -283,10 +334,19 @@
       S.user = e.target.value;
       localStorage.setItem("sandbox.user", S.user);
       closeModalUi();
-      await selectChannel(S.channel.startsWith("D") ? "" : S.channel);
+      if (S.home) {
+        await loadState();
+        await openHome();
+      } else {
+        await selectChannel(S.channel.startsWith("D") ? "" : S.channel);
+      }
       await refreshModal();
     });
     document.querySelector(".sidebar").addEventListener("click", (e) => {
+      if (e.target.closest("[data-home]")) {
+        e.preventDefault();
+        return openHome();
+      }
       const a = e.target.closest("[data-channel-id]");
       if (!a) return;
       e.preventDefault();
@@ -329,7 +389,11 @@
     wire();
     await loadState();
     if (!SB.users[S.user]) S.user = "U0ALICE";
+    // Slack message links (/archives/...) redirect here as #channel=...&thread=...
+    const link = new URLSearchParams(location.hash.slice(1));
+    if (link.get("channel")) S.channel = link.get("channel");
     await selectChannel(S.channel);
+    if (link.get("thread")) await openThread(link.get("thread"));
     await refreshModal();
     connect();
     document.body.dataset.ready = "true";

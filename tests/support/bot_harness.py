@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -47,6 +48,7 @@ async def running_slack_env(
     model: ChatModel | None = None,
     registry: ToolRegistry | None = None,
     approvers: Mapping[str, frozenset[str]] | None = None,
+    policy_file: Path | None = None,
     sandbox_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[SlackEnv]:
     sock = listening_socket()
@@ -60,6 +62,7 @@ async def running_slack_env(
             signing_secret=config.signing_secret,
             api_url=sandbox.api_url,
             approvers=dict(approvers or {}),
+            policy_file=policy_file,
             agent=AgentSettings(database_url=database_url),
         )
         async with running_bot(settings, model=model, registry=registry) as bot:

@@ -112,7 +112,11 @@ class ChatPage:
         """Load the page and wait until it is ready and receiving live updates."""
         await self.page.goto(url)
         body = self.page.locator("body")
-        await expect(body).to_have_attribute("data-ready", "true")
+        try:
+            await expect(body).to_have_attribute("data-ready", "true")
+        except AssertionError as exc:
+            toasts = await self.page.get_by_test_id("toasts").inner_text()
+            raise AssertionError(f"the page did not start: {toasts.strip() or exc}") from exc
         await expect(body).to_have_attribute("data-live", "true")
 
     async def send(self, text: str) -> None:
@@ -150,7 +154,8 @@ class ChatPage:
         return self.thread.get_by_test_id("message").filter(has=approve)
 
     def ephemerals(self) -> Locator:
-        return self.thread.locator('[data-testid="message"][data-ephemeral="true"]')
+        """ "Only visible to you" messages, in the channel pane or the thread pane."""
+        return self.page.locator('[data-testid="message"][data-ephemeral="true"]')
 
     async def pending_review(self, text: str) -> tuple[str, Locator]:
         """Wait for the one pending review mentioning `text`; its ts and a stable locator.

@@ -1,0 +1,63 @@
+"""``python -m bench``: the end-to-end benchmark (see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from bench.report import table, write_markdown
+from bench.run import Sizes, run
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark the approval bot end to end in one run: a real PostgreSQL (embedded, in "
+            "a temporary directory, unless --database-url), the real bot HTTP app under uvicorn "
+            "in its own process, a loopback Slack Web API stand-in, an instant scripted model "
+            "and a no-op tool. Prints a results table (figure, measured, target, pass/miss)."
+        ),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="CI-size numbers (well under a minute)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL") or None,
+        help="use this PostgreSQL instead of a temporary embedded one (default: $DATABASE_URL); "
+        "the run leaves its benchmark threads there, so use a throwaway database",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help=f"write the results block into this file (default: {DOCS.name} for a full run, "
+        "nothing for --quick)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    results = asyncio.run(run(sizes, args.database_url))
+    print(table(results))
+    for note in results.notes:
+        print(f"note: {note}")
+    target = args.markdown or (None if args.quick else DOCS)
+    if target is not None:
+        command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+        write_markdown(target, results, command.strip())
+        print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

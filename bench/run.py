@@ -1,0 +1,499 @@
+"""One benchmark run: start everything, measure each figure, stop everything.
+
+The bot runs in its own process (``bench.bot_process``) so its memory and CPU are its own; this
+process plays Slack: it sends signed requests to the bot's ``/slack/events`` and serves the Web
+API stand-in the bot calls back (``bench.slack_stub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.bare import bare_resumes
+from bench.fakes import TOOL_NAME, InstantModel, bench_registry
+from bench.slack_stub import BOT_USER, TEAM_ID, PostedReview, SlackStub
+from bot.blocks import ACTIONS_BLOCK, APPROVE
+from bot.store import BOT_SCHEMA, BotStore
+from graph import AgentService, AgentSettings, RunOutcome, open_agent
+from graph.db import Pool, open_pool, start_embedded_postgres, stop_embedded_postgres
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIGNING_SECRET = "bench-signing-secret"
+CHANNEL = "C0BENCH"
+REQUESTER = "U0ALICE"
+APPROVER = "U0BOB"
+HUMAN_TEXT = "Please record this note. " + "x" * 1000  # ~1 KB user messages, as in REFERENCE
+
+
+@dataclass(frozen=True)
+class Sizes:
+    sequential: int
+    rounds_50: int
+    rounds_200: int
+    sustained: int
+    sustained_concurrency: int
+    bare: int
+    turns: int
+    resume_samples: int
+    pending_rows: int
+    traffic: int
+    listings: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            sequential=100,
+            rounds_50=4,
+            rounds_200=2,
+            sustained=1000,
+            sustained_concurrency=32,
+            bare=200,
+            turns=200,
+            resume_samples=20,
+            pending_rows=100_000,
+            traffic=100,
+            listings=100,
+        )
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            sequential=20,
+            rounds_50=1,
+            rounds_200=1,
+            sustained=200,
+            sustained_concurrency=32,
+            bare=30,
+            turns=40,
+            resume_samples=5,
+            pending_rows=10_000,
+            traffic=30,
+            listings=20,
+        )
+
+
+@dataclass
+class Results:
+    """Raw measurements, in seconds, bytes and kB; the report turns them into figures."""
+
+    sizes: Sizes
+    ack: dict[int, list[float]] = field(default_factory=dict)
+    applied: list[float] = field(default_factory=list)
+    sustained_per_second: float = 0.0
+    bare: list[float] = field(default_factory=list)
+    resume_short: list[float] = field(default_factory=list)
+    resume_long: list[float] = field(default_factory=list)
+    stored: dict[int, int] = field(default_factory=dict)
+    rss_kb: dict[int, int] = field(default_factory=dict)
+    listing: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- Slack-shaped requests ---------------------------------------------------------------------
+
+
+def signed(body: bytes, content_type: str) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    base = b"v0:" + timestamp.encode() + b":" + body
+    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+def mention_body(thread_ts: str) -> bytes:
+    event = {
+        "type": "app_mention",
+        "user": REQUESTER,
+        "text": f"<@{BOT_USER}> {HUMAN_TEXT}",
+        "ts": thread_ts,
+        "channel": CHANNEL,
+        "event_ts": thread_ts,
+        "team": TEAM_ID,
+    }
+    return json.dumps(
+        {
+            "token": "bench",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0BENCH",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:16]}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER, "is_bot": True}],
+        }
+    ).encode()
+
+
+def click_body(review: PostedReview) -> bytes:
+    """A block_actions payload as Slack sends it for a click on Approve."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": APPROVER, "username": "bob", "name": "bob", "team_id": TEAM_ID},
+        "api_app_id": "A0BENCH",
+        "token": "bench",
+        "container": {
+            "type": "message",
+            "message_ts": review.ts,
+            "channel_id": review.channel,
+            "is_ephemeral": False,
+            "thread_ts": review.thread_ts,
+        },
+        "trigger_id": f"{int(time.time())}.1.{uuid.uuid4().hex}",
+        "team": {"id": TEAM_ID, "domain": "bench"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": review.channel, "name": "bench"},
+        "message": {
+            "type": "message",
+            "user": BOT_USER,
+            "ts": review.ts,
+            "thread_ts": review.thread_ts,
+            "text": "Approval needed",
+            "blocks": review.blocks,
+        },
+        "state": {"values": {}},
+        "response_url": f"https://hooks.slack.com/actions/{TEAM_ID}/1/bench",
+        "actions": [
+            {
+                "action_id": APPROVE,
+                "block_id": ACTIONS_BLOCK,
+                "text": {"type": "plain_text", "text": "Approve", "emoji": True},
+                "value": review.ref,
+                "style": "primary",
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+
+# -- the environment ---------------------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    database_url: str
+    stub: SlackStub
+    http: aiohttp.ClientSession
+    bot_url: str
+    bot_pid: int
+    _thread_seq: int = 0
+
+    def next_thread_ts(self) -> str:
+        self._thread_seq += 1
+        return f"{int(time.time())}.{self._thread_seq:06d}"
+
+    async def create_reviews(self, count: int, concurrency: int = 16) -> list[PostedReview]:
+        """Mention the bot ``count`` times; each mention becomes one pending review message."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> PostedReview:
+            async with gate:
+                thread_ts = self.next_thread_ts()
+                body = mention_body(thread_ts)
+                headers = signed(body, "application/json")
+                async with self.http.post(self.bot_url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"the bot answered an event with {response.status}")
+                return await self.stub.review_posted(thread_ts)
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+    async def click(self, review: PostedReview) -> tuple[float, float]:
+        """Approve one review: (seconds to the HTTP answer, seconds to the decision applied)."""
+        body = click_body(review)
+        headers = signed(body, "application/x-www-form-urlencoded")
+        started = time.perf_counter()
+        async with self.http.post(self.bot_url, data=body, headers=headers) as response:
+            await response.read()
+            acked = time.perf_counter()
+            if response.status != 200:
+                raise RuntimeError(f"the bot answered a click with {response.status}")
+        applied = await self.stub.applied(review)
+        return acked - started, applied - started
+
+    async def warm_connections(self, count: int) -> None:
+        base = self.bot_url.rsplit("/slack/", 1)[0]
+
+        async def one() -> None:
+            async with self.http.get(f"{base}/healthz") as response:
+                await response.read()
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.bot_pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS for the bot process")
+
+
+@asynccontextmanager
+async def database(url: str | None) -> AsyncIterator[str]:
+    if url:
+        yield url
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="approval-bot-bench-pg-"))
+    os.chmod(data_dir, 0o755)  # the server runs as another system user when we are root
+    try:
+        yield await asyncio.to_thread(start_embedded_postgres, data_dir)
+    finally:
+        await asyncio.to_thread(stop_embedded_postgres, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def bot_process(database_url: str, api_url: str) -> AsyncIterator[tuple[int, int]]:
+    """Start ``bench.bot_process``; yield (pid, port); SIGTERM it afterwards."""
+    env = {
+        **os.environ,
+        "BENCH_DATABASE_URL": database_url,
+        "BENCH_SLACK_API_URL": api_url,
+        "BENCH_SIGNING_SECRET": SIGNING_SECRET,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.bot_process",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"the bot did not start (it said {line!r})")
+        yield process.pid, int(line.split()[1])
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
+async def environment(database_url: str | None) -> AsyncIterator[Env]:
+    stub = SlackStub(TOOL_NAME)
+    await stub.start()
+    try:
+        async with (
+            database(database_url) as url,
+            bot_process(url, stub.api_url) as (pid, port),
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=3),  # uvicorn's is 5 s
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as http,
+        ):
+            yield Env(url, stub, http, f"http://127.0.0.1:{port}/slack/events", pid)
+    finally:
+        await stub.stop()
+
+
+# -- the measurements --------------------------------------------------------------------------
+
+
+async def approve_all(env: Env, reviews: list[PostedReview], concurrency: int) -> list[float]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(review: PostedReview) -> float:
+        async with gate:
+            return (await env.click(review))[1]
+
+    return list(await asyncio.gather(*(one(r) for r in reviews)))
+
+
+async def measure_clicks(env: Env, sizes: Sizes, results: Results) -> None:
+    log("warm-up")
+    await env.warm_connections(220)
+    await approve_all(env, await env.create_reviews(20), 4)
+
+    log(f"acknowledgement, 1 concurrent ({sizes.sequential} clicks)")
+    acks: list[float] = []
+    for review in await env.create_reviews(sizes.sequential):
+        ack, applied = await env.click(review)
+        acks.append(ack)
+        results.applied.append(applied)
+    results.ack[1] = acks
+
+    for level, rounds in ((50, sizes.rounds_50), (200, sizes.rounds_200)):
+        log(f"acknowledgement, {level} concurrent ({rounds} round(s))")
+        acks = []
+        for _ in range(rounds):
+            reviews = await env.create_reviews(level)
+            await asyncio.sleep(0.2)  # let the bot finish posting before the burst
+            await env.warm_connections(level)  # Slack keeps connections open too
+            pairs = await asyncio.gather(*(env.click(r) for r in reviews))
+            acks.extend(ack for ack, _ in pairs)
+        results.ack[level] = acks
+
+    log(f"sustained approvals ({sizes.sustained} reviews, {sizes.sustained_concurrency} at once)")
+    reviews = await env.create_reviews(sizes.sustained)
+    await asyncio.sleep(0.2)
+    started = time.perf_counter()
+    await approve_all(env, reviews, sizes.sustained_concurrency)
+    results.sustained_per_second = len(reviews) / (time.perf_counter() - started)
+
+
+async def stored_bytes(pool: Pool, thread_id: str) -> int:
+    """Bytes stored for one thread across the checkpointer's three tables (as stored: TOASTed
+    values count compressed, as PostgreSQL keeps them)."""
+    total = 0
+    async with pool.connection() as conn:
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            row = await (
+                await conn.execute(
+                    f"SELECT COALESCE(SUM(pg_column_size(t.*)), 0) AS n FROM {table} t "
+                    "WHERE thread_id = %s",
+                    (thread_id,),
+                )
+            ).fetchone()
+            total += int(row["n"]) if row else 0
+    return total
+
+
+async def one_turn(service: AgentService, thread_id: str) -> float:
+    """Start a turn (untimed) and approve its review; seconds the approval took."""
+    outcome = await service.start_turn(thread_id, HUMAN_TEXT, user=REQUESTER)
+    if not isinstance(outcome, RunOutcome) or len(outcome.pending) != 1:
+        raise RuntimeError(f"expected one pending review, got {outcome!r}")
+    started = time.perf_counter()
+    answered = await service.answer(
+        thread_id, outcome.pending[0].interrupt_id, {"action": "continue", "by": APPROVER}
+    )
+    elapsed = time.perf_counter() - started
+    if not isinstance(answered, RunOutcome) or not answered.tool_results:
+        raise RuntimeError(f"the approval did not run the tool: {answered!r}")
+    return elapsed
+
+
+async def measure_threads(env: Env, sizes: Sizes, results: Results) -> None:
+    log(f"bare LangGraph resume ({sizes.bare} samples)")
+    results.bare = await bare_resumes(env.database_url, sizes.bare)
+
+    settings = AgentSettings(database_url=env.database_url, pool_max_size=4)
+    async with open_agent(
+        settings, model=InstantModel(), registry=bench_registry(), extra_schema=BOT_SCHEMA
+    ) as service:
+        log(f"resume on 1-turn threads ({sizes.resume_samples} samples)")
+        for _ in range(3):
+            await one_turn(service, f"bench-warm-{uuid.uuid4().hex}")
+        for _ in range(sizes.resume_samples):
+            results.resume_short.append(await one_turn(service, f"bench-1-{uuid.uuid4().hex}"))
+
+        log(f"a {sizes.turns}-turn thread")
+        thread_id = f"bench-long-{uuid.uuid4().hex}"
+        marks = {sizes.turns // 4, sizes.turns // 2, sizes.turns}
+        for turn in range(1, sizes.turns + 1):
+            await one_turn(service, thread_id)
+            if turn in marks:
+                results.stored[turn] = await stored_bytes(service.pool, thread_id)
+                log(f"  {turn} turns: {results.stored[turn]:,} bytes")
+        for _ in range(sizes.resume_samples):
+            results.resume_long.append(await one_turn(service, thread_id))
+
+
+BULK_PENDING = """
+INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id, thread_ts,
+                           message_ts, tool_name, request, status, created_at)
+SELECT 'bench-pending-' || g, 'bench-pending-thread-' || g, 'interrupt-' || g, %(team)s,
+       %(channel)s, '1700000000.' || g, '1700000001.' || g, %(tool)s,
+       jsonb_build_object(
+           'question', 'Is this correct?',
+           'tool_call', jsonb_build_object(
+               'name', %(tool)s::text, 'args', jsonb_build_object('note', 'bulk ' || g),
+               'id', 'toolu_bulk_' || g),
+           'tool', jsonb_build_object(
+               'name', %(tool)s::text, 'description', 'Do nothing.', 'args_schema', '{}'::jsonb),
+           'requested_by', 'UBULK' || (g %% 1000)::text),
+       'pending', now() - make_interval(secs => g)
+FROM generate_series(1, %(rows)s) AS g
+"""
+
+
+async def measure_pending(env: Env, sizes: Sizes, results: Results) -> None:
+    log("bot memory with no bulk pending reviews")
+    await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+    await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+    await asyncio.sleep(0.5)
+    results.rss_kb[0] = env.rss_kb()
+
+    log(f"inserting {sizes.pending_rows:,} pending reviews")
+    async with open_pool(env.database_url, max_size=2) as pool:
+        async with pool.connection() as conn:
+            await conn.execute(
+                BULK_PENDING,
+                {
+                    "team": TEAM_ID,
+                    "channel": CHANNEL,
+                    "tool": TOOL_NAME,
+                    "rows": sizes.pending_rows,
+                },
+            )
+            await conn.execute("ANALYZE slack_reviews")
+        try:
+            log("bot memory with them")
+            await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+            await asyncio.sleep(0.5)
+            results.rss_kb[sizes.pending_rows] = env.rss_kb()
+
+            log(f"listing one user's pending reviews ({sizes.listings} samples)")
+            store = BotStore(pool)
+            for index in range(sizes.listings + 5):
+                user = f"UBULK{index % 1000}"
+                started = time.perf_counter()
+                rows = await store.pending_for(user, limit=20, tools=[TOOL_NAME])
+                if index >= 5:
+                    results.listing.append(time.perf_counter() - started)
+                if len(rows) != 20:
+                    raise RuntimeError(f"expected 20 pending reviews for {user}, got {len(rows)}")
+        finally:
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM slack_reviews WHERE ref LIKE %s", ("bench-pending-%",)
+                )
+
+
+Phase = Callable[[Env, Sizes, Results], Awaitable[None]]
+
+
+async def run(sizes: Sizes, database_url: str | None) -> Results:
+    results = Results(sizes)
+    async with environment(database_url) as env:
+        log(f"bot pid {env.bot_pid} at {env.bot_url}; Slack stand-in at {env.stub.api_url}")
+        phases: tuple[Phase, ...] = (measure_clicks, measure_threads, measure_pending)
+        for phase in phases:
+            await phase(env, sizes, results)
+        with contextlib.suppress(Exception):
+            results.notes.append(f"Slack stand-in served {env.stub.calls:,} Web API calls")
+    return results

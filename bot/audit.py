@@ -1,0 +1,200 @@
+"""The audit trail: one row per thing that happened to a reviewed tool call, kept forever.
+
+Reviews in ``slack_reviews`` are working state (a claim is released, a status moves on); the
+audit trail is the record an operator or auditor reads later: who asked for what, who decided,
+what actually ran. It is append-only, and the database enforces that (a trigger refuses UPDATE,
+DELETE and TRUNCATE), so a bug or a careless script in the bot cannot rewrite history; only a
+superuser dropping the trigger could. Arguments arrive already redacted by the caller (the policy
+knows which ones are secret); this module stores what it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from graph.db import Pool
+
+Outcome = Literal[
+    "requested", "approval_recorded", "approved", "edited", "feedback", "expired", "refused"
+]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+AUDIT_TABLE = "audit_events"
+
+# The allowed outcomes are checked in Python (``AuditLog.record``), not by a CHECK constraint:
+# adding an outcome then needs no migration of a table that may hold years of rows.
+AUDIT_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS audit_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        outcome text NOT NULL,
+        thread_id text NOT NULL,
+        interrupt_id text NOT NULL,
+        tool_call_id text NOT NULL,
+        tool_name text NOT NULL,
+        proposed_args jsonb,
+        edited_args jsonb,
+        executed_args jsonb,
+        requested_by text,
+        decided_by text,
+        channel_id text,
+        message_ts text,
+        detail text
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at, id)",
+    "CREATE INDEX IF NOT EXISTS audit_events_tool_at ON audit_events (tool_name, at)",
+    """
+    CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_events is append-only: % is not allowed', TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The audit trail records history; add a new event instead.';
+    END
+    $$
+    """,
+    # CREATE OR REPLACE TRIGGER needs PostgreSQL 14; a DO block works on any server we support.
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_events_no_change' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_events_no_change
+                BEFORE UPDATE OR DELETE ON audit_events
+                FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_events_no_truncate' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_events_no_truncate
+                BEFORE TRUNCATE ON audit_events
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+        END IF;
+    END
+    $$
+    """,
+)
+
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "at",
+    "outcome",
+    "thread_id",
+    "interrupt_id",
+    "tool_call_id",
+    "tool_name",
+    "proposed_args",
+    "edited_args",
+    "executed_args",
+    "requested_by",
+    "decided_by",
+    "channel_id",
+    "message_ts",
+    "detail",
+)
+_JSON_COLUMNS = frozenset({"proposed_args", "edited_args", "executed_args"})
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the trail. ``*_args`` must already be redacted by the caller."""
+
+    outcome: Outcome
+    thread_id: str
+    interrupt_id: str
+    tool_call_id: str
+    tool_name: str
+    proposed_args: dict[str, Any] | None = None
+    edited_args: dict[str, Any] | None = None
+    executed_args: dict[str, Any] | None = None
+    requested_by: str | None = None
+    decided_by: str | None = None
+    channel_id: str | None = None
+    message_ts: str | None = None
+    detail: str | None = None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes mean UTC: the server's TimeZone setting must not change a query."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class AuditLog:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def record(self, event: AuditEvent) -> None:
+        """Append one event. An unknown outcome is a programming error, refused loudly."""
+        if event.outcome not in OUTCOMES:
+            raise ValueError(f"unknown audit outcome {event.outcome!r} (use one of {OUTCOMES})")
+        values = {
+            name: Jsonb(value) if name in _JSON_COLUMNS and value is not None else value
+            for name, value in asdict(event).items()
+        }
+        names = list(values)
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(AUDIT_TABLE),
+            sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.SQL(", ").join(sql.Placeholder() * len(names)),
+        )
+        async with self.pool.connection() as conn:
+            await conn.execute(statement, [values[name] for name in names])
+
+    async def query(
+        self,
+        *,
+        tool: str | None = None,
+        user: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events matching every given filter, oldest first.
+
+        ``user`` matches whoever asked or decided; ``since`` is inclusive and ``until``
+        exclusive (so consecutive windows never count an event twice); naive datetimes are
+        UTC. With ``limit``, the *latest* ``limit`` matching events are returned, still oldest
+        first, like ``tail``: the recent past is what someone looking at the trail wants.
+        """
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        if tool is not None:
+            where.append(sql.SQL("tool_name = %s"))
+            params.append(tool)
+        if user is not None:
+            where.append(sql.SQL("(requested_by = %s OR decided_by = %s)"))
+            params += [user, user]
+        if outcome is not None:
+            where.append(sql.SQL("outcome = %s"))
+            params.append(outcome)
+        if since is not None:
+            where.append(sql.SQL("at >= %s"))
+            params.append(as_utc(since))
+        if until is not None:
+            where.append(sql.SQL("at < %s"))
+            params.append(as_utc(until))
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+        columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        statement: sql.Composed = sql.SQL("SELECT {} FROM {}{} ORDER BY at DESC, id DESC").format(
+            columns, sql.Identifier(AUDIT_TABLE), condition
+        )
+        if limit is not None:
+            statement = sql.SQL("{} LIMIT %s").format(statement)
+            params.append(limit)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(statement, params)).fetchall()
+        rows.reverse()
+        return [dict(row) for row in rows]

@@ -1,0 +1,189 @@
+"""``python -m bot audit``: read or export the audit trail.
+
+An auditor asks "who approved what, when"; an operator pipes the answer into a spreadsheet or a
+log pipeline. So the same filters feed three formats: a table for eyes, JSON lines for tools,
+CSV for spreadsheets. The database is found exactly as the bot finds it (``DATABASE_URL``, else
+the embedded server in ``DATA_DIR``), and the audit table is created first, so asking before the
+bot ever ran gives an empty answer instead of an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.audit import AUDIT_SCHEMA, COLUMNS, OUTCOMES, AuditLog
+from graph.config import AgentSettings
+from graph.db import migrate, open_pool, resolve_database_url
+
+FORMATS = ("table", "jsonl", "csv")
+TABLE_COLUMNS = ("at", "outcome", "tool_name", "requested_by", "decided_by", "thread_id", "detail")
+TABLE_CELL = 48
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _moment(text: str, *, end_of_day: bool) -> datetime:
+    """An ISO 8601 date or datetime; naive means UTC. A bare date given as ``--until`` means
+    the whole of that day (its following midnight), which is what a person typing
+    ``--since 2024-05-01 --until 2024-05-01`` expects."""
+    try:
+        if _DATE_ONLY.match(text):
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end_of_day else start
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date or datetime: {text!r} (e.g. 2024-05-01 or 2024-05-01T13:30Z)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _since(text: str) -> datetime:
+    return _moment(text, end_of_day=False)
+
+
+def _until(text: str) -> datetime:
+    return _moment(text, end_of_day=True)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more (got {text!r})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``audit`` command's options (the caller owns the parser and its sub-commands)."""
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: table)"
+    )
+    parser.add_argument("--tool", help="only calls of this tool")
+    parser.add_argument("--user", help="only events this Slack user id asked for or decided")
+    parser.add_argument("--outcome", choices=OUTCOMES, help="only this outcome")
+    parser.add_argument(
+        "--since", type=_since, help="from this ISO 8601 date or datetime on (UTC unless given)"
+    )
+    parser.add_argument(
+        "--until",
+        type=_until,
+        help="before this ISO 8601 datetime; a bare date includes that whole day",
+    )
+    parser.add_argument("--limit", type=_positive, help="only the latest N matching events")
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can carry it: timestamps in ISO 8601 (UTC), the rest unchanged."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def write_jsonl(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    for row in rows:
+        out.write(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+
+
+def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """One column per field; arguments as JSON text, so the file round-trips."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        cells = []
+        for name in COLUMNS:
+            value = _plain(row.get(name))
+            if isinstance(value, dict | list):
+                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            cells.append("" if value is None else value)
+        writer.writerow(cells)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    else:
+        text = " ".join(str(value).split())
+    return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
+
+
+def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """Aligned columns for a terminal; long cells are cut (use jsonl or csv for everything)."""
+    if not rows:
+        out.write("no audit events match\n")
+        return
+    headers = [name.removesuffix("_name") for name in TABLE_COLUMNS]
+    table = [[_cell(row.get(name)) for name in TABLE_COLUMNS] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+    for line in [headers, ["-" * w for w in widths], *table]:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        out.write("\n")
+    out.write(f"{len(rows)} event{'s' if len(rows) != 1 else ''} (times in UTC)\n")
+
+
+WRITERS = {"table": write_table, "jsonl": write_jsonl, "csv": write_csv}
+
+
+async def fetch(args: argparse.Namespace) -> list[dict[str, Any]]:
+    settings = AgentSettings.from_env()
+    url = await resolve_database_url(settings.database_url, settings.data_dir)
+    async with open_pool(url, max_size=2) as pool:
+        await migrate(pool, AUDIT_SCHEMA)
+        return await AuditLog(pool).query(
+            tool=args.tool,
+            user=args.user,
+            outcome=args.outcome,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+        )
+
+
+async def run(args: argparse.Namespace, out: TextIO) -> int:
+    """List or export; 0 on success, 1 when the database cannot be read (said on stderr)."""
+    try:
+        rows = await fetch(args)
+    except Exception as error:
+        print(f"cannot read the audit trail: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    write = WRITERS[args.format]
+    if args.output is None:
+        write(rows, out)
+        return 0
+    try:
+        with args.output.open("w", encoding="utf-8", newline="") as file:
+            write(rows, file)
+    except OSError as error:
+        print(f"cannot write {args.output}: {error.strerror}", file=sys.stderr)
+        return 1
+    out.write(f"wrote {len(rows)} event{'s' if len(rows) != 1 else ''} to {args.output}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bot.audit_cli`` works on its own until ``python -m bot audit`` is wired."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot audit", description="List or export the audit trail."
+    )
+    add_arguments(parser)
+    return asyncio.run(run(parser.parse_args(argv), sys.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+""" "What is waiting for me?": the App Home tab and the ``/approvals`` answer.
+
+A review message scrolls away in a busy channel; an approver should not have to hunt for it.
+Both surfaces show the same list, built here by pure functions (no I/O, so each is validated
+against Block Kit offline), plus the one query they need. Which reviews a person *may* decide is
+the policy's call (see ``bot.listeners.home``); this module only reads and draws.
+
+Text from people and the model is escaped (no pings), and each entry links to its thread rather
+than carrying buttons: deciding happens on the review message, where everyone sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.mrkdwn import escape, show_value, truncate, user_mention
+from graph.db import Pool
+
+Block = dict[str, Any]
+
+MAX_SHOWN = 20
+SCAN_LIMIT = 1000  # pending rows read per request; a backlog beyond this is reported as "N+"
+SUMMARY_CHARS = 140
+HOME_TITLE = "Reviews waiting for you"
+EMPTY_TEXT = (
+    ":sparkles: *Nothing is waiting for you.* When the agent asks to do something you may "
+    "approve, it shows up here."
+)
+
+HOME_SCHEMA: tuple[str, ...] = (
+    # Serves "pending reviews, newest first" without sorting the whole table.
+    "CREATE INDEX IF NOT EXISTS slack_reviews_status_created "
+    "ON slack_reviews (status, created_at DESC)",
+)
+
+PENDING_SQL = """
+    SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
+           request -> 'tool_call' -> 'args' AS args, request ->> 'requested_by' AS requested_by,
+           created_at
+    FROM slack_reviews
+    WHERE status = 'pending'
+    ORDER BY created_at DESC, ref
+    LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class WaitingReview:
+    """A pending review as the list shows it."""
+
+    ref: str
+    tool_name: str
+    args: Mapping[str, Any]
+    requested_by: str | None
+    channel_id: str
+    thread_ts: str
+    message_ts: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What one person sees: the newest reviews they may decide, and how many more there are."""
+
+    shown: Sequence[WaitingReview]
+    more: int = 0
+    more_is_lower_bound: bool = False  # the scan stopped at SCAN_LIMIT rows
+
+
+def waiting_from(reviews: Sequence[WaitingReview], *, complete: bool = True) -> Waiting:
+    """Split a person's reviews (newest first) into the shown ones and a count of the rest;
+    ``complete`` is False when the scan stopped early, so the count is a lower bound."""
+    return Waiting(
+        shown=tuple(reviews[:MAX_SHOWN]),
+        more=max(0, len(reviews) - MAX_SHOWN),
+        more_is_lower_bound=not complete,
+    )
+
+
+async def pending_reviews(pool: Pool, limit: int = SCAN_LIMIT) -> list[WaitingReview]:
+    """Pending reviews, newest first, at most ``limit``."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(PENDING_SQL, (limit,))).fetchall()
+    return [
+        WaitingReview(
+            ref=row["ref"],
+            tool_name=row["tool_name"],
+            args=row["args"] if isinstance(row["args"], dict) else {},
+            requested_by=row["requested_by"],
+            channel_id=row["channel_id"],
+            thread_ts=row["thread_ts"],
+            message_ts=row["message_ts"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
+# -- pure pieces -------------------------------------------------------------------------------
+
+
+def summarize_args(args: Mapping[str, Any], limit: int = SUMMARY_CHARS) -> str:
+    """``name=value, …`` on one line, cut to ``limit`` characters, then escaped (escaping last
+    so an entity like ``&amp;`` is never cut in half)."""
+    if not args:
+        return "_no arguments_"
+    text = ", ".join(f"{name}={show_value(value)}" for name, value in args.items())
+    return escape(truncate(" ".join(text.split()), limit))
+
+
+def age_text(created: datetime, now: datetime) -> str:
+    """A rough age ("3 min ago"): enough to see what has waited long, in anyone's time zone."""
+    seconds = max(0, int((now - created).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''} ago"
+    return "just now"  # pragma: no cover - the loop always returns
+
+
+def thread_link(workspace_url: str, channel: str, thread_ts: str, message_ts: str | None) -> str:
+    """Slack's archive link to the review message inside its thread.
+
+    ``workspace_url`` is ``auth.test``'s ``url`` (``https://team.slack.com/``); the message
+    part is its ts without the dot, and ``thread_ts``/``cid`` open the thread around it.
+    """
+    base = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
+    ts = message_ts or thread_ts
+    return f"{base}archives/{channel}/p{ts.replace('.', '')}?thread_ts={thread_ts}&cid={channel}"
+
+
+def _safe_url(url: str) -> bool:
+    """A link goes into ``<url|label>``: it must not contain the characters that end it."""
+    return url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n")
+
+
+def review_entry(review: WaitingReview, *, now: datetime, workspace_url: str | None) -> list[Block]:
+    """Two blocks per review: what would run, then who asked, how long ago, and where."""
+    head = f"*`{escape(truncate(review.tool_name, 80))}`*  {summarize_args(review.args)}"
+    about = [
+        f"Asked by {user_mention(review.requested_by)}" if review.requested_by else "Asked",
+        age_text(review.created_at, now),
+    ]
+    if workspace_url:
+        url = thread_link(workspace_url, review.channel_id, review.thread_ts, review.message_ts)
+        if _safe_url(url):
+            about.append(f"<{url}|Open the thread>")
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(head, 3000)}},
+        _context(" · ".join(about)),
+    ]
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _count_line(waiting: Waiting) -> str:
+    total = len(waiting.shown) + waiting.more
+    plus = "+" if waiting.more_is_lower_bound else ""
+    noun = "review" if total == 1 and not plus else "reviews"
+    return f"{total}{plus} {noun} you may decide, newest first."
+
+
+def _more_line(waiting: Waiting) -> str:
+    plus = "+" if waiting.more_is_lower_bound else ""
+    return (
+        f"…and {waiting.more}{plus} more. Decide the ones above, or find the rest in "
+        "their channels."
+    )
+
+
+def waiting_blocks(
+    waiting: Waiting, *, now: datetime, workspace_url: str | None, heading: bool = True
+) -> list[Block]:
+    """The list itself, shared by App Home and ``/approvals``; at most 44 blocks."""
+    blocks: list[Block] = []
+    if heading:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": HOME_TITLE}})
+    if not waiting.shown:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": EMPTY_TEXT}})
+        return blocks
+    blocks.append(_context(_count_line(waiting)))
+    for review in waiting.shown:
+        if heading:  # the Home tab has room for dividers; a message (50 blocks) does not
+            blocks.append({"type": "divider"})
+        blocks.extend(review_entry(review, now=now, workspace_url=workspace_url))
+    if waiting.more:
+        blocks.append(_context(_more_line(waiting)))
+    return blocks
+
+
+def home_view(waiting: Waiting, *, now: datetime, workspace_url: str | None) -> dict[str, Any]:
+    """The App Home tab (``views.publish``)."""
+    return {
+        "type": "home",
+        "blocks": waiting_blocks(waiting, now=now, workspace_url=workspace_url),
+    }
+
+
+def approvals_message(
+    waiting: Waiting, *, now: datetime, workspace_url: str | None
+) -> tuple[str, list[Block]]:
+    """The ephemeral ``/approvals`` answer: fallback text and blocks (no dividers, so 20
+    entries stay within a message's 50 blocks)."""
+    text = _count_line(waiting) if waiting.shown else "Nothing is waiting for you."
+    heading: Block = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": f"*{HOME_TITLE}*"},
+    }
+    body = waiting_blocks(waiting, now=now, workspace_url=workspace_url, heading=False)
+    return text, [heading, *body]

@@ -1,0 +1,190 @@
+"""Who may approve what, and on which terms: the policy file.
+
+A TOML file (``POLICY_FILE``) sets, per tool and by default: review or auto-approve, approvers
+(users and user groups), four-eyes (the requester may not approve their own call), a quorum of
+distinct approvals, a time to live after which the review expires (failing closed), a reminder
+before expiry, and arguments to redact. It is validated at start-up; every error names its line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+Mode = Literal["review", "auto"]
+DAY = 24 * 3600.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    mode: Mode = "review"
+    approvers: frozenset[str] | None = None  # None: anyone who can see the review
+    four_eyes: bool = False
+    quorum: int = 1
+    ttl_seconds: float = DAY
+    remind_before_seconds: float | None = None
+    redact: frozenset[str] = frozenset()
+
+    def redacted(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: ("[redacted]" if k in self.redact else v) for k, v in args.items()}
+
+
+@dataclass(frozen=True)
+class Policy:
+    defaults: ToolPolicy = field(default_factory=ToolPolicy)
+    tools: Mapping[str, ToolPolicy] = field(default_factory=dict)
+
+    def for_tool(self, name: str) -> ToolPolicy:
+        return self.tools.get(name, self.defaults)
+
+    def auto_approved(self) -> tuple[str, ...]:
+        return tuple(name for name, tool in self.tools.items() if tool.mode == "auto")
+
+    def check_tools(self, known: Iterable[str], source: str = "policy") -> None:
+        unknown = sorted(set(self.tools) - set(known))
+        if unknown:
+            raise PolicyError(
+                f"{source}: no tool named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+
+    def with_approvers(self, approvers: Mapping[str, frozenset[str]]) -> Policy:
+        """Apply the ``APPROVERS`` shorthand: it fills in tools the file leaves open."""
+        defaults = self.defaults
+        if "*" in approvers and defaults.approvers is None:
+            defaults = replace(defaults, approvers=approvers["*"])
+        tools = {
+            name: tool
+            if tool.approvers is not None or "*" not in approvers
+            else replace(tool, approvers=approvers["*"])
+            for name, tool in self.tools.items()
+        }
+        for name, members in approvers.items():
+            explicit = self.tools.get(name, self.defaults).approvers
+            if name != "*" and (name not in self.tools or explicit is None):
+                tools[name] = replace(tools.get(name, defaults), approvers=members)
+        return Policy(defaults, tools)
+
+
+_KEYS = {"mode", "approvers", "four_eyes", "quorum", "ttl", "remind_before", "redact"}
+
+
+def parse_duration(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match or float(match.group(1)) <= 0:
+        raise PolicyError(f'{where}: a duration like "30m", "24h" or "7d" (got {value!r})')
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """The line where ``[table]`` (or ``key`` inside it) is written, for error messages."""
+    lines = text.splitlines()
+    dotted = r"\s*\.\s*".join(re.escape(part) for part in table.split("."))
+    header = re.compile(rf"^\s*\[\s*{dotted}\s*\]")
+    for number, line in enumerate(lines, start=1):
+        if header.match(line):
+            if key is None:
+                return number
+            for offset, inner in enumerate(lines[number:], start=number + 1):
+                if re.match(r"^\s*\[", inner):
+                    break
+                if re.match(rf"^\s*{re.escape(key)}\s*=", inner):
+                    return offset
+            return number
+    return None
+
+
+def _tool_policy(raw: Mapping[str, Any], base: ToolPolicy, where: str, locate: Any) -> ToolPolicy:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: expected a table of settings")
+    for key in raw:
+        if key not in _KEYS:
+            raise PolicyError(
+                f"{locate(key)}: unknown setting {key!r} (use: {', '.join(sorted(_KEYS))})"
+            )
+    policy = base
+    if "mode" in raw:
+        if raw["mode"] not in ("review", "auto"):
+            raise PolicyError(f'{locate("mode")}: mode must be "review" or "auto"')
+        policy = replace(policy, mode=raw["mode"])
+    if "approvers" in raw:
+        ids = raw["approvers"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) and _ID.match(i) for i in ids):
+            raise PolicyError(
+                f"{locate('approvers')}: approvers must be a list of Slack user "
+                "ids (U..., W...) or user group ids (S...)"
+            )
+        policy = replace(policy, approvers=frozenset(ids))
+    if "four_eyes" in raw:
+        if not isinstance(raw["four_eyes"], bool):
+            raise PolicyError(f"{locate('four_eyes')}: four_eyes must be true or false")
+        policy = replace(policy, four_eyes=raw["four_eyes"])
+    if "quorum" in raw:
+        quorum = raw["quorum"]
+        if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= 10:
+            raise PolicyError(f"{locate('quorum')}: quorum must be a whole number from 1 to 10")
+        policy = replace(policy, quorum=quorum)
+    if "ttl" in raw:
+        policy = replace(policy, ttl_seconds=parse_duration(raw["ttl"], locate("ttl")))
+    if "remind_before" in raw:
+        policy = replace(
+            policy,
+            remind_before_seconds=parse_duration(raw["remind_before"], locate("remind_before")),
+        )
+    if "redact" in raw:
+        names = raw["redact"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PolicyError(f"{locate('redact')}: redact must be a list of argument names")
+        policy = replace(policy, redact=frozenset(names))
+    return policy
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(f"{source}: {error}") from error
+
+    def locator(table: str) -> Any:
+        def locate(key: str | None = None) -> str:
+            line = _line_of(text, table, key)
+            return f"{source}, line {line}" if line else source
+
+        return locate
+
+    unknown = sorted(set(data) - {"defaults", "tools"})
+    if unknown:
+        line = _line_of(text, unknown[0], None)
+        raise PolicyError(
+            f"{source}{f', line {line}' if line else ''}: unknown table "
+            f"[{unknown[0]}] (use [defaults] and [tools.<name>])"
+        )
+    defaults = _tool_policy(data.get("defaults", {}), ToolPolicy(), source, locator("defaults"))
+    tools_raw = data.get("tools", {})
+    if not isinstance(tools_raw, Mapping):
+        raise PolicyError(f"{source}: [tools] must contain one table per tool")
+    tools = {
+        name: _tool_policy(raw, defaults, locator(f"tools.{name}")(), locator(f"tools.{name}"))
+        for name, raw in tools_raw.items()
+    }
+    return Policy(defaults, tools)
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PolicyError(f"cannot read policy file {path}: {error.strerror}") from error
+    return parse_policy(text, str(path))

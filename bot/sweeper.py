@@ -1,0 +1,57 @@
+"""Background upkeep that makes decisions durable, run by every replica.
+
+Each pass (1) finishes decisions whose process died between the claim and the result, (2)
+expires reviews nobody decided within their time to live (failing closed), (3) posts reminders
+before expiry, and (4) repaints messages Slack refused to update. Every step claims its rows
+atomically in PostgreSQL, so replicas never do the same work twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.flow import ReviewFlow
+
+log = logging.getLogger(__name__)
+
+STUCK_AFTER_SECONDS = 90.0  # longer than a normal run, so live work is never replayed
+
+
+@dataclass
+class SweepReport:
+    recovered: int = 0
+    expired: int = 0
+    reminded: int = 0
+    repainted: int = 0
+
+
+async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECONDS) -> SweepReport:
+    report = SweepReport()
+    for review in await flow.store.stuck(stuck_after):
+        log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
+        await flow.apply(review)
+        report.recovered += 1
+    for review in await flow.store.due_for_expiry():
+        await flow.expire(review)
+        report.expired += 1
+    for review in await flow.store.due_for_reminder():
+        await flow.remind(review)
+        report.reminded += 1
+    for review in await flow.store.unsynced():
+        await flow.sync(review)
+        report.repainted += 1
+    return report
+
+
+async def run_sweeper(flow: ReviewFlow, every: float) -> None:
+    """Sweep forever; an outage only delays the next pass."""
+    while True:
+        try:
+            await sweep_once(flow)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("sweep failed; retrying in %ss", every, exc_info=True)
+        await asyncio.sleep(every)
