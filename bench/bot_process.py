@@ -2,7 +2,8 @@
 
 The real ``running_bot`` and ``http_app`` under uvicorn on loopback, with the instant model and
 the no-op tool. Configured by environment (``BENCH_DATABASE_URL``, ``BENCH_SLACK_API_URL``,
-``BENCH_SIGNING_SECRET``, ``BENCH_POOL_SIZE``); prints ``READY <port>`` once it listens and
+``BENCH_SIGNING_SECRET``, ``BENCH_POOL_SIZE``; ``BENCH_PROFILE=<file>`` writes a cProfile of
+the whole run there); prints ``READY <port>`` once it listens and
 stops cleanly on SIGTERM.
 """
 
@@ -63,7 +64,19 @@ async def serve() -> None:
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"))
-    asyncio.run(serve())
+    profile_path = os.environ.get("BENCH_PROFILE")
+    if not profile_path:
+        asyncio.run(serve())
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(serve())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
 
 
 if __name__ == "__main__":

@@ -129,8 +129,9 @@ class Actors:
         """Type ``/command text`` in a channel's composer, as `user`.
 
         Slack sends the command only if the app defines it (`config.slash_commands`); an ack
-        whose body is a message (``text``/``blocks``) is shown to the person only, or to the
-        channel with ``response_type: in_channel``. Later answers go through `response_url`.
+        whose body is a message (JSON ``text``/``blocks``, or plain text) is shown to the person
+        only, or to the channel with ``response_type: in_channel``. Later answers go through
+        `response_url`.
         """
         if command not in self.config.slash_commands:
             raise ApiError("invalid_command")
@@ -155,6 +156,8 @@ class Actors:
         }
         resp = await self.delivery.deliver_command(payload)
         body = resp.json() if resp.ok else None
+        if resp.ok and body is None and resp.body.strip():
+            body = {"text": resp.body}  # a plain-text answer is a message too
         if isinstance(body, dict) and (body.get("text") or body.get("blocks")):
             blocks = body.get("blocks") if isinstance(body.get("blocks"), list) else None
             message = str(body.get("text") or "")

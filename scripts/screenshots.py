@@ -35,14 +35,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from playwright.async_api import FloatRect, Locator, Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import (  # noqa: E402
+    FloatRect,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from graph.db import start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from tests.support.bot_harness import running_slack_env  # noqa: E402
 from tests.support.browser import ChatPage, chromium_missing, launch_chromium  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "images"
-VIEWPORT = {"width": 1240, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1240, "height": 900}
 SCALE = 2
 THREAD_WIDTH = 560  # CSS px: 1120 px in the image
 PAD = 12
@@ -89,7 +96,7 @@ async def drive(url: str, out: Path) -> list[Path]:
         browser = await launch_chromium(playwright)
         try:
             context = await browser.new_context(
-                viewport=VIEWPORT,  # type: ignore[arg-type]
+                viewport=VIEWPORT,
                 device_scale_factor=SCALE,
             )
             page = await context.new_page()
@@ -125,7 +132,14 @@ async def drive(url: str, out: Path) -> list[Path]:
             await browser.close()
 
 
-async def main(out: Path) -> list[Path]:
+async def run(database_url: str, out: Path) -> list[Path]:
+    async with running_slack_env(database_url) as env:
+        env.sandbox.workspace.create_channel(CHANNEL, creator="U0BOT")
+        return await drive(env.sandbox.url, out)
+
+
+def main(out: Path) -> list[Path]:
+    """Blocking set-up (directories, PostgreSQL) here; the servers and browser in one loop."""
     missing = chromium_missing()
     if missing:
         raise SystemExit(missing)
@@ -135,9 +149,7 @@ async def main(out: Path) -> list[Path]:
     try:
         database_url = start_embedded_postgres(data_dir)
         try:
-            async with running_slack_env(database_url) as env:
-                env.sandbox.workspace.create_channel(CHANNEL, creator="U0BOT")
-                return await drive(env.sandbox.url, out)
+            return asyncio.run(run(database_url, out))
         finally:
             stop_embedded_postgres(data_dir)
     finally:
@@ -147,5 +159,5 @@ async def main(out: Path) -> list[Path]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
-    for shot in asyncio.run(main(parser.parse_args().out)):
+    for shot in main(parser.parse_args().out.resolve()):
         print(shot.relative_to(REPO_ROOT) if shot.is_relative_to(REPO_ROOT) else shot)

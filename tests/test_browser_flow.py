@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.async_api import expect
 
-from tests.support.bot_harness import ALICE, BOB, SlackEnv, running_slack_env
+from tests.support.bot_harness import ALICE, BOB, BOT, SlackEnv, running_slack_env
 
 if TYPE_CHECKING:  # the fixtures hand it out; see tests/support/browser.py
     from tests.support.browser import ChatPage
@@ -67,10 +67,12 @@ async def test_approve_updates_the_review_in_place_then_shows_result_and_reply(
 
 
 async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
-    chat: ChatPage,
+    chat: ChatPage, env: SlackEnv
 ) -> None:
+    # Everyone is in #general already; a fresh channel lets the edited invite succeed.
+    env.sandbox.workspace.create_channel("launch-plan", creator=BOT)
     await chat.mark_page()
-    await chat.send("@approvals invite @bob to #general")
+    await chat.send("@approvals invite @bob to #launch-plan")
     await expect(chat.channel_message("invite").locator(".mention")).to_have_text(
         ["@approvals", "@bob"]
     )
@@ -106,7 +108,8 @@ async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
     await expect(review.locator("s")).to_have_text('["U0BOB"]')  # old value, struck through
     await expect(review).to_contain_text('["U0BOB"] → ["U0BOB", "U0CAROL"]')
     result = chat.thread.get_by_test_id("message").filter(has_text="invite_users returned:")
-    await expect(result).to_be_visible()
+    await expect(result).to_contain_text("✅")
+    await expect(result).to_contain_text("Invited <@U0BOB>, <@U0CAROL> to #launch-plan.")
     await expect(chat.thread.get_by_test_id("message").filter(has_text="Done.")).to_be_visible()
     assert await chat.still_same_page_load()
 

@@ -61,7 +61,7 @@ async def test_post_message_sends_channel_text_and_idempotency_metadata(
     proposal = tool_calls(("post_message", {"channel": "general", "text": "Hello *team*"}))
     call_id = proposal.tool_calls[0]["id"]
     done, _ = await approve_all(agent_factory, thread_id, proposal, slack)
-    assert slack.calls == [
+    assert slack.calls_of("chat.postMessage") == [
         (
             "chat.postMessage",
             {
@@ -92,7 +92,7 @@ async def test_post_message_accepts_a_channel_mention_and_runs_edited_text(
         slack,
         {"action": "update", "data": {"channel": "<#C0ABC|general>", "text": "final"}},
     )
-    [(method, body)] = slack.calls
+    [(method, body)] = slack.calls_of("chat.postMessage")
     assert method == "chat.postMessage"
     assert (body["channel"], body["text"]) == ("C0ABC", "final")
 
@@ -275,7 +275,7 @@ async def test_slack_error_becomes_an_error_tool_message_and_the_model_is_told(
     proposal = tool_calls(("post_message", {"channel": "#gone", "text": "hi"}))
     call_id = proposal.tool_calls[0]["id"]
     done, model = await approve_all(agent_factory, thread_id, proposal, slack)
-    assert slack.methods() == ["chat.postMessage"]
+    assert slack.calls_of("chat.postMessage")
     [result] = done.tool_results
     assert (result.tool_call_id, result.status) == (call_id, "error")
     assert "channel_not_found" in result.content
@@ -335,7 +335,10 @@ async def test_parallel_slack_calls_with_one_failure(
         ("post_message", {"channel": "#b", "text": "two"}),
     )
     done, model = await approve_all(agent_factory, thread_id, proposal, slack)
-    assert sorted(body["channel"] for _, body in slack.calls) == ["#a", "#b"]
+    assert sorted(body["channel"] for _, body in slack.calls_of("chat.postMessage")) == [
+        "#a",
+        "#b",
+    ]
     assert sorted(r.status for r in done.tool_results) == ["error", "success"]
     answered = trailing_tool_messages(model.seen[1])
     assert sorted(m.tool_call_id for m in answered) == sorted(call_ids(proposal))
@@ -370,3 +373,59 @@ def test_tool_module_policy_is_loaded(tmp_path: Any, monkeypatch: pytest.MonkeyP
     [entry] = load_tool_module("my_graph_tools_mod")
     assert (entry.tool.name, entry.policy) == ("lookup", "auto")
     assert build_registry(("my_graph_tools_mod",)).policy("lookup") == "auto"
+
+
+async def test_a_replayed_post_finds_its_earlier_message_and_does_not_post_again(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    proposal = tool_calls(("post_message", {"channel": "#general", "text": "once"}))
+    call_id = proposal.tool_calls[0]["id"]
+    already = {
+        "ts": "1700000000.000200",
+        "metadata": {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"tool_call_id": call_id}},
+    }
+    slack = FakeSlack(
+        {
+            "conversations.list": {"ok": True, "channels": [{"id": "C0GEN", "name": "general"}]},
+            "conversations.history": {"ok": True, "messages": [{"ts": "1.0"}, already]},
+            "chat.postMessage": {"ok": True, "ts": "9.9"},
+        }
+    )
+    done, _ = await approve_all(agent_factory, thread_id, proposal, slack)
+    assert slack.calls_of("chat.postMessage") == []
+    assert slack.calls_of("conversations.history")[0][1]["channel"] == "C0GEN"
+    assert "1700000000.000200" in done.tool_results[0].content
+
+
+async def test_replays_of_create_and_invite_are_not_errors(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    proposal = tool_calls(
+        ("create_channel", {"name": "launch"}),
+        ("invite_users", {"channel": "C0LAUNCH", "users": ["U0BOB"]}),
+    )
+    slack = FakeSlack(
+        {
+            "conversations.create": {"ok": False, "error": "name_taken"},
+            "auth.test": {"ok": True, "user_id": "U0BOT"},
+            "conversations.list": {"ok": True, "channels": [{"id": "C0LAUNCH", "name": "launch"}]},
+            "conversations.info": {"ok": True, "channel": {"id": "C0LAUNCH", "creator": "U0BOT"}},
+            "conversations.invite": {"ok": False, "error": "already_in_channel"},
+        }
+    )
+    done, _ = await approve_all(agent_factory, thread_id, proposal, slack)
+    assert [r.status for r in done.tool_results] == ["success", "success"]
+    someone_elses = FakeSlack(
+        {
+            **slack.replies,
+            "conversations.info": {"ok": True, "channel": {"id": "C0LAUNCH", "creator": "U0ALICE"}},
+        }
+    )
+    other, _ = await approve_all(
+        agent_factory,
+        thread_id + "-b",
+        tool_calls(("create_channel", {"name": "launch"})),
+        someone_elses,
+    )
+    assert other.tool_results[0].status == "error"
+    assert "name_taken" in other.tool_results[0].content

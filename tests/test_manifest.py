@@ -31,6 +31,9 @@ EVENT_SCOPES = {
 COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.info": {"channels:read", "groups:read"},
+    "auth.test": set(),
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
     "reactions.add": {"reactions:write"},

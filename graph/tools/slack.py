@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from graph.context import AgentContext, SlackWebAPI, slack_reply
 
 IDEMPOTENCY_EVENT = "approval_bot_tool_call"
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")  # ids are upper case; names never are
 _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 
 
@@ -80,6 +80,41 @@ async def _channel_id(client: SlackWebAPI, channel: str) -> str:
             raise SlackToolError(f"no channel named #{name}")
 
 
+async def _posted_before(client: SlackWebAPI, channel: str, key: str) -> str | None:
+    """The ts of a message this very tool call already posted (found by its idempotency key
+    in the message metadata), so a replayed call does not post twice."""
+    try:
+        channel_id = await _channel_id(client, channel)
+        page = await _call(
+            client,
+            "conversations.history",
+            channel=channel_id,
+            limit=100,
+            include_all_metadata=True,
+        )
+    except SlackToolError:
+        return None  # e.g. a channel the bot cannot read: nothing to compare against
+    for message in page.get("messages", []):
+        metadata = message.get("metadata") or {}
+        if (
+            metadata.get("event_type") == IDEMPOTENCY_EVENT
+            and (metadata.get("event_payload") or {}).get("tool_call_id") == key
+        ):
+            return str(message.get("ts"))
+    return None
+
+
+async def _created_by_me(client: SlackWebAPI, name: str) -> str | None:
+    """The id of an existing channel of this name, if this bot created it."""
+    me = (await _call(client, "auth.test")).get("user_id")
+    try:
+        channel_id = await _channel_id(client, f"#{name.lstrip('#')}")
+        info = await _call(client, "conversations.info", channel=channel_id)
+    except SlackToolError:
+        return None
+    return channel_id if info.get("channel", {}).get("creator") == me else None
+
+
 class PostMessageArgs(BaseModel):
     channel: str = Field(description="Channel to post in: #name or a channel id.", min_length=1)
     text: str = Field(description="The message, in Slack mrkdwn.", min_length=1, max_length=4000)
@@ -89,6 +124,10 @@ class PostMessageArgs(BaseModel):
 async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContext, Any]) -> str:
     """Post a message to a Slack channel as the bot."""
     client = _client(runtime)
+    key = runtime.tool_call_id
+    earlier = await _posted_before(client, channel, key) if key else None
+    if earlier:
+        return f"Posted to {channel} (message ts {earlier}; already done before a restart)."
     reply = await _call(
         client,
         "chat.postMessage",
@@ -122,9 +161,16 @@ async def create_channel(
     name: str, runtime: ToolRuntime[AgentContext, Any], is_private: bool = False
 ) -> str:
     """Create a new Slack channel."""
-    reply = await _call(
-        _client(runtime), "conversations.create", name=name.lstrip("#"), is_private=is_private
-    )
+    client = _client(runtime)
+    try:
+        reply = await _call(
+            client, "conversations.create", name=name.lstrip("#"), is_private=is_private
+        )
+    except SlackToolError as error:
+        mine = await _created_by_me(client, name) if "name_taken" in str(error) else None
+        if mine is None:
+            raise
+        return f"#{name} already exists ({mine}); it was created by me, so nothing changed."
     created = reply.get("channel", {})
     return f"Created #{created.get('name', name)} ({created.get('id')})."
 
@@ -168,12 +214,17 @@ async def invite_users(
 ) -> str:
     """Invite users to a Slack channel."""
     client = _client(runtime)
-    await _call(
-        client,
-        "conversations.invite",
-        channel=await _channel_id(client, channel),
-        users=",".join(users),
-    )
+    try:
+        await _call(
+            client,
+            "conversations.invite",
+            channel=await _channel_id(client, channel),
+            users=",".join(users),
+        )
+    except SlackToolError as error:
+        if "already_in_channel" not in str(error):
+            raise
+        return f"{', '.join(f'<@{user}>' for user in users)} already in {channel}; no change."
     return f"Invited {', '.join(f'<@{user}>' for user in users)} to {channel}."
 
 

@@ -31,6 +31,7 @@ from playwright.async_api import (
     Locator,
     Page,
     Playwright,
+    ViewportSize,
     async_playwright,
     expect,
 )
@@ -46,7 +47,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 INSTALL_HINT = "install Debian's Chromium with `apt-get install -y chromium`"
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 # Generous for slow CI machines; a passing run never waits this long.
 EXPECT_TIMEOUT_MS = 15_000
 
@@ -82,7 +83,7 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser) -> AsyncIterator[Page]:
     """A fresh context (cookies, localStorage) and page; uncaught page errors fail the test."""
-    context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context = await browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(EXPECT_TIMEOUT_MS)
     tab = await context.new_page()
     errors: list[str] = []

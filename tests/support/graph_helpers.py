@@ -204,6 +204,9 @@ class FakeSlack:
     def methods(self) -> list[str]:
         return [method for method, _ in self.calls]
 
+    def calls_of(self, method: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(name, body) for name, body in self.calls if name == method]
+
 
 # ------------------------------------------------------------------ database
 
