@@ -4,7 +4,7 @@ The real ``running_bot`` and ``http_app`` under uvicorn on loopback, with the in
 the no-op tool. Configured by environment (``BENCH_DATABASE_URL``, ``BENCH_SLACK_API_URL``,
 ``BENCH_SIGNING_SECRET``, ``BENCH_POOL_SIZE``; ``BENCH_PROFILE=<file>`` writes a cProfile of
 the whole run there); prints ``READY <port>`` once it listens and
-stops cleanly on SIGTERM.
+stops cleanly on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -271,7 +272,7 @@ async def database(url: str | None) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def bot_process(database_url: str, api_url: str) -> AsyncIterator[tuple[int, int]]:
-    """Start ``bench.bot_process``; yield (pid, port); SIGTERM it afterwards."""
+    """Start ``bench.bot_process``; yield (pid, port); interrupt it afterwards."""
     env = {
         **os.environ,
         "BENCH_DATABASE_URL": database_url,
@@ -294,7 +295,7 @@ async def bot_process(database_url: str, api_url: str) -> AsyncIterator[tuple[in
         yield process.pid, int(line.split()[1])
     finally:
         if process.returncode is None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)  # uvicorn re-raises it: a clean KeyboardInterrupt
             try:
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:

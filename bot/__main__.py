@@ -11,6 +11,7 @@ import sys
 
 from bot.config import BotSettings, ConfigError
 from bot.logs import configure_logging, parse_format, secrets_from_env
+from bot.policy import PolicyError
 
 DESCRIPTION = """\
 Slack approval bot: chat with an AI agent in Slack; every consequential tool call it proposes
@@ -39,6 +40,14 @@ environment:
   PORT, HOST             HTTP listen address (default 0.0.0.0:3000)
   APPROVERS              who may decide, per tool: "post_message=U1,S2;*=U3" (S... = user group;
                          unset: anyone who can see the review)
+  POLICY_FILE            TOML policy: per tool review/auto, approvers, four-eyes, quorum, time
+                         to live, reminders, redaction (see README "Policy")
+  SWEEP_SECONDS          how often each replica expires, reminds and finishes interrupted
+                         decisions (default 15; 0 turns it off)
+  RECOVER_AFTER_SECONDS  a decision claimed this long ago and never finished is finished by
+                         the sweeper (default 90: longer than any normal run)
+  THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died
+                         mid-run (default 30)
   DATABASE_URL           PostgreSQL URL; unset: an embedded PostgreSQL in DATA_DIR
   DATA_DIR               where the embedded database lives
                          (default ~/.local/share/slack-approval-bot)
@@ -106,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = BotSettings.from_env()
-    except ConfigError as error:
+        settings.load_policy()  # fail at start-up, naming the line, not at the first click
+    except (ConfigError, PolicyError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     from bot.server import run

@@ -49,6 +49,7 @@ class BotSettings:
     policy_file: Path | None = None
     agent: AgentSettings = field(default_factory=AgentSettings)
     sweep_seconds: float = 15.0
+    recover_after_seconds: float = 90.0
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy's auto-approved tools added."""
@@ -86,5 +87,7 @@ class BotSettings:
             host=env.get("HOST", "0.0.0.0"),
             approvers=parse_approvers(env.get("APPROVERS", "")),
             policy_file=Path(env["POLICY_FILE"]) if env.get("POLICY_FILE") else None,
+            sweep_seconds=float(env.get("SWEEP_SECONDS", "15")),
+            recover_after_seconds=float(env.get("RECOVER_AFTER_SECONDS", "90")),
             agent=AgentSettings.from_env(env),
         )

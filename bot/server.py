@@ -9,6 +9,7 @@ decisions people already saw acknowledged. On SIGTERM the server stops taking re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import signal
@@ -35,6 +36,7 @@ from bot.flow import ReviewFlow
 from bot.logs import set_context
 from bot.permissions import Approvers
 from bot.store import BOT_SCHEMA, BotStore
+from bot.sweeper import run_sweeper
 from bot.threads import SlackThread
 from graph import AgentService, open_agent
 from graph.model import ChatModel
@@ -200,9 +202,20 @@ async def running_bot(
         app = build_app(settings, client, flow)
         app.use(log_context_middleware)
         bot = Bot(settings, service, app, flow)
+        sweeper = (
+            asyncio.create_task(
+                run_sweeper(flow, settings.sweep_seconds, settings.recover_after_seconds)
+            )
+            if settings.sweep_seconds > 0
+            else None
+        )
         try:
             yield bot
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
 
 

@@ -45,11 +45,13 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
     return report
 
 
-async def run_sweeper(flow: ReviewFlow, every: float) -> None:
+async def run_sweeper(
+    flow: ReviewFlow, every: float, stuck_after: float = STUCK_AFTER_SECONDS
+) -> None:
     """Sweep forever; an outage only delays the next pass."""
     while True:
         try:
-            await sweep_once(flow)
+            await sweep_once(flow, stuck_after=stuck_after)
         except asyncio.CancelledError:
             raise
         except Exception:

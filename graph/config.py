@@ -33,6 +33,7 @@ class AgentSettings:
     tool_modules: tuple[str, ...] = ()
     auto_approve: tuple[str, ...] = ()
     pool_max_size: int = 20
+    lease_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:
@@ -46,4 +47,5 @@ class AgentSettings:
             tool_modules=_csv(env.get("AGENT_TOOL_MODULES")),
             auto_approve=_csv(env.get("AGENT_AUTO_APPROVE")),
             pool_max_size=int(env.get("DATABASE_POOL_SIZE", "20")),
+            lease_seconds=float(env.get("THREAD_LEASE_SECONDS", "30")),
         )

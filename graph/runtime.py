@@ -32,4 +32,6 @@ async def open_agent(
         saver = AsyncPostgresSaver(pool)
         await migrate(pool, (*AGENT_SCHEMA, *extra_schema), saver.setup)
         graph = build_graph(model, registry, saver)
-        yield AgentService(graph, registry, pool, ThreadLeases(pool))
+        yield AgentService(
+            graph, registry, pool, ThreadLeases(pool, ttl_seconds=settings.lease_seconds)
+        )

@@ -199,3 +199,22 @@ def _policy(text: str) -> Path:
     path = Path(tempfile.mkdtemp()) / "policy.toml"
     path.write_text(text)
     return path
+
+
+async def test_every_replica_sweeps_in_the_background(database_url: str) -> None:
+    model = ScriptedModel(
+        [tool_calls(("weather_search", {"city": "Oslo"})), AIMessage(content="understood")]
+    )
+    async with running_slack_env(
+        database_url,
+        model=model,
+        registry=registry_with(),
+        policy_file=_policy(POLICY),
+        sweep_seconds=0.2,
+    ) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> weather in Oslo")
+        review = await review_in(sandbox, thread)
+        await sandbox.wait_for(
+            lambda: "Expired" in current(sandbox, thread, review["ts"]), within=10
+        )

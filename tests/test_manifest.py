@@ -40,7 +40,6 @@ METHOD_SCOPES = {
     "reactions.remove": {"reactions:write"},
     "views.open": set(),
     "views.publish": set(),
-    "auth.test": set(),
     "conversations.create": {"channels:manage", "groups:write"},
     "conversations.setTopic": {"channels:manage", "groups:write"},
     "conversations.invite": {"channels:manage", "groups:write"},

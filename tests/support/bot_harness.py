@@ -49,6 +49,7 @@ async def running_slack_env(
     registry: ToolRegistry | None = None,
     approvers: Mapping[str, frozenset[str]] | None = None,
     policy_file: Path | None = None,
+    sweep_seconds: float = 0,
     sandbox_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[SlackEnv]:
     sock = listening_socket()
@@ -63,6 +64,7 @@ async def running_slack_env(
             api_url=sandbox.api_url,
             approvers=dict(approvers or {}),
             policy_file=policy_file,
+            sweep_seconds=sweep_seconds,
             agent=AgentSettings(database_url=database_url),
         )
         async with running_bot(settings, model=model, registry=registry) as bot:

@@ -1,0 +1,104 @@
+"""Whose list a pending review lands on: the policy's approvers (users and user groups) minus
+the requester under four-eyes, read from real PostgreSQL, with the workspace URL from a real
+``auth.test`` (the sandbox's) looked up once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.flow import ReviewFlow
+from bot.home import HOME_SCHEMA
+from bot.listeners.home import WaitingLister, lister_for
+from bot.permissions import Approvers
+from bot.policy import Policy, ToolPolicy
+from bot.store import BOT_SCHEMA, BotStore
+from graph.db import migrate, open_pool
+from sandbox import SandboxConfig, running_sandbox
+from tests.support.bot_harness import ALICE, BOB, CAROL
+
+NOBODY: frozenset[str] = frozenset()
+
+
+@pytest.fixture
+async def lister(database_url: str) -> AsyncIterator[tuple[WaitingLister, str]]:
+    """A lister whose policy knows one tool of this test only (every other tool: nobody),
+    so reviews other tests left pending in the shared database never show up."""
+    tool = f"deploy_{uuid.uuid4().hex[:8]}"
+    policy = Policy(
+        defaults=ToolPolicy(approvers=NOBODY),
+        tools={tool: ToolPolicy(approvers=frozenset({CAROL, "S0APPROVERS"}), four_eyes=True)},
+    )
+    config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
+    async with running_sandbox(config) as sandbox, open_pool(database_url, max_size=4) as pool:
+        await migrate(pool, (*BOT_SCHEMA, *HOME_SCHEMA))
+        await migrate(pool, HOME_SCHEMA)  # idempotent
+        client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
+        flow = ReviewFlow(None, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
+        yield lister_for(flow), tool
+        assert [c.ok for c in sandbox.calls_of("auth.test")] in ([], [True])  # cached
+
+
+def request(tool: str, requested_by: str, **args: Any) -> dict[str, Any]:
+    return {
+        "question": "?",
+        "tool_call": {"name": tool, "args": args, "id": uuid.uuid4().hex},
+        "tool": {"name": tool, "description": "Deploy.", "args_schema": {}},
+        "requested_by": requested_by,
+    }
+
+
+async def add(store: BotStore, tool: str, requested_by: str, **args: Any) -> str:
+    ref = await store.add_review(
+        f"t-{uuid.uuid4().hex[:8]}",
+        "i1",
+        "T0",
+        "C0GENERAL",
+        "1.000001",
+        request(tool, requested_by, **args),  # type: ignore[arg-type]
+    )
+    assert ref is not None
+    return ref
+
+
+async def test_approvers_groups_and_four_eyes_decide_whose_list(
+    lister: tuple[WaitingLister, str],
+) -> None:
+    waiting, tool = lister
+    store = waiting.flow.store
+    by_alice = await add(store, tool, ALICE, env="staging")
+    by_carol = await add(store, tool, CAROL, env="prod")
+    decided = await add(store, tool, BOB, env="old")
+    assert await store.claim(decided, "continue", CAROL) is not None
+
+    # Carol is named; she may not approve her own call (four-eyes), and 'deciding' is not pending.
+    assert [r.ref for r in (await waiting.waiting_for(CAROL)).shown] == [by_alice]
+    # Alice and Bob are in the user group S0APPROVERS; Alice asked for one of them herself.
+    assert [r.ref for r in (await waiting.waiting_for(ALICE)).shown] == [by_carol]
+    bob = await waiting.waiting_for(BOB)
+    assert [r.ref for r in bob.shown] == [by_carol, by_alice]  # newest first
+    assert bob.shown[0].args == {"env": "prod"} and bob.shown[0].requested_by == CAROL
+    assert (await waiting.waiting_for("U0STRANGER")).shown == ()
+
+    await store.release(decided)  # a released claim is pending again, so listed again
+    assert [r.ref for r in (await waiting.waiting_for(CAROL)).shown] == [decided, by_alice]
+
+
+async def test_more_than_twenty_are_counted_not_shown(lister: tuple[WaitingLister, str]) -> None:
+    waiting, tool = lister
+    for number in range(23):
+        await add(waiting.flow.store, tool, ALICE, n=number)
+    mine = await waiting.waiting_for(BOB)
+    assert len(mine.shown) == 20 and mine.more == 3 and not mine.more_is_lower_bound
+    assert mine.shown[0].args == {"n": 22}
+
+
+async def test_workspace_url_comes_from_auth_test_once(lister: tuple[WaitingLister, str]) -> None:
+    waiting, _ = lister
+    first = await waiting.workspace_url()
+    assert first is not None and first.startswith("http://127.0.0.1:") and first.endswith("/")
+    assert await waiting.workspace_url() == first
