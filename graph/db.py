@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from psycopg import AsyncConnection
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -90,16 +93,67 @@ async def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
     return await asyncio.to_thread(start_embedded_postgres, data_dir)
 
 
+IDLE_CHECK_SECONDS = 2.0
+_last_borrowed: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def check_if_idle(conn: AsyncConnection[DictRow]) -> None:
+    """The pool's borrow check: a round trip only for a connection idle for a while.
+
+    Checking every borrow costs a round trip per query (a third of the database time of an
+    approval). A connection used in the last ``IDLE_CHECK_SECONDS`` is handed out as is: if the
+    server went away meanwhile, that one query fails (callers report it and release their
+    claim), psycopg marks the connection broken and the pool replaces it when it comes back.
+    """
+    now = time.monotonic()
+    last = _last_borrowed.get(conn)
+    _last_borrowed[conn] = now
+    if last is None or now - last > IDLE_CHECK_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+class PooledPostgresSaver(AsyncPostgresSaver):
+    """``AsyncPostgresSaver`` without its instance-wide lock when it is given a pool.
+
+    The upstream saver runs every query of every thread behind one ``asyncio.Lock`` even with
+    a pool (langgraph issue 7259), so one process checkpoints one query at a time. Each query
+    here borrows its own pooled connection instead; with a single connection or a pipeline the
+    upstream behaviour (and lock) is kept.
+    """
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.conn.connection() as conn:
+            if not pipeline:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
+
+
 @asynccontextmanager
 async def open_pool(url: str, *, max_size: int = 20) -> AsyncIterator[Pool]:
-    """A pool that checks connections on borrow, so a restarted database is survived."""
+    """A pool that checks idle connections on borrow, so a restarted database is survived."""
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         kwargs=CONNECTION_KWARGS,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=check_if_idle,
         name="approval-bot",
     )
     await pool.open(wait=True, timeout=30)

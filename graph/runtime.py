@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
 from graph.agent import build_graph
 from graph.config import AgentSettings
-from graph.db import AGENT_SCHEMA, migrate, open_pool, resolve_database_url
+from graph.db import AGENT_SCHEMA, PooledPostgresSaver, migrate, open_pool, resolve_database_url
 from graph.locks import ThreadLeases
 from graph.model import ChatModel, build_model
 from graph.service import AgentService
@@ -29,7 +27,7 @@ async def open_agent(
     model = model or build_model(settings, registry.tools)
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:
-        saver = AsyncPostgresSaver(pool)
+        saver = PooledPostgresSaver(pool)
         await migrate(pool, (*AGENT_SCHEMA, *extra_schema), saver.setup)
         graph = build_graph(model, registry, saver)
         yield AgentService(

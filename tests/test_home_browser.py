@@ -56,7 +56,10 @@ async def test_home_tab_and_slash_command_in_the_page(chat_page: ChatPage, env: 
     await expect(answer).to_have_count(1)
     await expect(answer).to_contain_text("Only visible to you")
 
-    await chat_page.send("/nope")
+    composer = page.get_by_test_id("composer-input")
+    await composer.fill("/nope")
+    await composer.press("Enter")  # Slack keeps what you typed and says why
     await expect(
         page.get_by_test_id("toast").filter(has_text="/nope is not a valid command")
     ).to_be_visible()
+    await expect(composer).to_have_value("/nope")

@@ -132,8 +132,16 @@ class ChatPage:
         return messages.filter(has_text=text)
 
     async def open_thread(self, text: str) -> None:
-        """Open the thread under the channel message containing `text` ("N replies")."""
-        await self.channel_message(text).get_by_test_id("open-thread").click()
+        """Open the thread under the channel message containing `text` ("N replies").
+
+        Waits for the bot to finish with the message first: it marks a message it is working
+        on with a reaction and removes it when done, and that moves the link under the pointer.
+        """
+        message = self.channel_message(text)
+        link = message.get_by_test_id("open-thread")
+        await expect(link).to_be_visible()
+        await expect(message.get_by_test_id("reaction")).to_have_count(0)
+        await link.click()
         await expect(self.thread_pane).to_be_visible()
 
     async def switch_user(self, name: str) -> None:
