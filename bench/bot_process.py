@@ -10,6 +10,7 @@ stops cleanly on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -66,14 +67,16 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"))
     profile_path = os.environ.get("BENCH_PROFILE")
     if not profile_path:
-        asyncio.run(serve())
+        with contextlib.suppress(KeyboardInterrupt):  # how the benchmark stops it
+            asyncio.run(serve())
         return
     import cProfile
 
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(serve())
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve())
     finally:
         profiler.disable()
         profiler.dump_stats(profile_path)

@@ -26,6 +26,7 @@ FIGURES: tuple[str, ...] = (
     "bare LangGraph resume p50",
     "click->applied p50 / bare resume p50",
     "sustained approvals",
+    "bot CPU per approval",
     "resume p50, 1-turn thread",
     "resume p50, long thread",
     "long / 1-turn resume",
@@ -103,6 +104,15 @@ def rows(results: Results) -> list[Row]:
             f"{sizes.sustained} reviews, {sizes.sustained_concurrency} at once",
         )
     )
+    out.append(
+        Row(
+            "bot CPU per approval",
+            ms(results.cpu_per_approval),
+            "",
+            None,
+            "user+system CPU of the bot process / approvals, sustained run",
+        )
+    )
     short, long = median(results.resume_short), median(results.resume_long)
     out.append(
         Row(
@@ -133,7 +143,7 @@ def rows(results: Results) -> list[Row]:
                 mb(results.stored[turns]),
                 "",
                 None,
-                f"{turns} turns",
+                f"{turns} turns (mean of the last {min(10, sizes.turns // 4)})",
             )
         )
     if len(marks) == 3:

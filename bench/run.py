@@ -8,10 +8,10 @@ API stand-in the bot calls back (``bench.slack_stub``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import shutil
 import signal
@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.bare import bare_resumes
+from bench.bare import bare_langgraph
 from bench.fakes import TOOL_NAME, InstantModel, bench_registry
 from bench.slack_stub import BOT_USER, TEAM_ID, PostedReview, SlackStub
 from bot.blocks import ACTIONS_BLOCK, APPROVE
@@ -51,7 +51,6 @@ class Sizes:
     rounds_200: int
     sustained: int
     sustained_concurrency: int
-    bare: int
     turns: int
     resume_samples: int
     pending_rows: int
@@ -66,9 +65,8 @@ class Sizes:
             rounds_200=2,
             sustained=1000,
             sustained_concurrency=32,
-            bare=200,
             turns=200,
-            resume_samples=20,
+            resume_samples=40,
             pending_rows=100_000,
             traffic=100,
             listings=100,
@@ -82,9 +80,8 @@ class Sizes:
             rounds_200=1,
             sustained=200,
             sustained_concurrency=32,
-            bare=30,
             turns=40,
-            resume_samples=5,
+            resume_samples=15,
             pending_rows=10_000,
             traffic=30,
             listings=20,
@@ -99,6 +96,7 @@ class Results:
     ack: dict[int, list[float]] = field(default_factory=dict)
     applied: list[float] = field(default_factory=list)
     sustained_per_second: float = 0.0
+    cpu_per_approval: float = math.nan
     bare: list[float] = field(default_factory=list)
     resume_short: list[float] = field(default_factory=list)
     resume_long: list[float] = field(default_factory=list)
@@ -249,6 +247,11 @@ class Env:
 
         await asyncio.gather(*(one() for _ in range(count)))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the bot process has used so far."""
+        fields = Path(f"/proc/{self.bot_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.bot_pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -339,12 +342,15 @@ async def measure_clicks(env: Env, sizes: Sizes, results: Results) -> None:
     await env.warm_connections(220)
     await approve_all(env, await env.create_reviews(20), 4)
 
-    log(f"acknowledgement, 1 concurrent ({sizes.sequential} clicks)")
+    log(f"acknowledgement, 1 concurrent, and bare LangGraph resumes ({sizes.sequential} each)")
     acks: list[float] = []
-    for review in await env.create_reviews(sizes.sequential):
-        ack, applied = await env.click(review)
-        acks.append(ack)
-        results.applied.append(applied)
+    async with bare_langgraph(env.database_url) as bare:
+        for review in await env.create_reviews(sizes.sequential):
+            ack, applied = await env.click(review)
+            acks.append(ack)
+            results.applied.append(applied)
+            # paired with each click, so both see the same machine load
+            results.bare.append(await bare.sample(HUMAN_TEXT))
     results.ack[1] = acks
 
     for level, rounds in ((50, sizes.rounds_50), (200, sizes.rounds_200)):
@@ -361,9 +367,10 @@ async def measure_clicks(env: Env, sizes: Sizes, results: Results) -> None:
     log(f"sustained approvals ({sizes.sustained} reviews, {sizes.sustained_concurrency} at once)")
     reviews = await env.create_reviews(sizes.sustained)
     await asyncio.sleep(0.2)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), env.cpu_seconds()
     await approve_all(env, reviews, sizes.sustained_concurrency)
     results.sustained_per_second = len(reviews) / (time.perf_counter() - started)
+    results.cpu_per_approval = (env.cpu_seconds() - cpu) / len(reviews)
 
 
 async def stored_bytes(pool: Pool, thread_id: str) -> int:
@@ -399,28 +406,30 @@ async def one_turn(service: AgentService, thread_id: str) -> float:
 
 
 async def measure_threads(env: Env, sizes: Sizes, results: Results) -> None:
-    log(f"bare LangGraph resume ({sizes.bare} samples)")
-    results.bare = await bare_resumes(env.database_url, sizes.bare)
-
     settings = AgentSettings(database_url=env.database_url, pool_max_size=4)
     async with open_agent(
         settings, model=InstantModel(), registry=bench_registry(), extra_schema=BOT_SCHEMA
     ) as service:
-        log(f"resume on 1-turn threads ({sizes.resume_samples} samples)")
         for _ in range(3):
             await one_turn(service, f"bench-warm-{uuid.uuid4().hex}")
-        for _ in range(sizes.resume_samples):
-            results.resume_short.append(await one_turn(service, f"bench-1-{uuid.uuid4().hex}"))
-
         log(f"a {sizes.turns}-turn thread")
         thread_id = f"bench-long-{uuid.uuid4().hex}"
-        marks = {sizes.turns // 4, sizes.turns // 2, sizes.turns}
+        marks = (sizes.turns // 4, sizes.turns // 2, sizes.turns)
+        window = min(10, sizes.turns // 4)
+        sampled: list[int] = []
         for turn in range(1, sizes.turns + 1):
             await one_turn(service, thread_id)
+            if any(mark - window < turn <= mark for mark in marks):
+                # pruning runs every few turns, so storage is a sawtooth: average a window
+                sampled.append(await stored_bytes(service.pool, thread_id))
             if turn in marks:
-                results.stored[turn] = await stored_bytes(service.pool, thread_id)
+                results.stored[turn] = sum(sampled) // len(sampled)
+                sampled = []
                 log(f"  {turn} turns: {results.stored[turn]:,} bytes")
-        for _ in range(sizes.resume_samples):
+
+        log(f"resume on 1-turn threads and on the long thread ({sizes.resume_samples} each)")
+        for _ in range(sizes.resume_samples):  # interleaved, so both see the same load
+            results.resume_short.append(await one_turn(service, f"bench-1-{uuid.uuid4().hex}"))
             results.resume_long.append(await one_turn(service, thread_id))
 
 
@@ -492,9 +501,13 @@ async def run(sizes: Sizes, database_url: str | None) -> Results:
     results = Results(sizes)
     async with environment(database_url) as env:
         log(f"bot pid {env.bot_pid} at {env.bot_url}; Slack stand-in at {env.stub.api_url}")
+        load_before = os.getloadavg()[0]
         phases: tuple[Phase, ...] = (measure_clicks, measure_threads, measure_pending)
         for phase in phases:
             await phase(env, sizes, results)
-        with contextlib.suppress(Exception):
-            results.notes.append(f"Slack stand-in served {env.stub.calls:,} Web API calls")
+        results.notes.append(f"Slack stand-in served {env.stub.calls:,} Web API calls")
+        results.notes.append(
+            f"1-minute load average {load_before:.2f} at the start, "
+            f"{os.getloadavg()[0]:.2f} at the end (the benchmark itself adds about 2)"
+        )
     return results

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from bot import audit_cli
 from bot.config import BotSettings, ConfigError
 from bot.logs import configure_logging, parse_format, secrets_from_env
 from bot.policy import PolicyError
@@ -21,6 +22,7 @@ commands:
   (none)     run the bot (it also migrates the database on start-up)
   migrate    create or upgrade the database tables, then exit (run it before rolling out a
              new version, e.g. as a one-off job; safe to run while replicas are running)
+  audit      list or export the audit trail: python -m bot audit --help
 """
 
 EPILOG = """\
@@ -69,21 +71,23 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["run", "migrate"],
-        default="run",
-        help="what to do (default: run)",
+    commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit}")
+    commands.add_parser("run", help="run the bot (the default)")
+    commands.add_parser("migrate", help="create or upgrade the database tables, then exit")
+    audit = commands.add_parser(
+        "audit",
+        help="list or export the audit trail (table, JSON lines or CSV)",
+        description="List or export the append-only audit trail of reviews and decisions.",
     )
+    audit_cli.add_arguments(audit)
     return parser
 
 
 async def _migrate() -> None:
-    from bot.store import BOT_SCHEMA
+    from bot.schema import SCHEMA
     from graph import AgentSettings, open_agent
 
-    async with open_agent(AgentSettings.from_env(), extra_schema=BOT_SCHEMA):
+    async with open_agent(AgentSettings.from_env(), extra_schema=SCHEMA):
         pass
 
 
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    if args.command == "audit":
+        return asyncio.run(audit_cli.run(args, sys.stdout))
     if args.command == "migrate":
         try:
             asyncio.run(_migrate())

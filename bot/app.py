@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -15,11 +16,18 @@ from bot.flow import ReviewFlow
 from bot.listeners import register_all
 
 
-def slack_client(settings: BotSettings) -> AsyncWebClient:
-    """Rate limits (429), 5xx answers and dropped connections are retried by the SDK."""
+def slack_client(
+    settings: BotSettings, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """Rate limits (429), 5xx answers and dropped connections are retried by the SDK.
+
+    Pass a long-lived ``session`` to reuse connections; without one the SDK opens a new session
+    and TCP connection for every call.
+    """
     return AsyncWebClient(
         token=settings.bot_token,
         base_url=settings.api_url,
+        session=session,
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),

@@ -22,6 +22,7 @@ import psycopg_pool
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks, metrics, modals
+from bot.audit import AuditEvent, AuditLog, Outcome
 from bot.blocks import Progress, Verdict
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
@@ -42,6 +43,14 @@ FOUR_EYES = (
 )
 WORKING_REACTION = "eyes"
 EXPIRY_ACTOR = "expiry"
+
+
+_OUTCOMES: dict[str, Outcome] = {
+    "continue": "approved",
+    "update": "edited",
+    "feedback": "feedback",
+    "expired": "expired",
+}
 
 
 def explain(error: BaseException) -> str:
@@ -120,6 +129,7 @@ class ReviewFlow:
         self.store = store
         self.client = client
         self.approvers = approvers
+        self.audit = AuditLog(store.pool)
 
     def policy(self, tool: str) -> ToolPolicy:
         return self.approvers.policy.for_tool(tool)
@@ -192,6 +202,15 @@ class ReviewFlow:
         )
         if ts:
             await self.store.set_message(ref, ts)
+        await self._record(
+            "requested",
+            thread.thread_id,
+            interrupt_id,
+            request,
+            policy,
+            channel_id=thread.channel_id,
+            message_ts=ts,
+        )
 
     # -- reviews -------------------------------------------------------------------------------
 
@@ -209,6 +228,7 @@ class ReviewFlow:
             return "This button doesn't belong to this message, so I ignored it."
         if not await self.approvers.may_decide(review.tool_name, click.user):
             who = self.approvers.describe(review.tool_name)
+            await self._record_review("refused", review, by=click.user, detail="not an approver")
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."
@@ -216,6 +236,7 @@ class ReviewFlow:
         if action != "feedback" and self.approvers.own_call_forbidden(
             review.tool_name, click.user, review.request.get("requested_by")
         ):
+            await self._record_review("refused", review, by=click.user, detail="four-eyes")
             return FOUR_EYES
         if review.status != "pending":
             return blocks.stale_text(review.action, review.decided_by, review.decided_at)
@@ -335,6 +356,12 @@ class ReviewFlow:
                 f"Your approval is recorded: {len(approvals)} of {policy.quorum}.", click, current
             )
             metrics.decided(action, "approval_recorded")
+            await self._record_review(
+                "approval_recorded",
+                current,
+                by=click.user,
+                detail=f"{len(approvals)} of {policy.quorum}",
+            )
             return None
         if current.proposed_edit is not None:
             return current, "update", current.proposed_edit, approvals
@@ -383,6 +410,12 @@ class ReviewFlow:
             return
         metrics.decided(action, "applied", since=started)
         await self.store.finish(claimed.ref)
+        await self._record_review(
+            _OUTCOMES.get(action, "approved"),
+            claimed,
+            by=claimed.decided_by,
+            detail=", ".join(approvals) or None,
+        )
         await self.present(thread, outcome)
 
     async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
@@ -461,6 +494,65 @@ class ReviewFlow:
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
         recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
         await self.present(SlackThread(review.team_id, review.channel_id, review.thread_ts), recap)
+
+    # -- the audit trail -------------------------------------------------------------------
+
+    async def _record_review(
+        self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
+    ) -> None:
+        await self._record(
+            outcome,
+            review.thread_id,
+            review.interrupt_id,
+            review.request,
+            self.policy(review.tool_name),
+            by=by,
+            detail=detail,
+            edited=review.edited_args if review.action == "update" else None,
+            channel_id=review.channel_id,
+            message_ts=review.message_ts,
+        )
+
+    async def _record(
+        self,
+        outcome: Outcome,
+        thread_id: str,
+        interrupt_id: str,
+        request: ReviewRequest,
+        policy: ToolPolicy,
+        *,
+        by: str | None = None,
+        detail: str | None = None,
+        edited: Mapping[str, Any] | None = None,
+        channel_id: str | None = None,
+        message_ts: str | None = None,
+    ) -> None:
+        """Append to the audit trail, with redacted arguments; a failure is logged, not
+        raised: the decision itself is already safe in the review row."""
+        proposed = policy.redacted(request["tool_call"]["args"])
+        executed = None
+        if outcome in ("approved", "edited"):
+            executed = policy.redacted(edited) if edited is not None else proposed
+        try:
+            await self.audit.record(
+                AuditEvent(
+                    outcome=outcome,
+                    thread_id=thread_id,
+                    interrupt_id=interrupt_id,
+                    tool_call_id=request["tool_call"]["id"],
+                    tool_name=request["tool_call"]["name"],
+                    proposed_args=proposed,
+                    edited_args=policy.redacted(edited) if edited is not None else None,
+                    executed_args=executed,
+                    requested_by=request.get("requested_by"),
+                    decided_by=by,
+                    channel_id=channel_id,
+                    message_ts=message_ts,
+                    detail=detail,
+                )
+            )
+        except Exception:
+            log.exception("could not write the audit trail (%s on %s)", outcome, interrupt_id)
 
     # -- the sweeper's work ------------------------------------------------------------------
 

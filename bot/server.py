@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiohttp
 import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -35,7 +36,8 @@ from bot.config import BotSettings
 from bot.flow import ReviewFlow
 from bot.logs import set_context
 from bot.permissions import Approvers
-from bot.store import BOT_SCHEMA, BotStore
+from bot.schema import SCHEMA
+from bot.store import BotStore
 from bot.sweeper import run_sweeper
 from bot.threads import SlackThread
 from graph import AgentService, open_agent
@@ -194,10 +196,11 @@ async def running_bot(
     install_task_tracking(asyncio.get_running_loop())
     policy = settings.load_policy()
     async with open_agent(
-        settings.agent_with(policy), extra_schema=BOT_SCHEMA, model=model, registry=registry
+        settings.agent_with(policy), extra_schema=SCHEMA, model=model, registry=registry
     ) as service:
         policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
-        client = slack_client(settings)
+        session = aiohttp.ClientSession()  # one connection pool for every Web API call
+        client = slack_client(settings, session)
         flow = ReviewFlow(service, BotStore(service.pool), client, Approvers(policy, client))
         app = build_app(settings, client, flow)
         app.use(log_context_middleware)
@@ -217,6 +220,7 @@ async def running_bot(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
+            await session.close()
 
 
 def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:

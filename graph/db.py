@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
@@ -64,6 +68,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
     The server stops when the last process using it exits, so Ctrl-C leaves nothing behind.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it narrates every step
     with warnings.catch_warnings():
         warnings.simplefilter(
             "ignore"
@@ -114,6 +119,53 @@ async def check_if_idle(conn: AsyncConnection[DictRow]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+class BlobCache:
+    """Decoded checkpoint blobs, keyed by their exact bytes (LRU, thread-safe).
+
+    A thread's messages channel is one blob holding the whole conversation; decoding it into
+    LangChain messages costs tens of microseconds a message, and a resume loads the same blob
+    several times (the service's check, the run, the state after it). Equal bytes decode to
+    equal values, so a hit is exact; containers are copied on the way out, so a caller that
+    rebuilds a list never changes the cached one (messages themselves are replaced, not
+    mutated, by LangGraph's reducers).
+    """
+
+    def __init__(self, max_entries: int = 64, min_bytes: int = 4096) -> None:
+        self.max_entries = max_entries
+        self.min_bytes = min_bytes
+        self._entries: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, type_: str, blob: bytes, decode: Callable[[], Any]) -> Any:
+        if len(blob) < self.min_bytes:
+            return decode()
+        key = (type_, bytes(blob))
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return _copied(self._entries[key])
+        value = decode()
+        self.put(type_, key[1], value)
+        return _copied(value)
+
+    def put(self, type_: str, blob: bytes, value: Any) -> None:
+        if len(blob) < self.min_bytes:
+            return
+        with self._lock:
+            self._entries[(type_, blob)] = _copied(value)
+            self._entries.move_to_end((type_, blob))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
 class PooledPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` without its instance-wide lock when it is given a pool.
 
@@ -121,7 +173,64 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     a pool (langgraph issue 7259), so one process checkpoints one query at a time. Each query
     here borrows its own pooled connection instead; with a single connection or a pipeline the
     upstream behaviour (and lock) is kept.
+
+    With ``prune_every_steps``, every that many steps a thread's older checkpoints are pruned
+    (``keep_latest``): the messages channel is stored whole at each step, so keeping every
+    checkpoint grows quadratically with the conversation. Nothing here reads old checkpoints
+    (no time travel), and one run per thread at a time (the lease) keeps prunes from racing.
     """
+
+    def __init__(
+        self,
+        conn: Pool,
+        *,
+        prune_every_steps: int | None = None,
+        blob_cache: BlobCache | None = None,
+    ) -> None:
+        super().__init__(conn)
+        self.prune_every_steps = prune_every_steps
+        self.blob_cache = blob_cache or BlobCache()
+
+    def _load_blobs(self, blob_values: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for channel, type_bytes, blob in blob_values or ():
+            type_ = type_bytes.decode()
+            if type_ != "empty":
+                values[channel.decode()] = self.blob_cache.get(
+                    type_, blob, lambda t=type_, b=blob: self.serde.loads_typed((t, b))
+                )
+        return values
+
+    def _dump_blobs(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        values: dict[str, Any],
+        versions: ChannelVersions,
+    ) -> list[tuple[str, str, str, str, str, bytes | None]]:
+        dumped = super()._dump_blobs(thread_id, checkpoint_ns, values, versions)
+        for _, _, channel, _, type_, blob in dumped:
+            if blob is not None and channel in values:
+                self.blob_cache.put(type_, blob, values[channel])  # the next load is a hit
+        return dumped
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        step = metadata.get("step")
+        every = self.prune_every_steps
+        if every and isinstance(step, int) and step > 0 and step % every == 0:
+            thread_id = str(config["configurable"]["thread_id"])
+            try:
+                await self.aprune([thread_id])
+            except Exception:  # storage only: the next prune catches up
+                log.warning("could not prune checkpoints of %s", thread_id, exc_info=True)
+        return saved
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

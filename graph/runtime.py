@@ -13,6 +13,9 @@ from graph.model import ChatModel, build_model
 from graph.service import AgentService
 from graph.tools.registry import ToolRegistry, build_registry
 
+PRUNE_EVERY_STEPS = 40
+"""A turn with one review is about four steps: prune each thread every ten turns or so."""
+
 
 @asynccontextmanager
 async def open_agent(
@@ -27,7 +30,7 @@ async def open_agent(
     model = model or build_model(settings, registry.tools)
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:
-        saver = PooledPostgresSaver(pool)
+        saver = PooledPostgresSaver(pool, prune_every_steps=PRUNE_EVERY_STEPS)
         await migrate(pool, (*AGENT_SCHEMA, *extra_schema), saver.setup)
         graph = build_graph(model, registry, saver)
         yield AgentService(

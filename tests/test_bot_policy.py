@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
+from bot.audit import AuditLog
 from bot.sweeper import sweep_once
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
@@ -94,6 +95,16 @@ async def test_quorum_four_eyes_and_redaction(env: SlackEnv) -> None:
     assert RUNS == ["the launch code"]
     everything = str([c.args for c in sandbox.workspace.calls])
     assert "the launch code" not in everything.replace("recorded: the launch code", "")
+
+    trail = [row for row in await AuditLog(env.bot.service.pool).query(tool="record_note")
+             if row["thread_id"].endswith(thread)]
+    assert [(r["outcome"], r["decided_by"]) for r in trail] == [
+        ("requested", None), ("refused", CAROL),  # four-eyes
+        ("approval_recorded", ALICE), ("approval_recorded", ALICE), ("approved", BOB),
+    ]
+    assert trail[0]["requested_by"] == CAROL
+    assert trail[-1]["executed_args"] == {"note": "[redacted]"}
+    assert "the launch code" not in str(trail)
 
 
 async def test_edit_with_quorum_needs_fresh_approvals(database_url: str) -> None:

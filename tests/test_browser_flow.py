@@ -109,7 +109,7 @@ async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
     await expect(review).to_contain_text('["U0BOB"] → ["U0BOB", "U0CAROL"]')
     result = chat.thread.get_by_test_id("message").filter(has_text="invite_users returned:")
     await expect(result).to_contain_text("✅")
-    await expect(result).to_contain_text("Invited <@U0BOB>, <@U0CAROL> to #launch-plan.")
+    await expect(result).to_contain_text("Invited U0BOB, U0CAROL to #launch-plan.")
     await expect(chat.thread.get_by_test_id("message").filter(has_text="Done.")).to_be_visible()
     assert await chat.still_same_page_load()
 

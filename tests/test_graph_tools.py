@@ -227,7 +227,7 @@ async def test_invite_users_resolves_a_channel_name_across_pages(
     assert slack.calls[2][1] == {"channel": "C002", "users": "U0AAA,U0BBB"}
     [result] = done.tool_results
     assert result.status == "success"
-    assert "<@U0AAA>" in result.content
+    assert "U0AAA" in result.content
     assert "<@U0BBB>" in result.content
 
 

@@ -224,8 +224,8 @@ async def invite_users(
     except SlackToolError as error:
         if "already_in_channel" not in str(error):
             raise
-        return f"{', '.join(f'<@{user}>' for user in users)} already in {channel}; no change."
-    return f"Invited {', '.join(f'<@{user}>' for user in users)} to {channel}."
+        return f"{', '.join(users)} already in {channel}; no change."
+    return f"Invited {', '.join(users)} to {channel}."
 
 
 def slack_tools() -> list[BaseTool]:

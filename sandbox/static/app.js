@@ -156,9 +156,15 @@
     if (atBottom) container.scrollTop = container.scrollHeight;
   }
 
+  // Live updates overlap: render only the newest request's answer, so an older, slower
+  // one cannot leave stale messages on screen after the last change.
+  let messagesSeq = 0;
+  let threadSeq = 0;
+
   async function refreshMessages() {
+    const seq = ++messagesSeq;
     const data = await api(`/sandbox/api/channels/${encodeURIComponent(S.channel)}/messages?user=${encodeURIComponent(S.user)}`);
-    if (data.channel === S.channel) renderList($("messages"), data.messages, false);
+    if (seq === messagesSeq && data.channel === S.channel) renderList($("messages"), data.messages, false);
   }
 
   async function openThread(ts) {
@@ -178,11 +184,12 @@
 
   async function refreshThread() {
     if (!S.thread) return;
+    const seq = ++threadSeq;
     try {
       const data = await api(`/sandbox/api/channels/${encodeURIComponent(S.channel)}/threads/${encodeURIComponent(S.thread)}?user=${encodeURIComponent(S.user)}`);
-      renderList($("thread-messages"), data.messages, true);
+      if (seq === threadSeq) renderList($("thread-messages"), data.messages, true);
     } catch (err) {
-      closeThread();
+      if (seq === threadSeq) closeThread();
     }
   }
 

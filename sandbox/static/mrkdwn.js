@@ -12,6 +12,8 @@ const EMOJI = {
   clock1: "🕐", zap: "⚡", fire: "🔥", heart: "❤️", smile: "😄", wave: "👋",
   large_green_circle: "🟢", red_circle: "🔴", large_yellow_circle: "🟡", arrows_counterclockwise: "🔄",
   mag: "🔍", page_facing_up: "📄", file_folder: "📁", calendar: "📅", link: "🔗",
+  raised_hand: "✋", ballot_box_with_check: "☑️", alarm_clock: "⏰", grey_question: "❔",
+  hourglass_done: "⌛", no_good: "🙅", lock_with_ink_pen: "🔏",
 };
 
 const SB = (window.SB = window.SB || {});
@@ -59,6 +61,18 @@ function controlSeq(inner) {
   }
   if (target.startsWith("#")) {
     return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
+  }
+  if (target.startsWith("!date^")) {
+    // <!date^unix^format|fallback>: Slack shows it in the reader's own time zone.
+    const seconds = Number(target.split("^")[1]);
+    const shown = Number.isFinite(seconds)
+      ? new Date(seconds * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })
+      : label || "";
+    return `<time data-testid="date" title="${esc(label || "")}">${esc(shown)}</time>`;
+  }
+  if (target.startsWith("!subteam^")) {
+    const id = target.slice("!subteam^".length);
+    return `<span class="mention">@${esc(label ? label.replace(/^@/, "") : id)}</span>`;
   }
   if (target.startsWith("!")) {
     const special = target.slice(1).split("^")[0];

@@ -1,0 +1,251 @@
+"""kill -9 the bot, a real ``python -m bot`` process, at random moments of 100 approval flows.
+
+People mention the bot (``post "chaos note N" to #random``), wait for the review and click
+Approve, five conversations at a time. Between batches, chosen by a seeded random generator,
+the bot is SIGKILLed: right after the mentions, right after the clicks, or at the worst moment
+of all, just after the tool's post landed in Slack but before the bot heard back (the Web API
+answer is held by a forwarder between the bot and the sandbox). It is restarted each time. The
+sandbox retries events it could not deliver; a person re-clicks only a review that still shows
+buttons after the restart and a bounded wait.
+
+At the end every approved review reads Approved and its message is in #random exactly once;
+no tool call posted twice although some ran twice (counted as raw attempts: each run of
+``post_message`` reads the channel history once before posting); every mention got a review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox, running_sandbox
+from tests.support.bot_harness import ALICE, BOT
+from tests.support.chaos import (
+    BotProcess,
+    Forwarder,
+    bot_env,
+    bot_replies,
+    bounded_wait,
+    buttons_of,
+    fresh_database,
+    free_port,
+    review_of,
+)
+
+FLOWS = 100
+BATCH = 5
+SEED = 1234
+MODES = ("none", "after_mentions", "after_clicks", "after_effect")
+WEIGHTS = (4, 2, 2, 2)
+TOOL = "post_message"
+GENERAL, RANDOM = "C0GENERAL", "C0RANDOM"
+IDEMPOTENCY_EVENT = "approval_bot_tool_call"
+
+
+def note(index: int) -> str:
+    return f"chaos note {index}"
+
+
+@dataclass
+class Flow:
+    index: int
+    thread: str
+    clicks: int = 0
+
+
+class Stall:
+    """Holds the Web API answer to one chosen post to #random, so the bot can be killed after
+    the message exists but before it knows."""
+
+    def __init__(self) -> None:
+        self.target: str | None = None
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def arm(self, text: str) -> None:
+        self.target = text
+        self.held.clear()
+        self.release.clear()
+
+    async def hold(self, path: str, request: bytes, response: bytes) -> None:
+        if self.target is None or not path.endswith("/chat.postMessage"):
+            return
+        try:
+            args = json.loads(request)
+        except ValueError:
+            return
+        if args.get("channel") == "#random" and args.get("text") == self.target:
+            self.target = None
+            self.held.set()
+            await asyncio.wait_for(self.release.wait(), 30)
+
+
+def shows_buttons(sandbox: Sandbox, flow: Flow) -> bool:
+    review = review_of(sandbox, GENERAL, flow.thread, TOOL)
+    return review is not None and bool(buttons_of(review))
+
+
+def approved(sandbox: Sandbox, flow: Flow) -> bool:
+    review = review_of(sandbox, GENERAL, flow.thread, TOOL)
+    return review is not None and review.get("text") == f"Approved: {TOOL}"
+
+
+def posts_of(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Messages the tool posted in #random (they carry the idempotency key)."""
+    return [
+        m
+        for m in sandbox.messages(RANDOM)
+        if (m.get("metadata") or {}).get("event_type") == IDEMPOTENCY_EVENT
+    ]
+
+
+async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    rng = random.Random(SEED)
+    port = free_port()
+    config = SandboxConfig(
+        port=0,
+        bot_url=f"http://127.0.0.1:{port}/slack/events",
+        retry_delays=(1.0, 2.0, 4.0),  # Slack's policy, shortened: 7 s of retries
+        deliver_bot_messages=False,  # the bot ignores its own posts; spare the CPU
+    )
+    stall = Stall()
+    async with (
+        fresh_database(database_url, "chaos_kill") as db_url,
+        running_sandbox(config) as sandbox,
+        Forwarder([sandbox.url], hold=stall.hold) as api,
+    ):
+        bot = BotProcess(
+            bot_env(
+                SLACK_BOT_TOKEN=config.bot_token,
+                SLACK_SIGNING_SECRET=config.signing_secret,
+                SLACK_API_URL=f"{api.url}/api/",
+                DATABASE_URL=db_url,
+                DATABASE_POOL_SIZE="5",
+                HOST="127.0.0.1",
+                PORT=str(port),
+                SWEEP_SECONDS="0.5",
+                RECOVER_AFTER_SECONDS="2",
+                THREAD_LEASE_SECONDS="2",
+                LOG_FORMAT="text",
+            ),
+            tmp_path / "bot.log",
+            port,
+        )
+        flows: list[Flow] = []
+        failed_clicks = 0
+        modes: Counter[str] = Counter()
+
+        async def crash() -> None:
+            bot.kill()
+            await bot.wait_dead()
+            stall.release.set()
+            await bot.start()
+
+        async def click(flow: Flow) -> None:
+            nonlocal failed_clicks
+            review = review_of(sandbox, GENERAL, flow.thread, TOOL)
+            if review is None or not buttons_of(review):
+                return
+            flow.clicks += 1
+            response = await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
+            if not response.ok:
+                failed_clicks += 1
+
+        async def settle(batch: list[Flow], rounds: int = 4) -> None:
+            """A person looks again after a while and re-clicks what still has buttons."""
+            for _ in range(rounds):
+                if await bounded_wait(lambda: not any(shows_buttons(sandbox, f) for f in batch), 4):
+                    return
+                await asyncio.gather(*(click(f) for f in batch if shows_buttons(sandbox, f)))
+
+        await bot.start()
+        try:
+            for start in range(0, FLOWS, BATCH):
+                mode = rng.choices(MODES, WEIGHTS)[0]
+                modes[mode] += 1
+                batch = [
+                    Flow(i, await sandbox.post_message(ALICE, "#general", _ask(i)))
+                    for i in range(start, start + BATCH)
+                ]
+                flows.extend(batch)
+                if mode == "after_mentions":
+                    await asyncio.sleep(rng.uniform(0.0, 0.6))
+                    await crash()
+                for flow in batch:  # covers a restart plus the sandbox's retries
+                    await bounded_wait(lambda f=flow: review_of(sandbox, GENERAL, f.thread, TOOL), 20)
+                if mode == "after_effect":
+                    stall.arm(note(rng.choice(batch).index))
+                await asyncio.gather(*(click(f) for f in batch))
+                if mode == "after_clicks":
+                    await asyncio.sleep(rng.uniform(0.0, 0.3))
+                    await crash()
+                elif mode == "after_effect":
+                    if await bounded_wait(stall.held.is_set, 10):
+                        await crash()
+                    stall.target = None
+                    stall.release.set()
+                await settle(batch)
+
+            # Final look: the sweeper finishes what the last crash left; people re-click.
+            await settle(flows, rounds=5)
+            await bounded_wait(lambda: all(approved(sandbox, f) for f in flows), 15)
+            await bounded_wait(lambda: len(posts_of(sandbox)) >= FLOWS, 10)
+        finally:
+            exit_code = await bot.stop()
+        log_text = bot.log_text()
+
+        lost = [f.index for f in flows if not bot_replies(sandbox, GENERAL, f.thread)]
+        not_approved = [f.index for f in flows if not approved(sandbox, f)]
+        posts = posts_of(sandbox)
+        by_text = Counter(str(m.get("text")) for m in posts)
+        by_call = Counter(m["metadata"]["event_payload"]["tool_call_id"] for m in posts)
+        attempts = [
+            c
+            for c in sandbox.calls_of("conversations.history")
+            if c.args.get("channel") == RANDOM
+        ]
+        retried_events = [d for d in sandbox.workspace.deliveries if d.attempt > 0]
+        stale_notes = [e for e in sandbox.ephemerals(ALICE) if "already" in e["text"]]
+        summary = {
+            "flows": len(flows),
+            "batches_by_mode": dict(modes),
+            "kills": bot.kills,
+            "starts": bot.starts,
+            "clicks": sum(f.clicks for f in flows),
+            "clicks_unanswered": failed_clicks,
+            "stale_notices": len(stale_notes),
+            "event_retries": len(retried_events),
+            "tool_attempts": len(attempts),
+            "posts": len(posts),
+            "sweeper_recoveries": log_text.count("left unfinished by a stopped process"),
+        }
+        print("chaos kill summary:", json.dumps(summary))
+        missing = [f for f in flows if by_text[note(f.index)] != 1]
+        for f in missing:
+            print("MISSING", f.index, f.clicks, [m.get("text") for m in bot_replies(sandbox, GENERAL, f.thread)])
+        print(log_text[-20000:]) if missing else None
+
+        assert exit_code == 0, bot.log_tail()
+        assert bot.kills >= 5, summary  # the seed must actually exercise crashes
+        assert lost == [], f"mentions without any answer: {lost}\n{summary}"
+        assert not_approved == [], f"approved but not applied: {not_approved}\n{summary}"
+        assert {text: n for text, n in by_text.items() if n != 1} == {}, summary
+        assert sorted(by_text) == sorted(note(i) for i in range(FLOWS)), summary
+        assert [key for key, n in by_call.items() if n != 1] == [], summary
+        assert len(by_call) == FLOWS
+        # The guarantee is the tool's idempotency, not luck: some calls ran twice.
+        assert len(attempts) > len(posts), summary
+        if modes["after_effect"]:
+            assert len(attempts) - len(posts) >= 1
+
+
+def _ask(index: int) -> str:
+    return f'<@{BOT}> post "{note(index)}" to #random'
