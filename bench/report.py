@@ -39,6 +39,8 @@ FIGURES: tuple[str, ...] = (
     "bot RSS growth with bulk pending",
     "list one user's pending p50",
     "list one user's pending p99",
+    "App Home for one user p50",
+    "App Home for one user p99",
 )
 
 START = "<!-- bench:results:start -->"
@@ -188,6 +190,17 @@ def rows(results: Results) -> list[Row]:
         )
     )
     out.append(Row("list one user's pending p99", ms(p99), "", None, f"{len(listing)} listings"))
+    homes = results.home
+    for pct in (50, 99):
+        out.append(
+            Row(
+                f"App Home for one user p{pct}",
+                ms(percentile(homes, pct)),
+                "",
+                None,
+                f"{bulk:,} pending, app_home_opened -> views.publish, {len(homes)} opens",
+            )
+        )
     return out
 
 

@@ -56,6 +56,7 @@ class Sizes:
     pending_rows: int
     traffic: int
     listings: int
+    homes: int
 
     @classmethod
     def full(cls) -> Sizes:
@@ -70,6 +71,7 @@ class Sizes:
             pending_rows=100_000,
             traffic=100,
             listings=100,
+            homes=50,
         )
 
     @classmethod
@@ -85,6 +87,7 @@ class Sizes:
             pending_rows=10_000,
             traffic=30,
             listings=20,
+            homes=10,
         )
 
 
@@ -103,6 +106,7 @@ class Results:
     stored: dict[int, int] = field(default_factory=dict)
     rss_kb: dict[int, int] = field(default_factory=dict)
     listing: list[float] = field(default_factory=list)
+    home: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -133,6 +137,28 @@ def mention_body(thread_ts: str) -> bytes:
         "channel": CHANNEL,
         "event_ts": thread_ts,
         "team": TEAM_ID,
+    }
+    return json.dumps(
+        {
+            "token": "bench",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0BENCH",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:16]}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER, "is_bot": True}],
+        }
+    ).encode()
+
+
+def home_opened_body(user: str) -> bytes:
+    event = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D0BENCH",
+        "tab": "home",
+        "event_ts": f"{time.time():.6f}",
     }
     return json.dumps(
         {
@@ -237,6 +263,17 @@ class Env:
                 raise RuntimeError(f"the bot answered a click with {response.status}")
         applied = await self.stub.applied(review)
         return acked - started, applied - started
+
+    async def open_home(self, user: str) -> float:
+        """Open ``user``'s App Home: seconds from the event to the bot's views.publish."""
+        body = home_opened_body(user)
+        headers = signed(body, "application/json")
+        started = time.perf_counter()
+        async with self.http.post(self.bot_url, data=body, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"the bot answered app_home_opened with {response.status}")
+        return await self.stub.home_published(user) - started
 
     async def warm_connections(self, count: int) -> None:
         base = self.bot_url.rsplit("/slack/", 1)[0]
@@ -452,9 +489,15 @@ FROM generate_series(1, %(rows)s) AS g
 
 
 async def measure_pending(env: Env, sizes: Sizes, results: Results) -> None:
+    async def traffic() -> None:
+        """Approvals, and App Homes (each reads pending reviews)."""
+        await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+        for index in range(sizes.homes):
+            await env.open_home(f"UBULK{index}")
+
     log("bot memory with no bulk pending reviews")
-    await approve_all(env, await env.create_reviews(sizes.traffic), 16)
-    await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+    await traffic()
+    await traffic()
     await asyncio.sleep(0.5)
     results.rss_kb[0] = env.rss_kb()
 
@@ -473,9 +516,13 @@ async def measure_pending(env: Env, sizes: Sizes, results: Results) -> None:
             await conn.execute("ANALYZE slack_reviews")
         try:
             log("bot memory with them")
-            await approve_all(env, await env.create_reviews(sizes.traffic), 16)
+            await traffic()
             await asyncio.sleep(0.5)
             results.rss_kb[sizes.pending_rows] = env.rss_kb()
+
+            log(f"App Home with them ({sizes.listings} opens)")
+            for index in range(sizes.listings):
+                results.home.append(await env.open_home(f"UBULK{index % 1000}"))
 
             log(f"listing one user's pending reviews ({sizes.listings} samples)")
             store = BotStore(pool)

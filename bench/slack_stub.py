@@ -102,6 +102,12 @@ class SlackStub:
         self.forget(review)
         return max(float(updated), float(result))
 
+    async def home_published(self, user: str) -> float:
+        """When the bot published ``user``'s App Home (views.publish)."""
+        at = float(await asyncio.wait_for(self._future("home", user), WAIT_SECONDS))
+        self._waiters.pop(("home", user), None)
+        return at
+
     def forget(self, review: PostedReview) -> None:
         for key in (("review", review.thread_ts), ("update", review.ts)):
             self._waiters.pop(key, None)
@@ -155,6 +161,9 @@ class SlackStub:
             ts = str(args.get("ts") or "")
             self._fire("update", ts, now)
             return {"ok": True, "channel": channel, "ts": ts}
+        if method == "views.publish":
+            self._fire("home", str(args.get("user_id") or ""), now)
+            return {"ok": True, "view": {"id": "V0BENCH"}}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
         return {"ok": True}

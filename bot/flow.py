@@ -490,10 +490,19 @@ class ReviewFlow:
                 review, Verdict(previous.action, previous.decided_by, previous.decided_at)
             )
             return
+        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
+        # Died after the agent took the decision in but before its tools ran: finish that run
+        # first (the row stays 'deciding' if this fails, so the sweeper tries again).
+        resumed = await self.service.resume_interrupted(
+            review.thread_id, context=self.context(thread, review.decided_by)
+        )
         await self.store.finish(review.ref)
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
+        if resumed is not None:
+            await self.present(thread, resumed)
+            return
         recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
-        await self.present(SlackThread(review.team_id, review.channel_id, review.thread_ts), recap)
+        await self.present(thread, recap)
 
     # -- the audit trail -------------------------------------------------------------------
 
@@ -643,15 +652,13 @@ class ReviewFlow:
             await self.say(SlackThread(review.team_id, review.channel_id, review.thread_ts), text)
 
     async def tell(self, text: str, click: Click, review: ReviewRow | None) -> None:
-        """An ephemeral note only the clicker sees."""
-        channel = click.channel_id or (review.channel_id if review else None)
-        if channel is None:
+        """An ephemeral note only the clicker sees, in the review's thread."""
+        if review is None:
             try:
                 review = await self.store.get(click.ref)
-            except Exception:
+            except Exception:  # the database is down: still answer, outside the thread
                 log.warning("cannot look up %s to tell %s: %s", click.ref, click.user, text)
-                return
-            channel = review.channel_id if review else None
+        channel = click.channel_id or (review.channel_id if review else None)
         if channel is None:
             log.warning("no channel to tell %s: %s", click.user, text)
             return

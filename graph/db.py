@@ -8,6 +8,7 @@ may start in several processes at once, so they run under an advisory lock taken
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -17,10 +18,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
@@ -197,7 +204,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             type_ = type_bytes.decode()
             if type_ != "empty":
                 values[channel.decode()] = self.blob_cache.get(
-                    type_, blob, lambda t=type_, b=blob: self.serde.loads_typed((t, b))
+                    type_, blob, functools.partial(self.serde.loads_typed, (type_, blob))
                 )
         return values
 
@@ -231,6 +238,61 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             except Exception:  # storage only: the next prune catches up
                 log.warning("could not prune checkpoints of %s", thread_id, exc_info=True)
         return saved
+
+    # Upstream decodes pending writes and encodes new ones in a worker thread (to_thread).
+    # They are a message or two: the thread hop costs more than the work, and the GIL is held
+    # while (de)serialising either way. Same code as upstream, inline.
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        query = (
+            self.UPSERT_CHECKPOINT_WRITES_SQL
+            if all(w[0] in WRITES_IDX_MAP for w in writes)
+            else self.INSERT_CHECKPOINT_WRITES_SQL
+        )
+        configurable = config["configurable"]
+        params = self._dump_writes(
+            configurable["thread_id"],
+            configurable["checkpoint_ns"],
+            configurable["checkpoint_id"],
+            task_id,
+            task_path,
+            writes,
+        )
+        async with self._cursor(pipeline=True) as cur:
+            await cur.executemany(query, params)
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        def config_of(checkpoint_id: str) -> RunnableConfig:
+            return {
+                "configurable": {
+                    "thread_id": value["thread_id"],
+                    "checkpoint_ns": value["checkpoint_ns"],
+                    "checkpoint_id": checkpoint_id,
+                }
+            }
+
+        return CheckpointTuple(
+            config_of(value["checkpoint_id"]),
+            cast(
+                Checkpoint,
+                {
+                    **value["checkpoint"],
+                    "channel_values": {
+                        **(value["checkpoint"].get("channel_values") or {}),
+                        **self._load_blobs(value["channel_values"]),
+                    },
+                },
+            ),
+            value["metadata"],
+            config_of(value["parent_checkpoint_id"]) if value["parent_checkpoint_id"] else None,
+            self._load_writes(value["pending_writes"]),
+        )
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

@@ -44,13 +44,21 @@ class ThreadLeases:
             async with lock:
                 holder = f"{self.holder_prefix}:{uuid.uuid4().hex[:8]}"
                 await self._acquire(thread_id, holder)
-                renewer = asyncio.create_task(self._renew(thread_id, holder))
+                # Most runs end long before the first renewal is due: a timer costs less than
+                # a task started (and cancelled) for every run.
+                renewer: list[asyncio.Task[None]] = []
+                timer = asyncio.get_running_loop().call_later(
+                    self.ttl_seconds / 3,
+                    lambda: renewer.append(asyncio.create_task(self._renew(thread_id, holder))),
+                )
                 try:
                     yield
                 finally:
-                    renewer.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await renewer
+                    timer.cancel()
+                    for task in renewer:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                     await self._release(thread_id, holder)
         finally:
             self._waiters[thread_id] -= 1
@@ -85,8 +93,8 @@ class ThreadLeases:
         return row is not None
 
     async def _renew(self, thread_id: str, holder: str) -> None:
+        """Renew now (the first third of the lease has passed), then every third."""
         while True:
-            await asyncio.sleep(self.ttl_seconds / 3)
             try:
                 async with self.pool.connection() as conn:
                     await conn.execute(
@@ -96,6 +104,7 @@ class ThreadLeases:
                     )
             except Exception:  # the run goes on; the next renewal may succeed
                 log.warning("could not renew the lease on thread %s", thread_id, exc_info=True)
+            await asyncio.sleep(self.ttl_seconds / 3)
 
     async def _release(self, thread_id: str, holder: str) -> None:
         try:

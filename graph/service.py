@@ -150,6 +150,19 @@ class AgentService:
             await decision_log.mark_applied(self.pool, thread_id, interrupt_id)
             return outcome
 
+    async def resume_interrupted(
+        self, thread_id: str, *, context: AgentContext | None = None
+    ) -> RunOutcome | None:
+        """Finish a run that stopped between two steps because its process died (e.g. after a
+        decision was taken in, before the tools ran): it has steps to go and no review waits.
+        None if the thread is at rest or waiting for a review."""
+        async with self.leases.hold(thread_id):
+            snapshot = await self.graph.aget_state(thread_config(thread_id))
+            if snapshot.created_at is None or not snapshot.next or snapshot.interrupts:
+                return None
+            log.warning("finishing the run of %s that stopped mid-way", thread_id)
+            return await self._run(None, thread_id, context)
+
     async def recap(self, thread_id: str, tool_call_id: str) -> RunOutcome:
         """What followed a tool call, read back from the checkpoint: for a caller that applied a
         decision, then died before it could report the results."""
