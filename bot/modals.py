@@ -215,18 +215,21 @@ class ParsedEdit:
 
 
 def _submitted(state: Mapping[str, Any], block_id: str) -> Mapping[str, Any]:
-    return state.get(block_id, {}).get(VALUE_ACTION, {}) or {}
+    """One input's submitted state; anything not shaped like Slack's counts as empty."""
+    block = state.get(block_id) if isinstance(state, Mapping) else None
+    element = block.get(VALUE_ACTION) if isinstance(block, Mapping) else None
+    return element if isinstance(element, Mapping) else {}
 
 
 def _read(kind: str, field: Mapping[str, Any], raw: Mapping[str, Any]) -> tuple[bool, Any]:
     """(present, value) for one input; raises ValueError with a message for the person."""
     if kind in ("enum", "boolean"):
         option = raw.get("selected_option")
-        if not option:
+        if not isinstance(option, Mapping) or not isinstance(option.get("value"), str):
             return False, None
         return True, (option["value"] == "true") if kind == "boolean" else option["value"]
     text = raw.get("value")
-    if text is None or (kind != "string" and not str(text).strip()):
+    if not isinstance(text, str) or (kind != "string" and not text.strip()):
         return False, None
     if kind == "string":
         return True, str(text)
@@ -296,7 +299,8 @@ def parse_edit(
 
 
 def parse_feedback(state_values: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
-    text = str(_submitted(state_values, FEEDBACK_BLOCK).get("value") or "").strip()
+    value = _submitted(state_values, FEEDBACK_BLOCK).get("value")
+    text = value.strip() if isinstance(value, str) else ""
     if not text:
         return None, {FEEDBACK_BLOCK: "Write what the agent should do instead."}
     return text, {}

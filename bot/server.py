@@ -24,6 +24,7 @@ import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.socket_mode.request import SocketModeRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -143,9 +144,14 @@ class Bot:
     work: InflightWork = field(default_factory=InflightWork)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A payload part that should be an object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def request_context(body: dict[str, Any]) -> tuple[str | None, str | None]:
     """The conversation (thread id) and review (ref) a Slack payload is about, when it says."""
-    team = body.get("team_id") or (body.get("team") or {}).get("id")
+    team = body.get("team_id") or _obj(body.get("team")).get("id")
     event = body.get("event")
     if isinstance(event, dict) and event.get("channel"):
         thread_ts = event.get("thread_ts") or event.get("ts")
@@ -159,12 +165,33 @@ def request_context(body: dict[str, Any]) -> tuple[str | None, str | None]:
     view = body.get("view")
     if ref is None and isinstance(view, dict) and isinstance(view.get("private_metadata"), str):
         ref = view["private_metadata"] or None
-    container = body.get("container") or {}
-    message = body.get("message") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    container = _obj(body.get("container"))
+    message = _obj(body.get("message"))
+    channel = container.get("channel_id") or _obj(body.get("channel")).get("id")
     thread_ts = message.get("thread_ts") or container.get("thread_ts")
     thread_id = SlackThread(team, channel, thread_ts).thread_id if channel and thread_ts else None
     return thread_id, ref[:100] if ref else None
+
+
+_OBJECT_PARTS = ("event", "team", "user", "channel", "container", "message", "view", "enterprise")
+
+
+def well_formed(raw: bytes, content_type: str | None) -> bool:
+    """Whether a request body has the shape Bolt can read (see :func:`http_app`)."""
+    try:
+        body: Any = parse_body(raw.decode("utf-8"), content_type)  # json.loads: any value
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return False
+    if not isinstance(body, dict):
+        return False
+    if any(not isinstance(body.get(k), dict | str | None) for k in _OBJECT_PARTS):
+        return False
+    if "event" in body and not isinstance(body["event"], dict):
+        return False
+    authorizations = body.get("authorizations")
+    return authorizations is None or (
+        isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+    )
 
 
 async def log_context_middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
@@ -175,10 +202,13 @@ async def log_context_middleware(body: dict[str, Any], next: Callable[[], Awaita
     thread_id, ref = request_context(body)
     set_context(thread_id=thread_id, review_ref=ref)
     kind = body.get("type") or "request"
-    detail = (body.get("event") or {}).get("type") or ",".join(
-        str(a.get("action_id")) for a in body.get("actions") or [] if isinstance(a, dict)
+    actions = body.get("actions")
+    detail = _obj(body.get("event")).get("type") or ",".join(
+        str(a.get("action_id"))
+        for a in (actions if isinstance(actions, list) else [])
+        if isinstance(a, dict)
     )
-    log.info("slack %s %s", kind, detail or (body.get("view") or {}).get("callback_id") or "")
+    log.info("slack %s %s", kind, detail or _obj(body.get("view")).get("callback_id") or "")
     await next()
 
 
@@ -233,6 +263,10 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     handler = AsyncSlackRequestHandler(bot.app)
 
     async def events(request: Request) -> Response:
+        # Bolt raises (answering 500, before verifying the signature) on bodies Slack never
+        # sends: not UTF-8, not an object, or parts of the wrong type. Refuse those plainly.
+        if not well_formed(await request.body(), request.headers.get("content-type")):
+            return JSONResponse({"error": "malformed request"}, status_code=400)
         with bot.work.request_scope():
             return await handler.handle(request)
 

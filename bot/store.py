@@ -253,6 +253,8 @@ class BotStore:
         )
 
     async def get(self, ref: str) -> ReviewRow | None:
+        if "\x00" in ref:  # PostgreSQL text cannot hold NUL; no ref of ours contains one
+            return None
         return await self._review("SELECT * FROM slack_reviews WHERE ref = %s", (ref,))
 
     async def claim(

@@ -137,10 +137,11 @@ class BlobCache:
     mutated, by LangGraph's reducers).
     """
 
-    def __init__(self, max_entries: int = 64, min_bytes: int = 4096) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = 8_000_000, min_bytes: int = 4096) -> None:
+        self.max_bytes = max_bytes  # of encoded blobs; decoded values take a few times more
         self.min_bytes = min_bytes
         self._entries: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+        self._size = 0
         self._lock = threading.Lock()
 
     def get(self, type_: str, blob: bytes, decode: Callable[[], Any]) -> Any:
@@ -155,14 +156,21 @@ class BlobCache:
         self.put(type_, key[1], value)
         return _copied(value)
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def put(self, type_: str, blob: bytes, value: Any) -> None:
-        if len(blob) < self.min_bytes:
+        if not self.min_bytes <= len(blob) <= self.max_bytes // 4:
             return
+        key = (type_, bytes(blob))
         with self._lock:
-            self._entries[(type_, blob)] = _copied(value)
-            self._entries.move_to_end((type_, blob))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if key not in self._entries:
+                self._size += len(key[1])
+            self._entries[key] = _copied(value)
+            self._entries.move_to_end(key)
+            while self._size > self.max_bytes:
+                (_, evicted), _ = self._entries.popitem(last=False)
+                self._size -= len(evicted)
 
 
 def _copied(value: Any) -> Any:

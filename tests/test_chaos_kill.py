@@ -35,8 +35,8 @@ from tests.support.chaos import (
     bot_replies,
     bounded_wait,
     buttons_of,
-    fresh_database,
     free_port,
+    fresh_database,
     review_of,
 )
 
@@ -224,9 +224,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
         by_text = Counter(str(m.get("text")) for m in posts)
         by_call = Counter(m["metadata"]["event_payload"]["tool_call_id"] for m in posts)
         attempts = [
-            c
-            for c in sandbox.calls_of("conversations.history")
-            if c.args.get("channel") == RANDOM
+            c for c in sandbox.calls_of("conversations.history") if c.args.get("channel") == RANDOM
         ]
         retried_events = [d for d in sandbox.workspace.deliveries if d.attempt > 0]
         stale_notes = [e for e in sandbox.ephemerals(ALICE) if "already" in e["text"]]

@@ -16,13 +16,23 @@ log = logging.getLogger(__name__)
 
 def click_from(body: dict[str, Any], action: dict[str, Any]) -> Click | None:
     """Read who clicked what where; None for a payload that lacks the essentials."""
-    user = (body.get("user") or {}).get("id")
+
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    user = obj(body.get("user")).get("id")
     ref = action.get("value")
     if not isinstance(user, str) or not isinstance(ref, str) or not ref or len(ref) > 100:
         return None
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    return Click(user=user, ref=ref, channel_id=channel, message_ts=container.get("message_ts"))
+    container = obj(body.get("container"))
+    channel = container.get("channel_id") or obj(body.get("channel")).get("id")
+    message_ts = container.get("message_ts")
+    return Click(
+        user=user,
+        ref=ref,
+        channel_id=channel if isinstance(channel, str) else None,
+        message_ts=message_ts if isinstance(message_ts, str) else None,
+    )
 
 
 def register(app: AsyncApp, flow: ReviewFlow) -> None:

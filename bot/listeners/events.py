@@ -30,8 +30,11 @@ def thread_of(event: dict[str, Any], team_id: str | None) -> SlackThread:
 
 
 def is_from_person(event: dict[str, Any]) -> bool:
-    """Edits, joins, bot posts (our own included) are not someone talking to the agent."""
-    return bool(event.get("user")) and not event.get("bot_id") and not event.get("subtype")
+    """Edits, joins, bot posts (our own included) are not someone talking to the agent; nor is
+    an event missing the fields a message always has."""
+    shaped = all(isinstance(event.get(k), str) and event[k] for k in ("user", "channel", "ts"))
+    shaped = shaped and all(isinstance(event.get(k), str | None) for k in ("thread_ts", "text"))
+    return shaped and not event.get("bot_id") and not event.get("subtype")
 
 
 async def handle(

@@ -24,7 +24,6 @@ import psycopg
 from aiohttp import web
 
 from sandbox.server import Sandbox
-from tests.support.bot_harness import text_of
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOP_BY_HOP = frozenset(
@@ -215,9 +214,7 @@ class Forwarder:
             ) as upstream:
                 answer = await upstream.read()
                 status = upstream.status
-                out = {
-                    k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-                }
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         except aiohttp.ClientError:
             return web.Response(status=502, text="upstream unreachable")
         if self.hold is not None:
@@ -243,8 +240,13 @@ def bot_replies(sandbox: Sandbox, channel: str, thread_ts: str) -> list[dict[str
     return [m for m in sandbox.replies(channel, thread_ts) if m.get("user") == "U0BOT"]
 
 
-REVIEW_LABELS = ("Approval needed", "Approved", "Edited and approved", "Sent back with feedback",
-                 "Expired")
+REVIEW_LABELS = (
+    "Approval needed",
+    "Approved",
+    "Edited and approved",
+    "Sent back with feedback",
+    "Expired",
+)
 
 
 def review_of(sandbox: Sandbox, channel: str, thread_ts: str, tool: str) -> dict[str, Any] | None:
@@ -256,9 +258,7 @@ def review_of(sandbox: Sandbox, channel: str, thread_ts: str, tool: str) -> dict
     return None
 
 
-async def bounded_wait(
-    probe: Callable[[], Any], within: float, every: float = 0.05
-) -> Any:
+async def bounded_wait(probe: Callable[[], Any], within: float, every: float = 0.05) -> Any:
     """``probe()`` once truthy, or its last (falsy) value after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
