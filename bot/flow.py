@@ -130,6 +130,14 @@ class ReviewFlow:
         self.client = client
         self.approvers = approvers
         self.audit = AuditLog(store.pool)
+        self._bot_user_id: str | None = None
+
+    async def bot_user_id(self) -> str | None:
+        """The bot's own user id (to strip its mention), asked of Slack once."""
+        if self._bot_user_id is None:
+            reply = await self.client.auth_test()
+            self._bot_user_id = reply.get("user_id")
+        return self._bot_user_id
 
     def policy(self, tool: str) -> ToolPolicy:
         return self.approvers.policy.for_tool(tool)
@@ -139,17 +147,41 @@ class ReviewFlow:
 
     # -- conversations -------------------------------------------------------------------------
 
-    async def converse(self, thread: SlackThread, user: str, text: str, message_ts: str) -> None:
-        """Run one user message through the agent, showing progress on their message."""
+    async def converse(
+        self,
+        thread: SlackThread,
+        user: str,
+        text: str,
+        message_ts: str,
+        *,
+        recovering: bool = False,
+    ) -> None:
+        """Run one user message through the agent, showing progress on their message.
+
+        ``recovering``: a sweeper re-handles a message whose first handler died. The message
+        has a stable id, so it is never added twice: a turn that got in is finished (or its
+        results shown again) instead of being asked again.
+        """
+        message_id = f"slack:{thread.channel_id}:{message_ts}"
         await self._react(thread.channel_id, message_ts, add=True)
         try:
             await self.store.remember_conversation(
                 thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
-            with metrics.agent_run("turn"):
-                outcome = await self.service.start_turn(
-                    thread.thread_id, text, user=user, context=self.context(thread, user)
-                )
+            outcome: RunOutcome | Refused | None = None
+            if recovering and await self.service.has_message(thread.thread_id, message_id):
+                outcome = await self.service.resume_interrupted(
+                    thread.thread_id, context=self.context(thread, user)
+                ) or await self.service.recap(thread.thread_id, after_message=message_id)
+            else:
+                with metrics.agent_run("turn"):
+                    outcome = await self.service.start_turn(
+                        thread.thread_id,
+                        text,
+                        user=user,
+                        context=self.context(thread, user),
+                        message_id=message_id,
+                    )
             await self.present(thread, outcome)
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
@@ -194,7 +226,11 @@ class ReviewFlow:
             remind_before_seconds=policy.remind_before_seconds,
         )
         if ref is None:
-            return  # already on screen (a sibling of the review just decided)
+            # Already registered: on screen (a sibling of the review just decided), or its
+            # poster died before showing it, in which case it is shown now.
+            ref = await self.store.unposted_review(thread.thread_id, interrupt_id)
+        if ref is None:
+            return
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
         progress = Progress((), policy.quorum) if policy.quorum > 1 else None
         ts = await self._post(
@@ -305,6 +341,10 @@ class ReviewFlow:
             metrics.decided(action, "rejected")
             await self.tell(found, click, None)
             return
+        if found.message_ts is None and click.message_ts:
+            # Clicked before we stored the message's ts: the click names the message.
+            await self.store.set_message(found.ref, click.message_ts)
+            found = dataclasses.replace(found, message_ts=click.message_ts)
         policy = self.policy(found.tool_name)
         approvals: tuple[str, ...] = ()
         if policy.quorum > 1 and action in ("continue", "update"):
@@ -326,10 +366,6 @@ class ReviewFlow:
                 found,
             )
             return
-        if claimed.message_ts is None and click.message_ts:
-            # Clicked before we stored the message's ts: the click names the message.
-            await self.store.set_message(claimed.ref, click.message_ts)
-            claimed = dataclasses.replace(claimed, message_ts=click.message_ts)
         await self.apply(claimed, approvals, click=click, started=started)
 
     async def _count_approval(

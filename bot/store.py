@@ -86,6 +86,11 @@ BOT_SCHEMA: tuple[str, ...] = (
         claimed_at timestamptz NOT NULL DEFAULT now()
     )
     """,
+    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS body jsonb",
+    """
+    CREATE INDEX IF NOT EXISTS slack_events_handling
+        ON slack_events (claimed_at) WHERE status = 'handling'
+    """,
     """
     CREATE TABLE IF NOT EXISTS slack_conversations (
         thread_id text PRIMARY KEY,
@@ -160,27 +165,48 @@ class BotStore:
 
     # -- events and conversations ----------------------------------------------------------
 
-    async def claim_event(self, event_id: str) -> bool:
+    async def claim_event(self, event_id: str, body: dict[str, Any] | None = None) -> bool:
         """True if this delivery should be handled: first seen, or its first attempt died.
 
         A retry of an event we are still handling (or handled) is dropped; a retry whose first
-        delivery never arrived, or whose handler vanished long ago, is taken.
+        delivery never arrived, or whose handler vanished long ago, is taken. The body is kept
+        with the claim: Slack does not resend an event it saw acknowledged, so if this process
+        dies mid-way, the sweeper handles the event again from here.
         """
         row = await self._row(
             """
-            INSERT INTO slack_events AS e (event_id, status) VALUES (%s, 'handling')
+            INSERT INTO slack_events AS e (event_id, status, body) VALUES (%s, 'handling', %s)
             ON CONFLICT (event_id) DO UPDATE SET claimed_at = now()
                 WHERE e.status = 'handling'
                   AND e.claimed_at < now() - make_interval(secs => %s)
             RETURNING event_id
             """,
-            (event_id, STALE_EVENT_SECONDS),
+            (event_id, _json(body), STALE_EVENT_SECONDS),
         )
         return row is not None
 
+    async def stale_events(
+        self, older_than_seconds: float, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Events whose handler vanished, taken over atomically (the claim's clock restarts)."""
+        rows = await self._rows(
+            """
+            UPDATE slack_events SET claimed_at = now()
+            WHERE event_id IN (
+                SELECT event_id FROM slack_events
+                WHERE status = 'handling' AND body IS NOT NULL
+                  AND claimed_at < now() - make_interval(secs => %s)
+                ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING body
+            """,
+            (older_than_seconds, limit),
+        )
+        return [dict(row["body"]) for row in rows]
+
     async def finish_event(self, event_id: str) -> None:
         await self._row(
-            "UPDATE slack_events SET status = 'done' WHERE event_id = %s RETURNING event_id",
+            "UPDATE slack_events SET status = 'done', body = NULL WHERE event_id = %s "
+            "RETURNING event_id",
             (event_id,),
         )
 
@@ -243,6 +269,18 @@ class BotStore:
                 ttl_seconds,
                 remind_after,
             ),
+        )
+        return None if row is None else str(row["ref"])
+
+    async def unposted_review(
+        self, thread_id: str, interrupt_id: str, older_than_seconds: float = 30.0
+    ) -> str | None:
+        """A review registered long enough ago but never shown (its poster died): its ref."""
+        row = await self._row(
+            "SELECT ref FROM slack_reviews WHERE thread_id = %s AND interrupt_id = %s "
+            "AND message_ts IS NULL AND status = 'pending' "
+            "AND created_at < now() - make_interval(secs => %s)",
+            (thread_id, interrupt_id, older_than_seconds),
         )
         return None if row is None else str(row["ref"])
 

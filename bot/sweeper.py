@@ -1,6 +1,7 @@
 """Background upkeep that makes decisions durable, run by every replica.
 
-Each pass (1) finishes decisions whose process died between the claim and the result, (2)
+Each pass (0) answers messages whose handler died after Slack saw them acknowledged, (1)
+finishes decisions whose process died between the claim and the result, (2)
 expires reviews nobody decided within their time to live (failing closed), (3) posts reminders
 before expiry, and (4) repaints messages Slack refused to update. Every step claims its rows
 atomically in PostgreSQL, so replicas never do the same work twice.
@@ -13,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.flow import ReviewFlow
+from bot.listeners import events
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ STUCK_AFTER_SECONDS = 90.0  # longer than a normal run, so live work is never re
 
 @dataclass
 class SweepReport:
+    reanswered: int = 0
     recovered: int = 0
     expired: int = 0
     reminded: int = 0
@@ -29,6 +32,10 @@ class SweepReport:
 
 async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECONDS) -> SweepReport:
     report = SweepReport()
+    for body in await flow.store.stale_events(stuck_after):
+        log.warning("answering event %s left unanswered by a stopped process", body["event_id"])
+        await events.respond(flow, body, await flow.bot_user_id(), recovering=True)
+        report.reanswered += 1
     for review in await flow.store.stuck(stuck_after):
         log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
         await flow.apply(review)

@@ -92,11 +92,13 @@ class AgentService:
         *,
         user: str | None = None,
         context: AgentContext | None = None,
+        message_id: str | None = None,
     ) -> RunOutcome | Refused:
         """Add the user's message and run until the agent replies or waits for a review.
 
         A thread with reviews outstanding is refused: a new message there would leave a tool
-        call without its answer, which Claude rejects.
+        call without its answer, which Claude rejects. ``message_id`` (e.g. derived from the
+        Slack message) lets a caller that died mid-turn find out later whether it got in.
         """
         async with self.leases.hold(thread_id):
             snapshot = await self.graph.aget_state(thread_config(thread_id))
@@ -107,8 +109,13 @@ class AgentService:
                     f"{len(pending)} review(s) in this thread need a decision first.",
                     pending=pending,
                 )
-            message = HumanMessage(content=text, name=user)
+            message = HumanMessage(content=text, name=user, id=message_id)
             return await self._run({"messages": [message]}, thread_id, context)
+
+    async def has_message(self, thread_id: str, message_id: str) -> bool:
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        messages = snapshot.values.get("messages", []) if snapshot.values else []
+        return any(message.id == message_id for message in messages)
 
     async def pending_reviews(self, thread_id: str) -> list[PendingReview]:
         return pending_from(thread_id, await self.graph.aget_state(thread_config(thread_id)))
@@ -163,17 +170,22 @@ class AgentService:
             log.warning("finishing the run of %s that stopped mid-way", thread_id)
             return await self._run(None, thread_id, context)
 
-    async def recap(self, thread_id: str, tool_call_id: str) -> RunOutcome:
-        """What followed a tool call, read back from the checkpoint: for a caller that applied a
-        decision, then died before it could report the results."""
+    async def recap(
+        self, thread_id: str, tool_call_id: str | None = None, *, after_message: str | None = None
+    ) -> RunOutcome:
+        """What followed a tool call (or a message), read back from the checkpoint: for a
+        caller that applied a decision or started a turn, then died before it could report."""
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         messages = list(snapshot.values.get("messages", [])) if snapshot.values else []
         start = next(
             (
                 index
                 for index, message in enumerate(messages)
-                if isinstance(message, AIMessage)
-                and any(call["id"] == tool_call_id for call in message.tool_calls)
+                if (after_message is not None and message.id == after_message)
+                or (
+                    isinstance(message, AIMessage)
+                    and any(call["id"] == tool_call_id for call in message.tool_calls)
+                )
             ),
             len(messages),
         )

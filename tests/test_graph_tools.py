@@ -228,7 +228,7 @@ async def test_invite_users_resolves_a_channel_name_across_pages(
     [result] = done.tool_results
     assert result.status == "success"
     assert "U0AAA" in result.content
-    assert "<@U0BBB>" in result.content
+    assert "U0BBB" in result.content
 
 
 async def test_invite_users_to_an_unknown_channel_name_is_an_error(

@@ -45,20 +45,27 @@ async def handle(
     if not isinstance(event_id, str):
         return
     try:
-        if not await flow.store.claim_event(event_id):
+        if not await flow.store.claim_event(event_id, body):
             return  # a retry of a delivery already being handled
     except Exception as error:
         log.exception("could not record event %s", event_id)
         await flow.say(thread, explain(error))
         return
-    try:
-        text = strip_mention(event.get("text") or "", context.bot_user_id)
-        if not text:
-            await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
-        else:
-            await flow.converse(thread, event["user"], text, event["ts"])
-    finally:
-        await flow.store.finish_event(event_id)
+    await respond(flow, body, context.bot_user_id)
+
+
+async def respond(
+    flow: ReviewFlow, body: dict[str, Any], bot_user_id: str | None, *, recovering: bool = False
+) -> None:
+    """Answer a claimed event, then mark it handled (the sweeper re-answers it otherwise)."""
+    event = body["event"]
+    thread = thread_of(event, body.get("team_id") or event.get("team"))
+    text = strip_mention(event.get("text") or "", bot_user_id)
+    if not text:
+        await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
+    else:
+        await flow.converse(thread, event["user"], text, event["ts"], recovering=recovering)
+    await flow.store.finish_event(body["event_id"])
 
 
 def register(app: AsyncApp, flow: ReviewFlow) -> None:
