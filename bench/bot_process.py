@@ -19,7 +19,7 @@ import uvicorn
 
 from bench.fakes import InstantModel, bench_registry
 from bot.config import BotSettings
-from bot.server import http_app, running_bot
+from bot.server import http_app, run_fast, running_bot
 from graph import AgentSettings
 
 BOT_TOKEN = "xoxb-bench"
@@ -68,7 +68,7 @@ def main() -> None:
     profile_path = os.environ.get("BENCH_PROFILE")
     if not profile_path:
         with contextlib.suppress(KeyboardInterrupt):  # how the benchmark stops it
-            asyncio.run(serve())
+            run_fast(serve())
         return
     import cProfile
 
@@ -76,7 +76,7 @@ def main() -> None:
     profiler.enable()
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve())
+            run_fast(serve())
     finally:
         profiler.disable()
         profiler.dump_stats(profile_path)

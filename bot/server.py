@@ -25,6 +25,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.request import SocketModeRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -176,22 +177,24 @@ def request_context(body: dict[str, Any]) -> tuple[str | None, str | None]:
 _OBJECT_PARTS = ("event", "team", "user", "channel", "container", "message", "view", "enterprise")
 
 
-def well_formed(raw: bytes, content_type: str | None) -> bool:
-    """Whether a request body has the shape Bolt can read (see :func:`http_app`)."""
+def well_formed(raw: bytes, content_type: str | None) -> dict[str, Any] | None:
+    """The parsed body if it has the shape Bolt can read (see :func:`http_app`), else None."""
     try:
         body: Any = parse_body(raw.decode("utf-8"), content_type)  # json.loads: any value
     except ValueError:  # UnicodeDecodeError and JSONDecodeError included
-        return False
+        return None
     if not isinstance(body, dict):
-        return False
+        return None
     if any(not isinstance(body.get(k), dict | str | None) for k in _OBJECT_PARTS):
-        return False
+        return None
     if "event" in body and not isinstance(body["event"], dict):
-        return False
+        return None
     authorizations = body.get("authorizations")
-    return authorizations is None or (
+    if authorizations is None or (
         isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
-    )
+    ):
+        return body
+    return None
 
 
 async def log_context_middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
@@ -253,6 +256,9 @@ async def running_bot(
             await session.close()
 
 
+CONCURRENT_CLICKS = 16
+
+
 def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     """``POST /slack/events`` for Slack; ``/healthz`` (alive), ``/readyz`` (database, and not
     shutting down) and ``/metrics`` (Prometheus).
@@ -261,13 +267,32 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     signed, so an HTTP route into the same app would accept forged ones.
     """
     handler = AsyncSlackRequestHandler(bot.app)
+    verifier = SignatureVerifier(bot.settings.signing_secret)
+    # Clicks are acknowledged at once and then queue here: a burst of clicks becomes a steady
+    # stream of decisions, and the acknowledgements of later clicks are not held up behind
+    # hundreds of decisions competing for the event loop.
+    deciding = asyncio.Semaphore(CONCURRENT_CLICKS)
+
+    async def handle_click(request: Request) -> None:
+        async with deciding:
+            await handler.handle(request)
 
     async def events(request: Request) -> Response:
         # Bolt raises (answering 500, before verifying the signature) on bodies Slack never
         # sends: not UTF-8, not an object, or parts of the wrong type. Refuse those plainly.
-        if not well_formed(await request.body(), request.headers.get("content-type")):
+        raw = await request.body()
+        body = well_formed(raw, request.headers.get("content-type"))
+        if body is None:
             return JSONResponse({"error": "malformed request"}, status_code=400)
         with bot.work.request_scope():
+            if body.get("type") == "block_actions" and verifier.is_valid_request(
+                raw, request.headers
+            ):
+                # A button's acknowledgement carries nothing, so Slack is answered now instead
+                # of after Bolt's dispatch, which polls for ack() every 10 ms on a loop shared
+                # with running decisions. Bolt verifies the request again as it handles it.
+                bot.work.adopt(asyncio.create_task(handle_click(request)))
+                return Response(status_code=200)
             return await handler.handle(request)
 
     async def healthz(_: Request) -> Response:
@@ -412,5 +437,18 @@ async def serve(settings: BotSettings) -> None:
     log.info("shut down cleanly")
 
 
+def run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed: the event loop is this service's hot path (every
+    click is parsed, verified and acknowledged on it)."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # e.g. Windows; the standard loop works, only slower
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
 def run(settings: BotSettings) -> None:
-    asyncio.run(serve(settings))
+    run_fast(serve(settings))

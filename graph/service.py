@@ -232,6 +232,10 @@ class AgentService:
         config = thread_config(thread_id)
         results: list[ToolResult] = []
         reply: str | None = None
+        # A run stops at the end of the step in which any review interrupts, and every review
+        # still open (siblings included) interrupts again in that step: so the interrupts the
+        # stream reports are exactly the pending reviews, with no state read afterwards.
+        waiting: dict[str, PendingReview] = {}
         async for chunk in self.graph.astream(
             graph_input,
             config,
@@ -239,6 +243,13 @@ class AgentService:
             stream_mode="updates",
             durability="sync",  # a step is on disk before the next starts: crashes lose none
         ):
+            for item in chunk.get("__interrupt__", ()):
+                if isinstance(item.value, dict) and "tool_call" in item.value:
+                    waiting[item.id] = PendingReview(
+                        thread_id=thread_id,
+                        interrupt_id=item.id,
+                        request=cast(ReviewRequest, item.value),
+                    )
             if chunk.get("__metadata__", {}).get("cached"):
                 continue  # a write replayed from before the resume, already reported then
             for node, update in chunk.items():
@@ -249,12 +260,8 @@ class AgentService:
                         results.append(tool_result(message))
                     elif isinstance(message, AIMessage) and node == "call_llm":
                         reply = message_text(message) or reply
-        snapshot = await self.graph.aget_state(config)
         return RunOutcome(
-            thread_id=thread_id,
-            tool_results=results,
-            pending=pending_from(thread_id, snapshot),
-            reply=reply,
+            thread_id=thread_id, tool_results=results, pending=list(waiting.values()), reply=reply
         )
 
 
