@@ -126,14 +126,37 @@ class WebApi:
             "usergroups.users.list": self.usergroups_users_list,
         }
 
+        # Failures to play before serving a method, as Slack's look on the wire: HTTP 429 with
+        # Retry-After (rate limited) or a 5xx (an outage). Tests use them to exercise retries.
+        self.faults: dict[str, list[int]] = {}
+
     def routes(self) -> list[Route]:
         return [Route("/api/{method}", self.endpoint, methods=["GET", "POST"])]
 
+    def fail_next(self, method: str, *statuses: int) -> None:
+        """Answer the next calls of ``method`` with these HTTP statuses (429 or 5xx), in order."""
+        self.faults.setdefault(method, []).extend(statuses)
+
+    def _fault(self, method: str) -> JSONResponse | None:
+        queued = self.faults.get(method)
+        if not queued:
+            return None
+        status = queued.pop(0)
+        if status == 429:
+            return JSONResponse(
+                {"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"}
+            )
+        return JSONResponse({"ok": False, "error": "fatal_error"}, status_code=status)
+
     async def endpoint(self, request: Request) -> JSONResponse:
-        """Authenticate, dispatch, record; always 200 except unknown methods."""
+        """Authenticate, dispatch, record; always 200 except unknown methods and faults."""
         method = request.path_params["method"]
         args: Json = {}
         token: str | None = None
+        fault = self._fault(method)
+        if fault is not None:
+            self._record(method, args, token, json.loads(bytes(fault.body)))
+            return fault
         try:
             args, token = await parse_request(request)
             handler = self.methods.get(method)
