@@ -96,11 +96,17 @@ async def test_quorum_four_eyes_and_redaction(env: SlackEnv) -> None:
     everything = str([c.args for c in sandbox.workspace.calls])
     assert "the launch code" not in everything.replace("recorded: the launch code", "")
 
-    trail = [row for row in await AuditLog(env.bot.service.pool).query(tool="record_note")
-             if row["thread_id"].endswith(thread)]
+    trail = [
+        row
+        for row in await AuditLog(env.bot.service.pool).query(tool="record_note")
+        if row["thread_id"].endswith(thread)
+    ]
     assert [(r["outcome"], r["decided_by"]) for r in trail] == [
-        ("requested", None), ("refused", CAROL),  # four-eyes
-        ("approval_recorded", ALICE), ("approval_recorded", ALICE), ("approved", BOB),
+        ("requested", None),
+        ("refused", CAROL),  # four-eyes
+        ("approval_recorded", ALICE),
+        ("approval_recorded", ALICE),
+        ("approved", BOB),
     ]
     assert trail[0]["requested_by"] == CAROL
     assert trail[-1]["executed_args"] == {"note": "[redacted]"}
