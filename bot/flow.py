@@ -85,8 +85,12 @@ class Click:
 
 
 def with_args(request: ReviewRequest, args: Mapping[str, Any]) -> ReviewRequest:
+    """The request with other arguments, in the order the tool declares them."""
     call = request["tool_call"]
-    return {**request, "tool_call": {"name": call["name"], "id": call["id"], "args": dict(args)}}
+    order = [*request["tool"]["args_schema"].get("properties", {}), *call["args"]]
+    ordered = {name: args[name] for name in dict.fromkeys(order) if name in args}
+    ordered.update(args)
+    return {**request, "tool_call": {"name": call["name"], "id": call["id"], "args": ordered}}
 
 
 def current_request(review: ReviewRow) -> ReviewRequest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from graph import ReviewRequest
 from graph.db import Pool
@@ -31,7 +31,7 @@ BOT_SCHEMA: tuple[str, ...] = (
         thread_ts text NOT NULL,
         message_ts text,
         tool_name text NOT NULL,
-        request jsonb NOT NULL,
+        request json NOT NULL,
         status text NOT NULL DEFAULT 'pending',
         action text,
         decided_by text,
@@ -41,6 +41,16 @@ BOT_SCHEMA: tuple[str, ...] = (
         created_at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (thread_id, interrupt_id)
     )
+    """,
+    # json, not jsonb: jsonb sorts object keys, and people read arguments (and fill in the
+    # Edit form) in the order the tool declares them.
+    """
+    DO $$ BEGIN
+        IF (SELECT data_type FROM information_schema.columns
+            WHERE table_name = 'slack_reviews' AND column_name = 'request') = 'jsonb' THEN
+            ALTER TABLE slack_reviews ALTER COLUMN request TYPE json USING request::json;
+        END IF;
+    END $$
     """,
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS expires_at timestamptz",
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS remind_at timestamptz",
@@ -265,7 +275,7 @@ class BotStore:
                 channel_id,
                 thread_ts,
                 request["tool_call"]["name"],
-                Jsonb(request),
+                Json(request),
                 ttl_seconds,
                 remind_after,
             ),

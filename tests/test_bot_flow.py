@@ -68,6 +68,8 @@ async def test_edit_shows_inline_errors_then_applies_the_edit(env: SlackEnv) -> 
     await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
     modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
     assert modal["callback_id"] == "review_edit_submit"
+    inputs = [b["block_id"] for b in modal["blocks"] if b["type"] == "input"]
+    assert inputs == ["arg:channel", "arg:users"]  # the tool's order, as stored
 
     broken = await sandbox.submit_modal(ALICE, {"arg:users": "[oops"})
     assert "Not valid JSON" in broken.errors["arg:users"] and not broken.closed
@@ -83,6 +85,7 @@ async def test_edit_shows_inline_errors_then_applies_the_edit(env: SlackEnv) -> 
         lambda: "Edited and approved by" in text_of(message(sandbox, thread, review["ts"]))
     )
     shown = text_of(message(sandbox, thread, review["ts"]))
+    assert shown.index("*channel*") < shown.index("*users*")
     assert '~["U0BOB"]~ → ["U0BOB", "U0CAROL"]' in shown.replace("&quot;", '"'), updated
 
 
