@@ -391,16 +391,16 @@ class ReviewFlow:
             current = edited
         approvals = tuple(await self.store.approve(current.ref, current.version, click.user))
         if len(approvals) < policy.quorum:
-            await self.repaint_pending(current, approvals)
-            await self.tell(
-                f"Your approval is recorded: {len(approvals)} of {policy.quorum}.", click, current
-            )
-            metrics.decided(action, "approval_recorded")
             await self._record_review(
                 "approval_recorded",
                 current,
                 by=click.user,
                 detail=f"{len(approvals)} of {policy.quorum}",
+            )
+            metrics.decided(action, "approval_recorded")
+            await self.repaint_pending(current, approvals)
+            await self.tell(
+                f"Your approval is recorded: {len(approvals)} of {policy.quorum}.", click, current
             )
             return None
         if current.proposed_edit is not None:

@@ -185,7 +185,10 @@ def well_formed(raw: bytes, content_type: str | None) -> dict[str, Any] | None:
         return None
     if not isinstance(body, dict):
         return None
-    if any(not isinstance(body.get(k), dict | str | None) for k in _OBJECT_PARTS):
+    # Bolt reads ids from the body and from the event, message and previous message in it.
+    nested = [body.get(k) for k in ("event", "message", "previous_message")]
+    parts = [body, *(part for part in nested if isinstance(part, dict))]
+    if any(not isinstance(part.get(k), dict | str | None) for part in parts for k in _OBJECT_PARTS):
         return None
     if "event" in body and not isinstance(body["event"], dict):
         return None
@@ -275,7 +278,16 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
 
     async def handle_click(request: Request) -> None:
         async with deciding:
-            await handler.handle(request)
+            await dispatch(request)
+
+    async def dispatch(request: Request) -> Response:
+        """Hand a request to Bolt; one it cannot even read (a shape Slack never sends) is
+        refused with 400 rather than a crash."""
+        try:
+            return await handler.handle(request)
+        except Exception:
+            log.warning("refused a request Bolt could not read", exc_info=True)
+            return JSONResponse({"error": "malformed request"}, status_code=400)
 
     async def events(request: Request) -> Response:
         # Bolt raises (answering 500, before verifying the signature) on bodies Slack never
@@ -293,7 +305,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
                 # with running decisions. Bolt verifies the request again as it handles it.
                 bot.work.adopt(asyncio.create_task(handle_click(request)))
                 return Response(status_code=200)
-            return await handler.handle(request)
+            return await dispatch(request)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
