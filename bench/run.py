@@ -138,6 +138,11 @@ def mention_body(thread_ts: str) -> bytes:
         "event_ts": thread_ts,
         "team": TEAM_ID,
     }
+    return event_callback(event)
+
+
+def event_callback(event: dict[str, Any]) -> bytes:
+    """The Events API envelope Slack wraps every event in."""
     return json.dumps(
         {
             "token": "bench",
@@ -160,18 +165,7 @@ def home_opened_body(user: str) -> bytes:
         "tab": "home",
         "event_ts": f"{time.time():.6f}",
     }
-    return json.dumps(
-        {
-            "token": "bench",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0BENCH",
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{uuid.uuid4().hex[:16]}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER, "is_bot": True}],
-        }
-    ).encode()
+    return event_callback(event)
 
 
 def click_body(review: PostedReview) -> bytes:
