@@ -186,15 +186,21 @@ class ReviewFlow:
                         context=self.context(thread, user),
                         message_id=message_id,
                     )
-            await self.present(thread, outcome)
+            await self.present(thread, outcome, recovering=recovering)
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
         finally:
             await self._react(thread.channel_id, message_ts, add=False)
 
-    async def present(self, thread: SlackThread, outcome: RunOutcome | Refused) -> None:
-        """Post what a run produced: tool results, the agent's reply, then new reviews."""
+    async def present(
+        self, thread: SlackThread, outcome: RunOutcome | Refused, *, recovering: bool = False
+    ) -> None:
+        """Post what a run produced: tool results, the agent's reply, then new reviews.
+
+        ``recovering``: the caller finishes what a stopped process started, so a review it
+        registered but never showed is shown now, whatever its age.
+        """
         if isinstance(outcome, Refused):
             text = (
                 blocks.pending_reminder_text(len(outcome.pending))
@@ -213,10 +219,14 @@ class ReviewFlow:
         if outcome.reply:
             await self._post(thread, blocks.reply_blocks(outcome.reply), outcome.reply[:3000])
         for review in outcome.pending:
-            await self._post_review(thread, review.interrupt_id, review.request)
+            await self._post_review(thread, review.interrupt_id, review.request, recovering)
 
     async def _post_review(
-        self, thread: SlackThread, interrupt_id: str, request: ReviewRequest
+        self,
+        thread: SlackThread,
+        interrupt_id: str,
+        request: ReviewRequest,
+        recovering: bool = False,
     ) -> None:
         policy = self.policy(request["tool_call"]["name"])
         ref = await self.store.add_review(
@@ -231,8 +241,11 @@ class ReviewFlow:
         )
         if ref is None:
             # Already registered: on screen (a sibling of the review just decided), or its
-            # poster died before showing it, in which case it is shown now.
-            ref = await self.store.unposted_review(thread.thread_id, interrupt_id)
+            # poster died before showing it, in which case it is shown now. A live run waits a
+            # while first, so a sibling still being posted by this very run is not posted twice.
+            ref = await self.store.unposted_review(
+                thread.thread_id, interrupt_id, older_than_seconds=0 if recovering else 30
+            )
         if ref is None:
             return
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
@@ -539,10 +552,10 @@ class ReviewFlow:
         await self.store.finish(review.ref)
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
         if resumed is not None:
-            await self.present(thread, resumed)
+            await self.present(thread, resumed, recovering=True)
             return
         recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
-        await self.present(thread, recap)
+        await self.present(thread, recap, recovering=True)
 
     # -- the audit trail -------------------------------------------------------------------
 
