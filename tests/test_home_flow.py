@@ -4,6 +4,7 @@ slash command over signed HTTP to the real bot, which reads real PostgreSQL and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,6 +91,11 @@ async def test_home_links_open_the_thread_in_the_sandbox_page(env: SlackEnv) -> 
     """The archive link resolves: the sandbox redirects it to its page, on that thread."""
     thread, review = await ask(env, "Tromso")
     link = thread_link(env.sandbox, thread, review)
+    # The link names the review's message once its ts is stored, just after it is posted.
+    for _ in range(50):
+        if link in view_text(await open_home(env.sandbox, ALICE)):
+            break
+        await asyncio.sleep(0.1)
     assert link in view_text(await open_home(env.sandbox, ALICE))
     async with httpx.AsyncClient() as http:
         answer = await http.get(link)
