@@ -165,7 +165,10 @@ class AgentService:
         None if the thread is at rest or waiting for a review."""
         async with self.leases.hold(thread_id):
             snapshot = await self.graph.aget_state(thread_config(thread_id))
-            if snapshot.created_at is None or not snapshot.next or snapshot.interrupts:
+            # `next` leaves out tasks that already finished; a step whose tasks all finished
+            # but was never committed (the process died in between) still has `tasks`.
+            unfinished = snapshot.next or snapshot.tasks
+            if snapshot.created_at is None or not unfinished or snapshot.interrupts:
                 return None
             log.warning("finishing the run of %s that stopped mid-way", thread_id)
             return await self._run(None, thread_id, context)

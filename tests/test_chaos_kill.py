@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox, running_sandbox
-from tests.support.bot_harness import ALICE, BOT
+from tests.support.bot_harness import ALICE, BOT, text_of
 from tests.support.chaos import (
     BotProcess,
     Forwarder,
@@ -205,6 +207,10 @@ async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
             await settle(flows, rounds=5)
             await bounded_wait(lambda: all(approved(sandbox, f) for f in flows), 15)
             await bounded_wait(lambda: len(posts_of(sandbox)) >= FLOWS, 30)
+            missing = sorted(
+                set(range(FLOWS)) - {int(str(m.get("text")).split()[-1]) for m in posts_of(sandbox)}
+            )
+            diagnosis = [await diagnose(db_url, sandbox, flows[i]) for i in missing]
         finally:
             exit_code = await bot.stop()
         log_text = bot.log_text()
@@ -234,12 +240,14 @@ async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
             "sweeper_recoveries": log_text.count("left unfinished by a stopped process"),
         }
         print("chaos kill summary:", json.dumps(summary))
+        for entry in diagnosis:
+            print("missing post:", json.dumps(entry, default=str))
         assert exit_code == 0, bot.log_tail()
         assert bot.kills >= 5, summary  # the seed must actually exercise crashes
         assert lost == [], f"mentions without any answer: {lost}\n{summary}"
         assert not_approved == [], f"approved but not applied: {not_approved}\n{summary}"
         assert {text: n for text, n in by_text.items() if n != 1} == {}, summary
-        assert sorted(by_text) == sorted(note(i) for i in range(FLOWS)), (summary, bot.log_tail())
+        assert sorted(by_text) == sorted(note(i) for i in range(FLOWS)), (summary, diagnosis)
         assert [key for key, n in by_call.items() if n != 1] == [], summary
         assert len(by_call) == FLOWS
         # The guarantee is the tool's idempotency, not luck: some calls ran twice.
@@ -310,3 +318,37 @@ async def test_a_mention_acknowledged_by_a_process_that_dies_is_still_answered(
             await bot.stop()
         assert [d.status for d in sandbox.workspace.deliveries if d.kind == "event"][:1] == [200]
         assert answered, "the acknowledged mention was never answered"
+
+
+async def diagnose(db_url: str, sandbox: Sandbox, flow: Flow) -> dict[str, Any]:
+    """Everything known about a flow whose post is missing, for the failure message."""
+    thread_id = f"slack:T0SANDBOX:{GENERAL}:{flow.thread}"
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        reviews = await (
+            await conn.execute(
+                "SELECT status, action, decided_by, decided_at, message_ts, interrupt_id "
+                "FROM slack_reviews WHERE thread_id = %s",
+                (thread_id,),
+            )
+        ).fetchall()
+        decisions = await (
+            await conn.execute(
+                "SELECT interrupt_id, action, decided_by, applied_at FROM agent_decisions "
+                "WHERE thread_id = %s",
+                (thread_id,),
+            )
+        ).fetchall()
+        steps = await (
+            await conn.execute(
+                "SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)
+            )
+        ).fetchone()
+    return {
+        "flow": flow.index,
+        "thread": flow.thread,
+        "clicks": flow.clicks,
+        "reviews": [tuple(map(str, r)) for r in reviews],
+        "decisions": [tuple(map(str, d)) for d in decisions],
+        "checkpoints": steps[0] if steps else None,
+        "thread_texts": [text_of(m)[:120] for m in sandbox.replies(GENERAL, flow.thread)],
+    }
