@@ -63,14 +63,24 @@ async def ask(env: SlackEnv, city: str, user: str = CAROL) -> tuple[str, dict[st
     return ts, review
 
 
+async def home_showing(env: SlackEnv, user: str, link: str) -> str:
+    """The user's Home once it links the review's message: the link names the message as soon
+    as its ts is stored, just after it is posted (until then it names the thread)."""
+    for _ in range(50):
+        shown = view_text(await open_home(env.sandbox, user))
+        if link in shown:
+            return shown
+        await asyncio.sleep(0.1)
+    return view_text(await open_home(env.sandbox, user))
+
+
 async def test_home_lists_a_review_for_its_approver_only_until_it_is_decided(
     env: SlackEnv,
 ) -> None:
     sandbox = env.sandbox
     thread, review = await ask(env, "Reykjavik")
 
-    alice = await open_home(sandbox, ALICE)
-    shown = view_text(alice)
+    shown = await home_showing(env, ALICE, thread_link(sandbox, thread, review))
     assert "weather_search" in shown and "Reykjavik" in shown
     assert "Asked by <@U0CAROL>" in shown
     assert f"<{thread_link(sandbox, thread, review)}|Open the thread>" in shown
@@ -91,12 +101,7 @@ async def test_home_links_open_the_thread_in_the_sandbox_page(env: SlackEnv) -> 
     """The archive link resolves: the sandbox redirects it to its page, on that thread."""
     thread, review = await ask(env, "Tromso")
     link = thread_link(env.sandbox, thread, review)
-    # The link names the review's message once its ts is stored, just after it is posted.
-    for _ in range(50):
-        if link in view_text(await open_home(env.sandbox, ALICE)):
-            break
-        await asyncio.sleep(0.1)
-    assert link in view_text(await open_home(env.sandbox, ALICE))
+    assert link in await home_showing(env, ALICE, link)
     async with httpx.AsyncClient() as http:
         answer = await http.get(link)
     assert answer.status_code == 302

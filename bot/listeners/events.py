@@ -65,7 +65,10 @@ async def respond(
         await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
     else:
         await flow.converse(thread, event["user"], text, event["ts"], recovering=recovering)
-    await flow.store.finish_event(body["event_id"])
+    try:
+        await flow.store.finish_event(body["event_id"])
+    except Exception:  # the sweeper will find it unfinished and look again (idempotently)
+        log.warning("could not mark event %s handled", body["event_id"], exc_info=True)
 
 
 def register(app: AsyncApp, flow: ReviewFlow) -> None:
@@ -88,5 +91,12 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
         mentioned = context.bot_user_id and f"<@{context.bot_user_id}" in (event.get("text") or "")
         if event.get("thread_ts") and not mentioned:
             thread = thread_of(event, body.get("team_id"))
-            if await flow.store.is_conversation(thread.thread_id):
+            try:
+                ours = await flow.store.is_conversation(thread.thread_id)
+            except Exception:  # unknown whether the thread is ours: better silent than spam
+                log.warning(
+                    "could not tell whether %s is a conversation", thread.thread_id, exc_info=True
+                )
+                return
+            if ours:
                 await handle(flow, body, event, context)
