@@ -61,6 +61,26 @@ class Flow:
     clicks: int = 0
 
 
+def quick_recovery_env(
+    config: SandboxConfig, api_url: str, db_url: str, port: int, **extra: str
+) -> dict[str, str]:
+    """The bot's environment for these tests: Slack through the forwarder, and recovery
+    timings short enough that a killed process's work is taken over within seconds."""
+    return bot_env(
+        SLACK_BOT_TOKEN=config.bot_token,
+        SLACK_SIGNING_SECRET=config.signing_secret,
+        SLACK_API_URL=f"{api_url}/api/",
+        DATABASE_URL=db_url,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        SWEEP_SECONDS="0.5",
+        RECOVER_AFTER_SECONDS="2",
+        THREAD_LEASE_SECONDS="2",
+        LOG_FORMAT="text",
+        **extra,
+    )
+
+
 class Stall:
     """Holds the Web API answer to one chosen post to #random, so the bot can be killed after
     the message exists but before it knows."""
@@ -125,19 +145,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
         Forwarder([sandbox.url], hold=stall.hold) as api,
     ):
         bot = BotProcess(
-            bot_env(
-                SLACK_BOT_TOKEN=config.bot_token,
-                SLACK_SIGNING_SECRET=config.signing_secret,
-                SLACK_API_URL=f"{api.url}/api/",
-                DATABASE_URL=db_url,
-                DATABASE_POOL_SIZE="5",
-                HOST="127.0.0.1",
-                PORT=str(port),
-                SWEEP_SECONDS="0.5",
-                RECOVER_AFTER_SECONDS="2",
-                THREAD_LEASE_SECONDS="2",
-                LOG_FORMAT="text",
-            ),
+            quick_recovery_env(config, api.url, db_url, port, DATABASE_POOL_SIZE="5"),
             tmp_path / "bot.log",
             port,
         )
@@ -291,17 +299,7 @@ async def test_a_mention_acknowledged_by_a_process_that_dies_is_still_answered(
         Forwarder([sandbox.url], hold=reaction.hold) as api,
     ):
         bot = BotProcess(
-            bot_env(
-                SLACK_BOT_TOKEN=config.bot_token,
-                SLACK_SIGNING_SECRET=config.signing_secret,
-                SLACK_API_URL=f"{api.url}/api/",
-                DATABASE_URL=db_url,
-                HOST="127.0.0.1",
-                PORT=str(port),
-                SWEEP_SECONDS="0.5",
-                RECOVER_AFTER_SECONDS="2",
-                THREAD_LEASE_SECONDS="2",
-            ),
+            quick_recovery_env(config, api.url, db_url, port),
             tmp_path / "bot.log",
             port,
         )

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from bot.logs import REDACTED
 from sandbox.config import SandboxConfig
 from sandbox.server import running_sandbox
 from tests.support.bot_harness import ALICE, BOT, review_messages, text_of
+from tests.support.chaos import bot_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Looks like a real key so the secret filter has something to catch if it ever leaks.
@@ -27,18 +26,6 @@ EXTRA_SECRET = "sk-ops-test-0123456789abcdef"
 def read(path: Path) -> str:
     """A finished or still-growing log file (small; read synchronously)."""
     return path.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def bot_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
-    env.pop("DATABASE_URL", None)
-    return {**env, **overrides}
 
 
 async def wait_ready(base: str, process: asyncio.subprocess.Process, log: Path) -> None:
