@@ -27,15 +27,21 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from graph import chunks
 
 log = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+BlobRow = tuple[str, str, str, str, str, bytes | None]
 MIGRATION_LOCK_KEY = 7_240_611_001
 CONNECTION_KWARGS: dict[str, Any] = {
     "autocommit": True,
@@ -182,17 +188,21 @@ def _copied(value: Any) -> Any:
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):
-    """``AsyncPostgresSaver`` without its instance-wide lock when it is given a pool.
+    """``AsyncPostgresSaver`` without its instance-wide lock, with chunked long lists.
 
     The upstream saver runs every query of every thread behind one ``asyncio.Lock`` even with
     a pool (langgraph issue 7259), so one process checkpoints one query at a time. Each query
     here borrows its own pooled connection instead; with a single connection or a pipeline the
     upstream behaviour (and lock) is kept.
 
+    Long lists (the conversation) are stored in chunks (``graph.chunks``), so a step's write and
+    a load cost the same at turn 200 as at turn 2. Threads written here are read back here:
+    the upstream saver cannot decode a chunked header.
+
     With ``prune_every_steps``, every that many steps a thread's older checkpoints are pruned
-    (``keep_latest``): the messages channel is stored whole at each step, so keeping every
-    checkpoint grows quadratically with the conversation. Nothing here reads old checkpoints
-    (no time travel), and one run per thread at a time (the lease) keeps prunes from racing.
+    (``keep_latest``) and the chunks no kept checkpoint refers to are deleted. Nothing here
+    reads old checkpoints (no time travel), and one run per thread at a time (the lease) keeps
+    prunes from racing with writes.
     """
 
     def __init__(
@@ -201,20 +211,111 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         *,
         prune_every_steps: int | None = None,
         blob_cache: BlobCache | None = None,
+        chunk_memory: chunks.ChunkMemory | None = None,
     ) -> None:
         super().__init__(conn)
         self.prune_every_steps = prune_every_steps
         self.blob_cache = blob_cache or BlobCache()
+        self.chunk_memory = chunk_memory or chunks.ChunkMemory()
+
+    def _decode(self, type_: str, blob: bytes) -> Any:
+        return self.blob_cache.get(
+            type_, blob, functools.partial(self.serde.loads_typed, (type_, blob))
+        )
 
     def _load_blobs(self, blob_values: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for channel, type_bytes, blob in blob_values or ():
             type_ = type_bytes.decode()
             if type_ != "empty":
-                values[channel.decode()] = self.blob_cache.get(
-                    type_, blob, functools.partial(self.serde.loads_typed, (type_, blob))
-                )
+                values[channel.decode()] = self._decode(type_, blob)
         return values
+
+    async def _load_channel_values(self, row: DictRow) -> dict[str, Any]:
+        """Blob values of one checkpoint row, chunked lists joined again."""
+        values: dict[str, Any] = {}
+        for channel_bytes, type_bytes, blob in row["channel_values"] or ():
+            channel, type_ = channel_bytes.decode(), type_bytes.decode()
+            if type_.startswith(chunks.CHUNKED_TYPE_PREFIX):
+                header = self._decode(type_.removeprefix(chunks.CHUNKED_TYPE_PREFIX), blob)
+                key = (row["thread_id"], row["checkpoint_ns"], channel)
+                values[channel] = await self._joined(key, header)
+            elif type_ != "empty":
+                values[channel] = self._decode(type_, blob)
+        return values
+
+    async def _joined(self, key: chunks.ThreadChannel, header: dict[str, Any]) -> list[Any]:
+        digests: list[str] = header["chunks"]
+        found = {d: c for d in digests if (c := self.chunk_memory.cached(d)) is not None}
+        if missing := [d for d in digests if d not in found]:
+            found.update(await self._fetch_chunks(key, missing))
+        if lost := [d for d in digests if d not in found]:
+            raise LookupError(f"checkpoint of {key[0]!r} refers to missing {key[2]} chunks {lost}")
+        ordered = tuple(found[d] for d in digests)
+        self.chunk_memory.remember(key, ordered)
+        return chunks.joined(ordered, header["tail"])
+
+    async def _fetch_chunks(
+        self, key: chunks.ThreadChannel, digests: list[str]
+    ) -> dict[str, chunks.Chunk]:
+        thread_id, checkpoint_ns, channel = key
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT version, type, blob FROM checkpoint_blobs WHERE thread_id = %s"
+                " AND checkpoint_ns = %s AND channel = %s AND version = ANY(%s)",
+                (thread_id, checkpoint_ns, chunks.chunks_channel(channel), digests),
+            )
+            rows = await cur.fetchall()
+        return {
+            row["version"]: chunks.Chunk(
+                row["version"],
+                tuple(self.serde.loads_typed((row["type"], row["blob"]))),
+                len(row["blob"]),
+            )
+            for row in rows
+        }
+
+    def _encode_blobs(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        values: dict[str, Any],
+        versions: ChannelVersions,
+    ) -> tuple[list[BlobRow], list[tuple[chunks.ThreadChannel, tuple[chunks.Chunk, ...]]]]:
+        """Rows to upsert (new chunks before the headers naming them), and what they store."""
+        rows: list[BlobRow] = []
+        stored: list[tuple[chunks.ThreadChannel, tuple[chunks.Chunk, ...]]] = []
+        for channel, version in versions.items():
+            if channel not in values:
+                rows.append((thread_id, checkpoint_ns, channel, str(version), "empty", None))
+                continue
+            value = values[channel]
+            if not chunks.is_chunked(value):
+                type_, blob = self.serde.dumps_typed(value)
+                self.blob_cache.put(type_, blob, value)  # the next load is a hit
+                rows.append((thread_id, checkpoint_ns, channel, str(version), type_, blob))
+                continue
+            key = (thread_id, checkpoint_ns, channel)
+            split = chunks.split(value, self.chunk_memory.stored(key), self.serde.dumps_typed)
+            chunk_channel = chunks.chunks_channel(channel)
+            rows.extend(
+                (thread_id, checkpoint_ns, chunk_channel, new.chunk.digest, new.type_, new.blob)
+                for new in split.new
+            )
+            type_, blob = self.serde.dumps_typed(split.header)
+            self.blob_cache.put(type_, blob, split.header)
+            rows.append(
+                (
+                    thread_id,
+                    checkpoint_ns,
+                    channel,
+                    str(version),
+                    chunks.CHUNKED_TYPE_PREFIX + type_,
+                    blob,
+                )
+            )
+            stored.append((key, split.chunks))
+        return rows, stored
 
     def _dump_blobs(
         self,
@@ -222,12 +323,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         checkpoint_ns: str,
         values: dict[str, Any],
         versions: ChannelVersions,
-    ) -> list[tuple[str, str, str, str, str, bytes | None]]:
-        dumped = super()._dump_blobs(thread_id, checkpoint_ns, values, versions)
-        for _, _, channel, _, type_, blob in dumped:
-            if blob is not None and channel in values:
-                self.blob_cache.put(type_, blob, values[channel])  # the next load is a hit
-        return dumped
+    ) -> list[BlobRow]:
+        return self._encode_blobs(thread_id, checkpoint_ns, values, versions)[0]
 
     async def aput(
         self,
@@ -236,7 +333,61 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        """Upstream's ``aput``, encoding inline (a header and a chunk are small: the worker
+        thread hop cost more) and remembering stored chunks only once the write succeeded."""
+        if any(isinstance(v, _DeltaSnapshot) for v in checkpoint["channel_values"].values()):
+            saved = await super().aput(config, checkpoint, metadata, new_versions)
+        else:
+            saved = await self._put(config, checkpoint, metadata, new_versions)
+        await self._maybe_prune(config, metadata)
+        return saved
+
+    async def _put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        thread_id, checkpoint_ns = configurable["thread_id"], configurable["checkpoint_ns"]
+        inline = {
+            k: v
+            for k, v in checkpoint["channel_values"].items()
+            if v is None or isinstance(v, (str, int, float, bool))
+        }
+        blob_values = {k: v for k, v in checkpoint["channel_values"].items() if k not in inline}
+        rows, stored = self._encode_blobs(
+            thread_id,
+            checkpoint_ns,
+            blob_values,
+            {k: v for k, v in new_versions.items() if k in blob_values},
+        )
+        async with self._cursor(pipeline=True) as cur:
+            if rows:
+                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, rows)
+            await cur.execute(
+                self.UPSERT_CHECKPOINTS_SQL,
+                (
+                    thread_id,
+                    checkpoint_ns,
+                    checkpoint["id"],
+                    configurable.get("checkpoint_id"),
+                    Jsonb({**checkpoint, "channel_values": inline}),
+                    Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                ),
+            )
+        for key, kept in stored:
+            self.chunk_memory.remember(key, kept)
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def _maybe_prune(self, config: RunnableConfig, metadata: CheckpointMetadata) -> None:
         step = metadata.get("step")
         every = self.prune_every_steps
         if every and isinstance(step, int) and step > 0 and step % every == 0:
@@ -245,7 +396,38 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 await self.aprune([thread_id])
             except Exception:  # storage only: the next prune catches up
                 log.warning("could not prune checkpoints of %s", thread_id, exc_info=True)
-        return saved
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Upstream's prune, then the chunks no remaining checkpoint refers to."""
+        await super().aprune(thread_ids, strategy=strategy)
+        for thread_id in [] if isinstance(thread_ids, str) else thread_ids:
+            await self._delete_unreferenced_chunks(str(thread_id))
+
+    async def _delete_unreferenced_chunks(self, thread_id: str) -> None:
+        """Decode the thread's remaining headers (a kept checkpoint or two) and delete every
+        chunk row none of them names; whatever the serializer, no bytes are guessed at."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT checkpoint_ns, channel, type, blob FROM checkpoint_blobs"
+                " WHERE thread_id = %s AND starts_with(type, %s)",
+                (thread_id, chunks.CHUNKED_TYPE_PREFIX),
+            )
+            referenced = [
+                "\x1f".join((row["checkpoint_ns"], chunks.chunks_channel(row["channel"]), digest))
+                for row in await cur.fetchall()
+                for digest in self._decode(
+                    row["type"].removeprefix(chunks.CHUNKED_TYPE_PREFIX), row["blob"]
+                )["chunks"]
+            ]
+            await cur.execute(
+                "DELETE FROM checkpoint_blobs WHERE thread_id = %s AND starts_with(channel, %s)"
+                " AND NOT (concat_ws(chr(31), checkpoint_ns, channel, version) = ANY(%s))",
+                (thread_id, chunks.CHUNKS_CHANNEL_PREFIX, referenced),
+            )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await super().adelete_thread(thread_id)  # chunk rows are the thread's blobs too
+        self.chunk_memory.forget(str(thread_id))
 
     # Upstream decodes pending writes and encodes new ones in a worker thread (to_thread).
     # They are a message or two: the thread hop costs more than the work, and the GIL is held
@@ -293,7 +475,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     **value["checkpoint"],
                     "channel_values": {
                         **(value["checkpoint"].get("channel_values") or {}),
-                        **self._load_blobs(value["channel_values"]),
+                        **await self._load_channel_values(value),
                     },
                 },
             ),
