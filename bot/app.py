@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -16,6 +18,20 @@ from bot.flow import ReviewFlow
 from bot.listeners import register_all
 
 
+def sdk_logger() -> logging.Logger:
+    """The Web API client's own logger, with its level set to the one in force.
+
+    The SDK decides whether to format its debug lines (each request's parameters, each
+    response's headers and body) by testing ``logger.level <= DEBUG``; a logger nobody
+    configured has level NOTSET (0), so every call formatted them, to be dropped. With the
+    effective level set on it, they are formatted only when debug logging is on.
+    """
+    logger = logging.getLogger("slack_sdk.web.async_client")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logger.getEffectiveLevel())
+    return logger
+
+
 def slack_client(
     settings: BotSettings, session: aiohttp.ClientSession | None = None
 ) -> AsyncWebClient:
@@ -28,6 +44,7 @@ def slack_client(
         token=settings.bot_token,
         base_url=settings.api_url,
         session=session,
+        logger=sdk_logger(),
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),

@@ -10,9 +10,9 @@ knows which ones are secret); this module stores what it is given.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, LiteralString, get_args
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -124,6 +124,26 @@ class AuditEvent:
     detail: str | None = None
 
 
+_EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent))
+INSERT_SQL: LiteralString = (
+    f"INSERT INTO {AUDIT_TABLE} ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))})"
+)
+"""Built once: composing the statement for each event cost more than the insert's own work."""
+
+
+def insert_params(event: AuditEvent) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_SQL` for ``event``. An unknown outcome is a programming
+    error, refused loudly."""
+    if event.outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit outcome {event.outcome!r} (use one of {OUTCOMES})")
+    return tuple(_param(name, getattr(event, name)) for name in _EVENT_COLUMNS)
+
+
+def _param(column: str, value: Any) -> Any:
+    return Jsonb(value) if column in _JSON_COLUMNS and value is not None else value
+
+
 def as_utc(moment: datetime) -> datetime:
     """Naive datetimes mean UTC: the server's TimeZone setting must not change a query."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
@@ -135,20 +155,9 @@ class AuditLog:
 
     async def record(self, event: AuditEvent) -> None:
         """Append one event. An unknown outcome is a programming error, refused loudly."""
-        if event.outcome not in OUTCOMES:
-            raise ValueError(f"unknown audit outcome {event.outcome!r} (use one of {OUTCOMES})")
-        values = {
-            name: Jsonb(value) if name in _JSON_COLUMNS and value is not None else value
-            for name, value in asdict(event).items()
-        }
-        names = list(values)
-        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            sql.Identifier(AUDIT_TABLE),
-            sql.SQL(", ").join(map(sql.Identifier, names)),
-            sql.SQL(", ").join(sql.Placeholder() * len(names)),
-        )
+        params = insert_params(event)
         async with self.pool.connection() as conn:
-            await conn.execute(statement, [values[name] for name in names])
+            await conn.execute(INSERT_SQL, params)
 
     async def query(
         self,

@@ -255,14 +255,16 @@ class ReviewFlow:
         )
         if ts:
             await self.store.set_message(ref, ts)
-        await self._record(
-            "requested",
-            thread.thread_id,
-            interrupt_id,
-            request,
-            policy,
-            channel_id=thread.channel_id,
-            message_ts=ts,
+        await self._append(
+            self._event(
+                "requested",
+                thread.thread_id,
+                interrupt_id,
+                request,
+                policy,
+                channel_id=thread.channel_id,
+                message_ts=ts,
+            )
         )
 
     # -- reviews -------------------------------------------------------------------------------
@@ -462,13 +464,13 @@ class ReviewFlow:
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
-        await self.store.finish(claimed.ref)
-        await self._record_review(
+        audit = self._review_event(
             _OUTCOMES.get(action, "approved"),
             claimed,
             by=claimed.decided_by,
             detail=", ".join(approvals) or None,
         )
+        await self.store.finish(claimed.ref, audit=audit)  # one round trip for both
         await self.present(thread, outcome)
 
     async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
@@ -562,7 +564,12 @@ class ReviewFlow:
     async def _record_review(
         self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
     ) -> None:
-        await self._record(
+        await self._append(self._review_event(outcome, review, by=by, detail=detail))
+
+    def _review_event(
+        self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
+    ) -> AuditEvent:
+        return self._event(
             outcome,
             review.thread_id,
             review.interrupt_id,
@@ -575,7 +582,7 @@ class ReviewFlow:
             message_ts=review.message_ts,
         )
 
-    async def _record(
+    def _event(
         self,
         outcome: Outcome,
         thread_id: str,
@@ -588,33 +595,37 @@ class ReviewFlow:
         edited: Mapping[str, Any] | None = None,
         channel_id: str | None = None,
         message_ts: str | None = None,
-    ) -> None:
-        """Append to the audit trail, with redacted arguments; a failure is logged, not
-        raised: the decision itself is already safe in the review row."""
+    ) -> AuditEvent:
+        """An audit entry, with the arguments redacted per policy."""
         proposed = policy.redacted(request["tool_call"]["args"])
         executed = None
         if outcome in ("approved", "edited"):
             executed = policy.redacted(edited) if edited is not None else proposed
+        return AuditEvent(
+            outcome=outcome,
+            thread_id=thread_id,
+            interrupt_id=interrupt_id,
+            tool_call_id=request["tool_call"]["id"],
+            tool_name=request["tool_call"]["name"],
+            proposed_args=proposed,
+            edited_args=policy.redacted(edited) if edited is not None else None,
+            executed_args=executed,
+            requested_by=request.get("requested_by"),
+            decided_by=by,
+            channel_id=channel_id,
+            message_ts=message_ts,
+            detail=detail,
+        )
+
+    async def _append(self, event: AuditEvent) -> None:
+        """Append to the audit trail; a failure is logged, not raised: the decision itself is
+        already safe in the review row."""
         try:
-            await self.audit.record(
-                AuditEvent(
-                    outcome=outcome,
-                    thread_id=thread_id,
-                    interrupt_id=interrupt_id,
-                    tool_call_id=request["tool_call"]["id"],
-                    tool_name=request["tool_call"]["name"],
-                    proposed_args=proposed,
-                    edited_args=policy.redacted(edited) if edited is not None else None,
-                    executed_args=executed,
-                    requested_by=request.get("requested_by"),
-                    decided_by=by,
-                    channel_id=channel_id,
-                    message_ts=message_ts,
-                    detail=detail,
-                )
-            )
+            await self.audit.record(event)
         except Exception:
-            log.exception("could not write the audit trail (%s on %s)", outcome, interrupt_id)
+            log.exception(
+                "could not write the audit trail (%s on %s)", event.outcome, event.interrupt_id
+            )
 
     # -- the sweeper's work ------------------------------------------------------------------
 
@@ -665,7 +676,11 @@ class ReviewFlow:
         )
 
     async def _update(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
-        """chat.update, with the SDK's retries; if Slack still refuses, the sweeper repaints."""
+        """chat.update, with the SDK's retries; if Slack still refuses, the sweeper repaints.
+
+        The repaint flag is cleared only when the row says it is set: almost every update
+        finds it clear, and a flag set since the row was read only costs one more repaint.
+        """
         if not review.message_ts:
             return
         try:
@@ -676,7 +691,7 @@ class ReviewFlow:
             log.exception("chat.update failed for review %s; will retry", review.ref)
             await self.store.mark_unsynced(review.ref)
             return
-        if review.ref:
+        if review.ref and review.needs_sync:
             await self.store.mark_unsynced(review.ref, False)
 
     async def _post(self, thread: SlackThread, body: list[dict[str, Any]], text: str) -> str | None:

@@ -9,14 +9,18 @@ process dies before applying it, any replica's sweeper can finish the job.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+import psycopg_pool
 from psycopg.types.json import Json, Jsonb
 
+from bot.audit import INSERT_SQL, AuditEvent, insert_params
 from graph import ReviewRequest
 from graph.db import Pool
 
@@ -113,7 +117,16 @@ BOT_SCHEMA: tuple[str, ...] = (
     """,
 )
 
+log = logging.getLogger(__name__)
+
 STALE_EVENT_SECONDS = 120
+
+_FINISH_SQL = """
+    UPDATE slack_reviews SET status = 'decided', action = COALESCE(%s, action),
+        decided_by = COALESCE(%s, decided_by), decided_at = COALESCE(%s, decided_at)
+    WHERE ref = %s
+"""
+_FINISH_AND_AUDIT_SQL = f"WITH settled AS ({_FINISH_SQL}) {INSERT_SQL}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,7 @@ class ReviewRow:
     version: int = 0
     proposed_edit: dict[str, Any] | None = None
     proposed_by: str | None = None
+    needs_sync: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
@@ -168,6 +182,10 @@ class BotStore:
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             return await (await conn.execute(sql, params)).fetchall()
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(sql, params)
 
     async def _review(self, sql: str, params: tuple[Any, ...]) -> ReviewRow | None:
         row = await self._row(sql, params)
@@ -334,16 +352,24 @@ class BotStore:
         action: str | None = None,
         by: str | None = None,
         at: datetime | None = None,
+        audit: AuditEvent | None = None,
     ) -> None:
-        """Mark a review decided; ``action``/``by``/``at`` record a decision made elsewhere."""
-        await self._row(
-            """
-            UPDATE slack_reviews SET status = 'decided', action = COALESCE(%s, action),
-                decided_by = COALESCE(%s, decided_by), decided_at = COALESCE(%s, decided_at)
-            WHERE ref = %s RETURNING ref
-            """,
-            (action, by, at, ref),
-        )
+        """Mark a review decided; ``action``/``by``/``at`` record a decision made elsewhere.
+
+        ``audit`` is appended to the audit trail in the same statement (one round trip). If
+        the audit entry alone fails, the review is settled without it and the failure logged:
+        the decision itself is safe in the review row either way.
+        """
+        params = (action, by, at, ref)
+        if audit is not None:
+            try:
+                await self._execute(_FINISH_AND_AUDIT_SQL, (*params, *insert_params(audit)))
+                return
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                raise  # the database is unreachable: settling alone would fail as well
+            except Exception:
+                log.exception("could not write the audit trail (%s on %s)", audit.outcome, ref)
+        await self._execute(_FINISH_SQL, params)
 
     async def release(self, ref: str) -> None:
         """Undo a claim whose decision could not be applied, so someone can try again."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from psycopg.types.json import Jsonb
 
 from graph.db import Pool
+from graph.locks import Lease
 from graph.types import DecisionRecord, PastDecision
 
 
@@ -34,13 +35,15 @@ async def record(
         )
 
 
-async def mark_applied(pool: Pool, thread_id: str, interrupt_id: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE agent_decisions SET applied_at = now() "
-            "WHERE thread_id = %s AND interrupt_id = %s",
-            (thread_id, interrupt_id),
-        )
+MARK_APPLIED_SQL = (
+    "UPDATE agent_decisions SET applied_at = now() WHERE thread_id = %s AND interrupt_id = %s"
+)
+
+
+def mark_applied_with(lease: Lease, thread_id: str, interrupt_id: str) -> None:
+    """Mark the decision applied in the statement that releases the thread's lease (one round
+    trip for both; the mark only tells an operator the run got that far)."""
+    lease.on_release(MARK_APPLIED_SQL, (thread_id, interrupt_id))
 
 
 async def find(pool: Pool, thread_id: str, interrupt_id: str) -> PastDecision | None:

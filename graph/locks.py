@@ -15,6 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+import psycopg
+import psycopg_pool
 
 from graph.db import Pool
 
@@ -23,6 +27,33 @@ log = logging.getLogger(__name__)
 
 class LeaseTimeout(TimeoutError):
     """The thread stayed busy longer than a caller is willing to wait."""
+
+
+RELEASE_SQL = "DELETE FROM agent_thread_leases WHERE thread_id = %s AND holder = %s"
+
+
+@dataclass
+class Lease:
+    """A held thread. A statement given to :meth:`on_release` rides along with the release,
+    as a data-modifying CTE of the same statement: one round trip instead of two. If the rider
+    fails, the thread is still released, without it."""
+
+    thread_id: str
+    holder: str
+    rider: tuple[LiteralString, tuple[Any, ...]] | None = None
+
+    def on_release(self, statement: LiteralString, params: tuple[Any, ...]) -> None:
+        """Run ``statement`` (an INSERT, UPDATE or DELETE) with the release."""
+        self.rider = (statement, params)
+
+    def release_statement(self) -> tuple[LiteralString, tuple[Any, ...]]:
+        if self.rider is None:
+            return RELEASE_SQL, (self.thread_id, self.holder)
+        statement, params = self.rider
+        return (
+            "WITH rider AS (" + statement + ") " + RELEASE_SQL,
+            (*params, self.thread_id, self.holder),
+        )
 
 
 @dataclass
@@ -36,7 +67,7 @@ class ThreadLeases:
     _waiters: dict[str, int] = field(default_factory=dict)
 
     @asynccontextmanager
-    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+    async def hold(self, thread_id: str) -> AsyncIterator[Lease]:
         """Hold the thread for the duration of the block, renewing the lease as it runs."""
         lock = self._local.setdefault(thread_id, asyncio.Lock())
         self._waiters[thread_id] = self._waiters.get(thread_id, 0) + 1
@@ -51,15 +82,16 @@ class ThreadLeases:
                     self.ttl_seconds / 3,
                     lambda: renewer.append(asyncio.create_task(self._renew(thread_id, holder))),
                 )
+                lease = Lease(thread_id, holder)
                 try:
-                    yield
+                    yield lease
                 finally:
                     timer.cancel()
                     for task in renewer:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
-                    await self._release(thread_id, holder)
+                    await self._release(lease)
         finally:
             self._waiters[thread_id] -= 1
             if not self._waiters[thread_id]:
@@ -106,12 +138,18 @@ class ThreadLeases:
                 log.warning("could not renew the lease on thread %s", thread_id, exc_info=True)
             await asyncio.sleep(self.ttl_seconds / 3)
 
-    async def _release(self, thread_id: str, holder: str) -> None:
+    async def _release(self, lease: Lease) -> None:
         try:
-            async with self.pool.connection() as conn:
-                await conn.execute(
-                    "DELETE FROM agent_thread_leases WHERE thread_id = %s AND holder = %s",
-                    (thread_id, holder),
-                )
-        except Exception:  # the lease expires by itself
-            log.warning("could not release the lease on thread %s", thread_id, exc_info=True)
+            await self._execute(*lease.release_statement())
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):  # expires by itself
+            log.warning("could not release the lease on thread %s", lease.thread_id, exc_info=True)
+        except Exception:
+            # The rider failed (the release rolled back with it): release the thread anyway
+            # rather than keep it locked until the lease expires.
+            log.exception("could not run the release rider on thread %s", lease.thread_id)
+            with contextlib.suppress(Exception):
+                await self._execute(RELEASE_SQL, (lease.thread_id, lease.holder))
+
+    async def _execute(self, statement: LiteralString, params: tuple[Any, ...]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(statement, params)

@@ -78,8 +78,11 @@ class AgentNodes:
         )
         return {"messages": [response]}
 
-    def route_after_llm(self, state: AgentState) -> str | list[Send]:
-        """No tool calls: done. Otherwise one review task per call that needs review."""
+    async def route_after_llm(self, state: AgentState) -> str | list[Send]:
+        """No tool calls: done. Otherwise one review task per call that needs review.
+
+        Async although it never awaits: LangGraph runs a sync router or node in a worker thread,
+        and the hop costs far more than the routing."""
         found = last_ai_message(state["messages"])
         if found is None or not found[1].tool_calls:
             return END
@@ -102,7 +105,9 @@ class AgentNodes:
             for call in reviewed
         ]
 
-    def human_review_node(self, task: ReviewTask) -> Command[Literal["run_tool", "call_llm"]]:
+    async def human_review_node(self, task: ReviewTask) -> Command[Literal["run_tool", "call_llm"]]:
+        """Ask for a decision (``interrupt``) and route on it; async for the same reason as
+        :meth:`route_after_llm` (no worker thread per review)."""
         call = task["tool_call"]
         decision = interrupt(
             review_request(call, self.registry.info(call["name"]), task["requested_by"])

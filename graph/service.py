@@ -141,7 +141,7 @@ class AgentService:
             parse_decision(decision, "")
         except InvalidDecision as error:
             return Refused("invalid_decision", str(error), argument=error.field)
-        async with self.leases.hold(thread_id):
+        async with self.leases.hold(thread_id) as lease:
             snapshot = await self.graph.aget_state(thread_config(thread_id))
             verdict = await self._verdict(thread_id, interrupt_id, decision, snapshot)
             if isinstance(verdict, Refused):
@@ -154,7 +154,7 @@ class AgentService:
                 **({"by": record["by"]} if record["by"] else {}),
             }
             outcome = await self._run(Command(resume={interrupt_id: resume}), thread_id, context)
-            await decision_log.mark_applied(self.pool, thread_id, interrupt_id)
+            decision_log.mark_applied_with(lease, thread_id, interrupt_id)
             return outcome
 
     async def resume_interrupted(

@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
 from bot.audit import AUDIT_SCHEMA, AuditEvent, AuditLog
+from bot.store import BOT_SCHEMA, BotStore
 from graph.db import Pool, migrate, open_pool
 
 
@@ -147,3 +149,33 @@ async def test_the_database_refuses_to_rewrite_history(
     assert "add a new event" in (refused.value.diag.message_hint or "")
     [row] = await log.query(tool=tool)
     assert row["decided_by"] == "U0ALICE"
+
+
+async def test_settling_a_review_appends_its_audit_entry_in_the_same_statement(
+    pool: Pool,
+) -> None:
+    """``BotStore.finish(audit=...)``: one statement settles the review and appends the entry;
+    an entry the database refuses is dropped (and logged), the review is settled anyway."""
+    await migrate(pool, BOT_SCHEMA)
+    store = BotStore(pool)
+    tool = unique("post_message")
+    request: Any = {
+        "question": "ok?",
+        "tool_call": {"name": tool, "args": {"text": "hi"}, "id": "call-1"},
+        "tool": {"name": tool, "description": "", "args_schema": {}},
+        "requested_by": "U0CAROL",
+    }
+    refs = []
+    for thread in (unique("thread"), unique("thread")):
+        ref = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request)
+        assert ref is not None and await store.claim(ref, "continue", "U0ALICE") is not None
+        refs.append(ref)
+
+    await store.finish(refs[0], audit=event(tool, "approved", decided_by="U0ALICE"))
+    await store.finish(refs[1], audit=event(tool, "approved", detail="nul \x00 byte"))
+
+    for ref in refs:
+        review = await store.get(ref)
+        assert review is not None and review.status == "decided"
+    rows = await AuditLog(pool).query(tool=tool)
+    assert [(r["outcome"], r["decided_by"]) for r in rows] == [("approved", "U0ALICE")]
