@@ -204,12 +204,15 @@ async def test_a_claimed_but_unapplied_decision_is_finished_by_the_sweeper(env: 
     ref = review["blocks"][-1]["elements"][0]["value"]
     # A process claimed Alice's decision and died before applying it.
     assert await flow.store.claim(ref, "continue", ALICE) is not None
-    report = await sweep_once(flow, stuck_after=0)
-    assert report.recovered == 1
+    # ">= 1": with stuck_after=0 a sweep also takes over claims other tests left behind
+    # in the shared database; what matters is what happens to this one.
+    assert (await sweep_once(flow, stuck_after=0)).recovered >= 1
     await sandbox.wait_for_call("chat.postMessage", lambda c: c.args.get("text") == "noted")
     assert RUNS == ["the launch code"]
-    assert (await sweep_once(flow, stuck_after=0)).recovered == 0
-    assert RUNS == ["the launch code"]
+    finished = await flow.store.get(ref)
+    assert finished is not None and finished.status == "decided"
+    await sweep_once(flow, stuck_after=0)
+    assert RUNS == ["the launch code"], "a finished decision is never replayed"
 
 
 def _policy(text: str) -> Path:
