@@ -223,14 +223,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             type_, blob, functools.partial(self.serde.loads_typed, (type_, blob))
         )
 
-    def _load_blobs(self, blob_values: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for channel, type_bytes, blob in blob_values or ():
-            type_ = type_bytes.decode()
-            if type_ != "empty":
-                values[channel.decode()] = self._decode(type_, blob)
-        return values
-
     async def _load_channel_values(self, row: DictRow) -> dict[str, Any]:
         """Blob values of one checkpoint row, chunked lists joined again."""
         values: dict[str, Any] = {}
@@ -317,15 +309,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             stored.append((key, split.chunks))
         return rows, stored
 
-    def _dump_blobs(
-        self,
-        thread_id: str,
-        checkpoint_ns: str,
-        values: dict[str, Any],
-        versions: ChannelVersions,
-    ) -> list[BlobRow]:
-        return self._encode_blobs(thread_id, checkpoint_ns, values, versions)[0]
-
     async def aput(
         self,
         config: RunnableConfig,
@@ -400,8 +383,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Upstream's prune, then the chunks no remaining checkpoint refers to."""
         await super().aprune(thread_ids, strategy=strategy)
-        for thread_id in [] if isinstance(thread_ids, str) else thread_ids:
-            await self._delete_unreferenced_chunks(str(thread_id))
+        if strategy == "keep_latest":  # "delete" took every row of the threads, chunks too
+            for thread_id in thread_ids:
+                await self._delete_unreferenced_chunks(str(thread_id))
 
     async def _delete_unreferenced_chunks(self, thread_id: str) -> None:
         """Decode the thread's remaining headers (a kept checkpoint or two) and delete every
