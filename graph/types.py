@@ -91,6 +91,10 @@ class ToolResult:
     tool_name: str
     content: str
     status: Literal["success", "error", "declined"]
+    args: dict[str, Any] = field(default_factory=dict)
+    """The arguments the call ran with (after any edit); empty when declined or unknown."""
+    auto_rule: str | None = None
+    """Why the call ran without a review (e.g. ``AGENT_AUTO_APPROVE``); None if it was reviewed."""
 
 
 @dataclass(frozen=True)

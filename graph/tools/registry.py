@@ -30,6 +30,8 @@ class ToolConfigError(ValueError):
 class ToolEntry:
     tool: BaseTool
     policy: ReviewPolicy = "review"
+    rule: str | None = None
+    """Where an ``auto`` policy comes from, for the audit trail (e.g. ``AGENT_AUTO_APPROVE``)."""
 
 
 class ToolRegistry:
@@ -58,19 +60,29 @@ class ToolRegistry:
         entry = self._entries.get(name)
         return entry.policy if entry else "review"
 
+    def auto_rule(self, name: str) -> str | None:
+        """Why calls of ``name`` run without review; None when they are reviewed."""
+        entry = self._entries.get(name)
+        if entry is None or entry.policy != "auto":
+            return None
+        return entry.rule or "auto-approved by configuration"
+
     def info(self, name: str) -> ToolInfo:
         tool = self.get(name)
         if tool is None:
             return ToolInfo(name=name, description="(unknown tool)", args_schema={})
         return ToolInfo(name=name, description=tool.description, args_schema=args_schema(tool))
 
-    def with_policies(self, policies: Mapping[str, ReviewPolicy]) -> ToolRegistry:
-        """A copy with some policies replaced; naming a tool that does not exist is an error."""
+    def with_policies(
+        self, policies: Mapping[str, ReviewPolicy], rule: str | None = None
+    ) -> ToolRegistry:
+        """A copy with some policies replaced (``rule`` says where they come from); naming a
+        tool that does not exist is an error."""
         unknown = sorted(set(policies) - set(self._entries))
         if unknown:
             raise ToolConfigError(f"policy names unknown tools: {', '.join(unknown)}")
         return ToolRegistry(
-            ToolEntry(entry.tool, policies.get(name, entry.policy))
+            ToolEntry(entry.tool, policies[name], rule) if name in policies else entry
             for name, entry in self._entries.items()
         )
 
@@ -112,7 +124,7 @@ def load_tool_module(module_name: str) -> list[ToolEntry]:
             raise ToolConfigError(
                 f"{module_name}.REVIEW_POLICY[{tool.name!r}] must be 'review' or 'auto'"
             )
-        entries.append(ToolEntry(tool, policy))
+        entries.append(ToolEntry(tool, policy, f"{module_name}.REVIEW_POLICY"))
     return entries
 
 
@@ -122,4 +134,4 @@ def build_registry(modules: Sequence[str] = (), auto_approve: Sequence[str] = ()
     for module_name in modules:
         entries.extend(load_tool_module(module_name))
     registry = ToolRegistry(entries)
-    return registry.with_policies(dict.fromkeys(auto_approve, "auto"))
+    return registry.with_policies(dict.fromkeys(auto_approve, "auto"), "AGENT_AUTO_APPROVE")
