@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks, metrics, modals
@@ -63,6 +64,24 @@ def explain(error: BaseException) -> str:
     if module.startswith(("anthropic", "httpx", "langchain_anthropic")):
         return MODEL_DOWN
     return BROKEN
+
+
+REVIEW_EVENT = "approval_review"
+REPLY_PAGES = 10  # a thread longer than 2,000 messages gets a second copy rather than a search
+
+
+def review_metadata(ref: str) -> dict[str, Any]:
+    """Message metadata naming the review a message shows, so it can be found again."""
+    return {"event_type": REVIEW_EVENT, "event_payload": {"ref": ref}}
+
+
+def review_ref_of(message: Mapping[str, Any]) -> str | None:
+    metadata = message.get("metadata")
+    if not isinstance(metadata, Mapping) or metadata.get("event_type") != REVIEW_EVENT:
+        return None
+    payload = metadata.get("event_payload")
+    ref = payload.get("ref") if isinstance(payload, Mapping) else None
+    return ref if isinstance(ref, str) else None
 
 
 def expiry_words(ttl_seconds: float) -> str:
@@ -228,6 +247,11 @@ class ReviewFlow:
         request: ReviewRequest,
         recovering: bool = False,
     ) -> None:
+        """Show a review once. A review registered before but never stored as shown may be on
+        screen all the same (its poster died between posting and storing the ts): the thread
+        is searched for the message carrying its ref, and that message adopted, before a new
+        one is posted. Should a second copy appear anyway, clicks on either act on the review
+        and a decision paints both."""
         policy = self.policy(request["tool_call"]["name"])
         ref = await self.store.add_review(
             thread.thread_id,
@@ -239,20 +263,26 @@ class ReviewFlow:
             ttl_seconds=policy.ttl_seconds,
             remind_before_seconds=policy.remind_before_seconds,
         )
+        seen_before = ref is None
         if ref is None:
             # Already registered: on screen (a sibling of the review just decided), or its
-            # poster died before showing it, in which case it is shown now. A live run waits a
+            # poster died before storing it, in which case it is shown now. A live run waits a
             # while first, so a sibling still being posted by this very run is not posted twice.
             ref = await self.store.unposted_review(
                 thread.thread_id, interrupt_id, older_than_seconds=0 if recovering else 30
             )
         if ref is None:
             return
-        shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
-        progress = Progress((), policy.quorum) if policy.quorum > 1 else None
-        ts = await self._post(
-            thread, blocks.review_blocks(shown, ref, progress), blocks.review_fallback_text(request)
-        )
+        ts = await self._find_review_message(thread, ref) if seen_before else None
+        if ts is None:
+            shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
+            progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+            ts = await self._post(
+                thread,
+                blocks.review_blocks(shown, ref, progress),
+                blocks.review_fallback_text(request),
+                metadata=review_metadata(ref),
+            )
         if ts:
             await self.store.set_message(ref, ts)
         await self._append(
@@ -267,6 +297,35 @@ class ReviewFlow:
             )
         )
 
+    async def _find_review_message(self, thread: SlackThread, ref: str) -> str | None:
+        """The ts of our message in the thread that carries ``ref`` in its metadata, if any.
+
+        None when there is none or Slack cannot say: then the review is posted (again),
+        since a second copy is harmless and a review nobody sees is not.
+        """
+        me = await self.bot_user_id()
+        cursor: str | None = None
+        for _ in range(REPLY_PAGES):
+            try:
+                page = await self.client.conversations_replies(
+                    channel=thread.channel_id,
+                    ts=thread.thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            except Exception:
+                log.warning("could not look for review %s in %s", ref, thread.thread_id)
+                return None
+            for message in page.get("messages") or []:
+                if message.get("user") == me and review_ref_of(message) == ref:
+                    log.info("review %s was shown before; adopting its message", ref)
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        return None
+
     # -- reviews -------------------------------------------------------------------------------
 
     async def admissible(self, click: Click, action: str) -> ReviewRow | str:
@@ -275,11 +334,10 @@ class ReviewFlow:
         if review is None:
             log.warning("click with unknown review ref from %s", click.user)
             return "I don't recognise this review. It may come from an old version of me."
-        if click.channel_id and (
-            click.channel_id != review.channel_id
-            or (click.message_ts and review.message_ts and click.message_ts != review.message_ts)
-        ):
-            log.warning("click on review %s from another message (%s)", click.ref, click.user)
+        if click.channel_id and click.channel_id != review.channel_id:
+            # The ref is the key, so any copy of the review may be clicked; but only where the
+            # review was posted: a ref carried into another conversation finds nothing.
+            log.warning("click on review %s from another channel (%s)", click.ref, click.user)
             return "This button doesn't belong to this message, so I ignored it."
         if not await self.approvers.may_decide(review.tool_name, click.user):
             who = self.approvers.describe(review.tool_name)
@@ -360,10 +418,15 @@ class ReviewFlow:
             metrics.decided(action, "rejected")
             await self.tell(found, click, None)
             return
-        if found.message_ts is None and click.message_ts:
-            # Clicked before we stored the message's ts: the click names the message.
+        if click.message_ts and click.message_ts not in found.messages:
+            # A copy we never stored (its poster died first): the click names it, so the
+            # decision is painted there too.
             await self.store.set_message(found.ref, click.message_ts)
-            found = dataclasses.replace(found, message_ts=click.message_ts)
+            found = dataclasses.replace(
+                found,
+                message_ts=found.message_ts or click.message_ts,
+                message_copies=(*found.messages, click.message_ts),
+            )
         policy = self.policy(found.tool_name)
         approvals: tuple[str, ...] = ()
         if policy.quorum > 1 and action in ("continue", "update"):
@@ -385,7 +448,8 @@ class ReviewFlow:
                 found,
             )
             return
-        await self.apply(claimed, approvals, click=click, started=started)
+        async with self.store.deciding(claimed.ref):
+            await self.apply(claimed, approvals, click=click, started=started)
 
     async def _count_approval(
         self, review: ReviewRow, click: Click, action: str, data: Any, policy: ToolPolicy
@@ -676,25 +740,42 @@ class ReviewFlow:
         )
 
     async def _update(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
-        """chat.update, with the SDK's retries; if Slack still refuses, the sweeper repaints.
+        """chat.update every message showing the review, with the SDK's retries; if Slack
+        still refuses one, the sweeper repaints them all later.
 
-        The repaint flag is cleared only when the row says it is set: almost every update
-        finds it clear, and a flag set since the row was read only costs one more repaint.
+        A copy someone deleted is nothing to paint. The repaint flag is cleared only when the
+        row says it is set: almost every update finds it clear, and a flag set since the row
+        was read only costs one more repaint.
         """
-        if not review.message_ts:
-            return
-        try:
-            await self.client.chat_update(
-                channel=review.channel_id, ts=review.message_ts, text=text, blocks=body
-            )
-        except Exception:
-            log.exception("chat.update failed for review %s; will retry", review.ref)
+        painted = [await self._paint(review, ts, body, text) for ts in review.messages]
+        if not all(painted):
             await self.store.mark_unsynced(review.ref)
-            return
-        if review.ref and review.needs_sync:
+        elif review.ref and review.needs_sync:
             await self.store.mark_unsynced(review.ref, False)
 
-    async def _post(self, thread: SlackThread, body: list[dict[str, Any]], text: str) -> str | None:
+    async def _paint(
+        self, review: ReviewRow, ts: str, body: list[dict[str, Any]], text: str
+    ) -> bool:
+        try:
+            await self.client.chat_update(channel=review.channel_id, ts=ts, text=text, blocks=body)
+        except SlackApiError as error:
+            if error.response.get("error") == "message_not_found":
+                return True
+            log.exception("chat.update failed for review %s; will retry", review.ref)
+            return False
+        except Exception:
+            log.exception("chat.update failed for review %s; will retry", review.ref)
+            return False
+        return True
+
+    async def _post(
+        self,
+        thread: SlackThread,
+        body: list[dict[str, Any]],
+        text: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> str | None:
         try:
             reply = await self.client.chat_postMessage(
                 channel=thread.channel_id,
@@ -703,6 +784,7 @@ class ReviewFlow:
                 blocks=body,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=metadata,
             )
         except Exception:
             log.exception("chat.postMessage failed in %s", thread.thread_id)

@@ -254,7 +254,8 @@ async def running_bot(
         policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
-        flow = ReviewFlow(service, BotStore(service.pool), client, Approvers(policy, client))
+        store = BotStore(service.pool, recover_after_seconds=settings.recover_after_seconds)
+        flow = ReviewFlow(service, store, client, Approvers(policy, client))
         app = build_app(settings, client, flow)
         app.use(log_context_middleware)
         bot = Bot(settings, service, app, flow)

@@ -9,12 +9,14 @@ process dies before applying it, any replica's sweeper can finish the job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import psycopg_pool
@@ -63,6 +65,11 @@ BOT_SCHEMA: tuple[str, ...] = (
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_edit jsonb",
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_by text",
+    # Every message showing the review (normally one; more if a poster died before storing
+    # the ts and the copy could not be found again), and the applier's sign of life.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS message_copies text[] NOT NULL "
+    "DEFAULT '{}'",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     """
     CREATE INDEX IF NOT EXISTS slack_reviews_due
         ON slack_reviews (expires_at) WHERE status = 'pending'
@@ -101,6 +108,7 @@ BOT_SCHEMA: tuple[str, ...] = (
     )
     """,
     "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS body jsonb",
+    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     """
     CREATE INDEX IF NOT EXISTS slack_events_handling
         ON slack_events (claimed_at) WHERE status = 'handling'
@@ -152,10 +160,21 @@ class ReviewRow:
     proposed_edit: dict[str, Any] | None = None
     proposed_by: str | None = None
     needs_sync: bool = False
+    message_copies: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
+        fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
+        fields["message_copies"] = tuple(fields.get("message_copies") or ())
+        return cls(**fields)
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        """Every message showing this review, the first one first: where a decision is
+        painted. Normally one; a copy posted by a process that died before it could store
+        the ts is added when found (or clicked)."""
+        first = (self.message_ts,) if self.message_ts else ()
+        return tuple(dict.fromkeys((*first, *self.message_copies)))
 
     @property
     def data(self) -> Any:
@@ -172,8 +191,14 @@ def _json(value: Any) -> Jsonb | None:
 
 
 class BotStore:
-    def __init__(self, pool: Pool) -> None:
+    """The bot's rows. ``recover_after_seconds``: how long a claimed decision or event may go
+    without a sign of life before a sweeper takes it over; whoever works on one beats at a
+    third of that (and of :data:`STALE_EVENT_SECONDS`), so a slow but live worker is never
+    taken for dead, and only a dead one (or one that dropped its claim) is replaced."""
+
+    def __init__(self, pool: Pool, *, recover_after_seconds: float = 90.0) -> None:
         self.pool = pool
+        self.heartbeat_seconds = max(min(recover_after_seconds, STALE_EVENT_SECONDS) / 3, 0.1)
 
     async def _row(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
@@ -191,39 +216,76 @@ class BotStore:
         row = await self._row(sql, params)
         return None if row is None else ReviewRow.from_row(row)
 
+    @asynccontextmanager
+    async def _beating(self, sql: LiteralString, key: str) -> AsyncIterator[None]:
+        """Run ``sql`` (which refreshes one row's ``heartbeat_at``) every
+        :attr:`heartbeat_seconds` while the block runs. Most blocks end before the first beat
+        is due: a timer costs less than a task started and cancelled for each."""
+        beats: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.heartbeat_seconds, lambda: beats.append(asyncio.create_task(self._beat(sql, key)))
+        )
+        try:
+            yield
+        finally:
+            timer.cancel()
+            for task in beats:
+                task.cancel()
+            if beats:
+                await asyncio.wait(beats)
+
+    async def _beat(self, sql: LiteralString, key: str) -> None:
+        while True:
+            try:
+                await self._execute(sql, (key,))
+            except Exception:  # the work goes on; the next beat may get through
+                log.warning("could not refresh the heartbeat of %s", key, exc_info=True)
+            await asyncio.sleep(self.heartbeat_seconds)
+
     # -- events and conversations ----------------------------------------------------------
 
     async def claim_event(self, event_id: str, body: dict[str, Any] | None = None) -> bool:
-        """True if this delivery should be handled: first seen, or its first attempt died.
+        """True if this delivery should be handled: first seen, or its first handler died.
 
-        A retry of an event we are still handling (or handled) is dropped; a retry whose first
-        delivery never arrived, or whose handler vanished long ago, is taken. The body is kept
+        A retry of an event we are still handling (its handler beats, see :meth:`handling`)
+        or handled is dropped; a retry whose first delivery never arrived, or whose handler
+        has shown no sign of life for :data:`STALE_EVENT_SECONDS`, is taken. The body is kept
         with the claim: Slack does not resend an event it saw acknowledged, so if this process
         dies mid-way, the sweeper handles the event again from here.
         """
         row = await self._row(
             """
             INSERT INTO slack_events AS e (event_id, status, body) VALUES (%s, 'handling', %s)
-            ON CONFLICT (event_id) DO UPDATE SET claimed_at = now()
+            ON CONFLICT (event_id) DO UPDATE SET claimed_at = now(), heartbeat_at = NULL
                 WHERE e.status = 'handling'
-                  AND e.claimed_at < now() - make_interval(secs => %s)
+                  AND GREATEST(e.claimed_at, e.heartbeat_at)
+                      < now() - make_interval(secs => %s)
             RETURNING event_id
             """,
             (event_id, _json(body), STALE_EVENT_SECONDS),
         )
         return row is not None
 
+    def handling(self, event_id: str) -> AbstractAsyncContextManager[None]:
+        """While an event is being answered: its heartbeat, so no sweeper answers it again."""
+        return self._beating(
+            "UPDATE slack_events SET heartbeat_at = now() "
+            "WHERE event_id = %s AND status = 'handling'",
+            event_id,
+        )
+
     async def stale_events(
         self, older_than_seconds: float, limit: int = 20
     ) -> list[dict[str, Any]]:
-        """Events whose handler vanished, taken over atomically (the claim's clock restarts)."""
+        """Events whose handler shows no sign of life (it died, or dropped the event), taken
+        over atomically: the heartbeat restarts, so no other sweeper answers them too."""
         rows = await self._rows(
             """
-            UPDATE slack_events SET claimed_at = now()
+            UPDATE slack_events SET heartbeat_at = now()
             WHERE event_id IN (
                 SELECT event_id FROM slack_events
                 WHERE status = 'handling' AND body IS NOT NULL
-                  AND claimed_at < now() - make_interval(secs => %s)
+                  AND GREATEST(claimed_at, heartbeat_at) < now() - make_interval(secs => %s)
                 ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING body
             """,
@@ -313,9 +375,16 @@ class BotStore:
         return None if row is None else str(row["ref"])
 
     async def set_message(self, ref: str, message_ts: str) -> None:
+        """Record a message showing the review: the first becomes ``message_ts``, and every
+        one is kept in ``message_copies`` so a decision paints them all."""
         await self._row(
-            "UPDATE slack_reviews SET message_ts = %s WHERE ref = %s RETURNING ref",
-            (message_ts, ref),
+            """
+            UPDATE slack_reviews SET message_ts = COALESCE(message_ts, %s),
+                message_copies = CASE WHEN %s = ANY (message_copies) THEN message_copies
+                                      ELSE array_append(message_copies, %s) END
+            WHERE ref = %s RETURNING ref
+            """,
+            (message_ts, message_ts, message_ts, ref),
         )
 
     async def get(self, ref: str) -> ReviewRow | None:
@@ -487,16 +556,26 @@ class BotStore:
         )
         return [ReviewRow.from_row(row) for row in rows]
 
+    def deciding(self, ref: str) -> AbstractAsyncContextManager[None]:
+        """While a claimed decision is being applied: its heartbeat, so no sweeper applies it
+        again however long the tool and the model take."""
+        return self._beating(
+            "UPDATE slack_reviews SET heartbeat_at = now() WHERE ref = %s AND status = 'deciding'",
+            ref,
+        )
+
     async def stuck(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
-        """Decisions claimed long ago and never finished (their process probably died), taken
-        over atomically: the claim's clock restarts, so no other sweeper replays them too."""
+        """Decisions claimed and never finished whose applier shows no sign of life for
+        ``older_than_seconds`` (it died, or dropped the claim), taken over atomically: the
+        heartbeat restarts, so no other sweeper replays them too. Age alone means nothing: a
+        live applier keeps beating (:meth:`deciding`) while it waits on a slow model."""
         rows = await self._rows(
             """
-            UPDATE slack_reviews SET decided_at = now()
+            UPDATE slack_reviews SET heartbeat_at = now()
             WHERE ref IN (
                 SELECT ref FROM slack_reviews
                 WHERE status = 'deciding'
-                  AND decided_at < now() - make_interval(secs => %s)
+                  AND GREATEST(decided_at, heartbeat_at) < now() - make_interval(secs => %s)
                 ORDER BY decided_at LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING *
             """,

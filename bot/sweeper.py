@@ -4,7 +4,10 @@ Each pass (0) answers messages whose handler died after Slack saw them acknowled
 finishes decisions whose process died between the claim and the result, (2)
 expires reviews nobody decided within their time to live (failing closed), (3) posts reminders
 before expiry, and (4) repaints messages Slack refused to update. Every step claims its rows
-atomically in PostgreSQL, so replicas never do the same work twice.
+atomically in PostgreSQL, so replicas never do the same work twice. "Died" is judged by a
+heartbeat, not by age: whoever works on a claimed event or decision refreshes it (see
+``BotStore.handling`` and ``BotStore.deciding``), so a live process waiting on a slow model is
+never taken over, however long it takes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from bot.listeners import events
 
 log = logging.getLogger(__name__)
 
-STUCK_AFTER_SECONDS = 90.0  # longer than a normal run, so live work is never replayed
+STUCK_AFTER_SECONDS = 90.0  # silence after which a claim's worker is taken for dead
 
 
 @dataclass
@@ -38,10 +41,12 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
         report.reanswered += 1
     for review in await flow.store.stuck(stuck_after):
         log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
-        await flow.apply(review)
+        async with flow.store.deciding(review.ref):
+            await flow.apply(review)
         report.recovered += 1
     for review in await flow.store.due_for_expiry():
-        await flow.expire(review)
+        async with flow.store.deciding(review.ref):  # beats once expire has claimed it
+            await flow.expire(review)
         report.expired += 1
     for review in await flow.store.due_for_reminder():
         await flow.remind(review)

@@ -405,7 +405,8 @@ class WebApi:
             for m in msgs
             if (oldest < float(m.ts) < latest) or (inclusive and float(m.ts) in (oldest, latest))
         ]
-        page, cursor = _page([m.to_dict() for m in msgs], args)
+        meta = _bool(args.get("include_all_metadata"))
+        page, cursor = _page([m.to_dict(with_metadata=meta) for m in msgs], args)
         return {
             "messages": page,
             "has_more": bool(cursor),
@@ -420,7 +421,8 @@ class WebApi:
             msgs = self.ws.thread(chan.id, ts)
         except ApiError as exc:
             raise ApiError("thread_not_found") from exc
-        page, cursor = _page([m.to_dict() for m in msgs], args, 1000)
+        meta = _bool(args.get("include_all_metadata"))
+        page, cursor = _page([m.to_dict(with_metadata=meta) for m in msgs], args, 1000)
         return {
             "messages": page,
             "has_more": bool(cursor),

@@ -136,8 +136,9 @@ class Message:
     reactions: dict[str, list[str]] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> Json:
-        """The message as conversations.history and interaction payloads show it."""
+    def to_dict(self, *, with_metadata: bool = True) -> Json:
+        """The message as conversations.history and interaction payloads show it; the history
+        methods leave its metadata out unless asked (``include_all_metadata``), as Slack does."""
         out: Json = {"type": "message", "user": self.user, "text": self.text, "ts": self.ts}
         out["team"] = TEAM_ID
         if self.bot_id:
@@ -152,7 +153,7 @@ class Message:
             out["latest_reply"] = self.replies[-1]
         if self.edited:
             out["edited"] = self.edited
-        if self.metadata:
+        if self.metadata and with_metadata:
             out["metadata"] = self.metadata
         if self.reply_broadcast:
             out["subtype"] = "thread_broadcast"

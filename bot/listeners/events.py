@@ -61,10 +61,11 @@ async def respond(
     event = body["event"]
     thread = thread_of(event, body.get("team_id") or event.get("team"))
     text = strip_mention(event.get("text") or "", bot_user_id)
-    if not text:
-        await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
-    else:
-        await flow.converse(thread, event["user"], text, event["ts"], recovering=recovering)
+    async with flow.store.handling(body["event_id"]):  # a live handler is never replaced
+        if not text:
+            await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
+        else:
+            await flow.converse(thread, event["user"], text, event["ts"], recovering=recovering)
     try:
         await flow.store.finish_event(body["event_id"])
     except Exception:  # the sweeper will find it unfinished and look again (idempotently)
