@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,6 +322,11 @@ async def test_a_mention_acknowledged_by_a_process_that_dies_is_still_answered(
 async def diagnose(db_url: str, sandbox: Sandbox, flow: Flow) -> dict[str, Any]:
     """Everything known about a flow whose post is missing, for the failure message."""
     thread_id = f"slack:T0SANDBOX:{GENERAL}:{flow.thread}"
+    deliveries = [
+        d
+        for d in sandbox.workspace.deliveries
+        if d.kind == "event" and (d.body.get("event") or {}).get("ts") == flow.thread
+    ]
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         reviews = await (
             await conn.execute(
@@ -341,6 +347,13 @@ async def diagnose(db_url: str, sandbox: Sandbox, flow: Flow) -> dict[str, Any]:
                 "SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)
             )
         ).fetchone()
+        events = await (
+            await conn.execute(
+                "SELECT event_id, status, claimed_at, heartbeat_at FROM slack_events "
+                "WHERE event_id = ANY(%s)",
+                ([d.id for d in deliveries],),
+            )
+        ).fetchall()
     return {
         "flow": flow.index,
         "thread": flow.thread,
@@ -348,5 +361,68 @@ async def diagnose(db_url: str, sandbox: Sandbox, flow: Flow) -> dict[str, Any]:
         "reviews": [tuple(map(str, r)) for r in reviews],
         "decisions": [tuple(map(str, d)) for d in decisions],
         "checkpoints": steps[0] if steps else None,
+        "deliveries": [(d.id, d.attempt, d.status, round(d.time, 2)) for d in deliveries],
+        "events": [tuple(map(str, e)) for e in events],
         "thread_texts": [text_of(m)[:120] for m in sandbox.replies(GENERAL, flow.thread)],
     }
+
+
+async def test_a_mention_is_on_record_before_slack_hears_it_was_received(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Slack never resends an event it saw acknowledged: a process killed between the
+    acknowledgement and the claim would lose the mention. Here the claim is held up (the
+    events table locked, as a busy machine or database would) and the bot killed meanwhile:
+    Slack, never answered, delivers again, and the restarted bot answers."""
+    port = free_port()
+    config = SandboxConfig(
+        port=0,
+        bot_url=f"http://127.0.0.1:{port}/slack/events",
+        retry_delays=(1.0, 5.0, 30.0),  # Slack's count; the restart may be slow on a busy host
+        deliver_bot_messages=False,
+    )
+    async with (
+        fresh_database(database_url, "chaos_claim") as db_url,
+        running_sandbox(config) as sandbox,
+    ):
+        bot = BotProcess(
+            quick_recovery_env(config, sandbox.url, db_url, port), tmp_path / "bot.log", port
+        )
+        await bot.start()
+        try:
+            async with await psycopg.AsyncConnection.connect(db_url) as blocker:
+                await blocker.execute("LOCK TABLE slack_events IN EXCLUSIVE MODE")
+                thread = await sandbox.post_message(ALICE, "#general", _ask(0))
+                waiting = await claim_waiting(db_url, 20)
+                bot.kill()
+                await blocker.rollback()
+            assert waiting, "the bot never tried to claim the mention"
+            await bot.wait_dead()
+            await bot.start()
+            answered = await bounded_wait(lambda: bot_replies(sandbox, GENERAL, thread), 60)
+        finally:
+            await bot.stop()
+        mentions = [
+            d
+            for d in sandbox.workspace.deliveries
+            if d.body.get("event_id") and (d.body.get("event") or {}).get("type") == "app_mention"
+        ]
+        assert answered, [(d.attempt, d.status, d.error) for d in mentions]
+        assert mentions[0].status != 200, "acknowledged before it was on record"
+
+
+async def claim_waiting(db_url: str, within: float) -> bool:
+    """Whether a session waits to write to the locked events table (the bot's claim)."""
+    deadline = time.monotonic() + within
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FROM pg_locks "
+                    "WHERE relation = 'slack_events'::regclass AND NOT granted"
+                )
+            ).fetchone()
+            if row and row[0]:
+                return True
+            await asyncio.sleep(0.02)
+    return False

@@ -7,8 +7,10 @@ Slack retries deliveries, so each event is claimed in PostgreSQL before it is ha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -37,21 +39,48 @@ def is_from_person(event: dict[str, Any]) -> bool:
     return shaped and not event.get("bot_id") and not event.get("subtype")
 
 
-async def handle(
-    flow: ReviewFlow, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
-) -> None:
+CLAIM_BEFORE_ACK_SECONDS = 1.5
+"""How long Slack's answer waits for an event's claim to be stored. Slack never resends an
+event it saw acknowledged, so an event is recorded before the acknowledgement: a process killed
+just after it still leaves the event on record for the sweeper. A slow database only delays
+the acknowledgement this long (Slack allows 3 s); the claim then finishes in the background."""
+
+
+async def claim(flow: ReviewFlow, body: dict[str, Any], context: AsyncBoltContext) -> bool:
+    """Whether to answer this delivery: an event for the agent, claimed (first seen, or its
+    first handler died); False for a retry of one being handled, or one not for us."""
+    event = body.get("event")
     event_id = body.get("event_id")
-    thread = thread_of(event, body.get("team_id") or event.get("team"))
-    if not isinstance(event_id, str):
-        return
+    if not isinstance(event, dict) or not isinstance(event_id, str):
+        return False
+    if not await is_for_agent(flow, event, context.bot_user_id, body.get("team_id")):
+        return False
     try:
-        if not await flow.store.claim_event(event_id, body):
-            return  # a retry of a delivery already being handled
+        return await flow.store.claim_event(event_id, body)
     except Exception as error:
         log.exception("could not record event %s", event_id)
-        await flow.say(thread, explain(error))
-        return
-    await respond(flow, body, context.bot_user_id)
+        await flow.say(thread_of(event, body.get("team_id") or event.get("team")), explain(error))
+        return False
+
+
+async def is_for_agent(
+    flow: ReviewFlow, event: dict[str, Any], bot_user_id: str | None, team_id: Any
+) -> bool:
+    """A person talking to the agent: a mention, a DM, or a plain reply in a thread it works
+    in (a reply that mentions the bot arrives as ``app_mention`` too, and is handled there)."""
+    if not is_from_person(event):
+        return False
+    if event.get("type") == "app_mention" or event.get("channel_type") == "im":
+        return True
+    mentioned = bot_user_id and f"<@{bot_user_id}" in (event.get("text") or "")
+    if not event.get("thread_ts") or mentioned:
+        return False
+    thread = thread_of(event, team_id if isinstance(team_id, str) else None)
+    try:
+        return await flow.store.is_conversation(thread.thread_id)
+    except Exception:  # unknown whether the thread is ours: better silent than spam
+        log.warning("could not tell whether %s is a conversation", thread.thread_id, exc_info=True)
+        return False
 
 
 async def respond(
@@ -73,31 +102,19 @@ async def respond(
 
 
 def register(app: AsyncApp, flow: ReviewFlow) -> None:
-    @app.event("app_mention")
-    async def on_mention(
-        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    async def claimed_first(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
     ) -> None:
-        if is_from_person(event):
-            await handle(flow, body, event, context)
+        """Listener middleware, so it runs before Bolt acknowledges the event."""
+        claiming = asyncio.ensure_future(claim(flow, body, context))
+        await asyncio.wait({claiming}, timeout=CLAIM_BEFORE_ACK_SECONDS)
+        context["claimed"] = claiming
+        await next()
 
-    @app.event("message")
-    async def on_message(
-        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        if not is_from_person(event):
-            return
-        if event.get("channel_type") == "im":
-            await handle(flow, body, event, context)
-            return
-        mentioned = context.bot_user_id and f"<@{context.bot_user_id}" in (event.get("text") or "")
-        if event.get("thread_ts") and not mentioned:
-            thread = thread_of(event, body.get("team_id"))
-            try:
-                ours = await flow.store.is_conversation(thread.thread_id)
-            except Exception:  # unknown whether the thread is ours: better silent than spam
-                log.warning(
-                    "could not tell whether %s is a conversation", thread.thread_id, exc_info=True
-                )
-                return
-            if ours:
-                await handle(flow, body, event, context)
+    async def on_event(body: dict[str, Any], context: AsyncBoltContext) -> None:
+        claiming = context.get("claimed")
+        if isinstance(claiming, asyncio.Future) and await claiming:
+            await respond(flow, body, context.bot_user_id)
+
+    app.event("app_mention", middleware=[claimed_first])(on_event)
+    app.event("message", middleware=[claimed_first])(on_event)
