@@ -46,8 +46,8 @@ environment:
                          to live, reminders, redaction (see README "Policy")
   SWEEP_SECONDS          how often each replica expires, reminds and finishes interrupted
                          decisions (default 15; 0 turns it off)
-  RECOVER_AFTER_SECONDS  a decision claimed this long ago and never finished is finished by
-                         the sweeper (default 90: longer than any normal run)
+  RECOVER_AFTER_SECONDS  a decision or message whose process showed no sign of life (its
+                         heartbeat) for this long is finished by the sweeper (default 90)
   THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died
                          mid-run (default 30)
   DATABASE_URL           PostgreSQL URL; unset: an embedded PostgreSQL in DATA_DIR

@@ -32,6 +32,7 @@ COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
     "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history", "im:history"},
     "conversations.info": {"channels:read", "groups:read"},
     "auth.test": set(),
     "chat.update": {"chat:write"},
@@ -61,7 +62,7 @@ class SpyApp:
         into.add(name)
         return lambda function: function
 
-    def event(self, name: str) -> Callable[[Any], Any]:
+    def event(self, name: str, **_: Any) -> Callable[[Any], Any]:
         return self._record(self.events, name)
 
     def action(self, name: str) -> Callable[[Any], Any]:
