@@ -217,13 +217,16 @@ class BotStore:
         return None if row is None else ReviewRow.from_row(row)
 
     @asynccontextmanager
-    async def _beating(self, sql: LiteralString, key: str) -> AsyncIterator[None]:
-        """Run ``sql`` (which refreshes one row's ``heartbeat_at``) every
+    async def _beating(self, sql: LiteralString, keys: list[str]) -> AsyncIterator[None]:
+        """Run ``sql`` (which refreshes the ``heartbeat_at`` of the rows ``keys`` name) every
         :attr:`heartbeat_seconds` while the block runs. Most blocks end before the first beat
         is due: a timer costs less than a task started and cancelled for each."""
+        if not keys:
+            yield
+            return
         beats: list[asyncio.Task[None]] = []
         timer = asyncio.get_running_loop().call_later(
-            self.heartbeat_seconds, lambda: beats.append(asyncio.create_task(self._beat(sql, key)))
+            self.heartbeat_seconds, lambda: beats.append(asyncio.create_task(self._beat(sql, keys)))
         )
         try:
             yield
@@ -234,12 +237,12 @@ class BotStore:
             if beats:
                 await asyncio.wait(beats)
 
-    async def _beat(self, sql: LiteralString, key: str) -> None:
+    async def _beat(self, sql: LiteralString, keys: list[str]) -> None:
         while True:
             try:
-                await self._execute(sql, (key,))
+                await self._execute(sql, (keys,))
             except Exception:  # the work goes on; the next beat may get through
-                log.warning("could not refresh the heartbeat of %s", key, exc_info=True)
+                log.warning("could not refresh the heartbeat of %s", keys, exc_info=True)
             await asyncio.sleep(self.heartbeat_seconds)
 
     # -- events and conversations ----------------------------------------------------------
@@ -266,12 +269,13 @@ class BotStore:
         )
         return row is not None
 
-    def handling(self, event_id: str) -> AbstractAsyncContextManager[None]:
-        """While an event is being answered: its heartbeat, so no sweeper answers it again."""
+    def handling(self, *event_ids: str) -> AbstractAsyncContextManager[None]:
+        """While events are being answered: their heartbeat, so no sweeper answers them
+        again."""
         return self._beating(
             "UPDATE slack_events SET heartbeat_at = now() "
-            "WHERE event_id = %s AND status = 'handling'",
-            event_id,
+            "WHERE event_id = ANY (%s) AND status = 'handling'",
+            list(event_ids),
         )
 
     async def stale_events(
@@ -556,12 +560,14 @@ class BotStore:
         )
         return [ReviewRow.from_row(row) for row in rows]
 
-    def deciding(self, ref: str) -> AbstractAsyncContextManager[None]:
-        """While a claimed decision is being applied: its heartbeat, so no sweeper applies it
-        again however long the tool and the model take."""
+    def deciding(self, *refs: str) -> AbstractAsyncContextManager[None]:
+        """While claimed decisions are being applied (or wait their turn to be): their
+        heartbeat, so no sweeper applies them again however long the tool and the model
+        take."""
         return self._beating(
-            "UPDATE slack_reviews SET heartbeat_at = now() WHERE ref = %s AND status = 'deciding'",
-            ref,
+            "UPDATE slack_reviews SET heartbeat_at = now() "
+            "WHERE ref = ANY (%s) AND status = 'deciding'",
+            list(refs),
         )
 
     async def stuck(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:

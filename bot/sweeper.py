@@ -35,15 +35,20 @@ class SweepReport:
 
 async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECONDS) -> SweepReport:
     report = SweepReport()
-    for body in await flow.store.stale_events(stuck_after):
-        log.warning("answering event %s left unanswered by a stopped process", body["event_id"])
-        await events.respond(flow, body, await flow.bot_user_id(), recovering=True)
-        report.reanswered += 1
-    for review in await flow.store.stuck(stuck_after):
-        log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
-        async with flow.store.deciding(review.ref):
+    # What is taken over keeps beating while it waits its turn, so no other replica takes it
+    # over again meanwhile.
+    stale = await flow.store.stale_events(stuck_after)
+    async with flow.store.handling(*(body["event_id"] for body in stale)):
+        for body in stale:
+            log.warning("answering event %s left unanswered by a stopped process", body["event_id"])
+            await events.respond(flow, body, await flow.bot_user_id(), recovering=True)
+            report.reanswered += 1
+    stuck = await flow.store.stuck(stuck_after)
+    async with flow.store.deciding(*(review.ref for review in stuck)):
+        for review in stuck:
+            log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
             await flow.apply(review)
-        report.recovered += 1
+            report.recovered += 1
     for review in await flow.store.due_for_expiry():
         async with flow.store.deciding(review.ref):  # beats once expire has claimed it
             await flow.expire(review)
