@@ -163,7 +163,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def review_fallback_text(request: ReviewRequest) -> str:
-    return f"Approval needed: {request['tool_call']['name']}"
+    """The notification line of a review; the tool's name is escaped like the blocks."""
+    return f"Approval needed: {escape(truncate(request['tool_call']['name'], 80))}"
 
 
 _VERDICT_LABELS = {
@@ -197,7 +198,7 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
 
 def decided_text(request: ReviewRequest, verdict: Verdict) -> str:
     _, label, _ = _VERDICT_LABELS[verdict.action]
-    return f"{label}: {request['tool_call']['name']}"
+    return f"{label}: {escape(truncate(request['tool_call']['name'], 80))}"
 
 
 def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -208,18 +209,61 @@ def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tu
     }
 
 
+def escaped_chunks(text: str, limit: int) -> list[str]:
+    """``text`` escaped and split into pieces of at most ``limit`` characters, never inside an
+    entity (a cut ``&am`` would show as garbage, or join with what follows)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in text:
+        piece = escape(char)
+        if current and size + len(piece) > limit:
+            chunks.append("".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece)
+    if current:
+        chunks.append("".join(current))
+    return chunks
+
+
+def escaped_within(text: str, limit: int, suffix: str = "…") -> str:
+    """``text`` escaped, cut (between entities) so the result is at most ``limit`` long."""
+    safe = escape(text)
+    if len(safe) <= limit:
+        return safe
+    chunks = escaped_chunks(text, max(1, limit - len(suffix)))
+    return (chunks[0] if chunks else "") + suffix
+
+
+RESULT_CHARS = 2500
+RESULT_TEXT_CHARS = 200
+REPLY_TEXT_CHARS = 3000
+
+
 def tool_result_blocks(result: ToolResult) -> list[Block]:
+    """A tool's result; the caller has masked redacted values in ``result.content``."""
     icons = {"success": ":white_check_mark:", "error": ":warning:"}
     icon = icons.get(result.status, ":grey_question:")
-    body = escape(truncate(result.content, 2500))
+    body = escaped_within(result.content, RESULT_CHARS).replace("```", "ˋˋˋ")
     return [_context(f"{icon} `{escape(result.tool_name)}` returned:"), _section(f"```{body}```")]
+
+
+def tool_result_text(result: ToolResult) -> str:
+    """The notification line of a tool result: escaped like the blocks, cut between
+    entities."""
+    return f"{escape(result.tool_name)}: {escaped_within(result.content, RESULT_TEXT_CHARS)}"
 
 
 def reply_blocks(text: str) -> list[Block]:
     """The agent's words, escaped (no pings), split into sections within Slack's limit."""
-    safe = escape(text)
-    chunks = [safe[i : i + SECTION_LIMIT] for i in range(0, len(safe), SECTION_LIMIT)][:40]
+    chunks = escaped_chunks(text, SECTION_LIMIT)[:40]
     return [_section(chunk) for chunk in chunks] or [_section("_(no reply)_")]
+
+
+def reply_text(text: str) -> str:
+    """The notification line of the agent's reply: escaped, cut between entities."""
+    return escaped_within(text, REPLY_TEXT_CHARS)
 
 
 def notice_blocks(text: str) -> list[Block]:

@@ -21,9 +21,10 @@ import psycopg
 import psycopg_pool
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, metrics, modals
+from bot import blocks, logs, metrics, modals, redaction
 from bot.audit import AuditEvent, AuditLog, Outcome
 from bot.blocks import Progress, Verdict
+from bot.mrkdwn import escape
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
 from bot.store import BotStore, ReviewRow
@@ -209,17 +210,43 @@ class ReviewFlow:
             )
             await self.say(thread, text)
             return
+        secrets = await self.secrets_for(thread.thread_id, outcome)
         for result in outcome.tool_results:
             if result.status != "declined":
+                shown = dataclasses.replace(result, content=redaction.mask(result.content, secrets))
                 await self._post(
-                    thread,
-                    blocks.tool_result_blocks(result),
-                    f"{result.tool_name}: {result.content[:200]}",
+                    thread, blocks.tool_result_blocks(shown), blocks.tool_result_text(shown)
                 )
         if outcome.reply:
-            await self._post(thread, blocks.reply_blocks(outcome.reply), outcome.reply[:3000])
+            reply = redaction.mask(outcome.reply, secrets)
+            await self._post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def secrets_for(
+        self, thread_id: str, outcome: RunOutcome | None = None
+    ) -> frozenset[str]:
+        """Every redacted value this thread's output could repeat: from the arguments the
+        outcome's calls ran with and proposes, and from every review of the thread (so a call
+        whose result does not carry its arguments, or a reply quoting an earlier call, is
+        covered). The values are also handed to the log filter. Nothing is read when the
+        policy redacts nothing."""
+        if not redaction.redacts_anything(self.approvers.policy):
+            return frozenset()
+        found: set[str] = set()
+
+        def add(tool: str, args: Mapping[str, Any]) -> None:
+            found.update(redaction.secret_values(args, self.policy(tool).redact))
+
+        for result in outcome.tool_results if outcome else ():
+            add(result.tool_name, result.args)
+        for pending in outcome.pending if outcome else ():
+            add(pending.request["tool_call"]["name"], pending.request["tool_call"]["args"])
+        for tool, _, argument_sets in await self.store.thread_arguments(thread_id):
+            for args in argument_sets:
+                add(tool, args)
+        logs.remember_secrets(found)
+        return frozenset(found)
 
     async def _post_review(
         self,
@@ -248,6 +275,7 @@ class ReviewFlow:
             )
         if ref is None:
             return
+        logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
         progress = Progress((), policy.quorum) if policy.quorum > 1 else None
         ts = await self._post(
@@ -437,6 +465,7 @@ class ReviewFlow:
         """
         action = claimed.action or "continue"
         policy = self.policy(claimed.tool_name)
+        logs.remember_secrets(self.review_secrets(claimed))  # before the tool runs and logs
         await self._show_decided(claimed, verdict_of(claimed, policy, approvals))
         thread = SlackThread(claimed.team_id, claimed.channel_id, claimed.thread_ts)
         by = claimed.decided_by or EXPIRY_ACTOR
@@ -516,6 +545,14 @@ class ReviewFlow:
         await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
         await self._notify(click, review, explain(error))
 
+    def review_secrets(self, review: ReviewRow) -> frozenset[str]:
+        """The redacted values of one review: as proposed, edited, or awaiting a quorum."""
+        redact = self.policy(review.tool_name).redact
+        sets = (review.request["tool_call"]["args"], review.edited_args, review.proposed_edit)
+        return frozenset().union(
+            *(redaction.secret_values(args, redact) for args in sets if args is not None)
+        )
+
     async def _refused(self, review: ReviewRow, click: Click | None, refused: Refused) -> None:
         if refused.reason == "not_pending":
             await self.recover_applied(review, refused)
@@ -530,7 +567,8 @@ class ReviewFlow:
         await self.store.release(review.ref)
         approvals = tuple(await self.store.approvals(review.ref, review.version))
         await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
-        await self._notify(click, review, refused.message)
+        words = redaction.mask(refused.message, self.review_secrets(review))
+        await self._notify(click, review, escape(words))
 
     async def recover_applied(self, review: ReviewRow, refused: Refused) -> None:
         """The agent already has a decision for this review (this one, applied before a crash,

@@ -32,7 +32,8 @@ COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
     "conversations.history": {"channels:history", "groups:history"},
-    "conversations.info": {"channels:read", "groups:read"},
+    "conversations.info": {"channels:read", "groups:read", "im:read"},
+    "conversations.members": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "auth.test": set(),
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
