@@ -368,7 +368,8 @@ class ReviewFlow:
             return {first_block: modals.plain(explain(error))}
         if refused is not None:
             block = modals.error_block_for(refused.argument, request, policy.redact)
-            return {block: modals.plain(refused.message)}
+            words = redaction.mask(refused.message, self.review_secrets(review))
+            return {block: modals.plain(words)}
         return review, parsed.args
 
     async def decide(

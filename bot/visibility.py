@@ -33,7 +33,15 @@ class Audience:
         self.cache_seconds = cache_seconds
         self._seen_by: dict[str, tuple[float, frozenset[str]]] = {}
 
-    async def can_see(self, channel_id: str, user: str) -> bool:
+    async def can_see(self, channel_id: str, user: str, requested_by: str | None = None) -> bool:
+        """Whether ``user`` can read ``channel_id``, where ``requested_by`` asked for a review.
+
+        Only a DM's owner can write in it, so a DM review asked for by someone else is not
+        the viewer's DM: answered without a Web API call (one DM per person is then asked
+        about, not one per review). The owner is still confirmed by Slack.
+        """
+        if is_dm(channel_id) and user != requested_by:
+            return False
         return user in await self.seen_by(channel_id)
 
     async def seen_by(self, channel_id: str) -> frozenset[str]:
