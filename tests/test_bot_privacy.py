@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
 from bot.listeners.home import lister_for
 from bot.logs import configure_logging
+from sandbox import SandboxConfig, running_sandbox
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -236,3 +239,22 @@ async def test_an_unreadable_conversation_is_listed_to_nobody(open_env: SlackEnv
     room.members.discard(BOT)  # Slack now answers channel_not_found about the room
     lister_for(open_env.bot.flow).audience.cache_seconds = 0  # ask again at once
     assert not await listed_to(sandbox, ALICE, "Oslo")
+
+
+async def test_the_sandbox_answers_who_is_in_a_conversation_as_slack_does() -> None:
+    config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
+    async with running_sandbox(config) as sandbox:
+        client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
+        dm = sandbox.open_dm(CAROL)
+        assert (await client.conversations_info(channel=dm))["channel"]["user"] == CAROL
+        assert set((await client.conversations_members(channel=dm))["members"]) == {CAROL, BOT}
+        first = await client.conversations_members(channel="C0GENERAL", limit=2)
+        rest = await client.conversations_members(
+            channel="C0GENERAL", cursor=first["response_metadata"]["next_cursor"]
+        )
+        assert {*first["members"], *rest["members"]} == {ALICE, BOB, CAROL, BOT}
+        closed = sandbox.workspace.create_channel("closed", ALICE, is_private=True)
+        for method in (client.conversations_info, client.conversations_members):
+            with pytest.raises(SlackApiError) as refused:
+                await method(channel=closed.id)  # the bot is not in it
+            assert refused.value.response["error"] == "channel_not_found"
