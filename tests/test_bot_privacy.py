@@ -71,14 +71,16 @@ def posted_texts(sandbox: Sandbox) -> list[str]:
 def debug_log() -> Iterator[io.StringIO]:
     """The bot's own log handler at DEBUG, where libraries log request bodies."""
     stream = io.StringIO()
-    root = logging.getLogger()
-    level = root.level
+    root, sdk = logging.getLogger(), logging.getLogger("slack_sdk.web.async_client")
+    levels = root.level, sdk.level
+    sdk.setLevel(logging.NOTSET)  # an earlier bot in this process may have fixed it at INFO
     handler = configure_logging("json", "DEBUG", stream=stream)
     try:
         yield stream
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        root.setLevel(levels[0])
+        sdk.setLevel(levels[1])  # the bot sets it from the level in force (bot.app.sdk_logger)
 
 
 @pytest.fixture
