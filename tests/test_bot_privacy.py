@@ -17,8 +17,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
+from bot.flow import ReviewFlow
 from bot.listeners.home import lister_for
 from bot.logs import configure_logging
+from bot.permissions import Approvers
+from bot.policy import Policy, ToolPolicy
+from bot.store import BOT_SCHEMA, BotStore
+from bot.threads import SlackThread
+from graph import RunOutcome, ToolResult
+from graph.db import migrate, open_pool
 from sandbox import SandboxConfig, running_sandbox
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
@@ -260,3 +267,32 @@ async def test_the_sandbox_answers_who_is_in_a_conversation_as_slack_does() -> N
             with pytest.raises(SlackApiError) as refused:
                 await method(channel=closed.id)  # the bot is not in it
             assert refused.value.response["error"] == "channel_not_found"
+
+
+async def test_an_unreviewed_call_is_masked_from_the_arguments_its_result_carries(
+    database_url: str,
+) -> None:
+    """An auto-approved call has no review row: the arguments come with its result
+    (``ToolResult.args``), and the result and the reply are masked from them."""
+    policy = Policy(tools={"set_channel_topic": ToolPolicy(redact=frozenset({"topic"}))})
+    config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
+    async with running_sandbox(config) as sandbox, open_pool(database_url, max_size=2) as pool:
+        await migrate(pool, BOT_SCHEMA)
+        client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
+        flow = ReviewFlow(None, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
+        parent = sandbox.workspace.post(sandbox.workspace.channel("C0GENERAL"), CAROL, "go")
+        thread = SlackThread("T0SANDBOX", "C0GENERAL", parent.ts)
+        ran = ToolResult(
+            "toolu_auto_1",
+            "set_channel_topic",
+            f"Set the topic of #random to: {SECRET}",
+            "success",
+            args={"channel": "#random", "topic": SECRET},
+            auto_rule="AGENT_AUTO_APPROVE",
+        )
+        outcome = RunOutcome(thread.thread_id, [ran], reply=f'I set it to "{SECRET}".')
+        await flow.present(thread, outcome)
+        posted = [c for c in sandbox.calls_of("chat.postMessage") if c.ok]
+        assert len(posted) == 2
+        assert all(SECRET not in json.dumps(c.args) for c in posted)
+        assert all("[redacted]" in json.dumps(c.args) for c in posted)
