@@ -242,7 +242,7 @@ class ReviewFlow:
             add(result.tool_name, result.args)
         for pending in outcome.pending if outcome else ():
             add(pending.request["tool_call"]["name"], pending.request["tool_call"]["args"])
-        for tool, _, argument_sets in await self.store.thread_arguments(thread_id):
+        for tool, argument_sets in await self.store.thread_arguments(thread_id):
             for args in argument_sets:
                 add(tool, args)
         logs.remember_secrets(found)

@@ -424,15 +424,14 @@ class BotStore:
 
     async def thread_arguments(
         self, thread_id: str, limit: int = 500
-    ) -> list[tuple[str, str, list[dict[str, Any]]]]:
-        """Per review of the thread, newest first: its tool, its tool call id, and every set of
-        arguments it carried (as proposed, edited, awaiting a quorum), so the bot can mask
-        redacted values wherever a result or reply repeats them. One scan of the
-        ``(thread_id, interrupt_id)`` unique index."""
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Per review of the thread, newest first: its tool and every set of arguments it
+        carried (as proposed, edited, awaiting a quorum), so the bot can mask redacted values
+        wherever a result or reply repeats them. One scan of the ``(thread_id, interrupt_id)``
+        unique index."""
         rows = await self._rows(
             """
-            SELECT tool_name, request -> 'tool_call' ->> 'id' AS call_id,
-                   request -> 'tool_call' -> 'args' AS args, edited_args, proposed_edit
+            SELECT tool_name, request -> 'tool_call' -> 'args' AS args, edited_args, proposed_edit
             FROM slack_reviews WHERE thread_id = %s ORDER BY created_at DESC LIMIT %s
             """,
             (thread_id, limit),
@@ -440,7 +439,6 @@ class BotStore:
         return [
             (
                 str(row["tool_name"]),
-                str(row["call_id"] or ""),
                 [
                     row[key]
                     for key in ("args", "edited_args", "proposed_edit")
