@@ -10,11 +10,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.types import Command
 
 from graph import AgentService, PendingReview
+from graph.nodes import requester_of, requesters_of
 from graph.review import MAX_DECISION_BYTES
 from graph.service import thread_config
 from graph.tools.registry import ToolEntry, ToolRegistry
@@ -24,7 +25,6 @@ from tests.support.graph_helpers import (
     call_ids,
     checkpoint_rows,
     exploding_tool,
-    messages_of,
     node_names,
     outcome,
     recording_booking,
@@ -578,3 +578,18 @@ async def test_the_requester_is_who_started_the_turn_and_everyone_before_counts(
         [review] = answered.pending
         assert review.request["requested_by"] == "U_MALLORY"
         assert review.request["requesters"] == ["U_ALICE", "U_MALLORY"]
+
+
+def test_the_requester_is_the_first_author_of_the_turn_not_the_latest() -> None:
+    alice, mallory, bob = (HumanMessage(t, name=n) for t, n in (("a", "A"), ("m", "M"), ("b", "B")))
+    # Two messages in one input (a hosted-graph client may send that): the turn is A's.
+    assert requester_of([alice, mallory]) == "A"
+    assert requesters_of([alice, mallory]) == ["A", "M"]
+    # After the model's reply ends A's turn, B's message starts the next one.
+    conversation = [alice, AIMessage("Which?"), bob, mallory]
+    assert requester_of(conversation) == "B"
+    assert requesters_of(conversation) == ["A", "B", "M"]
+    # A proposal in between (answered by a reviewer) does not end the turn.
+    proposal = tool_calls(("weather_search", {"city": "sf"}))
+    assert requester_of([alice, proposal, mallory]) == "A"
+    assert requester_of([AIMessage("hi")]) is None

@@ -9,7 +9,6 @@ import pytest
 
 from bot.config import BotSettings
 from bot.policy import DAY, Policy, PolicyError, ToolPolicy, load_policy, parse_policy
-from graph import AgentSettings
 from graph.tools.registry import build_registry
 from graph.types import ModeRule
 
@@ -217,3 +216,16 @@ async def test_the_running_agent_honours_a_forced_review(tmp_path: Path, databas
     agent = replace(settings.agent_with(settings.load_policy()), database_url=database_url)
     async with open_agent(agent) as service:
         assert service.registry.policy("post_message") == "review"
+
+
+def test_the_readme_example_is_a_valid_policy() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Policy") :]
+    example = section[section.index("```toml") + len("```toml") : section.index("```\n", 10)]
+    policy = parse_policy(example, "README")
+    registry = build_registry((), ("create_channel",), policy.mode_rules("README"))
+    policy.check_tools(registry.names)
+    assert registry.policy("create_channel") == "review"
+    assert registry.auto_rule("weather_search") == (
+        'policy file README [tools.weather_search] mode = "auto"'
+    )
