@@ -114,7 +114,9 @@ class AgentNodes:
         return {"messages": [response]}
 
     async def route_after_llm(self, state: AgentState) -> str | list[Send]:
-        """No tool calls: done. Otherwise one review task per call that needs review.
+        """No tool calls: done. Otherwise one review task per call that needs review, and per
+        call whose arguments hold a NUL character, auto or not: its task refuses it to the
+        model (such a value can be neither stored nor shown), so it never runs.
 
         Async although it never awaits: LangGraph runs a sync router or node in a worker thread,
         and the hop costs far more than the routing."""
@@ -122,7 +124,11 @@ class AgentNodes:
         if found is None or not found[1].tool_calls:
             return END
         calls = found[1].tool_calls
-        reviewed = [call for call in calls if self.registry.policy(call["name"]) == "review"]
+        reviewed = [
+            call
+            for call in calls
+            if self.registry.policy(call["name"]) == "review" or nul_path(call["args"])
+        ]
         if not reviewed:
             return "run_tool"
         requested_by = requester_of(state["messages"])

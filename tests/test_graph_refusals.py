@@ -593,3 +593,24 @@ def test_the_requester_is_the_first_author_of_the_turn_not_the_latest() -> None:
     proposal = tool_calls(("weather_search", {"city": "sf"}))
     assert requester_of([alice, proposal, mallory]) == "A"
     assert requester_of([AIMessage("hi")]) is None
+
+
+async def test_an_auto_call_with_a_nul_character_is_refused_too(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    """What runs unreviewed is still stored and audited, where NUL cannot go: refused alike,
+    while a sibling auto call runs."""
+    log = ToolLog()
+    proposal = tool_calls(
+        ("weather_search", {"city": "s\x00f"}), ("weather_search", {"city": "la"})
+    )
+    model = ScriptedModel([proposal, AIMessage(content="Only la.")])
+    registry = registry_for(log).with_policies({"weather_search": "auto"}, "test")
+    async with agent_factory(model=model, registry=registry) as service:
+        done = outcome(await service.start_turn(thread_id, "weather in sf and la"))
+        assert done.pending == [] and done.reply == "Only la."
+        assert log.runs == [("weather_search", {"city": "la"})]
+        answers = {m.tool_call_id: m for m in trailing_tool_messages(model.seen[1])}
+        nul_id, la_id = call_ids(proposal)
+        assert answers[nul_id].status == "error" and "NUL" in str(answers[nul_id].content)
+        assert answers[la_id].status == "success"
