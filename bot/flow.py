@@ -317,7 +317,10 @@ class ReviewFlow:
                 "Ask one of them to take a look."
             )
         if action != "feedback" and self.approvers.own_call_forbidden(
-            review.tool_name, click.user, review.request.get("requested_by")
+            review.tool_name,
+            click.user,
+            review.request.get("requested_by"),
+            review.request.get("requesters"),
         ):
             await self._record_review("refused", review, by=click.user, detail="four-eyes")
             return FOUR_EYES

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -36,9 +37,20 @@ class Approvers:
                 return True
         return False
 
-    def own_call_forbidden(self, tool: str, user: str, requested_by: str | None) -> bool:
-        """Four-eyes: the person who asked for a call may not approve it themselves."""
-        return self.policy.for_tool(tool).four_eyes and user == requested_by
+    def own_call_forbidden(
+        self,
+        tool: str,
+        user: str,
+        requested_by: str | None,
+        requesters: Iterable[str] | None = None,
+    ) -> bool:
+        """Four-eyes: nobody whose words led to a call may approve it, neither the author of
+        the turn's message (``requested_by``) nor anyone else whose message is in the
+        conversation before it (``requesters``): otherwise Alice asks, a friend says "yes",
+        and Alice approves her own request."""
+        if not self.policy.for_tool(tool).four_eyes:
+            return False
+        return user == requested_by or user in set(requesters or ())
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
