@@ -61,7 +61,9 @@ class WaitingLister:
             self.shown(review)
             for review in reviews
             if await approvers.may_decide(review.tool_name, user)
-            and not approvers.own_call_forbidden(review.tool_name, user, review.requested_by)
+            and not approvers.own_call_forbidden(
+                review.tool_name, user, review.requested_by, review.requesters
+            )
             and await self.audience.can_see(review.channel_id, user, review.requested_by)
         ]
         return home.waiting_from(mine, complete=len(reviews) < home.SCAN_LIMIT)
