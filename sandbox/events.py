@@ -9,6 +9,27 @@ import uuid
 from sandbox.workspace import BOT_USER_ID, TEAM_ID, Channel, Json, Message
 
 MENTION_RE = re.compile(r"<@(U[A-Z0-9]+)(?:\|[^>]*)?>")
+BROADCASTS = ("here", "channel", "everyone")
+
+
+def wire_text(typed: str, users: dict[str, str], channels: dict[str, str]) -> str:
+    """What Slack's client sends for text a person typed: ``&``, ``<``, ``>`` as entities,
+    then ``@name`` as ``<@U…>``, ``@here``/``@channel``/``@everyone`` as ``<!here>`` …, and
+    ``#name`` as ``<#C…|name>`` (``users``/``channels``: name -> id)."""
+    text = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def person(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in BROADCASTS:
+            return f"<!{name}>"
+        return f"<@{users[name]}>" if name in users else match.group()
+
+    def channel(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"<#{channels[name]}|{name}>" if name in channels else match.group()
+
+    text = re.sub(r"(?<![\w@])@([a-z0-9._-]+)\b", person, text)
+    return re.sub(r"(?<![\w&#])#([a-z0-9_-]+)\b", channel, text)
 
 
 def channel_type(channel: Channel) -> str:
