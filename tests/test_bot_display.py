@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.mrkdwn import unescape
+from tests.support.slack_text import unescape
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -100,13 +100,13 @@ async def test_edit_posts_a_long_text_whole_when_only_the_channel_changes(env: S
     review = await review_for(sandbox, ts)
     await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
     modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
-    assert "Kept exactly as proposed" in str(modal["blocks"])
     done = await sandbox.submit_modal(ALICE, {"arg:channel": "#general"})
     assert done.closed, done
     post = await sandbox.wait_for_call(
         "chat.postMessage", lambda c: c.args.get("channel") == "#general", within=30
     )
-    assert post.args["text"] == LONG
+    assert post.args["text"] == LONG  # not its first 3,000 characters
+    assert "Kept exactly as proposed" in str(modal["blocks"])
 
 
 SNEAKY = "refund \u202e0001\u202c euros\u200b"
