@@ -186,7 +186,7 @@ def test_bad_arguments_are_refused_by_the_parser(argv: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
 def test_csv_neutralises_cells_that_start_like_a_formula(start: str) -> None:
-    attack = f"{start}HYPERLINK(\"https://evil.example\",\"x\")"
+    attack = f'{start}HYPERLINK("https://evil.example","x")'
     rows = [{"outcome": "refused", "tool_name": attack, "detail": attack, "decided_by": "U0BOB"}]
     out = io.StringIO()
     audit_cli.write_csv(rows, out)

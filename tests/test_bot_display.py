@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.slack_text import unescape
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -22,6 +21,7 @@ from tests.support.bot_harness import (
     running_slack_env,
     text_of,
 )
+from tests.support.slack_text import unescape
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ async def idle(env: SlackEnv) -> None:
 
 async def test_typed_text_is_shown_decoded_and_posted_encoded_once(env: SlackEnv) -> None:
     sandbox = env.sandbox
-    ts = await sandbox.type_message(ALICE, "#general", '@approvals post "Tom & Jerry <3" to #random')
+    typed = '@approvals post "Tom & Jerry <3" to #random'
+    ts = await sandbox.type_message(ALICE, "#general", typed)
     # the wire form is Slack's: entities encoded
     assert "Tom &amp; Jerry &lt;3" in sandbox.replies("C0GENERAL", ts)[0]["text"]
     review = await review_for(sandbox, ts)
@@ -165,4 +166,5 @@ async def test_refusals_name_the_group_by_handle_and_are_said_once(database_url:
         assert "Only @approvers may decide" in refusal["text"], refusal
         assert "S0APPROVERS" not in refusal["text"]
         refused = await env.bot.flow.audit.query(user=CAROL, outcome="refused")
-        assert len([r for r in refused if r["thread_id"].endswith(ts)]) == 3  # every refusal is audited; only the note is said once
+        # every refusal is audited; only the note is said once
+        assert len([r for r in refused if r["thread_id"].endswith(ts)]) == 3
