@@ -168,3 +168,65 @@ async def test_refusals_name_the_group_by_handle_and_are_said_once(database_url:
         refused = await env.bot.flow.audit.query(user=CAROL, outcome="refused")
         # every refusal is audited; only the note is said once
         assert len([r for r in refused if r["thread_id"].endswith(ts)]) == 3
+
+
+# -- the pure helpers behind the above ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "read"),
+    [
+        ("Tom &amp; Jerry &lt;3", "Tom & Jerry <3"),
+        ("&amp;lt;b&amp;gt;", "&lt;b&gt;"),  # decoded once, never twice
+        ("ask <@U0BOB> in <#C0RANDOM|random>", "ask <@U0BOB> in <#C0RANDOM|random>"),
+        ("<@U0BOB|bob> <#C0RANDOM>", "<@U0BOB> <#C0RANDOM>"),
+        ("<!channel> <!here> <!everyone>", "@channel @here @everyone"),
+        ("<!subteam^S0APPROVERS|@approvers> <!subteam^S0X>", "@approvers @S0X"),
+        ("<!date^1700000000^{date_short}|Nov 14>", "Nov 14"),
+        ("<https://example.com|example.com> <https://example.com>", "https://example.com " * 2),
+        ("<mailto:a@b.example|a@b.example>", "a@b.example"),
+        ("<https://x.example?a=1&amp;b=2|x &amp; y>", "x & y (https://x.example?a=1&b=2)"),
+        ("<https://evil.example|slack.com>", "slack.com (https://evil.example)"),
+    ],
+)
+def test_incoming_text_is_decoded_once_into_readable_references(wire: str, read: str) -> None:
+    from bot.mrkdwn import decode_incoming
+
+    assert decode_incoming(wire) == read.rstrip()
+
+
+def test_outgoing_text_is_encoded_once_keeping_only_people_and_channels() -> None:
+    from graph.tools.slack import slack_text
+
+    assert slack_text("Tom & Jerry <3") == "Tom &amp; Jerry &lt;3"
+    assert slack_text("<!channel> ping") == "&lt;!channel&gt; ping"
+    assert slack_text("<https://evil.example|slack.com>") == (
+        "&lt;https://evil.example|slack.com&gt;"
+    )
+    assert slack_text("hi <@U0BOB>, see <#C0RANDOM|random>") == (
+        "hi <@U0BOB>, see <#C0RANDOM|random>"
+    )
+    assert slack_text("&amp;") == "&amp;amp;"  # the characters typed, not an entity
+
+
+def test_the_same_note_is_said_once_per_window() -> None:
+    from bot.repeats import RepeatFilter
+
+    now = [100.0]
+    said = RepeatFilter(window_seconds=60, clock=lambda: now[0])
+    assert said.first(("U0BOB", "ref", "no")) and not said.first(("U0BOB", "ref", "no"))
+    assert said.first(("U0ALICE", "ref", "no")) and said.first(("U0BOB", "ref2", "no"))
+    now[0] += 61
+    assert said.first(("U0BOB", "ref", "no"))
+
+
+def test_the_sandbox_sends_typed_text_as_slack_does() -> None:
+    from sandbox.events import wire_text
+
+    users, channels = {"bob": "U0BOB"}, {"random": "C0RANDOM"}
+    assert wire_text("Tom & Jerry <3 @bob #random @channel", users, channels) == (
+        "Tom &amp; Jerry &lt;3 <@U0BOB> <#C0RANDOM|random> <!channel>"
+    )
+    assert wire_text("<!channel> a@bob.example #nope", users, channels) == (
+        "&lt;!channel&gt; a@bob.example #nope"
+    )
