@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+from bot.mrkdwn import decode_incoming
+from bot.repeats import RepeatFilter
+from graph.tools.slack import slack_text
+from sandbox.events import wire_text
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -190,14 +194,10 @@ async def test_refusals_name_the_group_by_handle_and_are_said_once(database_url:
     ],
 )
 def test_incoming_text_is_decoded_once_into_readable_references(wire: str, read: str) -> None:
-    from bot.mrkdwn import decode_incoming
-
     assert decode_incoming(wire) == read.rstrip()
 
 
 def test_outgoing_text_is_encoded_once_keeping_only_people_and_channels() -> None:
-    from graph.tools.slack import slack_text
-
     assert slack_text("Tom & Jerry <3") == "Tom &amp; Jerry &lt;3"
     assert slack_text("<!channel> ping") == "&lt;!channel&gt; ping"
     assert slack_text("<https://evil.example|slack.com>") == (
@@ -210,8 +210,6 @@ def test_outgoing_text_is_encoded_once_keeping_only_people_and_channels() -> Non
 
 
 def test_the_same_note_is_said_once_per_window() -> None:
-    from bot.repeats import RepeatFilter
-
     now = [100.0]
     said = RepeatFilter(window_seconds=60, clock=lambda: now[0])
     assert said.first(("U0BOB", "ref", "no")) and not said.first(("U0BOB", "ref", "no"))
@@ -221,8 +219,6 @@ def test_the_same_note_is_said_once_per_window() -> None:
 
 
 def test_the_sandbox_sends_typed_text_as_slack_does() -> None:
-    from sandbox.events import wire_text
-
     users, channels = {"bob": "U0BOB"}, {"random": "C0RANDOM"}
     assert wire_text("Tom & Jerry <3 @bob #random @channel", users, channels) == (
         "Tom &amp; Jerry &lt;3 <@U0BOB> <#C0RANDOM|random> <!channel>"
