@@ -57,8 +57,8 @@ def _context(*texts: str) -> Block:
 
 def shown_text(value: Any) -> str:
     """A value as the reviewer reads it: invisible and direction-changing characters
-    written out (``⟨U+202E⟩``), so nothing on screen differs from what runs."""
-    return visible(show_value(value))
+    written out (``⟨U+202E⟩``, by `show_value`), so nothing on screen differs from what runs."""
+    return show_value(value)
 
 
 def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:

@@ -197,7 +197,7 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
     names, kept = field_names(request, hidden)
     about = f"`{escape(tool_name)}`: {escape(description)}"
     if kept:
-        about += f"\nKept as proposed: {escape(', '.join(kept))}"
+        about += f"\nKept as proposed: {escape(visible(', '.join(kept)))}"
     blocks: list[Block] = [
         {
             "type": "context",

@@ -21,10 +21,11 @@ def truncate(text: str, limit: int, suffix: str = "…") -> str:
 
 
 def show_value(value: Any) -> str:
-    """An argument value as a reader expects it: strings bare, everything else as JSON."""
+    """An argument value as a reader expects it: strings bare, everything else as JSON, and
+    invisible characters written out (`visible`), wherever it is shown."""
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, indent=None)
+        return visible(value)
+    return visible(json.dumps(value, ensure_ascii=False, indent=None))
 
 
 def user_mention(user_id: str | None) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.home import summarize_args
 from bot.mrkdwn import decode_incoming
 from bot.repeats import RepeatFilter
 from graph.tools.slack import slack_text
@@ -226,3 +227,8 @@ def test_the_sandbox_sends_typed_text_as_slack_does() -> None:
     assert wire_text("<!channel> a@bob.example #nope", users, channels) == (
         "&lt;!channel&gt; a@bob.example #nope"
     )
+
+
+def test_home_and_approvals_lines_write_invisible_characters_out_too() -> None:
+    line = summarize_args({"text": "pay \u202eredro\u202c"})
+    assert line == "text=pay ⟨U+202E⟩redro⟨U+202C⟩"
