@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.mrkdwn import escape, has_invisible, to_plain, truncate, visible
+from bot.mrkdwn import escape, escape_within, has_invisible, to_plain, truncate, visible
 from graph import ReviewRequest
 
 EDIT_CALLBACK = "review_edit_submit"
@@ -251,11 +251,10 @@ def field_blocks(field: Field, required: bool) -> list[Block]:
 
 
 def protected_blocks(field: Field, required: bool) -> list[Block]:
-    text = visible(_prefill(field.kind, field.value))
-    preview = escape(truncate(text, NOTE_PREVIEW)).replace("```", "ˋˋˋ")
-    more = len(text) - NOTE_PREVIEW
+    text = visible(_prefill(field.kind, field.value)).replace("```", "ˋˋˋ")
+    preview, more = escape_within(text, NOTE_PREVIEW)
     tail = f"\n_…{more:,} more characters not shown_" if more > 0 else ""
-    label = _label(field)
+    label = truncate(_label(field), 150)
     note = (
         f"*{escape(label)}*: {escape(str(field.protected))}. "
         f"*Kept exactly as proposed* unless you tick “Replace it”.\n```{preview}```{tail}"

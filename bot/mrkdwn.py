@@ -20,6 +20,20 @@ def truncate(text: str, limit: int, suffix: str = "…") -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(suffix))] + suffix
 
 
+def escape_within(text: str, limit: int) -> tuple[str, int]:
+    """``text`` escaped, cut (between characters, never inside an entity) so the escaped
+    form fits ``limit``; and how many characters were left out."""
+    out: list[str] = []
+    used = 0
+    for index, char in enumerate(text):
+        piece = escape(char)
+        if used + len(piece) > limit:
+            return "".join(out), len(text) - index
+        out.append(piece)
+        used += len(piece)
+    return "".join(out), 0
+
+
 def show_value(value: Any) -> str:
     """An argument value as a reader expects it: strings bare, everything else as JSON, and
     invisible characters written out (`visible`), wherever it is shown."""

@@ -214,6 +214,13 @@ def test_edit_keeps_a_value_too_long_for_an_input_exactly_as_proposed() -> None:
     assert ticked_empty.errors["arg:text"] == "This field is required."
 
 
+def test_a_kept_value_of_special_characters_stays_within_a_section() -> None:
+    request_ = request_for("post_message", {"channel": "#general", "text": "&<>" * 1500})
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    assert "more characters not shown" in str(view["blocks"])
+
+
 def test_edit_keeps_a_json_value_too_long_for_an_input() -> None:
     big = {"rows": [f"row {i}" for i in range(400)]}
     request_ = request_for("weather_search", {"data": big})
