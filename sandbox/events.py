@@ -39,17 +39,22 @@ def channel_type(channel: Channel) -> str:
     return "group" if channel.is_private else "channel"
 
 
+def _characters(wire: str) -> str:
+    """Rich text carries the characters themselves, not the wire text's entities."""
+    return wire.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def rich_text_blocks(text: str) -> list[Json]:
-    """The rich_text block Slack's client attaches to a typed message."""
+    """The rich_text block Slack's client attaches to a typed message (``text``: wire form)."""
     elements: list[Json] = []
     pos = 0
     for match in MENTION_RE.finditer(text):
         if match.start() > pos:
-            elements.append({"type": "text", "text": text[pos : match.start()]})
+            elements.append({"type": "text", "text": _characters(text[pos : match.start()])})
         elements.append({"type": "user", "user_id": match.group(1)})
         pos = match.end()
     if pos < len(text):
-        elements.append({"type": "text", "text": text[pos:]})
+        elements.append({"type": "text", "text": _characters(text[pos:])})
     section = {"type": "rich_text_section", "elements": elements}
     return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5], "elements": [section]}]
 
