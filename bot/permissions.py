@@ -8,6 +8,7 @@ the same way; an unreadable name falls back to the id (groups) or "someone" (peo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
 
 log = logging.getLogger(__name__)
+LOOKUP_SECONDS = 1.0  # names are a nicety: a modal error must still answer within Slack's 3 s
 
 
 class Approvers:
@@ -66,12 +68,12 @@ class Approvers:
         if self._handles and self._fresh(self._handles[0]):
             return self._handles[1]
         try:
-            reply = await self.client.usergroups_list()
+            reply = await asyncio.wait_for(self.client.usergroups_list(), LOOKUP_SECONDS)
             groups = reply.get("usergroups") or []
             handles = {str(g["id"]): str(g["handle"]) for g in groups if g.get("handle")}
-        except Exception:
+        except Exception:  # cached too: a missing scope should not cost a call per click
             log.warning("could not list user groups", exc_info=True)
-            return {}
+            handles = {}
         self._handles = (time.monotonic(), handles)
         return handles
 
@@ -80,14 +82,14 @@ class Approvers:
         cached = self._names.get(user)
         if cached and self._fresh(cached[0]):
             return cached[1]
-        name: str | None = None
         try:
-            profile = (await self.client.users_info(user=user)).get("user") or {}
+            reply = await asyncio.wait_for(self.client.users_info(user=user), LOOKUP_SECONDS)
+            profile = reply.get("user") or {}
             details = profile.get("profile") or {}
             name = details.get("display_name") or profile.get("name") or profile.get("real_name")
-        except Exception:
+        except Exception:  # cached too, like a group list that failed
             log.warning("could not read the name of %s", user, exc_info=True)
-            return None
+            name = None
         self._names[user] = (time.monotonic(), str(name) if name else None)
         return self._names[user][1]
 
