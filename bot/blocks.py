@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention
+from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
 from graph import ReviewRequest, ToolResult
 
 Block = dict[str, Any]
@@ -55,9 +55,15 @@ def _context(*texts: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(truncate(t, SECTION_LIMIT)) for t in texts]}
 
 
+def shown_text(value: Any) -> str:
+    """A value as the reviewer reads it: invisible and direction-changing characters
+    written out (``⟨U+202E⟩``, by `show_value`), so nothing on screen differs from what runs."""
+    return show_value(value)
+
+
 def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """A value for display: short ones inline, long or multi-line ones in a code block."""
-    shown = show_value(value)
+    shown = shown_text(value)
     cut = len(shown) - limit
     clipped = escape(truncate(shown, limit))
     note = f"\n_…{cut:,} more characters: open *Edit* to see all of it_" if cut > 0 else ""
@@ -68,7 +74,7 @@ def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
 
 def argument_blocks(args: Mapping[str, Any]) -> list[Block]:
     blocks = [
-        _section(f"*{escape(name)}*\n{format_value(value)}")
+        _section(f"*{escape(visible(name))}*\n{format_value(value)}")
         for name, value in list(args.items())[:MAX_ARGS_SHOWN]
     ]
     hidden = len(args) - MAX_ARGS_SHOWN
@@ -103,8 +109,8 @@ class Progress:
 
 def _changes_block(changes: Mapping[str, tuple[Any, Any]], title: str) -> Block:
     lines = [
-        f"• *{escape(name)}*: ~{escape(truncate(show_value(old), 200))}~ → "
-        f"{escape(truncate(show_value(new), 400))}"
+        f"• *{escape(visible(name))}*: ~{escape(truncate(shown_text(old), 200))}~ → "
+        f"{escape(truncate(shown_text(new), 400))}"
         for name, (old, new) in changes.items()
     ]
     return _section(f"*{title}*\n" + "\n".join(lines))

@@ -21,12 +21,13 @@ import psycopg
 import psycopg_pool
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, logs, metrics, modals, redaction
+from bot import blocks, logs, metrics, modals, mrkdwn, redaction
 from bot.audit import AuditEvent, AuditLog, Outcome
 from bot.blocks import Progress, Verdict
 from bot.mrkdwn import escape
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
+from bot.repeats import RepeatFilter
 from bot.store import BotStore, ReviewRow
 from bot.threads import SlackThread
 from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome
@@ -136,6 +137,7 @@ class ReviewFlow:
         self.approvers = approvers
         self.audit = AuditLog(store.pool)
         self._bot_user_id: str | None = None
+        self._told = RepeatFilter()
 
     async def bot_user_id(self) -> str | None:
         """The bot's own user id (to strip its mention), asked of Slack once."""
@@ -310,7 +312,7 @@ class ReviewFlow:
             log.warning("click on review %s from another message (%s)", click.ref, click.user)
             return "This button doesn't belong to this message, so I ignored it."
         if not await self.approvers.may_decide(review.tool_name, click.user):
-            who = self.approvers.describe(review.tool_name)
+            who = await self.approvers.describe(review.tool_name)
             await self._record_review("refused", review, by=click.user, detail="not an approver")
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
@@ -354,7 +356,7 @@ class ReviewFlow:
         try:
             review = await self.admissible(click, "update" if kind == "edit" else "feedback")
             if isinstance(review, str):
-                return {first_block: modals.plain(review)}
+                return {first_block: await self.plain(review)}
             if kind == "feedback":
                 text, errors = modals.parse_feedback(values)
                 return errors if errors or text is None else (review, text)
@@ -368,11 +370,11 @@ class ReviewFlow:
             )
         except Exception as error:
             log.exception("checking a %s submission for %s failed", kind, click.ref)
-            return {first_block: modals.plain(explain(error))}
+            return {first_block: await self.plain(explain(error))}
         if refused is not None:
             block = modals.error_block_for(refused.argument, request, policy.redact)
             words = redaction.mask(refused.message, self.review_secrets(review))
-            return {block: modals.plain(words)}
+            return {block: await self.plain(words)}
         return review, parsed.args
 
     async def decide(
@@ -761,8 +763,17 @@ class ReviewFlow:
         else:
             await self.say(SlackThread(review.team_id, review.channel_id, review.thread_ts), text)
 
+    async def plain(self, text: str) -> str:
+        """A message as plain words for a modal error, people named as ``@name``."""
+        names = await self.approvers.user_names(mrkdwn.mentioned_users(text))
+        return modals.plain(text, names)
+
     async def tell(self, text: str, click: Click, review: ReviewRow | None) -> None:
-        """An ephemeral note only the clicker sees, in the review's thread."""
+        """An ephemeral note only the clicker sees, in the review's thread; the same note to
+        the same person about the same review is said once a minute at most (`RepeatFilter`),
+        so clicking a refused button again does not stack identical refusals."""
+        if not self._told.first((click.user, click.ref, text)):
+            return
         if review is None:
             try:
                 review = await self.store.get(click.ref)

@@ -46,6 +46,8 @@ METHOD_SCOPES = {
     "conversations.invite": {"channels:manage", "groups:write"},
     "conversations.list": {"channels:read", "groups:read"},
     "usergroups.users.list": {"usergroups:read"},
+    "usergroups.list": {"usergroups:read"},
+    "users.info": {"users:read"},
 }
 
 
