@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
-from bot.audit import AuditLog
+from bot.audit import AuditEvent, AuditLog
 from bot.store import BOT_SCHEMA, BotStore, Expired, ReviewRow
 from bot.sweeper import sweep_once
 from graph.db import Pool, migrate, open_pool
@@ -245,3 +245,7 @@ async def test_no_statement_decides_an_expired_review(store: BotStore) -> None:
         f"thread-{uuid.uuid4().hex}", "int-1", "T1", "C1", "1.0", row.request, ttl_seconds=HOUR
     )
     assert live is not None and await store.claim(live, "expired", None, "early") is None
+    # The database is shared: leave nothing pending or deciding for other tests' sweeps.
+    assert await store.claim(live, "continue", ALICE) is not None
+    for done in (ref, live):
+        await store.finish(done, AuditEvent("approved", "t", "int-1", "call-1", "store_test"))
