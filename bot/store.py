@@ -350,9 +350,7 @@ class BotStore:
                 row = await self._row(_ADD_REVIEW_AND_AUDIT_SQL, (*params, *insert_params(audit)))
                 return None if row is None else ref
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                raise
-            except psycopg.errors.UntranslatableCharacter:
-                raise  # the request itself cannot be stored either
+                raise  # the database is unreachable: registering alone would fail as well
             except Exception:
                 log.exception("could not write the audit trail (requested on %s)", interrupt_id)
         row = await self._row(f"{_ADD_REVIEW_SQL} RETURNING ref", params)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
+from bot import audit_cli
 from bot.audit import AuditEvent, AuditLog
 from bot.store import BOT_SCHEMA, BotStore, ReviewRow
 from bot.sweeper import sweep_once
@@ -115,6 +116,9 @@ async def test_an_auto_approved_call_is_recorded_once_with_its_rule(
         assert row["requested_by"] == CAROL and row["decided_by"] is None
         assert row["executed_args"] == row["proposed_args"] == {"note": "[redacted]"}
         assert "secret" not in json.dumps(row, default=str)
+        by_outcome = await AuditLog(env.bot.service.pool).query(outcome="auto_approved")
+        assert row["id"] in [r["id"] for r in by_outcome]
+        assert "auto_approved" in audit_cli.OUTCOMES  # `python -m bot audit --outcome ...`
 
         # Presenting the same results again (a recovery does) records nothing more.
         _, team, channel, ts = row["thread_id"].split(":")
