@@ -600,7 +600,14 @@ class ReviewFlow:
         or another): settle the row, repaint the message, and post what followed."""
         previous = refused.previous
         mine = previous is not None and previous.decided_by == (review.decided_by or EXPIRY_ACTOR)
+        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
+        requester = review.request.get("requested_by")
         if previous is not None and not mine:
+            # Their run may have stopped before its tools ran (e.g. this row's claim turned
+            # into the expiry meanwhile): finish it first, as below; a run at rest is left be.
+            resumed = await self.service.resume_interrupted(
+                review.thread_id, context=self.context(thread, previous.decided_by)
+            )
             theirs = dataclasses.replace(
                 review,
                 action=previous.action,
@@ -618,8 +625,9 @@ class ReviewFlow:
             await self._show_decided(
                 review, Verdict(previous.action, previous.decided_by, previous.decided_at)
             )
+            if resumed is not None:
+                await self.present(thread, resumed, recovering=True, requester=requester)
             return
-        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
         # Died after the agent took the decision in but before its tools ran: finish that run
         # first (the row stays 'deciding' if this fails, so the sweeper tries again).
         resumed = await self.service.resume_interrupted(
@@ -628,7 +636,6 @@ class ReviewFlow:
         approvals = tuple(await self.store.approvals(review.ref, review.version))
         await self.store.finish(review.ref, self._decision_event(review, approvals))
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
-        requester = review.request.get("requested_by")
         if resumed is not None:
             await self.present(thread, resumed, recovering=True, requester=requester)
             return

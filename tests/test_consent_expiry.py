@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
 
 from bot.audit import AuditEvent, AuditLog
 from bot.store import BOT_SCHEMA, BotStore, Expired, ReviewRow
@@ -249,3 +250,76 @@ async def test_no_statement_decides_an_expired_review(store: BotStore) -> None:
     assert await store.claim(live, "continue", ALICE) is not None
     for done in (ref, live):
         await store.finish(done, AuditEvent("approved", "t", "int-1", "call-1", "store_test"))
+
+
+async def handled(env: SlackEnv, thread: str, within: float = 10.0) -> None:
+    """Wait (bounded) until the mention that started ``thread`` is marked answered."""
+    deadline = time.monotonic() + within
+    while True:
+        async with env.bot.service.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS open FROM slack_events WHERE status <> 'done' "
+                    "AND body->'event'->>'ts' = %s",
+                    (thread,),
+                )
+            ).fetchone()
+        if row is not None and row["open"] == 0:
+            return
+        assert time.monotonic() < deadline, "the mention was never marked answered"
+        await asyncio.sleep(0.05)
+
+
+class Crash(BaseException):
+    """The process dying mid-tool: not an error the tool node turns into a result."""
+
+
+CRASHES: list[str] = []
+
+
+@tool
+def fragile_note(note: str) -> str:
+    """Record a note; the first run dies half-way (as a killed process would)."""
+    if not CRASHES:
+        CRASHES.append(note)
+        raise Crash
+    RUNS.append(note)
+    return f"recorded: {note}"
+
+
+async def test_a_decision_the_agent_took_in_time_still_runs_when_recovered_after_expiry(
+    database_url: str, policy: Path
+) -> None:
+    """Alice approved in time, the agent took her decision in, and the process died before
+    the tool finished. The sweeper finds the claim after the deadline: the agent's own record
+    wins over the expiry, so the run is finished (not left half-way) and audited as Alice's."""
+    RUNS.clear()
+    CRASHES.clear()
+    model = ScriptedModel([tool_calls(("fragile_note", {"note": "ship it"})), AIMessage("noted")])
+    async with running_slack_env(
+        database_url,
+        model=model,
+        registry=registry_with(fragile_note),
+        policy_file=policy,
+        sweep_seconds=HOUR,
+    ) as env:
+        sandbox, flow = env.sandbox, env.bot.flow
+        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: ship it")
+        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+        ref = review["blocks"][-1]["elements"][0]["value"]
+        await handled(env, thread)  # so the sweep below cannot finish the run from the mention
+        claimed = await flow.store.claim(ref, "continue", ALICE)
+        assert isinstance(claimed, ReviewRow)
+        with pytest.raises(Crash):
+            await flow.service.answer(
+                claimed.thread_id, claimed.interrupt_id, {"action": "continue", "by": ALICE}
+            )
+        await lapse_now(env.bot.service.pool, ref)
+        await sweep_once(flow, stuck_after=0)
+        await sandbox.wait_for(
+            lambda: [m for m in sandbox.replies("C0GENERAL", thread) if "noted" in text_of(m)]
+        )
+        assert RUNS == ["ship it"]
+        rows = await AuditLog(env.bot.service.pool).query(tool="fragile_note")
+        mine = [(r["outcome"], r["decided_by"]) for r in rows if r["thread_id"].endswith(thread)]
+        assert mine == [("requested", None), ("approved", ALICE)]
