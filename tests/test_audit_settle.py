@@ -45,6 +45,7 @@ from tests.support.bot_harness import (
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.graph_helpers import outcome
 from tests.support.scripted_model import ScriptedModel, tool_calls
+from tests.test_consent_expiry import handled
 from tests.test_graph_claude import claude, tool_results
 
 POLICY = '[tools.record_note]\nredact = ["note"]\n'
@@ -190,6 +191,7 @@ async def test_settle_path_sweeper_settles_what_the_agent_already_applied(
     a claim by ``claimed_by`` still holds): the sweeper settles it with Alice's event."""
     flow = env.bot.flow
     thread, _, ref = await open_review(env.sandbox)
+    await handled(env, thread)  # the sweep below must not be answering the mention again
     claimed = await flow.store.claim(ref, "continue", claimed_by)
     assert isinstance(claimed, ReviewRow)
     applied = await flow.service.answer(

@@ -193,6 +193,7 @@ async def test_the_approval_that_would_complete_a_quorum_is_refused_after_expiry
 async def test_a_stuck_claim_recovered_after_expiry_fails_closed(env: SlackEnv) -> None:
     sandbox, flow = env.sandbox, env.bot.flow
     thread, review, ref = await open_review(sandbox)
+    await handled(env, thread)
     # A process claimed Alice's approval in time and died before applying it; by the time a
     # sweeper finds the claim, the review has expired.
     assert isinstance(await flow.store.claim(ref, "continue", ALICE), ReviewRow)
