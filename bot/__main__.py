@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="list or export the audit trail (table, JSON lines or CSV)",
-        description="List or export the append-only audit trail of reviews and decisions.",
+        description="List or export the append-only audit trail of reviews, decisions and calls.",
     )
     audit_cli.add_arguments(audit)
     return parser

@@ -9,6 +9,7 @@ what a dead process started and repaints messages Slack did not accept.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -28,9 +29,9 @@ from bot.mrkdwn import escape
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
 from bot.repeats import RepeatFilter
-from bot.store import BotStore, ReviewRow
+from bot.store import BotStore, Expired, ReviewRow
 from bot.threads import SlackThread
-from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome
+from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome, ToolResult
 from graph.locks import LeaseTimeout
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,14 @@ def expiry_words(ttl_seconds: float) -> str:
     return (
         f"No one approved this call within {span}, so it was not run. Do not try it again "
         "unless the user asks."
+    )
+
+
+def expired_text(at: datetime) -> str:
+    """Tell a clicker their decision came too late, in plain words (also a modal error)."""
+    return (
+        f"This review expired at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, so nothing was "
+        "run. Ask the agent again if it is still needed."
     )
 
 
@@ -138,6 +147,7 @@ class ReviewFlow:
         self.audit = AuditLog(store.pool)
         self._bot_user_id: str | None = None
         self._told = RepeatFilter()
+        self._expiring: set[asyncio.Task[None]] = set()
 
     async def bot_user_id(self) -> str | None:
         """The bot's own user id (to strip its mention), asked of Slack once."""
@@ -189,7 +199,7 @@ class ReviewFlow:
                         context=self.context(thread, user),
                         message_id=message_id,
                     )
-            await self.present(thread, outcome, recovering=recovering)
+            await self.present(thread, outcome, recovering=recovering, requester=user)
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
@@ -197,12 +207,18 @@ class ReviewFlow:
             await self._react(thread.channel_id, message_ts, add=False)
 
     async def present(
-        self, thread: SlackThread, outcome: RunOutcome | Refused, *, recovering: bool = False
+        self,
+        thread: SlackThread,
+        outcome: RunOutcome | Refused,
+        *,
+        recovering: bool = False,
+        requester: str | None = None,
     ) -> None:
         """Post what a run produced: tool results, the agent's reply, then new reviews.
 
         ``recovering``: the caller finishes what a stopped process started, so a review it
-        registered but never showed is shown now, whatever its age.
+        registered but never showed is shown now, whatever its age. Calls that ran without
+        review are recorded in the audit trail (``requester``: who asked), once each.
         """
         if isinstance(outcome, Refused):
             text = (
@@ -213,6 +229,8 @@ class ReviewFlow:
             await self.say(thread, text)
             return
         secrets = await self.secrets_for(thread.thread_id, outcome)
+        for result in outcome.tool_results:
+            await self._record_auto(thread, result, requester)
         for result in outcome.tool_results:
             if result.status != "declined":
                 shown = dataclasses.replace(result, content=redaction.mask(result.content, secrets))
@@ -258,6 +276,14 @@ class ReviewFlow:
         recovering: bool = False,
     ) -> None:
         policy = self.policy(request["tool_call"]["name"])
+        requested = self._event(
+            "requested",
+            thread.thread_id,
+            interrupt_id,
+            request,
+            policy,
+            channel_id=thread.channel_id,
+        )
         ref = await self.store.add_review(
             thread.thread_id,
             interrupt_id,
@@ -267,6 +293,7 @@ class ReviewFlow:
             request,
             ttl_seconds=policy.ttl_seconds,
             remind_before_seconds=policy.remind_before_seconds,
+            audit=requested,  # in the same statement: the trail has it before any click
         )
         if ref is None:
             # Already registered: on screen (a sibling of the review just decided), or its
@@ -285,17 +312,6 @@ class ReviewFlow:
         )
         if ts:
             await self.store.set_message(ref, ts)
-        await self._append(
-            self._event(
-                "requested",
-                thread.thread_id,
-                interrupt_id,
-                request,
-                policy,
-                channel_id=thread.channel_id,
-                message_ts=ts,
-            )
-        )
 
     # -- reviews -------------------------------------------------------------------------------
 
@@ -328,6 +344,8 @@ class ReviewFlow:
             return FOUR_EYES
         if review.status != "pending":
             return blocks.stale_text(review.action, review.decided_by, review.decided_at)
+        if review.lapsed:
+            return await self._too_late(Expired(review), click, action, background=True)
         return review
 
     async def open_modal(self, click: Click, trigger_id: str, kind: str) -> None:
@@ -406,6 +424,9 @@ class ReviewFlow:
                 return
             found, action, data, approvals = reached
         claimed = await self.store.claim(found.ref, action, click.user, data)
+        if isinstance(claimed, Expired):
+            await self.tell(await self._too_late(claimed, click, action), click, found)
+            return
         if claimed is None:
             metrics.decided(action, "stale")
             latest = await self.store.get(found.ref)
@@ -432,13 +453,32 @@ class ReviewFlow:
         current = review
         if action == "update":
             edited = await self.store.propose_edit(review.ref, review.version, data, click.user)
+            if isinstance(edited, Expired):
+                await self.tell(await self._too_late(edited, click, action), click, review)
+                return None
             if edited is None:
                 await self.tell(
                     "Someone changed this review meanwhile; please look again.", click, review
                 )
                 return None
             current = edited
-        approvals = tuple(await self.store.approve(current.ref, current.version, click.user))
+        approved = await self.store.approve(current.ref, current.version, click.user)
+        if isinstance(approved, Expired):
+            await self.tell(await self._too_late(approved, click, action), click, current)
+            return None
+        if approved is None:
+            latest = await self.store.get(current.ref)
+            await self.tell(
+                blocks.stale_text(
+                    latest.action if latest else None,
+                    latest.decided_by if latest else None,
+                    latest.decided_at if latest else None,
+                ),
+                click,
+                current,
+            )
+            return None
+        approvals = tuple(approved)
         if len(approvals) < policy.quorum:
             await self._record_review(
                 "approval_recorded",
@@ -455,6 +495,32 @@ class ReviewFlow:
         if current.proposed_edit is not None:
             return current, "update", current.proposed_edit, approvals
         return current, "continue", None, approvals
+
+    async def _too_late(
+        self, expired: Expired, click: Click, action: str, *, background: bool = False
+    ) -> str:
+        """A decision that reached an expired review: recorded as refused, nothing stored, and
+        the review expired now (not at the next sweep), so the agent is told and the message
+        says *Expired*. The sentence to tell the clicker is returned.
+
+        ``background``: expire after answering (a modal submit must be answered within 3 s).
+        """
+        if not background:  # admissible's caller counts its own refusals
+            metrics.decided(action, "expired")
+        await self._record_review("refused", expired.review, by=click.user, detail="expired")
+        if background:
+            task = asyncio.create_task(self._expire_quietly(expired.review))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
+        else:
+            await self._expire_quietly(expired.review)
+        return expired_text(expired.at)
+
+    async def _expire_quietly(self, review: ReviewRow) -> None:
+        try:
+            await self.expire(review)
+        except Exception:  # the sweeper expires it later
+            log.exception("expiring %s after a late click failed", review.ref)
 
     async def apply(
         self,
@@ -481,6 +547,8 @@ class ReviewFlow:
         }
         if claimed.data is not None:
             decision["data"] = claimed.data
+        elif action == "expired":  # a stuck decision the sweeper turned into its expiry
+            decision["data"] = expiry_words(policy.ttl_seconds)
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.service.answer(
@@ -499,14 +567,8 @@ class ReviewFlow:
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
-        audit = self._review_event(
-            _OUTCOMES.get(action, "approved"),
-            claimed,
-            by=claimed.decided_by,
-            detail=", ".join(approvals) or None,
-        )
-        await self.store.finish(claimed.ref, audit=audit)  # one round trip for both
-        await self.present(thread, outcome)
+        await self.store.finish(claimed.ref, self._decision_event(claimed, approvals))
+        await self.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
     async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
         policy = self.policy(review.tool_name)
@@ -533,8 +595,9 @@ class ReviewFlow:
             log.warning("could not re-read %s after a failure", review.thread_id, exc_info=True)
             still_pending = True
         thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
-        if not still_pending:
-            await self.store.finish(review.ref)
+        if not still_pending:  # the agent has the decision: settle it, with its event
+            approvals = tuple(await self.store.approvals(review.ref, review.version))
+            await self.store.finish(review.ref, self._decision_event(review, approvals))
             await self.say(thread, f"Your decision was applied, but then: {explain(error)}")
             return
         try:
@@ -581,29 +644,85 @@ class ReviewFlow:
         or another): settle the row, repaint the message, and post what followed."""
         previous = refused.previous
         mine = previous is not None and previous.decided_by == (review.decided_by or EXPIRY_ACTOR)
+        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
+        requester = review.request.get("requested_by")
         if previous is not None and not mine:
+            # Their run may have stopped before its tools ran (e.g. this row's claim turned
+            # into the expiry meanwhile): finish it first, as below; a run at rest is left be.
+            resumed = await self.service.resume_interrupted(
+                review.thread_id, context=self.context(thread, previous.decided_by)
+            )
+            theirs = dataclasses.replace(
+                review,
+                action=previous.action,
+                decided_by=previous.decided_by,
+                decided_at=previous.decided_at,
+                edited_args=None,
+            )
             await self.store.finish(
-                review.ref, action=previous.action, by=previous.decided_by, at=previous.decided_at
+                review.ref,
+                self._decision_event(theirs, (), detail="applied before a restart"),
+                action=previous.action,
+                by=previous.decided_by,
+                at=previous.decided_at,
             )
             await self._show_decided(
                 review, Verdict(previous.action, previous.decided_by, previous.decided_at)
             )
+            if resumed is not None:
+                await self.present(thread, resumed, recovering=True, requester=requester)
             return
-        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
         # Died after the agent took the decision in but before its tools ran: finish that run
         # first (the row stays 'deciding' if this fails, so the sweeper tries again).
         resumed = await self.service.resume_interrupted(
             review.thread_id, context=self.context(thread, review.decided_by)
         )
-        await self.store.finish(review.ref)
+        approvals = tuple(await self.store.approvals(review.ref, review.version))
+        await self.store.finish(review.ref, self._decision_event(review, approvals))
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
         if resumed is not None:
-            await self.present(thread, resumed, recovering=True)
+            await self.present(thread, resumed, recovering=True, requester=requester)
             return
         recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
-        await self.present(thread, recap, recovering=True)
+        await self.present(thread, recap, recovering=True, requester=requester)
 
     # -- the audit trail -------------------------------------------------------------------
+
+    def _decision_event(
+        self, review: ReviewRow, approvals: tuple[str, ...], *, detail: str | None = None
+    ) -> AuditEvent:
+        """The event that settles a review: what was decided, by whom (every approver of a
+        quorum in ``detail``). Every call of :meth:`BotStore.finish` passes one."""
+        return self._review_event(
+            _OUTCOMES.get(review.action or "continue", "approved"),
+            review,
+            by=review.decided_by,
+            detail=", ".join(approvals) or detail,
+        )
+
+    async def _record_auto(
+        self, thread: SlackThread, result: ToolResult, requester: str | None
+    ) -> None:
+        """A call that ran without review: recorded with the rule that let it (once per call,
+        however often its results are presented)."""
+        if result.auto_rule is None:
+            return
+        policy = self.policy(result.tool_name)
+        args = policy.redacted(result.args)
+        await self._append(
+            AuditEvent(
+                outcome="auto_approved",
+                thread_id=thread.thread_id,
+                interrupt_id="",
+                tool_call_id=result.tool_call_id,
+                tool_name=result.tool_name,
+                proposed_args=args,
+                executed_args=args,
+                requested_by=requester,
+                channel_id=thread.channel_id,
+                detail=result.auto_rule,
+            )
+        )
 
     async def _record_review(
         self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
@@ -643,8 +762,10 @@ class ReviewFlow:
         """An audit entry, with the arguments redacted per policy."""
         proposed = policy.redacted(request["tool_call"]["args"])
         executed = None
-        if outcome in ("approved", "edited"):
-            executed = policy.redacted(edited) if edited is not None else proposed
+        if outcome == "approved":
+            executed = proposed
+        elif outcome == "edited" and edited is not None:  # unknown edits are not guessed
+            executed = policy.redacted(edited)
         return AuditEvent(
             outcome=outcome,
             thread_id=thread_id,
@@ -679,7 +800,7 @@ class ReviewFlow:
         claimed = await self.store.claim(
             review.ref, "expired", None, expiry_words(policy.ttl_seconds)
         )
-        if claimed is not None:
+        if isinstance(claimed, ReviewRow):  # None: decided meanwhile, or not yet expired
             await self.apply(claimed)
 
     async def remind(self, review: ReviewRow) -> None:

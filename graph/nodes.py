@@ -32,6 +32,11 @@ from graph.state import AgentState, ReviewTask
 from graph.tools.registry import ToolRegistry
 from graph.types import DecisionRecord, ToolCallData
 
+RAN_WITH = "ran_with"
+"""``ToolMessage.additional_kwargs`` key: the arguments the call ran with (after any edit)."""
+AUTO_RULE = "auto_rule"
+"""``ToolMessage.additional_kwargs`` key: why the call ran without review (None if reviewed)."""
+
 
 def tool_error_message(error: Exception) -> str:
     """How a failing tool is reported to the model: the error, not a crashed run."""
@@ -198,6 +203,23 @@ class AgentNodes:
         except InvalidDecision as error:
             return error
 
+    def _stamped(
+        self,
+        message: ToolMessage,
+        call: dict[str, Any] | None,
+        decisions: dict[str, DecisionRecord],
+    ) -> ToolMessage:
+        """The result, carrying the arguments it ran with and, for a call that ran without
+        review, the rule that allowed it (for the audit trail). Kept in ``additional_kwargs``,
+        which is stored with the message but never sent to the model."""
+        if call is None:
+            return message
+        auto = None if call["id"] in decisions else self.registry.auto_rule(call["name"])
+        stamp = {RAN_WITH: dict(call["args"]), AUTO_RULE: auto}
+        return message.model_copy(
+            update={"additional_kwargs": {**message.additional_kwargs, **stamp}}
+        )
+
     async def run_tool(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Run every approved (or auto) call of the last AI message that has no answer yet."""
         found = last_ai_message(state["messages"])
@@ -231,6 +253,10 @@ class AgentNodes:
         results: list[ToolMessage] = []
         if runnable:
             output = await self.tool_node.ainvoke(runnable, config)
-            results = list(output["messages"] if isinstance(output, dict) else output)
+            ran = {call["id"]: call for call in runnable}
+            results = [
+                self._stamped(message, ran.get(message.tool_call_id), decisions)
+                for message in (output["messages"] if isinstance(output, dict) else output)
+            ]
         replaced: list[AnyMessage] = [edited] if edited is not message else []
         return {"messages": [*replaced, *results, *refused]}
