@@ -132,6 +132,24 @@ async def test_an_auto_approved_call_is_recorded_once_with_its_rule(
         assert [r["outcome"] for r in await trail(env, thread)] == ["auto_approved"]
 
 
+async def test_a_policy_file_auto_is_recorded_with_the_file_as_its_rule(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The rule in ``detail`` names where ``mode = "auto"`` was written, not another source."""
+    RUNS.clear()
+    path = tmp_path / "policy.toml"
+    path.write_text('[tools.record_note]\nmode = "auto"\nredact = ["note"]\n')
+    model = ScriptedModel([tool_calls(("record_note", {"note": "n1"})), AIMessage("noted")])
+    async with running_slack_env(
+        database_url, model=model, registry=registry_with(), policy_file=path
+    ) as env:
+        thread = await env.sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: n1")
+        await env.sandbox.wait_for(lambda: said(env.sandbox, thread, "noted"))
+        [row] = await trail(env, thread)
+        assert row["outcome"] == "auto_approved"
+        assert row["detail"] == f'policy file {path} [tools.record_note] mode = "auto"'
+
+
 # -- every settle path writes its decision event once --------------------------------------
 
 
