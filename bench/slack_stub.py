@@ -23,6 +23,8 @@ from bot.blocks import APPROVE
 BOT_USER = "U0BOT"
 TEAM_ID = "T0BENCH"
 WAIT_SECONDS = 30.0
+# Everyone who opens an App Home in the bench is in its channel, so the Home lists reviews.
+MEMBERS = [BOT_USER, *(f"UBULK{index}" for index in range(1000))]
 
 AUTH_TEST = {
     "ok": True,
@@ -164,6 +166,8 @@ class SlackStub:
         if method == "views.publish":
             self._fire("home", str(args.get("user_id") or ""), now)
             return {"ok": True, "view": {"id": "V0BENCH"}}
+        if method == "conversations.members":
+            return {"ok": True, "members": MEMBERS, "response_metadata": {"next_cursor": ""}}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
         return {"ok": True}

@@ -41,7 +41,8 @@ environment:
                          the local sandbox)
   PORT, HOST             HTTP listen address (default 0.0.0.0:3000)
   APPROVERS              who may decide, per tool: "post_message=U1,S2;*=U3" (S... = user group;
-                         unset: anyone who can see the review)
+                         unset: anyone who can see the review); only for tools whose approvers
+                         POLICY_FILE leaves unset, else the start stops naming both
   POLICY_FILE            TOML policy: per tool review/auto, approvers, four-eyes, quorum, time
                          to live, reminders, redaction (see README "Policy")
   SWEEP_SECONDS          how often each replica expires, reminds and finishes interrupted
@@ -58,7 +59,8 @@ environment:
   ANTHROPIC_MODEL        Claude model (default claude-sonnet-5-5)
   ANTHROPIC_BASE_URL     Messages API base URL (proxies, gateways)
   AGENT_TOOL_MODULES     comma-separated Python modules of LangChain tools to add
-  AGENT_AUTO_APPROVE     comma-separated tool names that run without review
+  AGENT_AUTO_APPROVE     comma-separated tool names that run without review, unless POLICY_FILE
+                         or the tool's module says mode "review" (review wins)
   LOG_LEVEL              logging level (default INFO)
   LOG_FORMAT             json (one object per line; the container default) or text (default)
 """
@@ -77,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="list or export the audit trail (table, JSON lines or CSV)",
-        description="List or export the append-only audit trail of reviews and decisions.",
+        description="List or export the append-only audit trail of reviews, decisions and calls.",
     )
     audit_cli.add_arguments(audit)
     return parser

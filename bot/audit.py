@@ -1,4 +1,7 @@
-"""The audit trail: one row per thing that happened to a reviewed tool call, kept forever.
+"""The audit trail: one row per thing that happened to a tool call, kept forever.
+
+Every call that ran is here: a reviewed one with its decision (``approved``/``edited``), one that
+ran without review as ``auto_approved``, with the rule that allowed it in ``detail``.
 
 Reviews in ``slack_reviews`` are working state (a claim is released, a status moves on); the
 audit trail is the record an operator or auditor reads later: who asked for what, who decided,
@@ -20,7 +23,14 @@ from psycopg.types.json import Jsonb
 from graph.db import Pool
 
 Outcome = Literal[
-    "requested", "approval_recorded", "approved", "edited", "feedback", "expired", "refused"
+    "requested",
+    "approval_recorded",
+    "approved",
+    "edited",
+    "feedback",
+    "expired",
+    "refused",
+    "auto_approved",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
@@ -50,6 +60,11 @@ AUDIT_SCHEMA: tuple[str, ...] = (
     """,
     "CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at, id)",
     "CREATE INDEX IF NOT EXISTS audit_events_tool_at ON audit_events (tool_name, at)",
+    # A run presented again (recovery, a replayed event) must not record an auto call twice.
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS audit_events_auto_once
+        ON audit_events (thread_id, tool_call_id) WHERE outcome = 'auto_approved'
+    """,
     """
     CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -131,6 +146,18 @@ INSERT_SQL: LiteralString = (
 )
 """Built once: composing the statement for each event cost more than the insert's own work."""
 
+INSERT_ONCE_SQL: LiteralString = (
+    f"{INSERT_SQL} ON CONFLICT (thread_id, tool_call_id) WHERE outcome = 'auto_approved' DO NOTHING"
+)
+"""For events that may be presented twice (``auto_approved``): a repeat is dropped."""
+
+TYPED_VALUES: LiteralString = ", ".join(
+    "%s::jsonb" if name in _JSON_COLUMNS else "%s::text" for name in _EVENT_COLUMNS
+)
+"""The event as a typed select list, for ``INSERT ... SELECT`` guarded by another statement's
+rows (``INSERT INTO audit_events (...) SELECT <TYPED_VALUES> FROM changed``)."""
+INSERT_COLUMNS: LiteralString = ", ".join(_EVENT_COLUMNS)
+
 
 def insert_params(event: AuditEvent) -> tuple[Any, ...]:
     """The parameters of :data:`INSERT_SQL` for ``event``. An unknown outcome is a programming
@@ -154,10 +181,14 @@ class AuditLog:
         self.pool = pool
 
     async def record(self, event: AuditEvent) -> None:
-        """Append one event. An unknown outcome is a programming error, refused loudly."""
+        """Append one event. An unknown outcome is a programming error, refused loudly.
+
+        An ``auto_approved`` event is recorded once per tool call of a conversation: presenting
+        the same results again (a recovery) adds nothing."""
         params = insert_params(event)
+        statement = INSERT_ONCE_SQL if event.outcome == "auto_approved" else INSERT_SQL
         async with self.pool.connection() as conn:
-            await conn.execute(INSERT_SQL, params)
+            await conn.execute(statement, params)
 
     async def query(
         self,

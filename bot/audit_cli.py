@@ -99,8 +99,19 @@ def write_jsonl(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
         out.write(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A text cell a spreadsheet will not run: one that starts like a formula (``=``, ``+``,
+    ``-``, ``@``, tab, carriage return) gets a leading single quote, as OWASP's CSV injection
+    advice says. The quote is visible and marks the cell as text; nothing else changes."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    """One column per field; arguments as JSON text, so the file round-trips."""
+    """One column per field; arguments as JSON text, so the file round-trips. Text cells that
+    start like a formula are neutralised (`spreadsheet_safe`); numbers are left as numbers."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
@@ -109,6 +120,8 @@ def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
             value = _plain(row.get(name))
             if isinstance(value, dict | list):
                 value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            if isinstance(value, str):
+                value = spreadsheet_safe(value)
             cells.append("" if value is None else value)
         writer.writerow(cells)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention
+from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
 from graph import ReviewRequest, ToolResult
 
 Block = dict[str, Any]
@@ -55,9 +55,15 @@ def _context(*texts: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(truncate(t, SECTION_LIMIT)) for t in texts]}
 
 
+def shown_text(value: Any) -> str:
+    """A value as the reviewer reads it: invisible and direction-changing characters
+    written out (``⟨U+202E⟩``, by `show_value`), so nothing on screen differs from what runs."""
+    return show_value(value)
+
+
 def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """A value for display: short ones inline, long or multi-line ones in a code block."""
-    shown = show_value(value)
+    shown = shown_text(value)
     cut = len(shown) - limit
     clipped = escape(truncate(shown, limit))
     note = f"\n_…{cut:,} more characters: open *Edit* to see all of it_" if cut > 0 else ""
@@ -68,7 +74,7 @@ def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
 
 def argument_blocks(args: Mapping[str, Any]) -> list[Block]:
     blocks = [
-        _section(f"*{escape(name)}*\n{format_value(value)}")
+        _section(f"*{escape(visible(name))}*\n{format_value(value)}")
         for name, value in list(args.items())[:MAX_ARGS_SHOWN]
     ]
     hidden = len(args) - MAX_ARGS_SHOWN
@@ -103,8 +109,8 @@ class Progress:
 
 def _changes_block(changes: Mapping[str, tuple[Any, Any]], title: str) -> Block:
     lines = [
-        f"• *{escape(name)}*: ~{escape(truncate(show_value(old), 200))}~ → "
-        f"{escape(truncate(show_value(new), 400))}"
+        f"• *{escape(visible(name))}*: ~{escape(truncate(shown_text(old), 200))}~ → "
+        f"{escape(truncate(shown_text(new), 400))}"
         for name, (old, new) in changes.items()
     ]
     return _section(f"*{title}*\n" + "\n".join(lines))
@@ -163,7 +169,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def review_fallback_text(request: ReviewRequest) -> str:
-    return f"Approval needed: {request['tool_call']['name']}"
+    """The notification line of a review; the tool's name is escaped like the blocks."""
+    return f"Approval needed: {escape(truncate(request['tool_call']['name'], 80))}"
 
 
 _VERDICT_LABELS = {
@@ -197,7 +204,7 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
 
 def decided_text(request: ReviewRequest, verdict: Verdict) -> str:
     _, label, _ = _VERDICT_LABELS[verdict.action]
-    return f"{label}: {request['tool_call']['name']}"
+    return f"{label}: {escape(truncate(request['tool_call']['name'], 80))}"
 
 
 def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -208,18 +215,61 @@ def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tu
     }
 
 
+def escaped_chunks(text: str, limit: int) -> list[str]:
+    """``text`` escaped and split into pieces of at most ``limit`` characters, never inside an
+    entity (a cut ``&am`` would show as garbage, or join with what follows)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in text:
+        piece = escape(char)
+        if current and size + len(piece) > limit:
+            chunks.append("".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece)
+    if current:
+        chunks.append("".join(current))
+    return chunks
+
+
+def escaped_within(text: str, limit: int, suffix: str = "…") -> str:
+    """``text`` escaped, cut (between entities) so the result is at most ``limit`` long."""
+    safe = escape(text)
+    if len(safe) <= limit:
+        return safe
+    chunks = escaped_chunks(text, max(1, limit - len(suffix)))
+    return (chunks[0] if chunks else "") + suffix
+
+
+RESULT_CHARS = 2500
+RESULT_TEXT_CHARS = 200
+REPLY_TEXT_CHARS = 3000
+
+
 def tool_result_blocks(result: ToolResult) -> list[Block]:
+    """A tool's result; the caller has masked redacted values in ``result.content``."""
     icons = {"success": ":white_check_mark:", "error": ":warning:"}
     icon = icons.get(result.status, ":grey_question:")
-    body = escape(truncate(result.content, 2500))
+    body = escaped_within(result.content, RESULT_CHARS).replace("```", "ˋˋˋ")
     return [_context(f"{icon} `{escape(result.tool_name)}` returned:"), _section(f"```{body}```")]
+
+
+def tool_result_text(result: ToolResult) -> str:
+    """The notification line of a tool result: escaped like the blocks, cut between
+    entities."""
+    return f"{escape(result.tool_name)}: {escaped_within(result.content, RESULT_TEXT_CHARS)}"
 
 
 def reply_blocks(text: str) -> list[Block]:
     """The agent's words, escaped (no pings), split into sections within Slack's limit."""
-    safe = escape(text)
-    chunks = [safe[i : i + SECTION_LIMIT] for i in range(0, len(safe), SECTION_LIMIT)][:40]
+    chunks = escaped_chunks(text, SECTION_LIMIT)[:40]
     return [_section(chunk) for chunk in chunks] or [_section("_(no reply)_")]
+
+
+def reply_text(text: str) -> str:
+    """The notification line of the agent's reply: escaped, cut between entities."""
+    return escaped_within(text, REPLY_TEXT_CHARS)
 
 
 def notice_blocks(text: str) -> list[Block]:

@@ -52,14 +52,17 @@ class BotSettings:
     recover_after_seconds: float = 90.0
 
     def agent_with(self, policy: Policy) -> AgentSettings:
-        """Agent settings with the policy's auto-approved tools added."""
-        auto = tuple(dict.fromkeys((*self.agent.auto_approve, *policy.auto_approved())))
-        return replace(self.agent, auto_approve=auto)
+        """Agent settings with the policy file's ``mode`` settings added as rules: the tool
+        registry combines them with ``AGENT_AUTO_APPROVE`` and modules' ``REVIEW_POLICY``, and
+        review wins (README "Policy")."""
+        rules = policy.mode_rules(str(self.policy_file or "policy"))
+        return replace(self.agent, mode_rules=(*self.agent.mode_rules, *rules))
 
     def load_policy(self) -> Policy:
-        """The policy file (if any) with the ``APPROVERS`` shorthand applied on top."""
+        """The policy file (if any) with the ``APPROVERS`` shorthand filling what it leaves
+        unset; an ``APPROVERS`` entry the file already decides stops the start."""
         policy = load_policy(self.policy_file) if self.policy_file else Policy()
-        return policy.with_approvers(self.approvers)
+        return policy.with_approvers(self.approvers, str(self.policy_file or "policy"))
 
     @property
     def socket_mode(self) -> bool:

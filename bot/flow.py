@@ -9,6 +9,7 @@ what a dead process started and repaints messages Slack did not accept.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -22,14 +23,16 @@ import psycopg_pool
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, metrics, modals
+from bot import blocks, logs, metrics, modals, mrkdwn, redaction
 from bot.audit import AuditEvent, AuditLog, Outcome
 from bot.blocks import Progress, Verdict
+from bot.mrkdwn import escape
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
-from bot.store import BotStore, ReviewRow
+from bot.repeats import RepeatFilter
+from bot.store import BotStore, Expired, ReviewRow
 from bot.threads import SlackThread
-from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome
+from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome, ToolResult
 from graph.locks import LeaseTimeout
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,14 @@ def expiry_words(ttl_seconds: float) -> str:
     return (
         f"No one approved this call within {span}, so it was not run. Do not try it again "
         "unless the user asks."
+    )
+
+
+def expired_text(at: datetime) -> str:
+    """Tell a clicker their decision came too late, in plain words (also a modal error)."""
+    return (
+        f"This review expired at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, so nothing was "
+        "run. Ask the agent again if it is still needed."
     )
 
 
@@ -154,6 +165,8 @@ class ReviewFlow:
         self.approvers = approvers
         self.audit = AuditLog(store.pool)
         self._bot_user_id: str | None = None
+        self._told = RepeatFilter()
+        self._expiring: set[asyncio.Task[None]] = set()
 
     async def bot_user_id(self) -> str | None:
         """The bot's own user id (to strip its mention), asked of Slack once."""
@@ -205,7 +218,7 @@ class ReviewFlow:
                         context=self.context(thread, user),
                         message_id=message_id,
                     )
-            await self.present(thread, outcome, recovering=recovering)
+            await self.present(thread, outcome, recovering=recovering, requester=user)
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
@@ -213,12 +226,18 @@ class ReviewFlow:
             await self._react(thread.channel_id, message_ts, add=False)
 
     async def present(
-        self, thread: SlackThread, outcome: RunOutcome | Refused, *, recovering: bool = False
+        self,
+        thread: SlackThread,
+        outcome: RunOutcome | Refused,
+        *,
+        recovering: bool = False,
+        requester: str | None = None,
     ) -> None:
         """Post what a run produced: tool results, the agent's reply, then new reviews.
 
         ``recovering``: the caller finishes what a stopped process started, so a review it
-        registered but never showed is shown now, whatever its age.
+        registered but never showed is shown now, whatever its age. Calls that ran without
+        review are recorded in the audit trail (``requester``: who asked), once each.
         """
         if isinstance(outcome, Refused):
             text = (
@@ -228,17 +247,45 @@ class ReviewFlow:
             )
             await self.say(thread, text)
             return
+        secrets = await self.secrets_for(thread.thread_id, outcome)
+        for result in outcome.tool_results:
+            await self._record_auto(thread, result, requester)
         for result in outcome.tool_results:
             if result.status != "declined":
+                shown = dataclasses.replace(result, content=redaction.mask(result.content, secrets))
                 await self._post(
-                    thread,
-                    blocks.tool_result_blocks(result),
-                    f"{result.tool_name}: {result.content[:200]}",
+                    thread, blocks.tool_result_blocks(shown), blocks.tool_result_text(shown)
                 )
         if outcome.reply:
-            await self._post(thread, blocks.reply_blocks(outcome.reply), outcome.reply[:3000])
+            reply = redaction.mask(outcome.reply, secrets)
+            await self._post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def secrets_for(
+        self, thread_id: str, outcome: RunOutcome | None = None
+    ) -> frozenset[str]:
+        """Every redacted value this thread's output could repeat: from the arguments the
+        outcome's calls ran with and proposes, and from every review of the thread (so a call
+        whose result does not carry its arguments, or a reply quoting an earlier call, is
+        covered). The values are also handed to the log filter. Nothing is read when the
+        policy redacts nothing."""
+        if not redaction.redacts_anything(self.approvers.policy):
+            return frozenset()
+        found: set[str] = set()
+
+        def add(tool: str, args: Mapping[str, Any]) -> None:
+            found.update(redaction.secret_values(args, self.policy(tool).redact))
+
+        for result in outcome.tool_results if outcome else ():
+            add(result.tool_name, result.args)
+        for pending in outcome.pending if outcome else ():
+            add(pending.request["tool_call"]["name"], pending.request["tool_call"]["args"])
+        for tool, argument_sets in await self.store.thread_arguments(thread_id):
+            for args in argument_sets:
+                add(tool, args)
+        logs.remember_secrets(found)
+        return frozenset(found)
 
     async def _post_review(
         self,
@@ -253,6 +300,14 @@ class ReviewFlow:
         one is posted. Should a second copy appear anyway, clicks on either act on the review
         and a decision paints both."""
         policy = self.policy(request["tool_call"]["name"])
+        requested = self._event(
+            "requested",
+            thread.thread_id,
+            interrupt_id,
+            request,
+            policy,
+            channel_id=thread.channel_id,
+        )
         ref = await self.store.add_review(
             thread.thread_id,
             interrupt_id,
@@ -262,6 +317,7 @@ class ReviewFlow:
             request,
             ttl_seconds=policy.ttl_seconds,
             remind_before_seconds=policy.remind_before_seconds,
+            audit=requested,  # in the same statement: the trail has it before any click
         )
         seen_before = ref is None
         if ref is None:
@@ -273,6 +329,7 @@ class ReviewFlow:
             )
         if ref is None:
             return
+        logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
         ts = await self._find_review_message(thread, ref) if seen_before else None
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
@@ -285,17 +342,6 @@ class ReviewFlow:
             )
         if ts:
             await self.store.set_message(ref, ts)
-        await self._append(
-            self._event(
-                "requested",
-                thread.thread_id,
-                interrupt_id,
-                request,
-                policy,
-                channel_id=thread.channel_id,
-                message_ts=ts,
-            )
-        )
 
     async def _find_review_message(self, thread: SlackThread, ref: str) -> str | None:
         """The ts of our message in the thread that carries ``ref`` in its metadata, if any.
@@ -340,19 +386,24 @@ class ReviewFlow:
             log.warning("click on review %s from another channel (%s)", click.ref, click.user)
             return "This button doesn't belong to this message, so I ignored it."
         if not await self.approvers.may_decide(review.tool_name, click.user):
-            who = self.approvers.describe(review.tool_name)
+            who = await self.approvers.describe(review.tool_name)
             await self._record_review("refused", review, by=click.user, detail="not an approver")
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."
             )
         if action != "feedback" and self.approvers.own_call_forbidden(
-            review.tool_name, click.user, review.request.get("requested_by")
+            review.tool_name,
+            click.user,
+            review.request.get("requested_by"),
+            review.request.get("requesters"),
         ):
             await self._record_review("refused", review, by=click.user, detail="four-eyes")
             return FOUR_EYES
         if review.status != "pending":
             return blocks.stale_text(review.action, review.decided_by, review.decided_at)
+        if review.lapsed:
+            return await self._too_late(Expired(review), click, action, background=True)
         return review
 
     async def open_modal(self, click: Click, trigger_id: str, kind: str) -> None:
@@ -381,7 +432,7 @@ class ReviewFlow:
         try:
             review = await self.admissible(click, "update" if kind == "edit" else "feedback")
             if isinstance(review, str):
-                return {first_block: modals.plain(review)}
+                return {first_block: await self.plain(review)}
             if kind == "feedback":
                 text, errors = modals.parse_feedback(values)
                 return errors if errors or text is None else (review, text)
@@ -395,10 +446,11 @@ class ReviewFlow:
             )
         except Exception as error:
             log.exception("checking a %s submission for %s failed", kind, click.ref)
-            return {first_block: modals.plain(explain(error))}
+            return {first_block: await self.plain(explain(error))}
         if refused is not None:
             block = modals.error_block_for(refused.argument, request, policy.redact)
-            return {block: modals.plain(refused.message)}
+            words = redaction.mask(refused.message, self.review_secrets(review))
+            return {block: await self.plain(words)}
         return review, parsed.args
 
     async def decide(
@@ -435,6 +487,9 @@ class ReviewFlow:
                 return
             found, action, data, approvals = reached
         claimed = await self.store.claim(found.ref, action, click.user, data)
+        if isinstance(claimed, Expired):
+            await self.tell(await self._too_late(claimed, click, action), click, found)
+            return
         if claimed is None:
             metrics.decided(action, "stale")
             latest = await self.store.get(found.ref)
@@ -462,13 +517,32 @@ class ReviewFlow:
         current = review
         if action == "update":
             edited = await self.store.propose_edit(review.ref, review.version, data, click.user)
+            if isinstance(edited, Expired):
+                await self.tell(await self._too_late(edited, click, action), click, review)
+                return None
             if edited is None:
                 await self.tell(
                     "Someone changed this review meanwhile; please look again.", click, review
                 )
                 return None
             current = edited
-        approvals = tuple(await self.store.approve(current.ref, current.version, click.user))
+        approved = await self.store.approve(current.ref, current.version, click.user)
+        if isinstance(approved, Expired):
+            await self.tell(await self._too_late(approved, click, action), click, current)
+            return None
+        if approved is None:
+            latest = await self.store.get(current.ref)
+            await self.tell(
+                blocks.stale_text(
+                    latest.action if latest else None,
+                    latest.decided_by if latest else None,
+                    latest.decided_at if latest else None,
+                ),
+                click,
+                current,
+            )
+            return None
+        approvals = tuple(approved)
         if len(approvals) < policy.quorum:
             await self._record_review(
                 "approval_recorded",
@@ -486,6 +560,32 @@ class ReviewFlow:
             return current, "update", current.proposed_edit, approvals
         return current, "continue", None, approvals
 
+    async def _too_late(
+        self, expired: Expired, click: Click, action: str, *, background: bool = False
+    ) -> str:
+        """A decision that reached an expired review: recorded as refused, nothing stored, and
+        the review expired now (not at the next sweep), so the agent is told and the message
+        says *Expired*. The sentence to tell the clicker is returned.
+
+        ``background``: expire after answering (a modal submit must be answered within 3 s).
+        """
+        if not background:  # admissible's caller counts its own refusals
+            metrics.decided(action, "expired")
+        await self._record_review("refused", expired.review, by=click.user, detail="expired")
+        if background:
+            task = asyncio.create_task(self._expire_quietly(expired.review))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
+        else:
+            await self._expire_quietly(expired.review)
+        return expired_text(expired.at)
+
+    async def _expire_quietly(self, review: ReviewRow) -> None:
+        try:
+            await self.expire(review)
+        except Exception:  # the sweeper expires it later
+            log.exception("expiring %s after a late click failed", review.ref)
+
     async def apply(
         self,
         claimed: ReviewRow,
@@ -501,6 +601,7 @@ class ReviewFlow:
         """
         action = claimed.action or "continue"
         policy = self.policy(claimed.tool_name)
+        logs.remember_secrets(self.review_secrets(claimed))  # before the tool runs and logs
         await self._show_decided(claimed, verdict_of(claimed, policy, approvals))
         thread = SlackThread(claimed.team_id, claimed.channel_id, claimed.thread_ts)
         by = claimed.decided_by or EXPIRY_ACTOR
@@ -510,6 +611,8 @@ class ReviewFlow:
         }
         if claimed.data is not None:
             decision["data"] = claimed.data
+        elif action == "expired":  # a stuck decision the sweeper turned into its expiry
+            decision["data"] = expiry_words(policy.ttl_seconds)
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.service.answer(
@@ -528,14 +631,8 @@ class ReviewFlow:
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
-        audit = self._review_event(
-            _OUTCOMES.get(action, "approved"),
-            claimed,
-            by=claimed.decided_by,
-            detail=", ".join(approvals) or None,
-        )
-        await self.store.finish(claimed.ref, audit=audit)  # one round trip for both
-        await self.present(thread, outcome)
+        await self.store.finish(claimed.ref, self._decision_event(claimed, approvals))
+        await self.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
     async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
         policy = self.policy(review.tool_name)
@@ -562,8 +659,9 @@ class ReviewFlow:
             log.warning("could not re-read %s after a failure", review.thread_id, exc_info=True)
             still_pending = True
         thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
-        if not still_pending:
-            await self.store.finish(review.ref)
+        if not still_pending:  # the agent has the decision: settle it, with its event
+            approvals = tuple(await self.store.approvals(review.ref, review.version))
+            await self.store.finish(review.ref, self._decision_event(review, approvals))
             await self.say(thread, f"Your decision was applied, but then: {explain(error)}")
             return
         try:
@@ -580,6 +678,14 @@ class ReviewFlow:
         await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
         await self._notify(click, review, explain(error))
 
+    def review_secrets(self, review: ReviewRow) -> frozenset[str]:
+        """The redacted values of one review: as proposed, edited, or awaiting a quorum."""
+        redact = self.policy(review.tool_name).redact
+        sets = (review.request["tool_call"]["args"], review.edited_args, review.proposed_edit)
+        return frozenset().union(
+            *(redaction.secret_values(args, redact) for args in sets if args is not None)
+        )
+
     async def _refused(self, review: ReviewRow, click: Click | None, refused: Refused) -> None:
         if refused.reason == "not_pending":
             await self.recover_applied(review, refused)
@@ -594,36 +700,93 @@ class ReviewFlow:
         await self.store.release(review.ref)
         approvals = tuple(await self.store.approvals(review.ref, review.version))
         await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
-        await self._notify(click, review, refused.message)
+        words = redaction.mask(refused.message, self.review_secrets(review))
+        await self._notify(click, review, escape(words))
 
     async def recover_applied(self, review: ReviewRow, refused: Refused) -> None:
         """The agent already has a decision for this review (this one, applied before a crash,
         or another): settle the row, repaint the message, and post what followed."""
         previous = refused.previous
         mine = previous is not None and previous.decided_by == (review.decided_by or EXPIRY_ACTOR)
+        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
+        requester = review.request.get("requested_by")
         if previous is not None and not mine:
+            # Their run may have stopped before its tools ran (e.g. this row's claim turned
+            # into the expiry meanwhile): finish it first, as below; a run at rest is left be.
+            resumed = await self.service.resume_interrupted(
+                review.thread_id, context=self.context(thread, previous.decided_by)
+            )
+            theirs = dataclasses.replace(
+                review,
+                action=previous.action,
+                decided_by=previous.decided_by,
+                decided_at=previous.decided_at,
+                edited_args=None,
+            )
             await self.store.finish(
-                review.ref, action=previous.action, by=previous.decided_by, at=previous.decided_at
+                review.ref,
+                self._decision_event(theirs, (), detail="applied before a restart"),
+                action=previous.action,
+                by=previous.decided_by,
+                at=previous.decided_at,
             )
             await self._show_decided(
                 review, Verdict(previous.action, previous.decided_by, previous.decided_at)
             )
+            if resumed is not None:
+                await self.present(thread, resumed, recovering=True, requester=requester)
             return
-        thread = SlackThread(review.team_id, review.channel_id, review.thread_ts)
         # Died after the agent took the decision in but before its tools ran: finish that run
         # first (the row stays 'deciding' if this fails, so the sweeper tries again).
         resumed = await self.service.resume_interrupted(
             review.thread_id, context=self.context(thread, review.decided_by)
         )
-        await self.store.finish(review.ref)
+        approvals = tuple(await self.store.approvals(review.ref, review.version))
+        await self.store.finish(review.ref, self._decision_event(review, approvals))
         await self._show_decided(review, verdict_of(review, self.policy(review.tool_name)))
         if resumed is not None:
-            await self.present(thread, resumed, recovering=True)
+            await self.present(thread, resumed, recovering=True, requester=requester)
             return
         recap = await self.service.recap(review.thread_id, review.request["tool_call"]["id"])
-        await self.present(thread, recap, recovering=True)
+        await self.present(thread, recap, recovering=True, requester=requester)
 
     # -- the audit trail -------------------------------------------------------------------
+
+    def _decision_event(
+        self, review: ReviewRow, approvals: tuple[str, ...], *, detail: str | None = None
+    ) -> AuditEvent:
+        """The event that settles a review: what was decided, by whom (every approver of a
+        quorum in ``detail``). Every call of :meth:`BotStore.finish` passes one."""
+        return self._review_event(
+            _OUTCOMES.get(review.action or "continue", "approved"),
+            review,
+            by=review.decided_by,
+            detail=", ".join(approvals) or detail,
+        )
+
+    async def _record_auto(
+        self, thread: SlackThread, result: ToolResult, requester: str | None
+    ) -> None:
+        """A call that ran without review: recorded with the rule that let it (once per call,
+        however often its results are presented)."""
+        if result.auto_rule is None:
+            return
+        policy = self.policy(result.tool_name)
+        args = policy.redacted(result.args)
+        await self._append(
+            AuditEvent(
+                outcome="auto_approved",
+                thread_id=thread.thread_id,
+                interrupt_id="",
+                tool_call_id=result.tool_call_id,
+                tool_name=result.tool_name,
+                proposed_args=args,
+                executed_args=args,
+                requested_by=requester,
+                channel_id=thread.channel_id,
+                detail=result.auto_rule,
+            )
+        )
 
     async def _record_review(
         self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
@@ -663,8 +826,10 @@ class ReviewFlow:
         """An audit entry, with the arguments redacted per policy."""
         proposed = policy.redacted(request["tool_call"]["args"])
         executed = None
-        if outcome in ("approved", "edited"):
-            executed = policy.redacted(edited) if edited is not None else proposed
+        if outcome == "approved":
+            executed = proposed
+        elif outcome == "edited" and edited is not None:  # unknown edits are not guessed
+            executed = policy.redacted(edited)
         return AuditEvent(
             outcome=outcome,
             thread_id=thread_id,
@@ -699,8 +864,9 @@ class ReviewFlow:
         claimed = await self.store.claim(
             review.ref, "expired", None, expiry_words(policy.ttl_seconds)
         )
-        if claimed is not None:
-            await self.apply(claimed)
+        if isinstance(claimed, ReviewRow):  # None: decided meanwhile, or not yet expired
+            async with self.store.deciding(claimed.ref):  # the agent may take a while
+                await self.apply(claimed)
 
     async def remind(self, review: ReviewRow) -> None:
         allowed = self.approvers.allowed_for(review.tool_name) or frozenset()
@@ -801,8 +967,17 @@ class ReviewFlow:
         else:
             await self.say(SlackThread(review.team_id, review.channel_id, review.thread_ts), text)
 
+    async def plain(self, text: str) -> str:
+        """A message as plain words for a modal error, people named as ``@name``."""
+        names = await self.approvers.user_names(mrkdwn.mentioned_users(text))
+        return modals.plain(text, names)
+
     async def tell(self, text: str, click: Click, review: ReviewRow | None) -> None:
-        """An ephemeral note only the clicker sees, in the review's thread."""
+        """An ephemeral note only the clicker sees, in the review's thread; the same note to
+        the same person about the same review is said once a minute at most (`RepeatFilter`),
+        so clicking a refused button again does not stack identical refusals."""
+        if not self._told.first((click.user, click.ref, text)):
+            return
         if review is None:
             try:
                 review = await self.store.get(click.ref)

@@ -38,7 +38,8 @@ HOME_SCHEMA: tuple[str, ...] = (
 
 PENDING_SQL = """
     SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
-           request -> 'tool_call' -> 'args' AS args, request ->> 'requested_by' AS requested_by,
+           request -> 'tool_call' -> 'args' AS args, proposed_edit,
+           request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
            created_at
     FROM slack_reviews
     WHERE status = 'pending'
@@ -59,6 +60,18 @@ class WaitingReview:
     thread_ts: str
     message_ts: str | None
     created_at: datetime
+    requesters: tuple[str, ...] = ()
+    """Everyone whose words led to the call (four-eyes refuses all of them)."""
+
+
+def current_args(proposed: Mapping[str, Any], edit: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The arguments that would run: an edit awaiting its quorum replaces the proposal, in the
+    order the proposal gave (``proposed_edit`` is jsonb, which sorts its keys)."""
+    if edit is None:
+        return dict(proposed)
+    ordered = {name: edit[name] for name in proposed if name in edit}
+    ordered.update(edit)
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -88,8 +101,12 @@ async def pending_reviews(pool: Pool, limit: int = SCAN_LIMIT) -> list[WaitingRe
         WaitingReview(
             ref=row["ref"],
             tool_name=row["tool_name"],
-            args=row["args"] if isinstance(row["args"], dict) else {},
+            args=current_args(
+                row["args"] if isinstance(row["args"], dict) else {},
+                row["proposed_edit"] if isinstance(row["proposed_edit"], dict) else None,
+            ),
             requested_by=row["requested_by"],
+            requesters=tuple(str(r) for r in row["requesters"] or ()),
             channel_id=row["channel_id"],
             thread_ts=row["thread_ts"],
             message_ts=row["message_ts"],

@@ -7,7 +7,10 @@ conversation can be followed across replicas. Those come from context variables 
 sets once per Slack request, and they flow into the listener tasks Bolt starts after the ack.
 
 Secrets must never reach a log line, even through an exception message or a library's debug
-output; a handler filter replaces every configured secret value before anything is formatted.
+output; a handler filter replaces every configured secret value before anything is formatted,
+and every value the policy redacts that this process has seen (``remember_secrets``: a review's
+redacted arguments, once the bot handles them), so a library logging a request at DEBUG level
+cannot show it either.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from urllib.parse import urlsplit
 LogFormat = Literal["json", "text"]
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6  # shorter values would match ordinary words and wreck the log
+MIN_REDACTED_LENGTH = 4  # values the policy redacts are deliberate: mask shorter ones too
+MAX_REMEMBERED = 2000  # the most recently seen redacted values; older ones are forgotten
 
 THREAD_ID: ContextVar[str | None] = ContextVar("log_thread_id", default=None)
 REVIEW_REF: ContextVar[str | None] = ContextVar("log_review_ref", default=None)
@@ -71,6 +76,27 @@ def secrets_from_env(env: Mapping[str, str] | None = None) -> list[str]:
     return values
 
 
+_remembered: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+_remembered_longest_first: tuple[str, ...] = ()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Mask these values (redacted arguments) in every later log line of this process."""
+    global _remembered_longest_first
+    fresh = [v for v in values if len(v) >= MIN_REDACTED_LENGTH and v not in _remembered]
+    if not fresh:
+        return
+    for value in fresh:
+        _remembered[value] = None
+    while len(_remembered) > MAX_REMEMBERED:
+        del _remembered[next(iter(_remembered))]
+    _remembered_longest_first = tuple(sorted(_remembered, key=len, reverse=True))
+
+
+def remembered_secrets() -> tuple[str, ...]:
+    return _remembered_longest_first
+
+
 class RedactSecrets(logging.Filter):
     """Replace configured secret values in a record's message, exception and stack text.
 
@@ -86,13 +112,14 @@ class RedactSecrets(logging.Filter):
         )
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        for secrets in (self.secrets, _remembered_longest_first):
+            for secret in secrets:
+                if secret in text:
+                    text = text.replace(secret, REDACTED)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.secrets and not _remembered_longest_first:
             return True
         try:
             message = record.getMessage()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.mrkdwn import escape, truncate
+from bot.mrkdwn import escape, escape_within, has_invisible, to_plain, truncate, visible
 from graph import ReviewRequest
 
 EDIT_CALLBACK = "review_edit_submit"
@@ -20,8 +20,12 @@ FEEDBACK_CALLBACK = "review_feedback_submit"
 FEEDBACK_BLOCK = "feedback"
 VALUE_ACTION = "value"
 ARG_BLOCK_PREFIX = "arg:"
+REPLACE_BLOCK_PREFIX = "replace:"
+REPLACE_OPTION = "replace"
 INPUT_LIMIT = 3000
 MAX_INPUTS = 95  # a modal holds 100 blocks; keep room for the header blocks
+PROTECTED_BLOCKS = 3  # a value kept as proposed: its note, the "replace it" box, the new input
+NOTE_PREVIEW = 2400
 MULTILINE_AT = 60
 
 View = dict[str, Any]
@@ -30,6 +34,10 @@ Block = dict[str, Any]
 
 def arg_block_id(name: str) -> str:
     return truncate(f"{ARG_BLOCK_PREFIX}{name}", 255, "")
+
+
+def replace_block_id(name: str) -> str:
+    return truncate(f"{REPLACE_BLOCK_PREFIX}{name}", 255, "")
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
@@ -85,19 +93,15 @@ def _input_element(kind: str, schema: Mapping[str, Any], value: Any) -> dict[str
             if key in schema:
                 element[slack_key] = str(schema[key])
         return element
-    text = "" if value is None else (value if kind == "string" else _json_text(value))
+    text = _prefill(kind, value)
     element.update(
         type="plain_text_input",
         multiline=kind == "json" or len(text) > MULTILINE_AT or "\n" in text,
     )
-    limit = (
-        min(int(schema.get("maxLength", INPUT_LIMIT)), INPUT_LIMIT)
-        if kind == "string"
-        else INPUT_LIMIT
-    )
-    element["max_length"] = max(limit, 1)
+    limit = _limit(kind, schema)
+    element["max_length"] = limit
     if text:
-        element["initial_value"] = text[:limit]
+        element["initial_value"] = text  # whole: protected values never get here
     if "minLength" in schema and kind == "string":
         element["min_length"] = min(int(schema["minLength"]), limit)
     return element
@@ -107,17 +111,79 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
+def _prefill(kind: str, value: Any) -> str:
+    """The text an input would start with for ``value``."""
+    if value is None:
+        return ""
+    return value if kind == "string" and isinstance(value, str) else _json_text(value)
+
+
+def _limit(kind: str, schema: Mapping[str, Any]) -> int:
+    if kind == "string":
+        return max(min(int(schema.get("maxLength", INPUT_LIMIT)), INPUT_LIMIT), 1)
+    return INPUT_LIMIT
+
+
+def protected_reason(kind: str, schema: Mapping[str, Any], value: Any) -> str | None:
+    """Why a proposed value cannot be put in an input unchanged, or None if it can.
+
+    An input holds at most its limit, and Slack's client may normalise characters a person
+    cannot see; either would change the value without anyone choosing to. Such a value is
+    kept exactly as proposed unless the person ticks "Replace it" and types a new one.
+    """
+    if kind not in ("string", "json") or value is None:
+        return None
+    text = _prefill(kind, value)
+    limit = _limit(kind, schema)
+    if len(text) > limit:
+        return f"Too long to edit here ({len(text):,} characters; an input holds {limit:,})"
+    if has_invisible(text):
+        return "Contains invisible or direction-changing characters (shown as ⟨U+…⟩)"
+    return None
+
+
+@dataclass(frozen=True)
+class Field:
+    """One argument as the Edit form shows it."""
+
+    name: str
+    schema: Mapping[str, Any]
+    kind: str
+    value: Any
+    protected: str | None  # why it is kept as proposed unless replaced on purpose
+
+    @property
+    def blocks_needed(self) -> int:
+        return PROTECTED_BLOCKS if self.protected else 1
+
+
+def form_field(request: ReviewRequest, name: str) -> Field:
+    schema = request["tool"]["args_schema"]
+    field = _resolve(schema.get("properties", {}).get(name, {}), schema)
+    kind = field_kind(field)
+    args = request["tool_call"]["args"]
+    value = args.get(name, field.get("default"))
+    protected = protected_reason(kind, field, value) if name in args else None
+    return Field(name, field, kind, value, protected)
+
+
 def field_names(
     request: ReviewRequest, hidden: frozenset[str] = frozenset()
 ) -> tuple[list[str], list[str]]:
     """(arguments that get an input, arguments kept as proposed): redacted ones, and any
-    beyond what one modal can hold."""
+    beyond what one modal can hold (a protected value takes `PROTECTED_BLOCKS` blocks)."""
     properties = request["tool"]["args_schema"].get("properties", {})
     args = request["tool_call"]["args"]
     names = list(properties) + [name for name in args if name not in properties]
-    visible = [name for name in names if name not in hidden]
-    kept = [name for name in names if name in hidden] + visible[MAX_INPUTS:]
-    return visible[:MAX_INPUTS], [name for name in kept if name in args]
+    shown: list[str] = []
+    used = 0
+    for name in (name for name in names if name not in hidden):
+        used += form_field(request, name).blocks_needed
+        if used > MAX_INPUTS:
+            break
+        shown.append(name)
+    kept = [name for name in names if name in hidden or (name not in shown)]
+    return shown, [name for name in kept if name in args]
 
 
 def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozenset()) -> View:
@@ -126,14 +192,12 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
     ``hidden`` arguments (redacted by policy) get no input and are kept as proposed.
     """
     schema = request["tool"]["args_schema"]
-    properties: Mapping[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
-    args = request["tool_call"]["args"]
     tool_name, description = request["tool_call"]["name"], request["tool"]["description"]
     names, kept = field_names(request, hidden)
     about = f"`{escape(tool_name)}`: {escape(description)}"
     if kept:
-        about += f"\nKept as proposed: {escape(', '.join(kept))}"
+        about += f"\nKept as proposed: {escape(visible(', '.join(kept)))}"
     blocks: list[Block] = [
         {
             "type": "context",
@@ -146,21 +210,7 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
         }
     ]
     for name in names:
-        field = _resolve(properties.get(name, {}), schema)
-        kind = field_kind(field)
-        hint = field.get("description") or ("JSON" if kind == "json" else "")
-        if kind == "json" and hint != "JSON":
-            hint = f"{hint} (JSON)"
-        block: Block = {
-            "type": "input",
-            "block_id": arg_block_id(name),
-            "label": _plain(str(field.get("title") or name), 2000),
-            "element": _input_element(kind, field, args.get(name, field.get("default"))),
-            "optional": name not in required or kind == "boolean",
-        }
-        if hint:
-            block["hint"] = _plain(str(hint), 2000)
-        blocks.append(block)
+        blocks.extend(field_blocks(form_field(request, name), name in required))
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
@@ -170,6 +220,75 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
         "close": _plain("Cancel", 24),
         "blocks": blocks,
     }
+
+
+def _label(field: Field) -> str:
+    return visible(str(field.schema.get("title") or field.name))
+
+
+def _hint(field: Field) -> str:
+    hint = str(field.schema.get("description") or ("JSON" if field.kind == "json" else ""))
+    return f"{hint} (JSON)" if field.kind == "json" and hint != "JSON" else hint
+
+
+def field_blocks(field: Field, required: bool) -> list[Block]:
+    """The input for one argument, prefilled with the whole proposed value; or, for a value
+    no input can hold unchanged, a read-only note plus an opt-in "Replace it" and an empty
+    input, so the value runs exactly as proposed unless the person replaces it on purpose."""
+    if field.protected:
+        return protected_blocks(field, required)
+    block: Block = {
+        "type": "input",
+        "block_id": arg_block_id(field.name),
+        "label": _plain(_label(field), 2000),
+        "element": _input_element(field.kind, field.schema, field.value),
+        "optional": not required or field.kind == "boolean",
+    }
+    hint = _hint(field)
+    if hint:
+        block["hint"] = _plain(hint, 2000)
+    return [block]
+
+
+def protected_blocks(field: Field, required: bool) -> list[Block]:
+    text = visible(_prefill(field.kind, field.value)).replace("```", "ˋˋˋ")
+    preview, more = escape_within(text, NOTE_PREVIEW)
+    tail = f"\n_…{more:,} more characters not shown_" if more > 0 else ""
+    label = truncate(_label(field), 150)
+    note = (
+        f"*{escape(label)}*: {escape(str(field.protected))}. "
+        f"*Kept exactly as proposed* unless you tick “Replace it”.\n```{preview}```{tail}"
+    )
+    new: Block = {
+        "type": "input",
+        "block_id": arg_block_id(field.name),
+        "label": _plain(f"New {label}", 2000),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": VALUE_ACTION,
+            "multiline": True,
+            "max_length": _limit(field.kind, field.schema),
+        },
+        "optional": True,
+        "hint": _plain(
+            "Used only if “Replace it” is ticked." + (f" {_hint(field)}" if _hint(field) else ""),
+            2000,
+        ),
+    }
+    replace: Block = {
+        "type": "input",
+        "block_id": replace_block_id(field.name),
+        "label": _plain(f"Replace {label}?", 2000),
+        "optional": True,
+        "element": {
+            "type": "checkboxes",
+            "action_id": VALUE_ACTION,
+            "options": [
+                {"text": _plain("Replace it with the text below", 75), "value": REPLACE_OPTION}
+            ],
+        },
+    }
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": note}}, replace, new]
 
 
 def feedback_modal(request: ReviewRequest, ref: str) -> View:
@@ -266,21 +385,38 @@ def _type_error(kind: str, field: Mapping[str, Any], value: Any) -> str | None:
     return None
 
 
+def _replacing(state: Mapping[str, Any], name: str) -> bool:
+    chosen = _submitted(state, replace_block_id(name)).get("selected_options")
+    return isinstance(chosen, list) and any(
+        isinstance(option, Mapping) and option.get("value") == REPLACE_OPTION for option in chosen
+    )
+
+
+def _typed(state: Mapping[str, Any], block_id: str) -> bool:
+    text = _submitted(state, block_id).get("value")
+    return isinstance(text, str) and bool(text.strip())
+
+
 def parse_edit(
     request: ReviewRequest, state_values: Mapping[str, Any], hidden: frozenset[str] = frozenset()
 ) -> ParsedEdit:
     """Read the submitted modal into arguments; errors are keyed by the input's block id."""
-    schema = request["tool"]["args_schema"]
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    required = set(schema.get("required", []))
+    required = set(request["tool"]["args_schema"].get("required", []))
     proposed = request["tool_call"]["args"]
     names, kept = field_names(request, hidden)
     args: dict[str, Any] = {name: proposed[name] for name in kept}
     errors: dict[str, str] = {}
     for name in names:
         block_id = arg_block_id(name)
-        field = _resolve(properties.get(name, {}), schema)
-        kind = field_kind(field)
+        form = form_field(request, name)
+        field, kind = form.schema, form.kind
+        if form.protected and not _replacing(state_values, name):
+            args[name] = proposed[name]  # exactly as proposed: nobody chose to change it
+            if _typed(state_values, block_id):
+                errors[block_id] = (
+                    "Tick “Replace it” to use this text, or clear it to keep the proposed value."
+                )
+            continue
         try:
             present, value = _read(kind, field, _submitted(state_values, block_id))
         except ValueError as error:
@@ -316,8 +452,7 @@ def error_block_for(
     return arg_block_id(names[0]) if names else FEEDBACK_BLOCK
 
 
-def plain(text: str) -> str:
-    """Modal errors are plain text: drop mrkdwn markers and keep them short."""
-    for token in ("*", "`", "_"):
-        text = text.replace(token, "")
-    return text[:500]
+def plain(text: str, names: Mapping[str, str] | None = None) -> str:
+    """Modal errors are plain text: mrkdwn turned into words (`bot.mrkdwn.to_plain`, people
+    named from ``names``, user id -> name), kept short."""
+    return truncate(to_plain(text, names), 500)

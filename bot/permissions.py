@@ -1,19 +1,25 @@
 """Who may decide a review, under the policy: approvers (users and user groups) and four-eyes.
 
 Group membership is looked up through ``usergroups.users.list`` and cached briefly, so a click
-is not slowed by a Web API call each time; an unreadable group grants nothing.
+is not slowed by a Web API call each time; an unreadable group grants nothing. Refusals name
+groups by their handle (``usergroups.list``) and people by name (``users.info``), both cached
+the same way; an unreadable name falls back to the id (groups) or "someone" (people).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
 
 log = logging.getLogger(__name__)
+LOOKUP_SECONDS = 1.0  # names are a nicety: a modal error must still answer within Slack's 3 s
 
 
 class Approvers:
@@ -22,6 +28,8 @@ class Approvers:
         self.client = client
         self.cache_seconds = cache_seconds
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._handles: tuple[float, dict[str, str]] | None = None
+        self._names: dict[str, tuple[float, str | None]] = {}
 
     def allowed_for(self, tool: str) -> frozenset[str] | None:
         """The ids allowed to decide ``tool``; None means anyone who can see the message."""
@@ -36,9 +44,20 @@ class Approvers:
                 return True
         return False
 
-    def own_call_forbidden(self, tool: str, user: str, requested_by: str | None) -> bool:
-        """Four-eyes: the person who asked for a call may not approve it themselves."""
-        return self.policy.for_tool(tool).four_eyes and user == requested_by
+    def own_call_forbidden(
+        self,
+        tool: str,
+        user: str,
+        requested_by: str | None,
+        requesters: Iterable[str] | None = None,
+    ) -> bool:
+        """Four-eyes: nobody whose words led to a call may approve it, neither the author of
+        the turn's message (``requested_by``) nor anyone else whose message is in the
+        conversation before it (``requesters``): otherwise Alice asks, a friend says "yes",
+        and Alice approves her own request."""
+        if not self.policy.for_tool(tool).four_eyes:
+            return False
+        return user == requested_by or user in set(requesters or ())
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
@@ -53,7 +72,52 @@ class Approvers:
         self._groups[group] = (time.monotonic(), members)
         return members
 
-    def describe(self, tool: str) -> str:
+    def _fresh(self, at: float) -> bool:
+        return time.monotonic() - at < self.cache_seconds
+
+    async def group_handles(self) -> dict[str, str]:
+        """User group id -> handle (``approvers``); empty when Slack cannot tell us."""
+        if self._handles and self._fresh(self._handles[0]):
+            return self._handles[1]
+        try:
+            reply = await asyncio.wait_for(self.client.usergroups_list(), LOOKUP_SECONDS)
+            groups = reply.get("usergroups") or []
+            handles = {str(g["id"]): str(g["handle"]) for g in groups if g.get("handle")}
+        except Exception:  # cached too: a missing scope should not cost a call per click
+            log.warning("could not list user groups", exc_info=True)
+            handles = {}
+        self._handles = (time.monotonic(), handles)
+        return handles
+
+    async def user_name(self, user: str) -> str | None:
+        """A person's display name (``users.info``), or None when it cannot be read."""
+        cached = self._names.get(user)
+        if cached and self._fresh(cached[0]):
+            return cached[1]
+        try:
+            reply = await asyncio.wait_for(self.client.users_info(user=user), LOOKUP_SECONDS)
+            profile = reply.get("user") or {}
+            details = profile.get("profile") or {}
+            name = details.get("display_name") or profile.get("name") or profile.get("real_name")
+        except Exception:  # cached too, like a group list that failed
+            log.warning("could not read the name of %s", user, exc_info=True)
+            name = None
+        self._names[user] = (time.monotonic(), str(name) if name else None)
+        return self._names[user][1]
+
+    async def user_names(self, users: list[str]) -> dict[str, str]:
+        names = {user: await self.user_name(user) for user in users}
+        return {user: name for user, name in names.items() if name}
+
+    async def describe(self, tool: str) -> str:
+        """Who may decide ``tool``, in mrkdwn: people as mentions, groups as ``@handle``."""
         allowed = self.allowed_for(tool) or frozenset()
-        names = [f"user group `{i}`" if i.startswith("S") else f"<@{i}>" for i in sorted(allowed)]
-        return ", ".join(names) or "nobody"
+        handles = await self.group_handles() if any(i.startswith("S") for i in allowed) else {}
+
+        def one(who: str) -> str:
+            if not who.startswith("S"):
+                return user_mention(who)
+            handle = handles.get(who)
+            return f"@{escape(handle)}" if handle else f"user group `{escape(who)}`"
+
+        return ", ".join(one(who) for who in sorted(allowed)) or "nobody"

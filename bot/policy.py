@@ -4,6 +4,17 @@ A TOML file (``POLICY_FILE``) sets, per tool and by default: review or auto-appr
 (users and user groups), four-eyes (the requester may not approve their own call), a quorum of
 distinct approvals, a time to live after which the review expires (failing closed), a reminder
 before expiry, and arguments to redact. It is validated at start-up; every error names its line.
+
+Precedence, where other settings speak about the same thing (README "Policy"):
+
+- ``mode``: review wins. ``mode = "review"`` written in the file (in ``[tools.<name>]``, or in
+  ``[defaults]`` for the tools the file does not give a mode of their own) can never be lifted
+  by ``AGENT_AUTO_APPROVE`` or a module's ``REVIEW_POLICY``; see :mod:`graph.tools.registry`.
+  ``mode = "auto"`` is accepted per tool only: a default of auto would run every tool,
+  including ones added later, unreviewed.
+- ``approvers``: the ``APPROVERS`` shorthand only fills tools whose approvers the file leaves
+  unset (neither their table nor ``[defaults]`` names any); an entry the file already decides
+  is a conflict that stops the start, naming both.
 """
 
 from __future__ import annotations
@@ -14,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from graph.types import ModeRule
 
 Mode = Literal["review", "auto"]
 DAY = 24 * 3600.0
@@ -44,12 +57,21 @@ class ToolPolicy:
 class Policy:
     defaults: ToolPolicy = field(default_factory=ToolPolicy)
     tools: Mapping[str, ToolPolicy] = field(default_factory=dict)
+    written: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """The settings each table of the file writes itself: per tool, and ``"*"`` for
+    ``[defaults]`` (the rest a tool table inherits), so precedence can name the line."""
 
     def for_tool(self, name: str) -> ToolPolicy:
         return self.tools.get(name, self.defaults)
 
-    def auto_approved(self) -> tuple[str, ...]:
-        return tuple(name for name, tool in self.tools.items() if tool.mode == "auto")
+    def mode_rules(self, source: str) -> tuple[ModeRule, ...]:
+        """The file's word on review, for the tool registry, each naming its line's table."""
+        return tuple(
+            ModeRule(name, mode, f'policy file {source} {_table(name)} mode = "{mode}"')
+            for name, keys in self.written.items()
+            if "mode" in keys
+            for mode in [(self.defaults if name == "*" else self.for_tool(name)).mode]
+        )
 
     def check_tools(self, known: Iterable[str], source: str = "policy") -> None:
         unknown = sorted(set(self.tools) - set(known))
@@ -58,22 +80,45 @@ class Policy:
                 f"{source}: no tool named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
 
-    def with_approvers(self, approvers: Mapping[str, frozenset[str]]) -> Policy:
-        """Apply the ``APPROVERS`` shorthand: it fills in tools the file leaves open."""
-        defaults = self.defaults
-        if "*" in approvers and defaults.approvers is None:
-            defaults = replace(defaults, approvers=approvers["*"])
+    def with_approvers(
+        self, approvers: Mapping[str, frozenset[str]], source: str = "policy"
+    ) -> Policy:
+        """Apply the ``APPROVERS`` shorthand: it fills in the tools whose approvers the file
+        leaves unset, and only those.
+
+        ``tool=...`` sets that tool's approvers; ``*=...`` those of every other tool. An entry
+        the file already decides (the tool's table or ``[defaults]`` names approvers) would be
+        ignored or would replace the file's choice, so it is refused, naming both places.
+        """
+        conflicts = [self._approvers_conflict(name, source) for name in approvers if name != "*"]
+        if "*" in approvers and self.defaults.approvers is not None:
+            conflicts.append(
+                f"APPROVERS entry '*' would change nothing: {source} [defaults] approvers "
+                "already decides who approves every tool"
+            )
+        problems = [c for c in conflicts if c]
+        if problems:
+            raise PolicyError("; ".join(problems) + " (keep one of the two)")
+        every = approvers.get("*")
+        defaults = self.defaults if every is None else replace(self.defaults, approvers=every)
         tools = {
-            name: tool
-            if tool.approvers is not None or "*" not in approvers
-            else replace(tool, approvers=approvers["*"])
+            name: tool if tool.approvers is not None else replace(tool, approvers=every)
             for name, tool in self.tools.items()
         }
         for name, members in approvers.items():
-            explicit = self.tools.get(name, self.defaults).approvers
-            if name != "*" and (name not in self.tools or explicit is None):
+            if name != "*":
                 tools[name] = replace(tools.get(name, defaults), approvers=members)
-        return Policy(defaults, tools)
+        return Policy(defaults, tools, self.written)
+
+    def _approvers_conflict(self, name: str, source: str) -> str | None:
+        if self.for_tool(name).approvers is None:
+            return None
+        table = _table(name if "approvers" in self.written.get(name, ()) else "*")
+        return f"APPROVERS entry {name!r} conflicts with {source} {table} approvers"
+
+
+def _table(name: str) -> str:
+    return "[defaults]" if name == "*" else f"[tools.{name}]"
 
 
 _KEYS = {"mode", "approvers", "four_eyes", "quorum", "ttl", "remind_before", "redact"}
@@ -106,7 +151,9 @@ def _line_of(text: str, table: str, key: str | None) -> int | None:
     return None
 
 
-def _tool_policy(raw: Mapping[str, Any], base: ToolPolicy, where: str, locate: Any) -> ToolPolicy:
+def _tool_policy(
+    raw: Mapping[str, Any], base: ToolPolicy, where: str, locate: Any, is_defaults: bool = False
+) -> ToolPolicy:
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{where}: expected a table of settings")
     for key in raw:
@@ -118,6 +165,11 @@ def _tool_policy(raw: Mapping[str, Any], base: ToolPolicy, where: str, locate: A
     if "mode" in raw:
         if raw["mode"] not in ("review", "auto"):
             raise PolicyError(f'{locate("mode")}: mode must be "review" or "auto"')
+        if raw["mode"] == "auto" and is_defaults:
+            raise PolicyError(
+                f'{locate("mode")}: mode = "auto" belongs in a [tools.<name>] table; as a '
+                "default it would run every tool, including ones added later, unreviewed"
+            )
         policy = replace(policy, mode=raw["mode"])
     if "approvers" in raw:
         ids = raw["approvers"]
@@ -171,7 +223,8 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
             f"{source}{f', line {line}' if line else ''}: unknown table "
             f"[{unknown[0]}] (use [defaults] and [tools.<name>])"
         )
-    defaults = _tool_policy(data.get("defaults", {}), ToolPolicy(), source, locator("defaults"))
+    defaults_raw = data.get("defaults", {})
+    defaults = _tool_policy(defaults_raw, ToolPolicy(), source, locator("defaults"), True)
     tools_raw = data.get("tools", {})
     if not isinstance(tools_raw, Mapping):
         raise PolicyError(f"{source}: [tools] must contain one table per tool")
@@ -179,7 +232,10 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         name: _tool_policy(raw, defaults, locator(f"tools.{name}")(), locator(f"tools.{name}"))
         for name, raw in tools_raw.items()
     }
-    return Policy(defaults, tools)
+    written = {
+        name: frozenset(raw) for name, raw in [("*", defaults_raw), *tools_raw.items()] if raw
+    }
+    return Policy(defaults, tools, written)
 
 
 def load_policy(path: Path) -> Policy:

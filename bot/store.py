@@ -15,14 +15,14 @@ import secrets
 from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, LiteralString
 
 import psycopg
 import psycopg_pool
 from psycopg.types.json import Json, Jsonb
 
-from bot.audit import INSERT_SQL, AuditEvent, insert_params
+from bot.audit import AUDIT_TABLE, INSERT_COLUMNS, TYPED_VALUES, AuditEvent, insert_params
 from graph import ReviewRequest
 from graph.db import Pool
 
@@ -129,12 +129,47 @@ log = logging.getLogger(__name__)
 
 STALE_EVENT_SECONDS = 120
 
-_FINISH_SQL = """
+_LIVE: LiteralString = "(expires_at IS NULL OR expires_at > now())"
+"""A review whose time has not run out. Every statement that claims or approves a review
+carries it, so an expired review is refused in the very statement that would decide it."""
+
+_LAPSED: LiteralString = (
+    "(action IS DISTINCT FROM 'expired' AND expires_at IS NOT NULL AND expires_at <= now())"
+)
+
+_GUARDED_SQL: LiteralString = """
+    WITH changed AS ({change} RETURNING *)
+    SELECT changed.*, true AS changed, false AS lapsed FROM changed
+    UNION ALL
+    SELECT r.*, false, COALESCE(r.status = 'pending' AND r.expires_at <= now(), false)
+    FROM slack_reviews r WHERE r.ref = %s AND NOT EXISTS (SELECT 1 FROM changed)
+"""
+"""A guarded change and, when it changed nothing, why, read in the same statement."""
+
+_FINISH_SQL: LiteralString = """
     UPDATE slack_reviews SET status = 'decided', action = COALESCE(%s, action),
         decided_by = COALESCE(%s, decided_by), decided_at = COALESCE(%s, decided_at)
-    WHERE ref = %s
+    WHERE ref = %s AND status <> 'decided'
 """
-_FINISH_AND_AUDIT_SQL = f"WITH settled AS ({_FINISH_SQL}) {INSERT_SQL}"
+_FINISH_AND_AUDIT_SQL: LiteralString = (
+    f"WITH settled AS ({_FINISH_SQL} RETURNING ref) "
+    f"INSERT INTO {AUDIT_TABLE} ({INSERT_COLUMNS}) SELECT {TYPED_VALUES} FROM settled"
+)
+"""Settle a review and append its decision event, once: a review already settled (by a
+process that only seemed dead) gets no second event."""
+
+_ADD_REVIEW_SQL: LiteralString = """
+    INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
+                               thread_ts, tool_name, request, expires_at, remind_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
+            now() + make_interval(secs => %s), now() + make_interval(secs => %s))
+    ON CONFLICT (thread_id, interrupt_id) DO NOTHING
+"""
+_ADD_REVIEW_AND_AUDIT_SQL: LiteralString = (
+    f"WITH added AS ({_ADD_REVIEW_SQL} RETURNING ref) "
+    f"INSERT INTO {AUDIT_TABLE} ({INSERT_COLUMNS}) SELECT {TYPED_VALUES} FROM added "
+    "RETURNING (SELECT ref FROM added) AS ref"
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,8 @@ class ReviewRow:
     proposed_edit: dict[str, Any] | None = None
     proposed_by: str | None = None
     needs_sync: bool = False
+    lapsed: bool = False
+    """Pending with its time run out, by the database's clock when the row was read."""
     message_copies: tuple[str, ...] = ()
 
     @classmethod
@@ -184,6 +221,18 @@ class ReviewRow:
         if self.action in ("feedback", "expired"):
             return self.feedback
         return None
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A typed refusal: the review's time ran out before this decision reached it, so the
+    decision was not recorded. ``review`` is the row as it stands (still pending)."""
+
+    review: ReviewRow
+
+    @property
+    def at(self) -> datetime:
+        return self.review.expires_at or datetime.now(UTC)
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -335,36 +384,43 @@ class BotStore:
         *,
         ttl_seconds: float | None = None,
         remind_before_seconds: float | None = None,
+        audit: AuditEvent | None = None,
     ) -> str | None:
-        """Register a review to post; None if it was already posted (a replayed outcome)."""
+        """Register a review to post; None if it was already registered (a replayed outcome).
+
+        ``audit`` (the ``requested`` event) is appended in the same statement, so the trail
+        shows the request before anyone can click on it. If the entry alone is refused, the
+        review is registered without it and the failure logged: a review that is never
+        registered would leave its call waiting for ever.
+        """
         remind_after = (
             ttl_seconds - remind_before_seconds
             if ttl_seconds is not None and remind_before_seconds is not None
             else None
         )
-        row = await self._row(
-            """
-            INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
-                                       thread_ts, tool_name, request, expires_at, remind_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
-                    now() + make_interval(secs => %s), now() + make_interval(secs => %s))
-            ON CONFLICT (thread_id, interrupt_id) DO NOTHING
-            RETURNING ref
-            """,
-            (
-                secrets.token_urlsafe(16),
-                thread_id,
-                interrupt_id,
-                team_id,
-                channel_id,
-                thread_ts,
-                request["tool_call"]["name"],
-                Json(request),
-                ttl_seconds,
-                remind_after,
-            ),
+        ref = secrets.token_urlsafe(16)
+        params = (
+            ref,
+            thread_id,
+            interrupt_id,
+            team_id,
+            channel_id,
+            thread_ts,
+            request["tool_call"]["name"],
+            Json(request),
+            ttl_seconds,
+            remind_after,
         )
-        return None if row is None else str(row["ref"])
+        if audit is not None:
+            try:
+                row = await self._row(_ADD_REVIEW_AND_AUDIT_SQL, (*params, *insert_params(audit)))
+                return None if row is None else ref
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                raise  # the database is unreachable: registering alone would fail as well
+            except Exception:
+                log.exception("could not write the audit trail (requested on %s)", interrupt_id)
+        row = await self._row(f"{_ADD_REVIEW_SQL} RETURNING ref", params)
+        return None if row is None else ref
 
     async def unposted_review(
         self, thread_id: str, interrupt_id: str, older_than_seconds: float = 30.0
@@ -394,20 +450,42 @@ class BotStore:
     async def get(self, ref: str) -> ReviewRow | None:
         if "\x00" in ref:  # PostgreSQL text cannot hold NUL; no ref of ours contains one
             return None
-        return await self._review("SELECT * FROM slack_reviews WHERE ref = %s", (ref,))
+        return await self._review(
+            "SELECT *, COALESCE(status = 'pending' AND expires_at <= now(), false) AS lapsed "
+            "FROM slack_reviews WHERE ref = %s",
+            (ref,),
+        )
+
+    async def _guarded(
+        self, change: LiteralString, params: tuple[Any, ...], ref: str
+    ) -> ReviewRow | Expired | None:
+        """Run ``change`` (an UPDATE of one review, without RETURNING): the changed row, the
+        typed refusal if the review had expired, or None if it was no longer pending."""
+        row = await self._row(_GUARDED_SQL.format(change=change), (*params, ref))
+        if row is None:
+            return None
+        review = ReviewRow.from_row(row)
+        if row["changed"]:
+            return review
+        return Expired(review) if row["lapsed"] else None
 
     async def claim(
         self, ref: str, action: str, user: str | None, data: Any = None
-    ) -> ReviewRow | None:
-        """Move a pending review to 'deciding', storing the decision with the claim; None if
-        someone got there first."""
-        return await self._review(
-            """
+    ) -> ReviewRow | Expired | None:
+        """Move a pending review to 'deciding', storing the decision with the claim.
+
+        None if someone got there first; :class:`Expired` (and nothing stored) if the review's
+        time ran out: the check is part of the claim itself, so no click can slip past it.
+        The expiry itself (``action='expired'``) claims only a review whose time ran out, by
+        the database's clock.
+        """
+        return await self._guarded(
+            f"""
             UPDATE slack_reviews
             SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
                 edited_args = %s, feedback = %s
             WHERE ref = %s AND status = 'pending'
-            RETURNING *
+              AND CASE WHEN %s::text = 'expired' THEN NOT {_LIVE} ELSE {_LIVE} END
             """,
             (
                 action,
@@ -415,33 +493,36 @@ class BotStore:
                 _json(data) if action == "update" else None,
                 data if action in ("feedback", "expired") else None,
                 ref,
+                action,
             ),
+            ref,
         )
 
     async def finish(
         self,
         ref: str,
+        audit: AuditEvent,
         *,
         action: str | None = None,
         by: str | None = None,
         at: datetime | None = None,
-        audit: AuditEvent | None = None,
     ) -> None:
-        """Mark a review decided; ``action``/``by``/``at`` record a decision made elsewhere.
+        """Mark a review decided and append its decision event, in one statement.
 
-        ``audit`` is appended to the audit trail in the same statement (one round trip). If
-        the audit entry alone fails, the review is settled without it and the failure logged:
-        the decision itself is safe in the review row either way.
+        Every settle path must say what was decided (``audit`` is required): a review settled
+        without its event would be a call that ran with no trace. ``action``/``by``/``at``
+        record a decision made elsewhere. A review already settled is left alone and gets no
+        second event. If the audit entry alone fails, the review is settled without it and
+        the failure logged: the decision itself is safe in the review row either way.
         """
         params = (action, by, at, ref)
-        if audit is not None:
-            try:
-                await self._execute(_FINISH_AND_AUDIT_SQL, (*params, *insert_params(audit)))
-                return
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                raise  # the database is unreachable: settling alone would fail as well
-            except Exception:
-                log.exception("could not write the audit trail (%s on %s)", audit.outcome, ref)
+        try:
+            await self._execute(_FINISH_AND_AUDIT_SQL, (*params, *insert_params(audit)))
+            return
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+            raise  # the database is unreachable: settling alone would fail as well
+        except Exception:
+            log.exception("could not write the audit trail (%s on %s)", audit.outcome, ref)
         await self._execute(_FINISH_SQL, params)
 
     async def release(self, ref: str) -> None:
@@ -495,16 +576,63 @@ class BotStore:
         newest = sorted(unique, key=lambda row: (row["created_at"], row["ref"]), reverse=True)
         return [ReviewRow.from_row(row) for row in newest[:limit]]
 
+    async def thread_arguments(
+        self, thread_id: str, limit: int = 500
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Per review of the thread, newest first: its tool and every set of arguments it
+        carried (as proposed, edited, awaiting a quorum), so the bot can mask redacted values
+        wherever a result or reply repeats them. One scan of the ``(thread_id, interrupt_id)``
+        unique index."""
+        rows = await self._rows(
+            """
+            SELECT tool_name, request -> 'tool_call' -> 'args' AS args, edited_args, proposed_edit
+            FROM slack_reviews WHERE thread_id = %s ORDER BY created_at DESC LIMIT %s
+            """,
+            (thread_id, limit),
+        )
+        return [
+            (
+                str(row["tool_name"]),
+                [
+                    row[key]
+                    for key in ("args", "edited_args", "proposed_edit")
+                    if isinstance(row[key], dict)
+                ],
+            )
+            for row in rows
+        ]
+
     # -- quorum ------------------------------------------------------------------------------
 
-    async def approve(self, ref: str, version: int, user: str) -> list[str]:
-        """Record one person's approval of a version; every approver of it so far, in order."""
+    async def approve(self, ref: str, version: int, user: str) -> list[str] | Expired | None:
+        """Record one person's approval of a version; every approver of it so far, in order.
+
+        The approval is recorded only on a pending review whose time has not run out, checked
+        in the inserting statement: :class:`Expired` if it had run out, None if the review
+        was decided meanwhile (nothing recorded either way).
+        """
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO slack_review_approvals (ref, version, user_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (ref, version, user),
-            )
+            row = await (
+                await conn.execute(
+                    f"""
+                    WITH live AS (
+                        SELECT ref FROM slack_reviews
+                        WHERE ref = %s AND status = 'pending' AND {_LIVE} FOR SHARE),
+                    added AS (
+                        INSERT INTO slack_review_approvals (ref, version, user_id)
+                        SELECT ref, %s, %s FROM live ON CONFLICT DO NOTHING)
+                    SELECT r.*, EXISTS (SELECT 1 FROM live) AS live,
+                        COALESCE(r.status = 'pending' AND r.expires_at <= now(), false)
+                            AS lapsed
+                    FROM slack_reviews r WHERE r.ref = %s
+                    """,
+                    (ref, version, user, ref),
+                )
+            ).fetchone()
+            if row is None:
+                return None
+            if not row["live"]:
+                return Expired(ReviewRow.from_row(row)) if row["lapsed"] else None
             rows = await (
                 await conn.execute(
                     "SELECT user_id FROM slack_review_approvals WHERE ref = %s AND version = %s "
@@ -524,15 +652,18 @@ class BotStore:
 
     async def propose_edit(
         self, ref: str, version: int, args: dict[str, Any], user: str
-    ) -> ReviewRow | None:
-        """Replace the proposal with an edit; earlier approvals were for other arguments."""
-        return await self._review(
-            """
+    ) -> ReviewRow | Expired | None:
+        """Replace the proposal with an edit; earlier approvals were for other arguments.
+
+        None if the review changed meanwhile; :class:`Expired` if its time ran out (checked
+        in the same statement; nothing is changed then)."""
+        return await self._guarded(
+            f"""
             UPDATE slack_reviews SET proposed_edit = %s, proposed_by = %s, version = version + 1
-            WHERE ref = %s AND status = 'pending' AND version = %s
-            RETURNING *
+            WHERE ref = %s AND status = 'pending' AND version = %s AND {_LIVE}
             """,
             (Jsonb(args), user, ref, version),
+            ref,
         )
 
     # -- the sweeper's queries ------------------------------------------------------------
@@ -574,10 +705,19 @@ class BotStore:
         """Decisions claimed and never finished whose applier shows no sign of life for
         ``older_than_seconds`` (it died, or dropped the claim), taken over atomically: the
         heartbeat restarts, so no other sweeper replays them too. Age alone means nothing: a
-        live applier keeps beating (:meth:`deciding`) while it waits on a slow model."""
+        live applier keeps beating (:meth:`deciding`) while it waits on a slow model.
+
+        A decision taken over after its review expired fails closed: the same statement turns
+        it into the expiry (``action='expired'``), so a late recovery runs nothing the agent has
+        not already been given (if it had, the agent's own record wins when applied)."""
         rows = await self._rows(
-            """
-            UPDATE slack_reviews SET heartbeat_at = now()
+            f"""
+            UPDATE slack_reviews SET heartbeat_at = now(),
+                decided_at = CASE WHEN {_LAPSED} THEN now() ELSE decided_at END,
+                action = CASE WHEN {_LAPSED} THEN 'expired' ELSE action END,
+                decided_by = CASE WHEN {_LAPSED} THEN NULL ELSE decided_by END,
+                edited_args = CASE WHEN {_LAPSED} THEN NULL ELSE edited_args END,
+                feedback = CASE WHEN {_LAPSED} THEN NULL ELSE feedback END
             WHERE ref IN (
                 SELECT ref FROM slack_reviews
                 WHERE status = 'deciding'

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graph.types import ModeRule
+
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
@@ -32,6 +34,9 @@ class AgentSettings:
     model_timeout_seconds: float = 60.0
     tool_modules: tuple[str, ...] = ()
     auto_approve: tuple[str, ...] = ()
+    mode_rules: tuple[ModeRule, ...] = ()
+    """Further review/auto rules (the bot's policy file), combined with ``auto_approve`` and
+    modules' ``REVIEW_POLICY`` so that review wins; never read from the environment."""
     pool_max_size: int = 20
     lease_seconds: float = 30.0
 

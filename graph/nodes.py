@@ -23,6 +23,7 @@ from graph.prompts import SYSTEM_PROMPT
 from graph.review import (
     InvalidDecision,
     apply_edits,
+    nul_path,
     parse_decision,
     review_request,
     validate_args,
@@ -30,6 +31,11 @@ from graph.review import (
 from graph.state import AgentState, ReviewTask
 from graph.tools.registry import ToolRegistry
 from graph.types import DecisionRecord, ToolCallData
+
+RAN_WITH = "ran_with"
+"""``ToolMessage.additional_kwargs`` key: the arguments the call ran with (after any edit)."""
+AUTO_RULE = "auto_rule"
+"""``ToolMessage.additional_kwargs`` key: why the call ran without review (None if reviewed)."""
 
 
 def tool_error_message(error: Exception) -> str:
@@ -48,6 +54,20 @@ def feedback_message(call: ToolCallData, record: DecisionRecord) -> ToolMessage:
     )
 
 
+def nul_refusal(call: ToolCallData, where: str) -> ToolMessage:
+    """The error the model reads instead of a review for arguments holding a NUL character."""
+    return ToolMessage(
+        content=(
+            f"Not run, and not shown for review: the argument `{where}` contains a NUL "
+            "character (U+0000), which cannot be stored or shown to a reviewer. Propose the "
+            "call again without it."
+        ),
+        tool_call_id=call["id"],
+        name=call["name"],
+        status="error",
+    )
+
+
 def last_ai_message(messages: Sequence[AnyMessage]) -> tuple[int, AIMessage] | None:
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
@@ -56,12 +76,32 @@ def last_ai_message(messages: Sequence[AnyMessage]) -> tuple[int, AIMessage] | N
     return None
 
 
+def turn_start(messages: Sequence[AnyMessage]) -> int | None:
+    """The index of the message that started the current turn: the first human message after
+    the model's last reply that ended a turn (an AI message without tool calls)."""
+    start: int | None = None
+    for index, message in enumerate(messages):
+        if isinstance(message, AIMessage) and not message.tool_calls:
+            start = None
+        elif isinstance(message, HumanMessage) and start is None:
+            start = index
+    return start
+
+
 def requester_of(messages: Sequence[AnyMessage]) -> str | None:
-    """Who asked: the author of the latest human message (set by the caller as ``name``)."""
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message.name
-    return None
+    """Who asked: the author (``name``, set by the caller) of the message that started the turn.
+
+    Not the latest message's author: whoever writes after the turn began did not start it."""
+    start = turn_start(messages)
+    return messages[start].name if start is not None else None
+
+
+def requesters_of(messages: Sequence[AnyMessage]) -> list[str]:
+    """Everyone whose message is in the conversation: each may have led to the call (Alice
+    asks, the model asks back, Mallory says "yes"), so four-eyes keeps all of them from
+    approving it. In order of first appearance."""
+    names = (m.name for m in messages if isinstance(m, HumanMessage) and m.name)
+    return list(dict.fromkeys(names))
 
 
 class AgentNodes:
@@ -79,7 +119,9 @@ class AgentNodes:
         return {"messages": [response]}
 
     async def route_after_llm(self, state: AgentState) -> str | list[Send]:
-        """No tool calls: done. Otherwise one review task per call that needs review.
+        """No tool calls: done. Otherwise one review task per call that needs review, and per
+        call whose arguments hold a NUL character, auto or not: its task refuses it to the
+        model (such a value can be neither stored nor shown), so it never runs.
 
         Async although it never awaits: LangGraph runs a sync router or node in a worker thread,
         and the hop costs far more than the routing."""
@@ -87,10 +129,15 @@ class AgentNodes:
         if found is None or not found[1].tool_calls:
             return END
         calls = found[1].tool_calls
-        reviewed = [call for call in calls if self.registry.policy(call["name"]) == "review"]
+        reviewed = [
+            call
+            for call in calls
+            if self.registry.policy(call["name"]) == "review" or nul_path(call["args"])
+        ]
         if not reviewed:
             return "run_tool"
         requested_by = requester_of(state["messages"])
+        requesters = requesters_of(state["messages"])
         return [
             Send(
                 "human_review_node",
@@ -100,6 +147,7 @@ class AgentNodes:
                     ),
                     calls_in_message=len(calls),
                     requested_by=requested_by,
+                    requesters=requesters,
                 ),
             )
             for call in reviewed
@@ -107,37 +155,70 @@ class AgentNodes:
 
     async def human_review_node(self, task: ReviewTask) -> Command[Literal["run_tool", "call_llm"]]:
         """Ask for a decision (``interrupt``) and route on it; async for the same reason as
-        :meth:`route_after_llm` (no worker thread per review)."""
+        :meth:`route_after_llm` (no worker thread per review).
+
+        A decision that cannot be applied runs nothing and is not passed on: the same review is
+        asked again with the error in it (each ask is its own interrupt; LangGraph replays the
+        earlier answers on resume). A call whose arguments hold a NUL character is refused
+        before any review: it could be neither stored nor shown, and the model is told why.
+        """
         call = task["tool_call"]
-        decision = interrupt(
-            review_request(call, self.registry.info(call["name"]), task["requested_by"])
-        )
-        record = self._checked(call, decision)
-        update: dict[str, Any] = {"decisions": {call["id"]: record}}
+        nul = nul_path(call["args"])
+        if nul is not None:
+            return self._route(task, nul_refusal(call, nul), None)
+        info = self.registry.info(call["name"])
+        requesters = task.get("requesters") or []
+        error: InvalidDecision | None = None
+        while True:
+            request = review_request(call, info, task["requested_by"], requesters, error)
+            checked = self._checked(call, interrupt(request))
+            if not isinstance(checked, InvalidDecision):
+                break
+            error = checked
+        record = checked
         if record["action"] != "feedback":
-            return Command(goto="run_tool", update=update)
-        update["messages"] = [feedback_message(call, record)]
-        # The seed goes straight back to the model; with sibling calls, run_tool joins them first.
+            return Command(goto="run_tool", update={"decisions": {call["id"]: record}})
+        return self._route(task, feedback_message(call, record), record)
+
+    def _route(
+        self, task: ReviewTask, answer: ToolMessage, record: DecisionRecord | None
+    ) -> Command[Literal["run_tool", "call_llm"]]:
+        """Answer the call without running it. The seed goes straight back to the model; with
+        sibling calls, run_tool joins them first."""
+        update: dict[str, Any] = {"messages": [answer]}
+        if record is not None:
+            update["decisions"] = {record["tool_call_id"]: record}
         return Command(
             goto="call_llm" if task["calls_in_message"] == 1 else "run_tool", update=update
         )
 
-    def _checked(self, call: ToolCallData, decision: Any) -> DecisionRecord:
+    def _checked(self, call: ToolCallData, decision: Any) -> DecisionRecord | InvalidDecision:
         """Fail closed: a decision that slipped past the service unvalidated runs nothing."""
         try:
             record = parse_decision(decision, call["id"])
             tool = self.registry.get(call["name"])
             if record["action"] == "update" and tool is not None:
-                validate_args(tool, record["args"] or {})
+                record["args"] = validate_args(tool, record["args"] or {})
             return record
         except InvalidDecision as error:
-            return DecisionRecord(
-                tool_call_id=call["id"],
-                action="feedback",
-                args=None,
-                by=None,
-                feedback=f"(the decision could not be applied: {error}; the call was not run)",
-            )
+            return error
+
+    def _stamped(
+        self,
+        message: ToolMessage,
+        call: dict[str, Any] | None,
+        decisions: dict[str, DecisionRecord],
+    ) -> ToolMessage:
+        """The result, carrying the arguments it ran with and, for a call that ran without
+        review, the rule that allowed it (for the audit trail). Kept in ``additional_kwargs``,
+        which is stored with the message but never sent to the model."""
+        if call is None:
+            return message
+        auto = None if call["id"] in decisions else self.registry.auto_rule(call["name"])
+        stamp = {RAN_WITH: dict(call["args"]), AUTO_RULE: auto}
+        return message.model_copy(
+            update={"additional_kwargs": {**message.additional_kwargs, **stamp}}
+        )
 
     async def run_tool(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Run every approved (or auto) call of the last AI message that has no answer yet."""
@@ -172,6 +253,10 @@ class AgentNodes:
         results: list[ToolMessage] = []
         if runnable:
             output = await self.tool_node.ainvoke(runnable, config)
-            results = list(output["messages"] if isinstance(output, dict) else output)
+            ran = {call["id"]: call for call in runnable}
+            results = [
+                self._stamped(message, ran.get(message.tool_call_id), decisions)
+                for message in (output["messages"] if isinstance(output, dict) else output)
+            ]
         replaced: list[AnyMessage] = [edited] if edited is not message else []
         return {"messages": [*replaced, *results, *refused]}

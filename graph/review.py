@@ -7,7 +7,7 @@ before anything runs, and the Slack side that validates a modal before resuming.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage
@@ -35,11 +35,63 @@ class InvalidDecision(ValueError):
         self.field = field
 
 
-def review_request(call: ToolCallData, tool: ToolInfo, requested_by: str | None) -> ReviewRequest:
-    """The interrupt payload: the seed's question plus everything needed to decide and edit."""
-    return ReviewRequest(
-        question=REVIEW_QUESTION, tool_call=call, tool=tool, requested_by=requested_by
+def review_request(
+    call: ToolCallData,
+    tool: ToolInfo,
+    requested_by: str | None,
+    requesters: Iterable[str] = (),
+    error: InvalidDecision | None = None,
+) -> ReviewRequest:
+    """The interrupt payload: the seed's question plus everything needed to decide and edit;
+    ``error`` says why the previous answer to this review could not be applied."""
+    request = ReviewRequest(
+        question=REVIEW_QUESTION,
+        tool_call=call,
+        tool=tool,
+        requested_by=requested_by,
+        requesters=list(requesters),
     )
+    if error is not None:
+        request["error"] = str(error)
+        if error.field:
+            request["error_argument"] = error.field
+    return request
+
+
+NUL = "\x00"
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in ``value`` (a key or a string, at any depth), e.g.
+    ``text`` or ``users[1]``; None if nowhere. PostgreSQL cannot store NUL in text or JSON, and
+    no reviewer can see it."""
+    if isinstance(value, str):
+        return (path or "(value)") if NUL in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if NUL in str(key):
+                return where
+            found = nul_path(item, where)
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def refuse_nul(value: Any) -> None:
+    """Raise :class:`InvalidDecision` naming the argument that carries a NUL character."""
+    where = nul_path(value)
+    if where is not None:
+        field = where.split(".")[0].split("[")[0]
+        raise InvalidDecision(
+            f"{where}: contains a NUL character (U+0000), which cannot be stored; remove it",
+            field=field if isinstance(value, Mapping) else None,
+        )
 
 
 def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
@@ -63,11 +115,14 @@ def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
             raise InvalidDecision("'update' needs 'data': the new arguments")
         if not isinstance(data, Mapping):
             raise InvalidDecision("'update' data must be an object of arguments")
+        refuse_nul(data)
         return DecisionRecord(
             tool_call_id=tool_call_id, action=action, args=dict(data), feedback=None, by=by
         )
     if not isinstance(data, str) or not data.strip():
         raise InvalidDecision("'feedback' needs 'data': the words to send back to the agent")
+    if NUL in data:
+        raise InvalidDecision("the feedback contains a NUL character (U+0000); remove it")
     return DecisionRecord(
         tool_call_id=tool_call_id, action=action, args=None, feedback=data.strip(), by=by
     )
@@ -76,8 +131,11 @@ def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
 def validate_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
     """Validate edited arguments against the tool's schema; name the first field at fault.
 
-    Unknown fields are refused too: a typo in an edit must not be silently dropped.
+    Unknown fields are refused too: a typo in an edit must not be silently dropped. So are NUL
+    characters anywhere, and required text left blank (empty or only whitespace: a city of
+    ``"   "`` is no city).
     """
+    refuse_nul(args)
     schema = tool.tool_call_schema
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         return _check_against_json_schema(tool)(args)
@@ -85,6 +143,7 @@ def validate_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(args) - editable)
     if unknown:
         raise InvalidDecision(f"{unknown[0]}: unknown field for {tool.name}", field=unknown[0])
+    _refuse_blank(args, [name for name, info in schema.model_fields.items() if info.is_required()])
     # The full schema carries the tool's own validators (the editable subset does not); errors
     # about injected arguments, which no reviewer supplies, are not the reviewer's to fix.
     full = tool.args_schema if isinstance(tool.args_schema, type) else schema
@@ -113,9 +172,18 @@ def _check_against_json_schema(tool: BaseTool) -> Callable[[Mapping[str, Any]], 
         for name in schema.get("required", []):
             if name not in args:
                 raise InvalidDecision(f"{name}: Field required", field=name)
+        _refuse_blank(args, schema.get("required", []))
         return dict(args)
 
     return check
+
+
+def _refuse_blank(args: Mapping[str, Any], required: Iterable[str]) -> None:
+    """A required text argument must say something: empty or whitespace-only is refused."""
+    for name in required:
+        value = args.get(name)
+        if isinstance(value, str) and not value.strip():
+            raise InvalidDecision(f"{name}: must not be blank", field=name)
 
 
 def apply_edits(message: AIMessage, decisions: Mapping[str, DecisionRecord]) -> AIMessage:

@@ -26,7 +26,9 @@ async def open_agent(
     registry: ToolRegistry | None = None,
 ) -> AsyncIterator[AgentService]:
     """Yield a ready service; ``model`` and ``registry`` replace the configured ones in tests."""
-    registry = registry or build_registry(settings.tool_modules, settings.auto_approve)
+    registry = (
+        registry or build_registry(settings.tool_modules, settings.auto_approve)
+    ).with_rules(settings.mode_rules)  # a registry given in code is under the policy file too
     model = model or build_model(settings, registry.tools)
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:

@@ -21,6 +21,7 @@ from graph.agent import AgentGraph
 from graph.context import AgentContext
 from graph.db import Pool
 from graph.locks import ThreadLeases
+from graph.nodes import AUTO_RULE, RAN_WITH
 from graph.review import InvalidDecision, parse_decision, validate_args
 from graph.tools.registry import ToolRegistry
 from graph.types import (
@@ -56,11 +57,15 @@ def tool_result(message: ToolMessage) -> ToolResult:
     artifact = message.artifact if isinstance(message.artifact, dict) else {}
     status = "declined" if artifact.get("review_action") == "feedback" else message.status
     content = message.content if isinstance(message.content, str) else str(message.content)
+    ran_with = message.additional_kwargs.get(RAN_WITH)
+    auto_rule = message.additional_kwargs.get(AUTO_RULE)
     return ToolResult(
         tool_call_id=message.tool_call_id,
         tool_name=message.name or "",
         content=content,
         status=status,
+        args=dict(ran_with) if isinstance(ran_with, dict) else {},
+        auto_rule=auto_rule if isinstance(auto_rule, str) and status != "declined" else None,
     )
 
 

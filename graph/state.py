@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -30,3 +30,4 @@ class ReviewTask(TypedDict):
     tool_call: ToolCallData
     calls_in_message: int
     requested_by: str | None
+    requesters: NotRequired[list[str]]  # absent in tasks checkpointed before it existed

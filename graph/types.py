@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 ReviewAction = Literal["continue", "update", "feedback"]
 """The seed's resume vocabulary: run as proposed, run with edited arguments, or talk back."""
@@ -17,6 +17,20 @@ ReviewPolicy = Literal["review", "auto"]
 """Whether a tool's calls wait for a person ("review") or run directly ("auto")."""
 
 REVIEW_QUESTION = "Is this correct?"
+
+
+@dataclass(frozen=True)
+class ModeRule:
+    """One configuration source's word on whether a tool's calls wait for a person.
+
+    ``tool`` is a tool name, or ``"*"`` for every tool that no other rule of the same source
+    names. ``source`` says where the rule is written (``AGENT_AUTO_APPROVE``, a module's
+    ``REVIEW_POLICY``, a line of the policy file), for start-up warnings and the audit trail.
+    """
+
+    tool: str
+    policy: ReviewPolicy
+    source: str
 
 
 class ToolCallData(TypedDict):
@@ -42,6 +56,15 @@ class ReviewRequest(TypedDict):
     tool_call: ToolCallData
     tool: ToolInfo
     requested_by: str | None
+    """The author of the message that started the turn in which the call was proposed."""
+    requesters: NotRequired[list[str]]
+    """Everyone whose message is in the conversation before the call: all of them had a say in
+    it, so four-eyes keeps each of them from approving it. Absent in reviews stored before it
+    existed (then only ``requested_by`` counts)."""
+    error: NotRequired[str]
+    """Why the previous answer to this same review could not be applied (it is asked again)."""
+    error_argument: NotRequired[str]
+    """The argument that answer got wrong, when there is one."""
 
 
 class Decision(TypedDict, total=False):

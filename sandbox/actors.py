@@ -20,6 +20,7 @@ from sandbox.events import (
     mentions_bot,
     message_event,
     rich_text_blocks,
+    wire_text,
 )
 from sandbox.modal_state import build_state
 from sandbox.workspace import (
@@ -106,6 +107,16 @@ class Actors:
             if mentions_bot(text) and not chan.is_im:
                 self.delivery.emit_event(mention_event(chan, msg))
         return msg.ts
+
+    async def type_message(
+        self, user: str, channel: str, typed: str, thread_ts: str | None = None
+    ) -> str:
+        """Type `typed` into the composer, as `user`: sent the way Slack's client sends it
+        (entities encoded, @names and #channels turned into references; `wire_text`)."""
+        users = {u.name: u.id for u in self.ws.users.values()}
+        channels = {c.name: c.id for c in self.ws.channels.values() if not c.is_im}
+        text = wire_text(typed, users, channels)
+        return await self.post_message(user, channel, text, thread_ts)
 
     def open_dm(self, user: str) -> str:
         """The id of `user`'s DM with the bot."""

@@ -9,6 +9,27 @@ import uuid
 from sandbox.workspace import BOT_USER_ID, TEAM_ID, Channel, Json, Message
 
 MENTION_RE = re.compile(r"<@(U[A-Z0-9]+)(?:\|[^>]*)?>")
+BROADCASTS = ("here", "channel", "everyone")
+
+
+def wire_text(typed: str, users: dict[str, str], channels: dict[str, str]) -> str:
+    """What Slack's client sends for text a person typed: ``&``, ``<``, ``>`` as entities,
+    then ``@name`` as ``<@U…>``, ``@here``/``@channel``/``@everyone`` as ``<!here>`` …, and
+    ``#name`` as ``<#C…|name>`` (``users``/``channels``: name -> id)."""
+    text = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def person(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in BROADCASTS:
+            return f"<!{name}>"
+        return f"<@{users[name]}>" if name in users else match.group()
+
+    def channel(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"<#{channels[name]}|{name}>" if name in channels else match.group()
+
+    text = re.sub(r"(?<![\w@])@([a-z0-9._-]+)\b", person, text)
+    return re.sub(r"(?<![\w&#])#([a-z0-9_-]+)\b", channel, text)
 
 
 def channel_type(channel: Channel) -> str:
@@ -18,17 +39,22 @@ def channel_type(channel: Channel) -> str:
     return "group" if channel.is_private else "channel"
 
 
+def _characters(wire: str) -> str:
+    """Rich text carries the characters themselves, not the wire text's entities."""
+    return wire.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def rich_text_blocks(text: str) -> list[Json]:
-    """The rich_text block Slack's client attaches to a typed message."""
+    """The rich_text block Slack's client attaches to a typed message (``text``: wire form)."""
     elements: list[Json] = []
     pos = 0
     for match in MENTION_RE.finditer(text):
         if match.start() > pos:
-            elements.append({"type": "text", "text": text[pos : match.start()]})
+            elements.append({"type": "text", "text": _characters(text[pos : match.start()])})
         elements.append({"type": "user", "user_id": match.group(1)})
         pos = match.end()
     if pos < len(text):
-        elements.append({"type": "text", "text": text[pos:]})
+        elements.append({"type": "text", "text": _characters(text[pos:])})
     section = {"type": "rich_text_section", "elements": elements}
     return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5], "elements": [section]}]
 

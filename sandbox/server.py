@@ -57,8 +57,15 @@ class Sandbox:
     async def post_message(
         self, user: str, channel: str, text: str, thread_ts: str | None = None
     ) -> str:
-        """Post as `user` in a channel id, `#name` or the bot DM (channel=U0BOT)."""
+        """Post as `user` in a channel id, `#name` or the bot DM (channel=U0BOT). `text` is
+        Slack's wire form (``&amp;``, ``<@U…>``); to type as a person does, `type_message`."""
         return await self.actors.post_message(user, channel, text, thread_ts)
+
+    async def type_message(
+        self, user: str, channel: str, typed: str, thread_ts: str | None = None
+    ) -> str:
+        """Type ``Tom & Jerry <3 @bob`` as `user`; the bot receives what Slack would send."""
+        return await self.actors.type_message(user, channel, typed, thread_ts)
 
     async def click_button(
         self,

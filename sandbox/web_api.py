@@ -116,6 +116,7 @@ class WebApi:
             "conversations.setTopic": self.conversations_set_topic,
             "conversations.invite": self.conversations_invite,
             "conversations.info": self.conversations_info,
+            "conversations.members": self.conversations_members,
             "conversations.list": self.conversations_list,
             "conversations.history": self.conversations_history,
             "conversations.replies": self.conversations_replies,
@@ -379,9 +380,22 @@ class WebApi:
             raise ApiError("no_user")
         return {"channel": self.ws.invite(chan.id, users).to_dict()}
 
-    def conversations_info(self, args: Json) -> Json:
+    def _readable_channel(self, args: Json) -> Channel:
+        """A conversation the bot can read about: any public channel; a private channel or a
+        DM only if the bot is in it (Slack answers `channel_not_found` otherwise)."""
         chan = self.ws.channel(_req(args, "channel", "channel_not_found"))
-        return {"channel": chan.to_dict()}
+        if (chan.is_private or chan.is_im) and BOT_USER_ID not in chan.members:
+            raise ApiError("channel_not_found")
+        return chan
+
+    def conversations_info(self, args: Json) -> Json:
+        return {"channel": self._readable_channel(args).to_dict()}
+
+    def conversations_members(self, args: Json) -> Json:
+        """Member ids, paginated; a DM's members are its owner and the bot, as in Slack."""
+        chan = self._readable_channel(args)
+        page, cursor = _page(sorted(chan.members), args)
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def conversations_list(self, args: Json) -> Json:
         types = set(_users(args.get("types") or "public_channel"))

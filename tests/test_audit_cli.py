@@ -182,3 +182,23 @@ def test_bad_arguments_are_refused_by_the_parser(argv: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse(*argv)
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_neutralises_cells_that_start_like_a_formula(start: str) -> None:
+    attack = f'{start}HYPERLINK("https://evil.example","x")'
+    rows = [{"outcome": "refused", "tool_name": attack, "detail": attack, "decided_by": "U0BOB"}]
+    out = io.StringIO()
+    audit_cli.write_csv(rows, out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert row["tool_name"] == "'" + attack and row["detail"] == "'" + attack
+    assert row["decided_by"] == "U0BOB" and row["outcome"] == "refused"
+
+
+def test_csv_leaves_json_arguments_and_plain_text_alone() -> None:
+    rows = [{"proposed_args": {"text": "=1+1"}, "detail": "kept as typed"}]
+    out = io.StringIO()
+    audit_cli.write_csv(rows, out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert json.loads(row["proposed_args"]) == {"text": "=1+1"}
+    assert row["detail"] == "kept as typed"

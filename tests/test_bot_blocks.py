@@ -163,3 +163,124 @@ def test_numbers_and_enums() -> None:
         },
     )
     assert parsed.errors == {"arg:days": "Enter a whole number."}
+
+
+def _text_input(value: str | None) -> dict[str, Any]:
+    return {"value": {"type": "plain_text_input", "value": value}}
+
+
+def _replace_box(ticked: bool) -> dict[str, Any]:
+    options = [{"value": modals.REPLACE_OPTION}] if ticked else []
+    return {"value": {"type": "checkboxes", "selected_options": options}}
+
+
+def _inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
+
+
+LONG = "".join(f"{i:05d} " for i in range(740))  # 4,440 characters, each position unique
+
+
+def test_edit_keeps_a_value_too_long_for_an_input_exactly_as_proposed() -> None:
+    request_ = request_for("post_message", {"channel": "#general", "text": LONG})
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    inputs = _inputs(view)
+    assert "initial_value" not in inputs["arg:text"]["element"]  # empty, never a cut prefix
+    assert inputs["replace:text"]["element"]["type"] == "checkboxes"
+    assert "Too long to edit here (4,440 characters" in str(view["blocks"])
+    assert "Kept exactly as proposed" in str(view["blocks"])
+    only_channel = modals.parse_edit(
+        request_, {"arg:channel": _text_input("#random"), "arg:text": _text_input(None)}
+    )
+    assert only_channel.errors == {}
+    assert only_channel.args == {"channel": "#random", "text": LONG}
+    typed_unticked = modals.parse_edit(
+        request_, {"arg:channel": _text_input("#random"), "arg:text": _text_input("new words")}
+    )
+    assert "Tick “Replace it”" in typed_unticked.errors["arg:text"]
+    replaced = modals.parse_edit(
+        request_,
+        {
+            "arg:channel": _text_input("#random"),
+            "replace:text": _replace_box(True),
+            "arg:text": _text_input("new words"),
+        },
+    )
+    assert replaced.errors == {} and replaced.args["text"] == "new words"
+    ticked_empty = modals.parse_edit(
+        request_, {"replace:text": _replace_box(True), "arg:text": _text_input(None)}
+    )
+    assert ticked_empty.errors["arg:text"] == "This field is required."
+
+
+def test_a_kept_value_of_special_characters_stays_within_a_section() -> None:
+    request_ = request_for("post_message", {"channel": "#general", "text": "&<>" * 1500})
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    assert "more characters not shown" in str(view["blocks"])
+
+
+def test_edit_keeps_a_json_value_too_long_for_an_input() -> None:
+    big = {"rows": [f"row {i}" for i in range(400)]}
+    request_ = request_for("weather_search", {"data": big})
+    request_["tool"]["args_schema"] = {"properties": {"data": {"type": "object"}}}
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    assert "initial_value" not in _inputs(view)["arg:data"]["element"]
+    kept = modals.parse_edit(request_, {})
+    assert kept.errors == {} and kept.args == {"data": big}
+
+
+INVISIBLE = "pay \u202eredro\u202c now\u200b\u2066x\u2069\ufeff\x07\x85 tab\tline\nend"
+
+
+def test_invisible_characters_are_written_out_on_cards() -> None:
+    request_ = request_for("post_message", {"channel": "#general", "text": INVISIBLE})
+    card = str(blocks.review_blocks(request_, "ref"))
+    decided = blocks.decided_blocks(
+        request_, Verdict("update", "U0BOB", NOW, changes={"text": (INVISIBLE, "x\u200dy")})
+    )
+    for rendered in (card, str(decided)):
+        for code in ("202E", "202C", "200B", "2066", "2069", "FEFF", "0007", "0085"):
+            assert f"⟨U+{code}⟩" in rendered
+        assert not any(ch in rendered for ch in "\u202e\u200b\u2066\ufeff\x07\x85")
+    assert "⟨U+200D⟩" in str(decided)
+    assert "tab\\tline\\nend" in card  # tab and newline are ordinary text
+    assert_valid_blocks(decided)
+
+
+def test_edit_shows_invisible_characters_and_keeps_the_value_unless_replaced() -> None:
+    request_ = request_for("post_message", {"channel": "#general", "text": INVISIBLE})
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    assert "⟨U+202E⟩" in str(view["blocks"]) and "\u202e" not in str(view["blocks"])
+    assert "initial_value" not in _inputs(view)["arg:text"]["element"]
+    kept = modals.parse_edit(request_, {"arg:channel": _text_input("#random")})
+    assert kept.args == {"channel": "#random", "text": INVISIBLE}
+    json_request = request_for("invite_users", {"channel": "#g", "users": ["U1\u202e"]})
+    json_view = modals.edit_modal(json_request, "ref")
+    assert "initial_value" not in _inputs(json_view)["arg:users"]["element"]
+    assert modals.parse_edit(json_request, {}).args["users"] == ["U1\u202e"]
+
+
+def test_many_protected_values_stay_within_a_modal() -> None:
+    args = {f"arg{i}": "v" * 3001 for i in range(60)}
+    request_ = request_for("weather_search", args)
+    request_["tool"]["args_schema"] = {"properties": {k: {"type": "string"} for k in args}}
+    view = modals.edit_modal(request_, "ref")
+    assert_valid_view(view)
+    assert modals.parse_edit(request_, {}).args == args
+
+
+def test_modal_errors_are_plain_words() -> None:
+    stale = blocks.stale_text("continue", "U0BOB", NOW)
+    words = modals.plain(stale, {"U0BOB": "bob"})
+    assert words == "This review was already approved by @bob 2026-11-25 12:00 UTC."
+    assert modals.plain(stale).startswith("This review was already approved by someone ")
+    assert modals.plain("Slack refused: invalid character '_' in *name*") == (
+        "Slack refused: invalid character '_' in name"
+    )
+    assert modals.plain("use `snake_case_names` &amp; <https://x.example|the guide>") == (
+        "use snake_case_names & the guide"
+    )

@@ -105,7 +105,14 @@ async def test_twenty_clicks_over_two_replicas_run_the_tool_once(replicas: Repli
         ]
 
     done = await bounded_wait(lambda: said(sandbox, thread, "Done."), 15)
-    notices = await bounded_wait(lambda: len(stale_notices()) >= 19, 15)
+
+    def told_both() -> bool:  # each late clicker is told; the same note once per replica
+        return all(
+            any("already approved by" in e["text"] for e in sandbox.ephemerals(user))
+            for user in (ALICE, BOB)
+        )
+
+    notices = await bounded_wait(told_both, 15)
     await asyncio.sleep(0.5)  # a twentieth note or a second run would show up by now
     posts = [m for m in sandbox.messages(RANDOM) if m.get("text") == "once only"]
     attempts = [
@@ -128,7 +135,7 @@ async def test_twenty_clicks_over_two_replicas_run_the_tool_once(replicas: Repli
     assert [r.status for r in responses] == [200] * 20
     assert min(spread) >= 5, spread  # the clicks really were spread over both replicas
     assert done and len(done) == 1
-    assert notices and len(stale_notices()) == 19
+    assert notices and 2 <= len(stale_notices()) <= 4, stale_notices()
     assert len(posts) == 1 and len(attempts) == 1
     assert len(decided) == 1 and "Approved by <@U0" in text_of(decided[0])
     assert not buttons_of(decided[0])

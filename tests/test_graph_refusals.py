@@ -10,11 +10,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.types import Command
 
 from graph import AgentService, PendingReview
+from graph.nodes import requester_of, requesters_of
 from graph.review import MAX_DECISION_BYTES
 from graph.service import thread_config
 from graph.tools.registry import ToolEntry, ToolRegistry
@@ -24,7 +25,6 @@ from tests.support.graph_helpers import (
     call_ids,
     checkpoint_rows,
     exploding_tool,
-    messages_of,
     node_names,
     outcome,
     recording_booking,
@@ -252,24 +252,47 @@ async def test_start_turn_while_a_review_is_pending_is_refused(
 async def test_graph_fails_closed_on_a_bad_resume_that_bypassed_the_service(
     agent_factory: AgentFactory, thread_id: str
 ) -> None:
-    """Resuming the graph directly with an invalid edit runs nothing and tells the model."""
+    """Resuming the graph directly with an invalid edit runs nothing, tells the model nothing,
+    and asks the same review again with the error in it; a valid answer to that applies."""
     log = ToolLog()
     model = ScriptedModel(
-        [tool_calls(("book_hotel", {"city": "Rome", "nights": 3})), AIMessage(content="Sorry.")]
+        [tool_calls(("book_hotel", {"city": "Rome", "nights": 3})), AIMessage(content="Booked.")]
     )
     async with agent_factory(model=model, registry=registry_for(log)) as service:
         review = await one_review(service, thread_id, "book Rome")
         steps = await stream_steps(
             service,
-            Command(resume={review.interrupt_id: {"action": "update", "data": {"nights": "lots"}}}),
+            Command(
+                resume={
+                    review.interrupt_id: {
+                        "action": "update",
+                        "data": {"city": "Rome", "nights": "lots"},
+                    }
+                }
+            ),
             thread_id,
         )
-        assert node_names(steps) == ["human_review_node", "call_llm"]
-        [answer] = messages_of(steps, "human_review_node")
-        assert isinstance(answer, ToolMessage)
-        assert answer.tool_call_id == review.tool_call_id
-        assert "could not be applied" in str(answer.content)
-        assert log.runs == []
+        assert node_names(steps) == ["__interrupt__"]
+        [again] = await service.pending_reviews(thread_id)
+        assert again.interrupt_id != review.interrupt_id
+        assert again.tool_call_id == review.tool_call_id
+        assert "nights" in again.request["error"]
+        assert again.request["error_argument"] == "nights"
+        assert log.runs == [] and len(model.seen) == 1
+
+        done = outcome(
+            await service.answer(
+                thread_id,
+                again.interrupt_id,
+                {"action": "update", "data": {"city": "Rome", "nights": 2}},
+            )
+        )
+        assert log.runs == [("book_hotel", {"city": "Rome", "nights": 2})]
+        assert done.reply == "Booked."
+        assert not any(
+            isinstance(m, ToolMessage) and "could not be applied" in str(m.content)
+            for m in model.seen[-1]
+        )
 
 
 async def test_a_failing_tool_becomes_an_error_message_and_the_run_continues(
@@ -463,3 +486,131 @@ async def test_json_schema_tool_edits_are_checked_for_fields(
         )
         assert log.runs == [("page", {"who": "bob", "urgent": True})]
         assert done.tool_results[0].content == "paged bob"
+
+
+@pytest.mark.parametrize("blank", ["   ", "", "\t\n "])
+async def test_a_blank_required_text_is_an_invalid_edit(
+    agent_factory: AgentFactory, thread_id: str, blank: str
+) -> None:
+    """Regression: ``{"city": "   "}`` was accepted as an edit and the tool ran with it."""
+    log = ToolLog()
+    model = ScriptedModel([tool_calls(("weather_search", {"city": "sf"})), AIMessage("Done.")])
+    async with agent_factory(model=model, registry=registry_for(log)) as service:
+        review = await one_review(service, thread_id)
+        blank_edit = {"action": "update", "data": {"city": blank}}
+        for refused in (
+            await service.check(thread_id, review.interrupt_id, blank_edit),
+            refusal(await service.answer(thread_id, review.interrupt_id, blank_edit)),
+        ):
+            assert refused is not None and refused.reason == "invalid_decision"
+            assert refused.argument == "city" and "blank" in refused.message
+        await assert_still_pending(service, thread_id, review)
+        assert log.runs == []
+        outcome(
+            await service.answer(
+                thread_id, review.interrupt_id, {"action": "update", "data": {"city": " Rome "}}
+            )
+        )
+        assert log.runs == [("weather_search", {"city": " Rome "})]  # text is never trimmed
+
+
+async def test_a_proposal_with_a_nul_character_is_refused_to_the_model(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    """Regression: a NUL in proposed arguments could not be stored with its review and wedged
+    the thread. Now no review is asked, the model reads why, and the thread goes on."""
+    log = ToolLog()
+    model = ScriptedModel(
+        [
+            tool_calls(("book_hotel", {"city": "Ro\x00me", "nights": 3})),
+            AIMessage(content="That city name had a stray character."),
+            tool_calls(("weather_search", {"city": "Rome"})),
+            AIMessage(content="Sunny."),
+        ]
+    )
+    async with agent_factory(model=model, registry=registry_for(log)) as service:
+        first = outcome(await service.start_turn(thread_id, "book Rome"))
+        assert first.pending == [] and first.reply == "That city name had a stray character."
+        [error] = trailing_tool_messages(model.seen[1])
+        assert error.status == "error" and "`city` contains a NUL character" in str(error.content)
+        assert [r.status for r in first.tool_results] == ["error"]
+        assert log.runs == []
+
+        second = outcome(await service.start_turn(thread_id, "weather in Rome?"))
+        [review] = second.pending
+        outcome(await service.answer(thread_id, review.interrupt_id, {"action": "continue"}))
+        assert log.runs == [("weather_search", {"city": "Rome"})]
+
+
+async def test_edits_and_feedback_with_a_nul_character_are_invalid(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    log = ToolLog()
+    model = ScriptedModel([tool_calls(("weather_search", {"city": "sf"})), AIMessage("Done.")])
+    async with agent_factory(model=model, registry=registry_for(log)) as service:
+        review = await one_review(service, thread_id)
+        edit = {"action": "update", "data": {"city": "s\x00f"}}
+        checked = await service.check(thread_id, review.interrupt_id, edit)
+        assert checked is not None and checked.argument == "city"
+        assert "NUL character" in checked.message
+        feedback = {"action": "feedback", "data": "no\x00pe"}
+        assert refusal(await service.answer(thread_id, review.interrupt_id, feedback)).reason == (
+            "invalid_decision"
+        )
+        await assert_still_pending(service, thread_id, review)
+        assert log.runs == []
+
+
+async def test_the_requester_is_who_started_the_turn_and_everyone_before_counts(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    log = ToolLog()
+    model = ScriptedModel(
+        [
+            AIMessage(content="Which city?"),
+            tool_calls(("weather_search", {"city": "Rome"})),
+        ]
+    )
+    async with agent_factory(model=model, registry=registry_for(log)) as service:
+        asked = outcome(await service.start_turn(thread_id, "weather please", user="U_ALICE"))
+        assert asked.reply == "Which city?"
+        answered = outcome(await service.start_turn(thread_id, "Rome", user="U_MALLORY"))
+        [review] = answered.pending
+        assert review.request["requested_by"] == "U_MALLORY"
+        assert review.request["requesters"] == ["U_ALICE", "U_MALLORY"]
+
+
+def test_the_requester_is_the_first_author_of_the_turn_not_the_latest() -> None:
+    alice, mallory, bob = (HumanMessage(t, name=n) for t, n in (("a", "A"), ("m", "M"), ("b", "B")))
+    # Two messages in one input (a hosted-graph client may send that): the turn is A's.
+    assert requester_of([alice, mallory]) == "A"
+    assert requesters_of([alice, mallory]) == ["A", "M"]
+    # After the model's reply ends A's turn, B's message starts the next one.
+    conversation = [alice, AIMessage("Which?"), bob, mallory]
+    assert requester_of(conversation) == "B"
+    assert requesters_of(conversation) == ["A", "B", "M"]
+    # A proposal in between (answered by a reviewer) does not end the turn.
+    proposal = tool_calls(("weather_search", {"city": "sf"}))
+    assert requester_of([alice, proposal, mallory]) == "A"
+    assert requester_of([AIMessage("hi")]) is None
+
+
+async def test_an_auto_call_with_a_nul_character_is_refused_too(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    """What runs unreviewed is still stored and audited, where NUL cannot go: refused alike,
+    while a sibling auto call runs."""
+    log = ToolLog()
+    proposal = tool_calls(
+        ("weather_search", {"city": "s\x00f"}), ("weather_search", {"city": "la"})
+    )
+    model = ScriptedModel([proposal, AIMessage(content="Only la.")])
+    registry = registry_for(log).with_policies({"weather_search": "auto"}, "test")
+    async with agent_factory(model=model, registry=registry) as service:
+        done = outcome(await service.start_turn(thread_id, "weather in sf and la"))
+        assert done.pending == [] and done.reply == "Only la."
+        assert log.runs == [("weather_search", {"city": "la"})]
+        answers = {m.tool_call_id: m for m in trailing_tool_messages(model.seen[1])}
+        nul_id, la_id = call_ids(proposal)
+        assert answers[nul_id].status == "error" and "NUL" in str(answers[nul_id].content)
+        assert answers[la_id].status == "success"

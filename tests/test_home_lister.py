@@ -102,3 +102,40 @@ async def test_workspace_url_comes_from_auth_test_once(lister: tuple[WaitingList
     first = await waiting.workspace_url()
     assert first is not None and first.startswith("http://127.0.0.1:") and first.endswith("/")
     assert await waiting.workspace_url() == first
+
+
+async def test_four_eyes_in_the_list_covers_everyone_whose_words_led_to_the_call(
+    lister: tuple[WaitingLister, str],
+) -> None:
+    """Bob started the turn, but Alice's words are in it too: a click by either is refused,
+    so neither may find the review on their list (Carol, who said nothing, does)."""
+    waiting, tool = lister
+    store = waiting.flow.store
+    asked = request(tool, BOB, env="prod")
+    asked["requesters"] = [ALICE, BOB]
+    ref = await store.add_review(
+        f"t-{uuid.uuid4().hex[:8]}",
+        "i1",
+        "T0",
+        "C0GENERAL",
+        "1.000001",
+        asked,  # type: ignore[arg-type]
+    )
+    assert ref is not None
+    assert ref not in [r.ref for r in (await waiting.waiting_for(ALICE)).shown]
+    assert ref not in [r.ref for r in (await waiting.waiting_for(BOB)).shown]
+    assert ref in [r.ref for r in (await waiting.waiting_for(CAROL)).shown]
+
+
+async def test_the_list_shows_an_edit_awaiting_its_quorum_not_the_first_proposal(
+    lister: tuple[WaitingLister, str],
+) -> None:
+    """What you see is what would run: once an edit replaced the proposal, the list shows it."""
+    waiting, tool = lister
+    store = waiting.flow.store
+    ref = await add(store, tool, ALICE, env="staging", region="eu")
+    row = await store.get(ref)
+    assert row is not None
+    assert await store.propose_edit(ref, row.version, {"region": "us", "env": "prod"}, BOB)
+    [shown] = [r for r in (await waiting.waiting_for(CAROL)).shown if r.ref == ref]
+    assert list(shown.args.items()) == [("env", "prod"), ("region", "us")]

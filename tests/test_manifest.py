@@ -33,7 +33,8 @@ METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
     "conversations.history": {"channels:history", "groups:history"},
     "conversations.replies": {"channels:history", "groups:history", "im:history"},
-    "conversations.info": {"channels:read", "groups:read"},
+    "conversations.info": {"channels:read", "groups:read", "im:read"},
+    "conversations.members": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "auth.test": set(),
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
@@ -46,6 +47,8 @@ METHOD_SCOPES = {
     "conversations.invite": {"channels:manage", "groups:write"},
     "conversations.list": {"channels:read", "groups:read"},
     "usergroups.users.list": {"usergroups:read"},
+    "usergroups.list": {"usergroups:read"},
+    "users.info": {"users:read"},
 }
 
 

@@ -3,6 +3,10 @@
 In a channel, mention the bot to start; in a thread the bot already works in, a plain reply
 continues (a reply that mentions the bot arrives as ``app_mention`` and is handled there once).
 Slack retries deliveries, so each event is claimed in PostgreSQL before it is handled.
+
+Slack's text encoding is undone here, once (`bot.mrkdwn.decode_incoming`): the agent reads
+``Tom & Jerry <3``, not ``Tom &amp; Jerry &lt;3``; people and channels stay ``<@U…>`` and
+``<#C…|name>`` so their ids reach tools. The Slack tools encode once on the way out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.flow import ReviewFlow, explain
+from bot.mrkdwn import decode_incoming
 from bot.threads import SlackThread
 
 log = logging.getLogger(__name__)
@@ -89,9 +94,9 @@ async def respond(
     """Answer a claimed event, then mark it handled (the sweeper re-answers it otherwise)."""
     event = body["event"]
     thread = thread_of(event, body.get("team_id") or event.get("team"))
-    text = strip_mention(event.get("text") or "", bot_user_id)
+    text = decode_incoming(strip_mention(event.get("text") or "", bot_user_id))
     async with flow.store.handling(body["event_id"]):  # a live handler is never replaced
-        if not text:
+        if not text.strip():
             await flow.say(thread, "Hi! Tell me what you need, and I'll ask before I act.")
         else:
             await flow.converse(thread, event["user"], text, event["ts"], recovering=recovering)

@@ -7,6 +7,7 @@ bookkeeping of who has the tab open.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from datetime import UTC, datetime
@@ -17,12 +18,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import home
 from bot.flow import ReviewFlow, explain
+from bot.visibility import Audience
 
 log = logging.getLogger(__name__)
 
 
 class WaitingLister:
     """Which pending reviews a person may decide, and the workspace URL to link them.
+
+    A review is listed only to someone who may decide it *and* can see its conversation (a DM's
+    owner, a channel's members: ``bot.visibility``), with redacted arguments masked: the list
+    shows no more than the review message itself would.
 
     The workspace URL comes from ``auth.test`` once per process; it never changes while the
     token is valid, and a failed lookup is retried next time (the list is shown without links
@@ -31,6 +37,7 @@ class WaitingLister:
 
     def __init__(self, flow: ReviewFlow) -> None:
         self.flow = flow
+        self.audience = Audience(flow.client)
         self._workspace_url: str | None = None
 
     async def workspace_url(self) -> str | None:
@@ -46,16 +53,25 @@ class WaitingLister:
 
     async def waiting_for(self, user: str) -> home.Waiting:
         """The viewer's reviews under the policy: approvers (users and groups) and four-eyes,
-        the same checks a click would face, so nothing listed refuses them."""
+        the same checks a click would face, so nothing listed refuses them; and only from
+        conversations the viewer can see. Redacted arguments are masked."""
         reviews = await home.pending_reviews(self.flow.store.pool)
         approvers = self.flow.approvers
         mine = [
-            review
+            self.shown(review)
             for review in reviews
             if await approvers.may_decide(review.tool_name, user)
-            and not approvers.own_call_forbidden(review.tool_name, user, review.requested_by)
+            and not approvers.own_call_forbidden(
+                review.tool_name, user, review.requested_by, review.requesters
+            )
+            and await self.audience.can_see(review.channel_id, user, review.requested_by)
         ]
         return home.waiting_from(mine, complete=len(reviews) < home.SCAN_LIMIT)
+
+    def shown(self, review: home.WaitingReview) -> home.WaitingReview:
+        """The review as the list may show it: redacted arguments masked."""
+        masked = self.flow.policy(review.tool_name).redacted(review.args)
+        return dataclasses.replace(review, args=masked)
 
 
 _LISTERS: weakref.WeakKeyDictionary[ReviewFlow, WaitingLister] = weakref.WeakKeyDictionary()

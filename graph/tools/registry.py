@@ -3,11 +3,17 @@
 Users add tools by naming importable modules of LangChain tools; a module may state a policy
 per tool in ``REVIEW_POLICY = {"tool_name": "auto"}``. Anything without a policy is reviewed:
 an unknown tool fails closed.
+
+Several sources may speak about one tool (the module's ``REVIEW_POLICY``,
+``AGENT_AUTO_APPROVE``, the bot's policy file); one rule combines them: **review wins**. A call
+runs unreviewed only when some source says ``auto`` and none says ``review``; an overruled
+``auto`` is logged at start-up, naming both sources.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +23,9 @@ from pydantic import BaseModel
 
 from graph.tools.slack import slack_tools
 from graph.tools.weather import weather_search
-from graph.types import ReviewPolicy, ToolInfo
+from graph.types import ModeRule, ReviewPolicy, ToolInfo
+
+log = logging.getLogger(__name__)
 
 POLICIES: tuple[ReviewPolicy, ...] = ("review", "auto")
 
@@ -31,14 +39,44 @@ class ToolEntry:
     tool: BaseTool
     policy: ReviewPolicy = "review"
     rule: str | None = None
-    """Where an ``auto`` policy comes from, for the audit trail (e.g. ``AGENT_AUTO_APPROVE``)."""
+    """Where the policy comes from, for the audit trail (e.g. ``AGENT_AUTO_APPROVE``); None for
+    the default ``review`` that nobody asked for, which any ``auto`` source may lift."""
+
+    @property
+    def opinion(self) -> tuple[ReviewPolicy, str] | None:
+        """What this entry itself says and where from; None when it only holds the default."""
+        if self.policy == "review" and self.rule is None:
+            return None
+        return self.policy, self.rule or "auto-approved by configuration"
+
+
+def combined(entry: ToolEntry, rules: Sequence[ModeRule]) -> tuple[ToolEntry, str | None]:
+    """Review wins: the entry under ``rules`` (all about this tool), and a warning naming the
+    sources when a ``review`` overrules an ``auto``."""
+    said = [(rule.policy, rule.source) for rule in rules]
+    opinions = [*([entry.opinion] if entry.opinion else []), *said]
+    reviews = [source for policy, source in opinions if policy == "review"]
+    autos = list(dict.fromkeys(source for policy, source in opinions if policy == "auto"))
+    if reviews:
+        warning = (
+            f"{entry.tool.name} is reviewed: {reviews[0]} says review, which wins over "
+            f"{' and '.join(autos)}"
+            if autos
+            else None
+        )
+        return ToolEntry(entry.tool, "review", reviews[0]), warning
+    if autos:
+        return ToolEntry(entry.tool, "auto", "; ".join(autos)), None
+    return entry, None
 
 
 class ToolRegistry:
     """An immutable name -> (tool, policy) map with the schema a reviewer edits against."""
 
-    def __init__(self, entries: Iterable[ToolEntry]) -> None:
+    def __init__(self, entries: Iterable[ToolEntry], overruled: Sequence[str] = ()) -> None:
         self._entries: dict[str, ToolEntry] = {}
+        self.overruled = tuple(overruled)
+        """Warnings about ``auto`` sources that a ``review`` overruled (see :func:`combined`)."""
         for entry in entries:
             if entry.tool.name in self._entries:
                 raise ToolConfigError(f"two tools are named {entry.tool.name!r}")
@@ -76,15 +114,44 @@ class ToolRegistry:
     def with_policies(
         self, policies: Mapping[str, ReviewPolicy], rule: str | None = None
     ) -> ToolRegistry:
-        """A copy with some policies replaced (``rule`` says where they come from); naming a
-        tool that does not exist is an error."""
+        """A copy with some policies replaced outright (``rule`` says where they come from), for
+        tests and tools assembled in code; configuration goes through :meth:`with_rules`."""
         unknown = sorted(set(policies) - set(self._entries))
         if unknown:
             raise ToolConfigError(f"policy names unknown tools: {', '.join(unknown)}")
         return ToolRegistry(
-            ToolEntry(entry.tool, policies[name], rule) if name in policies else entry
-            for name, entry in self._entries.items()
+            (
+                ToolEntry(entry.tool, policies[name], rule) if name in policies else entry
+                for name, entry in self._entries.items()
+            ),
+            self.overruled,
         )
+
+    def with_rules(self, rules: Iterable[ModeRule]) -> ToolRegistry:
+        """A copy with one source's rules combined in (review wins, see :func:`combined`).
+
+        A ``"*"`` rule covers the tools no other rule of ``rules`` names, so a source's own
+        per-tool words beat its default. Naming a tool that does not exist is an error.
+        """
+        rules = list(rules)
+        unknown = sorted({r.tool for r in rules if r.tool != "*"} - set(self._entries))
+        if unknown:
+            sources = sorted({r.source for r in rules if r.tool in unknown})
+            raise ToolConfigError(
+                f"{', '.join(sources)}: no tool named {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(self._entries))})"
+            )
+        named = {r.tool for r in rules}
+        entries: list[ToolEntry] = []
+        overruled = list(self.overruled)
+        for name, entry in self._entries.items():
+            applying = [r for r in rules if r.tool == name or (r.tool == "*" and name not in named)]
+            new, warning = combined(entry, applying)
+            entries.append(new)
+            if warning:
+                log.warning("%s", warning)
+                overruled.append(warning)
+        return ToolRegistry(entries, overruled)
 
 
 def args_schema(tool: BaseTool) -> dict[str, Any]:
@@ -119,7 +186,10 @@ def load_tool_module(module_name: str) -> list[ToolEntry]:
     policies = getattr(module, "REVIEW_POLICY", {})
     entries = []
     for tool in tools:
-        policy = policies.get(tool.name, "review")
+        if tool.name not in policies:
+            entries.append(ToolEntry(tool))  # the default: reviewed, unless configured otherwise
+            continue
+        policy = policies[tool.name]
         if policy not in POLICIES:
             raise ToolConfigError(
                 f"{module_name}.REVIEW_POLICY[{tool.name!r}] must be 'review' or 'auto'"
@@ -128,10 +198,15 @@ def load_tool_module(module_name: str) -> list[ToolEntry]:
     return entries
 
 
-def build_registry(modules: Sequence[str] = (), auto_approve: Sequence[str] = ()) -> ToolRegistry:
-    """Built-ins plus the user's modules, then the auto-approve list from configuration."""
+def build_registry(
+    modules: Sequence[str] = (),
+    auto_approve: Sequence[str] = (),
+    rules: Sequence[ModeRule] = (),
+) -> ToolRegistry:
+    """Built-ins plus the user's modules, combined with ``AGENT_AUTO_APPROVE`` and then any
+    other configured ``rules`` (the bot's policy file): review wins (see :func:`combined`)."""
     entries = builtin_entries()
     for module_name in modules:
         entries.extend(load_tool_module(module_name))
-    registry = ToolRegistry(entries)
-    return registry.with_policies(dict.fromkeys(auto_approve, "auto"), "AGENT_AUTO_APPROVE")
+    from_env = [ModeRule(name, "auto", "AGENT_AUTO_APPROVE") for name in auto_approve]
+    return ToolRegistry(entries).with_rules(from_env).with_rules(rules)

@@ -22,6 +22,31 @@ _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")  # ids are upper case; names neve
 _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 
 
+# What Slack would read as markup in text we send: only these references keep their meaning
+# (a mention of one person, a link to one channel); everything else is shown as written.
+_KEPT_REFERENCE = re.compile(r"<(?:@[UW][A-Z0-9]+|#[CGD][A-Z0-9]+(?:\|[a-z0-9_-]{0,80})?)>")
+
+
+def slack_text(text: str) -> str:
+    """Text exactly as the reviewer read it, encoded once for Slack (``&``, ``<``, ``>`` as
+    entities), so Slack shows the same characters: no ``<!channel>`` ping, no link whose
+    label hides its target. ``<@U…>`` and ``<#C…>`` stay a mention and a channel link, as the
+    review card shows them. The agent reads incoming text decoded the same way
+    (`bot.mrkdwn.decode_incoming`), so nothing is decoded or encoded twice."""
+    out: list[str] = []
+    pos = 0
+    for match in _KEPT_REFERENCE.finditer(text):
+        out.append(_entities(text[pos : match.start()]))
+        out.append(match.group())
+        pos = match.end()
+    out.append(_entities(text[pos:]))
+    return "".join(out)
+
+
+def _entities(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class SlackToolError(RuntimeError):
     """A Slack API refusal, worded so the model (and the reviewer) can see what went wrong."""
 
@@ -117,7 +142,15 @@ async def _created_by_me(client: SlackWebAPI, name: str) -> str | None:
 
 class PostMessageArgs(BaseModel):
     channel: str = Field(description="Channel to post in: #name or a channel id.", min_length=1)
-    text: str = Field(description="The message, in Slack mrkdwn.", min_length=1, max_length=4000)
+    text: str = Field(
+        description=(
+            "The message, posted exactly as written. *bold*, _italic_ and `code` work; "
+            "<@U…> mentions a person and <#C…> links a channel; other <…> markup, "
+            "@here/@channel and & are shown literally."
+        ),
+        min_length=1,
+        max_length=4000,
+    )
 
 
 @tool(args_schema=PostMessageArgs)
@@ -132,7 +165,7 @@ async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContex
         client,
         "chat.postMessage",
         channel=_channel_ref(channel),
-        text=text,
+        text=slack_text(text),
         metadata={
             "event_type": IDEMPOTENCY_EVENT,
             "event_payload": {"tool_call_id": runtime.tool_call_id},
@@ -177,7 +210,7 @@ async def create_channel(
 
 class SetTopicArgs(BaseModel):
     channel: str = Field(description="Channel: #name or a channel id.", min_length=1)
-    topic: str = Field(description="The new topic.", max_length=250)
+    topic: str = Field(description="The new topic, shown exactly as written.", max_length=250)
 
 
 @tool(args_schema=SetTopicArgs)
@@ -187,7 +220,10 @@ async def set_channel_topic(
     """Set a Slack channel's topic."""
     client = _client(runtime)
     await _call(
-        client, "conversations.setTopic", channel=await _channel_id(client, channel), topic=topic
+        client,
+        "conversations.setTopic",
+        channel=await _channel_id(client, channel),
+        topic=slack_text(topic),
     )
     return f"Set the topic of {channel} to: {topic}"
 

@@ -95,7 +95,7 @@
     const c = SB.channels[id];
     $("channel-title").textContent = c ? (c.is_im ? "approvals" : `# ${c.name}`) : id;
     $("channel-title").dataset.channelId = id;
-    $("channel-topic").textContent = c && c.topic ? c.topic.value : "";
+    $("channel-topic").textContent = c && c.topic ? SB.unent(c.topic.value) : "";  // Slack text, entities encoded
     $("messages").innerHTML = "";
     await refreshMessages();
   }
@@ -193,9 +193,11 @@
     }
   }
 
-  // Slack's client escapes &<> and turns @name into <@USERID>.
+  // Slack's client escapes &<>, turns @here/@channel/@everyone into <!here> ... and @name
+  // into <@USERID> (sandbox/events.py wire_text does the same for tests).
   function encodeText(text) {
     let t = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    t = t.replace(/(^|[^\w@])@(here|channel|everyone)\b/g, "$1<!$2>");
     for (const u of Object.values(SB.users)) {
       t = t.replace(new RegExp(`@${u.name}\\b`, "g"), `<@${u.id}>`);
     }
