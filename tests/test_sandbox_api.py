@@ -251,6 +251,26 @@ async def test_post_update_react_and_read_back(env: Env) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
+async def test_message_metadata_is_read_back_only_when_asked(env: Env) -> None:
+    """As Slack does: history and replies leave metadata out unless include_all_metadata."""
+    metadata = {"event_type": "approval_review", "event_payload": {"ref": "r1"}}
+    top = await env.client.chat_postMessage(channel="C0GENERAL", text="parent")
+    await env.client.chat_postMessage(
+        channel="C0GENERAL", text="review", thread_ts=top["ts"], metadata=metadata
+    )
+    plain = await env.client.conversations_replies(channel="C0GENERAL", ts=top["ts"])
+    assert [m.get("metadata") for m in plain["messages"]] == [None, None]
+    full = await env.client.conversations_replies(
+        channel="C0GENERAL", ts=top["ts"], include_all_metadata=True
+    )
+    assert [m.get("metadata") for m in full["messages"]] == [None, metadata]
+    await env.client.chat_postMessage(channel="C0GENERAL", text="top", metadata=metadata)
+    history = await env.client.conversations_history(channel="C0GENERAL")
+    assert all("metadata" not in m for m in history["messages"])
+    history = await env.client.conversations_history(channel="C0GENERAL", include_all_metadata=True)
+    assert history["messages"][0]["metadata"] == metadata
+
+
 async def test_message_errors(env: Env) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"channel": "C0NOPE", "text": "x"}, "channel_not_found"),
