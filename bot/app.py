@@ -16,8 +16,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import limits
 from bot.config import BotSettings
 from bot.flow import ReviewFlow
+from bot.limits import TurnLimiter
 from bot.listeners import register_all
 
 
@@ -85,8 +87,16 @@ def _without_token_warning() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def build_app(settings: BotSettings, client: AsyncWebClient, flow: ReviewFlow) -> AsyncApp:
-    """Request signatures are always verified over HTTP; Socket Mode has no signatures."""
+def build_app(
+    settings: BotSettings,
+    client: AsyncWebClient,
+    flow: ReviewFlow,
+    turn_limiter: TurnLimiter | None = None,
+) -> AsyncApp:
+    """Request signatures are always verified over HTTP; Socket Mode has no signatures.
+
+    ``turn_limiter`` (see ``bot.limits``) limits how many agent turns people start; without
+    one, every message is answered."""
     with _without_token_warning():
         app = AsyncApp(
             client=client,
@@ -96,5 +106,7 @@ def build_app(settings: BotSettings, client: AsyncWebClient, flow: ReviewFlow) -
             ssl_check_enabled=True,
             url_verification_enabled=True,
         )
+    if turn_limiter is not None:
+        app.use(limits.provide(turn_limiter))
     register_all(app, flow)
     return app

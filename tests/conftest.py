@@ -12,14 +12,13 @@ from __future__ import annotations
 import atexit
 import functools
 import os
-import signal
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-
 from types import FrameType
 
 import pytest

@@ -55,14 +55,14 @@ def test_building_the_app_warns_about_nothing(
     assert app.client is client and app.client.token == "xoxb-from-env"
 
 
-TINY_SESSION = '''
+TINY_SESSION = """
 import os, time
 from pathlib import Path
 
 def test_waits_to_be_killed(database_url):
     Path(os.environ["READY_FILE"]).write_text(database_url)
     time.sleep(120)
-'''
+"""
 
 
 def postgres_serving(directory: Path) -> list[psutil.Process]:
@@ -86,9 +86,12 @@ def test_sigterm_to_the_test_session_stops_postgres_and_removes_its_data() -> No
         "READY_FILE": str(ready),
         "PYTHONPATH": str(ROOT),
     }
+    plugins = ("-p", "no:cacheprovider", "-p", "tests.conftest")  # the real session fixture
     session = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
-        + ["--rootdir", str(scratch), "-o", "timeout=0", str(scratch / "test_tiny.py")],
+        [
+            *(sys.executable, "-m", "pytest", "-q", *plugins, "--rootdir", str(scratch)),
+            *("-o", "timeout=0", str(scratch / "test_tiny.py")),
+        ],
         cwd=scratch,
         env=env,
         stdout=subprocess.PIPE,
