@@ -18,6 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.flow import ReviewFlow, explain
+from bot.limits import admit_turn
 from bot.mrkdwn import decode_incoming
 from bot.threads import SlackThread
 
@@ -56,7 +57,8 @@ async def handle(
         log.exception("could not record event %s", event_id)
         await flow.say(thread, explain(error))
         return
-    await respond(flow, body, context.bot_user_id)
+    if await admit_turn(flow, body, context):  # bot.limits: refused ones are answered there
+        await respond(flow, body, context.bot_user_id)
 
 
 async def respond(
