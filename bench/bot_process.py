@@ -19,6 +19,7 @@ import uvicorn
 
 from bench.fakes import InstantModel, bench_registry
 from bot.config import BotSettings
+from bot.limits import TurnLimits
 from bot.server import http_app, run_fast, running_bot
 from graph import AgentSettings
 
@@ -35,6 +36,7 @@ def settings_from_env() -> BotSettings:
             database_url=os.environ["BENCH_DATABASE_URL"],
             pool_max_size=int(os.environ.get("BENCH_POOL_SIZE", "20")),
         ),
+        turn_limits=TurnLimits.unlimited(),  # the load is one simulated person, on purpose
     )
 
 

@@ -8,6 +8,7 @@ API stand-in the bot calls back (``bench.slack_stub``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -57,6 +58,7 @@ class Sizes:
     traffic: int
     listings: int
     homes: int
+    hostile_clicks: int = 20
 
     @classmethod
     def full(cls) -> Sizes:
@@ -72,6 +74,7 @@ class Sizes:
             traffic=100,
             listings=100,
             homes=50,
+            hostile_clicks=100,
         )
 
     @classmethod
@@ -88,6 +91,7 @@ class Sizes:
             traffic=30,
             listings=20,
             homes=10,
+            hostile_clicks=10,
         )
 
 
@@ -107,6 +111,8 @@ class Results:
     rss_kb: dict[int, int] = field(default_factory=dict)
     listing: list[float] = field(default_factory=list)
     home: list[float] = field(default_factory=list)
+    hostile_ack: list[float] = field(default_factory=list)
+    hostile_refused: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -404,6 +410,60 @@ async def measure_clicks(env: Env, sizes: Sizes, results: Results) -> None:
     results.cpu_per_approval = (env.cpu_seconds() - cpu) / len(reviews)
 
 
+HOSTILE_BODY_BYTES = 16 << 20
+HOSTILE_SENDERS = 4
+
+
+async def send_unsigned_junk(port: int, chunked: bool) -> int | None:
+    """One unsigned 16 MiB POST to /slack/events, streamed as fast as the bot takes it (a
+    declared Content-Length, or chunked); the status the bot answered (None: no answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % (16 << 20)
+    writer.write(b"POST /slack/events HTTP/1.1\r\nHost: bench\r\n%s\r\n\r\n" % framing)
+    part = b"x" * 65536
+
+    async def stream() -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(HOSTILE_BODY_BYTES // len(part)):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                await writer.drain()
+
+    sending = asyncio.create_task(stream())
+    try:
+        line = await reader.readline()
+    except ConnectionError:
+        line = b""
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else None
+
+
+async def measure_hostile(env: Env, sizes: Sizes, results: Results) -> None:
+    """Clicks acknowledged while unsigned 16 MiB bodies keep arriving beside them."""
+    log(f"acknowledgement beside unsigned 16 MiB bodies ({sizes.hostile_clicks} clicks)")
+    port = int(env.bot_url.rsplit(":", 1)[1].split("/", 1)[0])
+    reviews = await env.create_reviews(sizes.hostile_clicks)
+    stop = asyncio.Event()
+
+    async def sender(chunked: bool) -> None:
+        while not stop.is_set():
+            if await send_unsigned_junk(port, chunked) == 413:
+                results.hostile_refused += 1
+
+    senders = [asyncio.create_task(sender(i % 2 == 0)) for i in range(HOSTILE_SENDERS)]
+    try:
+        for review in reviews:
+            results.hostile_ack.append((await env.click(review))[0])
+    finally:
+        stop.set()
+        await asyncio.gather(*senders, return_exceptions=True)
+
+
 async def stored_bytes(pool: Pool, thread_id: str) -> int:
     """Bytes stored for one thread across the checkpointer's three tables (as stored: TOASTed
     values count compressed, as PostgreSQL keeps them)."""
@@ -543,7 +603,12 @@ async def run(sizes: Sizes, database_url: str | None) -> Results:
     async with environment(database_url) as env:
         log(f"bot pid {env.bot_pid} at {env.bot_url}; Slack stand-in at {env.stub.api_url}")
         load_before = os.getloadavg()[0]
-        phases: tuple[Phase, ...] = (measure_clicks, measure_threads, measure_pending)
+        phases: tuple[Phase, ...] = (
+            measure_clicks,
+            measure_hostile,
+            measure_threads,
+            measure_pending,
+        )
         for phase in phases:
             await phase(env, sizes, results)
         results.notes.append(f"Slack stand-in served {env.stub.calls:,} Web API calls")

@@ -29,7 +29,8 @@ EPILOG = """\
 transport:
   Socket Mode when SLACK_APP_TOKEN is set (no public URL needed); otherwise an HTTP server on
   $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, not
-  shutting down) and GET /metrics (Prometheus). Request signatures are always verified over HTTP.
+  shutting down) and GET /metrics (Prometheus). Request signatures are always verified over HTTP,
+  before a body is parsed (401); bodies over 1 MiB are refused unread (413).
   On SIGTERM the bot stops taking requests, lets in-flight decisions and agent runs finish (up to
   25 s), then exits.
 
@@ -51,6 +52,12 @@ environment:
                          heartbeat) for this long is finished by the sweeper (default 90)
   THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died
                          mid-run (default 30)
+  TURNS_PER_USER_PER_MINUTE       agent turns one person may start per minute, all replicas
+                                  together (default 10; 0: no limit); over a limit the first
+                                  message of a burst is answered why, the rest are skipped
+  CONCURRENT_TURNS_PER_USER       agent turns of one person running at once (default 3)
+  TURNS_PER_WORKSPACE_PER_MINUTE  agent turns a workspace may start per minute (default 120)
+  CONCURRENT_TURNS_PER_WORKSPACE  agent turns of a workspace running at once (default 20)
   DATABASE_URL           PostgreSQL URL; unset: an embedded PostgreSQL in DATA_DIR
   DATA_DIR               where the embedded database lives
                          (default ~/.local/share/slack-approval-bot)

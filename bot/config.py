@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bot.limits import TurnLimits
 from bot.policy import Policy, load_policy
 from graph import AgentSettings
 
@@ -50,6 +51,7 @@ class BotSettings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     sweep_seconds: float = 15.0
     recover_after_seconds: float = 90.0
+    turn_limits: TurnLimits = field(default_factory=TurnLimits)
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -93,4 +95,26 @@ class BotSettings:
             sweep_seconds=float(env.get("SWEEP_SECONDS", "15")),
             recover_after_seconds=float(env.get("RECOVER_AFTER_SECONDS", "90")),
             agent=AgentSettings.from_env(env),
+            turn_limits=turn_limits_from_env(env),
         )
+
+
+TURN_LIMIT_VARIABLES = {
+    "TURNS_PER_USER_PER_MINUTE": "per_user_per_minute",
+    "CONCURRENT_TURNS_PER_USER": "concurrent_per_user",
+    "TURNS_PER_WORKSPACE_PER_MINUTE": "per_workspace_per_minute",
+    "CONCURRENT_TURNS_PER_WORKSPACE": "concurrent_per_workspace",
+}
+
+
+def turn_limits_from_env(env: Mapping[str, str]) -> TurnLimits:
+    """The limits on agent turns (``bot.limits``); unset keeps a default, 0 turns one off."""
+    values: dict[str, int] = {}
+    for name, attribute in TURN_LIMIT_VARIABLES.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isascii() or not raw.isdigit():
+            raise ConfigError(f"{name} must be a whole number (0: no limit), not {raw!r}")
+        values[attribute] = int(raw)
+    return replace(TurnLimits(), **values)

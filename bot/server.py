@@ -12,9 +12,13 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import hashlib
+import hmac
 import logging
+import re
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -23,13 +27,13 @@ from typing import Any, cast
 import aiohttp
 import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncBoltRequest
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.internals import parse_body
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.request import SocketModeRequest
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,6 +42,7 @@ from bot import metrics
 from bot.app import build_app, slack_client
 from bot.config import BotSettings
 from bot.flow import ReviewFlow
+from bot.limits import TurnLimiter
 from bot.logs import set_context
 from bot.permissions import Approvers
 from bot.schema import SCHEMA
@@ -179,13 +184,33 @@ def request_context(body: dict[str, Any]) -> tuple[str | None, str | None]:
 _OBJECT_PARTS = ("event", "team", "user", "channel", "container", "message", "view", "enterprise")
 
 
+MAX_NESTING = 64
+"""Deepest nesting of objects and lists accepted in a payload. Slack's deepest (rich text in a
+message in a click) are around 15; a body nested hundreds deep makes any recursive code
+downstream (encoders, copies) raise instead of answering."""
+
+
+def nesting_within(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether ``value`` nests objects and lists at most ``limit`` deep (iteratively)."""
+    if not isinstance(value, dict | list):
+        return True
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
 def well_formed(raw: bytes, content_type: str | None) -> dict[str, Any] | None:
     """The parsed body if it has the shape Bolt can read (see :func:`http_app`), else None."""
     try:
         body: Any = parse_body(raw.decode("utf-8"), content_type)  # json.loads: any value
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError, JSONDecodeError; deep nesting
         return None
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or not nesting_within(body):
         return None
     # Bolt reads ids from the body and from the event, message and previous message in it.
     nested = [body.get(k) for k in ("event", "message", "previous_message")]
@@ -207,7 +232,9 @@ class ParsedRequest(AsyncBoltRequest):
 
     A click's payload carries the whole message, URL-encoded; parsing it a second time (as
     ``AsyncSlackRequestHandler`` does) was about a quarter of a click's handling before the
-    listener ran. Bolt still verifies the signature over the raw body, as for any request.
+    listener ran. Bolt still verifies the signature over the raw body, as for any request
+    (a second check after :func:`signed_by_slack`: defence in depth, and the only check for
+    an app served some other way).
     """
 
     def __init__(self, raw: str, body: dict[str, Any], request: Request) -> None:
@@ -235,6 +262,69 @@ async def log_context_middleware(body: dict[str, Any], next: Callable[[], Awaita
     await next()
 
 
+# -- what /slack/events lets in -------------------------------------------------------------------
+
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body read (1 MiB). Slack's own payloads are far smaller: a click carries the
+message clicked (at most 50 blocks), a modal submission the modal. A longer body is refused
+with 413 as soon as its ``Content-Length`` (or the bytes read so far) says so, and its
+connection closed, so it is never read whole."""
+
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: int() also takes " 1_0", "١"
+
+
+def too_large() -> Response:
+    """413, closing the connection: the rest of the body is not read, even to discard it."""
+    return JSONResponse(
+        {"error": "request body too large"}, status_code=413, headers={"connection": "close"}
+    )
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | Response:
+    """The body, read as it arrives; a refusal (400, 413) once it cannot be a Slack request."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not _DIGITS.fullmatch(declared):
+            return JSONResponse({"error": "bad content-length"}, status_code=400)
+        if int(declared) > limit:
+            return too_large()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's own advice: refuse replays over five minutes old
+
+
+def signed_by_slack(secret: bytes, raw: bytes, headers: Headers) -> bool:
+    """Slack's ``v0`` signature over the raw bytes, with a timestamp under five minutes old.
+
+    Computed here rather than with ``slack_sdk``'s ``SignatureVerifier`` (which Bolt still
+    runs afterwards), because it raises instead of answering False on input Slack never
+    sends: a timestamp that is not an integer (``int()``), a body that is not UTF-8 (it
+    decodes the body first), a signature that is not ASCII (``compare_digest`` on str).
+    """
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    if not _DIGITS.fullmatch(timestamp) or not signature.isascii():
+        return False
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    expected = hmac.new(secret, b"v0:%s:%s" % (timestamp.encode(), raw), hashlib.sha256)
+    return hmac.compare_digest(b"v0=" + expected.hexdigest().encode(), signature.encode())
+
+
+def is_ssl_check(raw: bytes) -> bool:
+    """Slack's certificate check of a slash command URL (``ssl_check=1&token=...``): Bolt
+    answers it 200 with nothing in it, signed or not; so do we, without parsing more."""
+    return len(raw) <= 512 and b"ssl_check=1" in raw.split(b"&")
+
+
 @asynccontextmanager
 async def running_bot(
     settings: BotSettings, *, model: ChatModel | None = None, registry: ToolRegistry | None = None
@@ -256,7 +346,7 @@ async def running_bot(
         client = slack_client(settings, session)
         store = BotStore(service.pool, recover_after_seconds=settings.recover_after_seconds)
         flow = ReviewFlow(service, store, client, Approvers(policy, client))
-        app = build_app(settings, client, flow)
+        app = build_app(settings, client, flow, TurnLimiter(service.pool, settings.turn_limits))
         app.use(log_context_middleware)
         bot = Bot(settings, service, app, flow)
         sweeper = (
@@ -287,8 +377,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     Socket Mode serves the last three only (``slack_events=False``): its requests are not
     signed, so an HTTP route into the same app would accept forged ones.
     """
-    handler = AsyncSlackRequestHandler(bot.app)
-    verifier = SignatureVerifier(bot.settings.signing_secret)
+    secret = bot.settings.signing_secret.encode()
     # Clicks are acknowledged at once and then queue here for Bolt's dispatch (its middleware
     # and the listener up to its ack; the decision then goes on in Bolt's background task, with
     # the database pool as its limit): a burst of clicks enters Bolt a few at a time, so the
@@ -302,32 +391,39 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
             except Exception:
                 log.warning("refused a request Bolt could not read", exc_info=True)
 
-    async def dispatch(request: Request) -> Response:
+    async def dispatch(raw: bytes, body: dict[str, Any], request: Request) -> Response:
         """Hand a request to Bolt; one it cannot even read (a shape Slack never sends) is
         refused with 400 rather than a crash."""
         try:
-            return await handler.handle(request)
+            parsed = ParsedRequest(raw.decode("utf-8"), body, request)
+            return to_starlette_response(await bot.app.async_dispatch(parsed))
         except Exception:
             log.warning("refused a request Bolt could not read", exc_info=True)
             return JSONResponse({"error": "malformed request"}, status_code=400)
 
     async def events(request: Request) -> Response:
-        # Bolt raises (answering 500, before verifying the signature) on bodies Slack never
-        # sends: not UTF-8, not an object, or parts of the wrong type. Refuse those plainly.
-        raw = await request.body()
+        """Cheapest refusals first, so unsigned traffic cannot slow Slack's: the body is
+        capped while it is read (413), the signature checked over the raw bytes (401), and
+        only a signed body is parsed (400 for shapes Slack never sends, on which Bolt would
+        raise and answer 500)."""
+        raw = await read_capped(request)
+        if isinstance(raw, Response):
+            return raw
+        if not signed_by_slack(secret, raw, request.headers):
+            if is_ssl_check(raw):
+                return Response(status_code=200)
+            return JSONResponse({"error": "invalid request signature"}, status_code=401)
         body = well_formed(raw, request.headers.get("content-type"))
         if body is None:
             return JSONResponse({"error": "malformed request"}, status_code=400)
         with bot.work.request_scope():
-            if body.get("type") == "block_actions" and verifier.is_valid_request(
-                raw, request.headers
-            ):
+            if body.get("type") == "block_actions":
                 # A button's acknowledgement carries nothing, so Slack is answered now instead
                 # of after Bolt's dispatch, which polls for ack() every 10 ms on a loop shared
                 # with running decisions. Bolt verifies the request again as it handles it.
                 bot.work.adopt(asyncio.create_task(handle_click(raw, body, request)))
                 return Response(status_code=200)
-            return await dispatch(request)
+            return await dispatch(raw, body, request)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

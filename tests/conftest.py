@@ -1,15 +1,25 @@
 """Shared fixtures: one real PostgreSQL per test session (the embedded wheel unless
-``TEST_DATABASE_URL`` names another server)."""
+``TEST_DATABASE_URL`` names another server).
+
+A session stopped with SIGTERM (a CI timeout, ``kill``, ``./dev test`` stopped: it ``exec``s
+pytest, so the signal reaches this process) is interrupted like Ctrl-C, so the session's
+fixtures are finalized: the embedded servers stop and their data directories are removed.
+Python's default SIGTERM ends the process at once, without finalizers or ``atexit``.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -19,19 +29,42 @@ from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
 
 
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Turn the first SIGTERM into KeyboardInterrupt; later ones must not cut the clean-up
+    short (a do-nothing handler, not SIG_IGN, which the clean-up's child processes inherit)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # nobody else wanted it
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+def remove_embedded_postgres(data_dir: Path) -> None:
+    """Stop the server of ``data_dir`` and delete the directory; idempotent."""
+    stop_embedded_postgres(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """Its own directory, outside pytest's rotating temp dirs (the server runs as another
-    system user when we are root, and must be able to reach it)."""
+    system user when we are root, and must be able to reach it). Removed when the session
+    ends, and at exit should the fixture's finalizer never run."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield configured
         return
     data_dir = Path(tempfile.mkdtemp(prefix="approval-bot-test-pg-"))
     data_dir.chmod(0o755)
-    yield start_embedded_postgres(data_dir)
-    stop_embedded_postgres(data_dir)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    cleanup = functools.partial(remove_embedded_postgres, data_dir)
+    atexit.register(cleanup)
+    try:
+        yield start_embedded_postgres(data_dir)
+    finally:
+        cleanup()
+        atexit.unregister(cleanup)
 
 
 @pytest.fixture

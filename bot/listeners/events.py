@@ -20,6 +20,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.flow import ReviewFlow, explain
+from bot.limits import admit_turn
 from bot.mrkdwn import decode_incoming
 from bot.threads import SlackThread
 
@@ -118,7 +119,9 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
 
     async def on_event(body: dict[str, Any], context: AsyncBoltContext) -> None:
         claiming = context.get("claimed")
-        if isinstance(claiming, asyncio.Future) and await claiming:
+        if not isinstance(claiming, asyncio.Future) or not await claiming:
+            return
+        if await admit_turn(flow, body, context):  # bot.limits: refused ones are answered there
             await respond(flow, body, context.bot_user_id)
 
     app.event("app_mention", middleware=[claimed_first])(on_event)

@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from bot.config import BotSettings
+from bot.limits import TurnLimits
 from bot.server import Bot, http_app, running_bot
 from graph import AgentSettings
 from graph.model import ChatModel
@@ -51,7 +52,9 @@ async def running_slack_env(
     policy_file: Path | None = None,
     sweep_seconds: float = 0,
     sandbox_options: Mapping[str, Any] | None = None,
+    turn_limits: TurnLimits | None = None,
 ) -> AsyncIterator[SlackEnv]:
+    """``turn_limits``: none unless given (tests send many messages as one person quickly)."""
     sock = listening_socket()
     bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     config = SandboxConfig(
@@ -66,6 +69,7 @@ async def running_slack_env(
             policy_file=policy_file,
             sweep_seconds=sweep_seconds,
             agent=AgentSettings(database_url=database_url),
+            turn_limits=turn_limits or TurnLimits.unlimited(),
         )
         async with running_bot(settings, model=model, registry=registry) as bot:
             server = uvicorn.Server(

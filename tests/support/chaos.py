@@ -23,6 +23,7 @@ import httpx
 import psycopg
 from aiohttp import web
 
+from bot.config import TURN_LIMIT_VARIABLES
 from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -42,7 +43,8 @@ def bot_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
     for name in ("DATABASE_URL", "APPROVERS", "POLICY_FILE", "AGENT_TOOL_MODULES"):
         env.pop(name, None)
-    return {**env, **overrides}
+    no_turn_limits = dict.fromkeys(TURN_LIMIT_VARIABLES, "0")  # 100 flows from one person
+    return {**env, **no_turn_limits, **overrides}
 
 
 # -- a private database per test ----------------------------------------------------------------
