@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
 from graph import ReviewRequest, ToolResult
+from graph.types import ToolInfo
 
 Block = dict[str, Any]
 
@@ -91,10 +92,42 @@ def _heading(request: ReviewRequest, icon: str, label: str) -> list[Block]:
     about = [truncate(escape(tool["description"]), 300)]
     if asked:
         about.append(f"Requested by {user_mention(asked)}")
+    name = tool.get("display_name") or request["tool_call"]["name"]
     return [
-        _section(f"{icon} *{label}:* `{escape(request['tool_call']['name'])}`"),
+        _section(f"{icon} *{label}:* `{escape(truncate(name, 200))}`"),
         _context(" · ".join(about)),
+        *_hints_block(tool),
     ]
+
+
+_HINT_WORDS = {
+    "readOnlyHint": ("read-only", "changes things"),
+    "destructiveHint": ("destructive", "not destructive"),
+    "idempotentHint": ("idempotent", "not idempotent"),
+    "openWorldHint": ("reaches outside systems", "closed world"),
+}
+
+
+def hints_text(tool: ToolInfo) -> str | None:
+    """What an MCP server says about its tool, in words; None for other tools. The hints are
+    the server's claims, not checked facts, and are labelled so."""
+    if "server" not in tool:
+        return None
+    hints = tool.get("annotations") or {}
+    words = [
+        yes if hints[key] else no
+        for key, (yes, no) in _HINT_WORDS.items()
+        if isinstance(hints.get(key), bool)
+    ]
+    title = hints.get("title")
+    named = f" “{escape(truncate(str(title), 100))}”" if title else ""
+    said = ", ".join(words) if words else "no hints"
+    return f"MCP server *{escape(tool['server'])}* says{named}: {said}"
+
+
+def _hints_block(tool: ToolInfo) -> list[Block]:
+    text = hints_text(tool)
+    return [_context(f":electric_plug: {text}")] if text else []
 
 
 @dataclass(frozen=True)
