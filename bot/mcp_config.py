@@ -111,7 +111,7 @@ def _url(raw: Mapping[str, Any], locate: Locate) -> str | None:
         raise McpConfigError(
             f"{locate('url')}: no password in the url; send it in headers, from_env"
         )
-    return url
+    return str(url)
 
 
 def _from_env(

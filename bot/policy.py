@@ -90,7 +90,11 @@ class Policy:
             policy = self.tools[table] if table else self.defaults
             server = self.mcp.get(readable.split(".", 1)[0])
             quorum = server.destructive_quorum if server else None
-            if quorum and is_destructive(hints) and "quorum" not in self.written.get(table, ()):
+            if (
+                quorum
+                and is_destructive(hints)
+                and "quorum" not in self.written.get(table or "", ())
+            ):
                 policy = replace(policy, quorum=max(policy.quorum, quorum))
             tools[name] = policy
         return replace(self, tools=tools)
@@ -257,9 +261,7 @@ def _tool_policy(
     return policy
 
 
-def parse_policy(
-    text: str, source: str = "policy", env: Mapping[str, str] | None = None
-) -> Policy:
+def parse_policy(text: str, source: str = "policy", env: Mapping[str, str] | None = None) -> Policy:
     """Parse and check a policy file; ``env`` (default: the process's) supplies the values
     that MCP servers' ``env`` and ``headers`` read ``from_env``."""
     try:

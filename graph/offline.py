@@ -89,7 +89,10 @@ _PHRASES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[Call]]]] = 
     (re.compile(rf"invite (.+?) (?:to|into) {_CHANNEL}", re.I), _invite),
     # The demo's MCP notes server (sandbox/mcp_notes.py), configured as [mcp.servers.notes].
     (re.compile(r"^(?:please )?add (?:a )?note:?\s+[\"“']?(.+?)[\"”']?[.!]*$", re.I), _add_note),
-    (re.compile(r"^(?:please )?(?:list|show)(?: me)? (?:my |the |all )?notes\b", re.I), _list_notes),
+    (
+        re.compile(r"^(?:please )?(?:list|show)(?: me)? (?:my |the |all )?notes\b", re.I),
+        _list_notes,
+    ),
     (re.compile(r"^(?:please )?(?:delete|remove) note (?:number |#)?(\d+)\b", re.I), _delete_note),
 ]
 _REDIRECT = re.compile(

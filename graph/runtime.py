@@ -31,9 +31,9 @@ async def open_agent(
 
     The MCP servers' tools are listed here, once: a server that cannot be reached leaves its
     tools out (the registry says which and why) and never stops the start."""
-    registry = (
-        registry or await configured_registry(settings)
-    ).with_rules(settings.mode_rules)  # a registry given in code is under the policy file too
+    registry = (registry or await configured_registry(settings)).with_rules(
+        settings.mode_rules
+    )  # a registry given in code is under the policy file too
     model = model or build_model(settings, registry.tools)
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:

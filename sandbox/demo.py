@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
-import json
 import socket
 import sys
 from collections.abc import Sequence
@@ -138,10 +138,13 @@ async def run(args: argparse.Namespace) -> None:
 
 def _mcp_line(bot: Bot) -> str:
     servers = bot.service.registry.servers
-    return ", ".join(
-        f"{s.server}: {len(s.tools)} tools" if s.available else f"{s.server}: down ({s.error})"
-        for s in servers
-    ) or "no MCP servers"
+    return (
+        ", ".join(
+            f"{s.server}: {len(s.tools)} tools" if s.available else f"{s.server}: down ({s.error})"
+            for s in servers
+        )
+        or "no MCP servers"
+    )
 
 
 async def _until_interrupted() -> None:

@@ -31,7 +31,11 @@ def _load() -> dict[str, Any]:
         data = json.loads(_file().read_text())
     except (OSError, ValueError):
         data = {}
-    return {"notes": data.get("notes", []), "next": data.get("next", 1), "seen": data.get("seen", {})}
+    return {
+        "notes": data.get("notes", []),
+        "next": data.get("next", 1),
+        "seen": data.get("seen", {}),
+    }
 
 
 def _save(data: dict[str, Any]) -> None:

@@ -93,7 +93,10 @@ async def test_a_stdio_tool_is_reviewed_with_its_hints_and_approved(
     database_url: str, tmp_path: Path, log: Path
 ) -> None:
     model = ScriptedModel(
-        [tool_calls(("tickets__create_ticket", {"title": "Printer", "priority": 2})), AIMessage("Filed.")]
+        [
+            tool_calls(("tickets__create_ticket", {"title": "Printer", "priority": 2})),
+            AIMessage("Filed."),
+        ]
     )
     path = policy(tmp_path, stdio_table("tickets", log, extra='timeout = "60s"\n'))
     async with running_slack_env(database_url, model=model, policy_file=path) as env:
@@ -114,7 +117,10 @@ async def test_a_stdio_tool_is_reviewed_with_its_hints_and_approved(
         assert said(sandbox, thread, "tickets: created 'Printer' (priority 2, urgent False)")
         [ran] = calls(log)
         assert ran["key"] and ran["key"].startswith("toolu_")
-        outcomes = [(r["outcome"], r["decided_by"]) for r in await trail(env, "tickets__create_ticket", thread)]
+        outcomes = [
+            (r["outcome"], r["decided_by"])
+            for r in await trail(env, "tickets__create_ticket", thread)
+        ]
         assert outcomes == [("requested", None), ("approved", ALICE)]
 
 
@@ -191,7 +197,9 @@ async def test_read_only_auto_runs_unreviewed_audited_with_the_rule_and_review_w
         + remote_table(remote, 'read_only = "auto"\n')
         + '[tools."remote.*"]\nmode = "review"\n'
     )
-    async with running_slack_env(database_url, model=model, policy_file=policy(tmp_path, text)) as env:
+    async with running_slack_env(
+        database_url, model=model, policy_file=policy(tmp_path, text)
+    ) as env:
         registry = env.bot.service.registry
         assert registry.policy("remote__lookup") == "review"
         assert registry.policy("remote__create_ticket") == "review"
@@ -212,7 +220,9 @@ async def test_a_destructive_tool_needs_the_configured_quorum(
         [tool_calls(("remote__remove_ticket", {"ticket_id": 3})), AIMessage("Removed.")]
     )
     text = remote_table(remote, "destructive_quorum = 2\n")
-    async with running_slack_env(database_url, model=model, policy_file=policy(tmp_path, text)) as env:
+    async with running_slack_env(
+        database_url, model=model, policy_file=policy(tmp_path, text)
+    ) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> remove ticket 3")
         review = await review_in(sandbox, thread)
@@ -230,7 +240,7 @@ async def test_a_server_down_at_start_is_named_in_readyz_and_told_to_the_person(
     database_url: str, tmp_path: Path
 ) -> None:
     """The offline planner understands "add a note ..." but the notes server never started."""
-    text = "[mcp.servers.notes]\ncommand = \"/no/such/mcp-server\"\n"
+    text = '[mcp.servers.notes]\ncommand = "/no/such/mcp-server"\n'
     async with running_slack_env(database_url, policy_file=policy(tmp_path, text)) as env:
         async with httpx.AsyncClient(timeout=WAIT) as client:
             ready = await client.get(env.bot_url.replace("/slack/events", "/readyz"))
@@ -250,7 +260,9 @@ async def test_a_huge_result_is_cut_for_people_and_whole_for_the_model(
 ) -> None:
     model = ScriptedModel([tool_calls(("remote__big", {})), AIMessage("Read it all.")])
     text = remote_table(remote, 'read_only = "auto"\n')
-    async with running_slack_env(database_url, model=model, policy_file=policy(tmp_path, text)) as env:
+    async with running_slack_env(
+        database_url, model=model, policy_file=policy(tmp_path, text)
+    ) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> big")
         await sandbox.wait_for(lambda: said(sandbox, thread, "Read it all."), WAIT)

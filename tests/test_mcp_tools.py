@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, SystemMessage
 from langgraph.types import Command
 
 from bot.policy import PolicyError, parse_policy
 from graph.review import InvalidDecision, validate_args
 from graph.service import thread_config
-from graph.tools.mcp import IDEMPOTENCY_KEY, McpServerSpec
+from graph.tools.mcp import McpServerSpec
 from graph.types import ModeRule, RunOutcome
 from tests.conftest import AgentFactory
 from tests.support.mcp_servers import HERE, HttpServer, calls
@@ -190,7 +190,10 @@ async def test_a_server_that_dies_mid_call_is_an_error_result_and_the_next_call_
             AIMessage("recovered"),
         ]
     )
-    registry_rules = (ModeRule("tickets__die", "auto", "test"), ModeRule("tickets__lookup", "auto", "test"))
+    registry_rules = (
+        ModeRule("tickets__die", "auto", "test"),
+        ModeRule("tickets__lookup", "auto", "test"),
+    )
     async with agent_factory(
         model=model, mcp_servers=(stdio("tickets", log),), mode_rules=registry_rules
     ) as service:
@@ -214,9 +217,7 @@ async def test_an_http_server_killed_mid_call_then_back_is_reached_again(
         ]
     )
     rules = (ModeRule("remote__hang", "auto", "test"), ModeRule("remote__lookup", "auto", "test"))
-    async with agent_factory(
-        model=model, mcp_servers=(http(remote),), mode_rules=rules
-    ) as service:
+    async with agent_factory(model=model, mcp_servers=(http(remote),), mode_rules=rules) as service:
         turn = asyncio.create_task(service.start_turn(thread_id, "go", user="U1"))
         for _ in range(int(TIMEOUT / 0.05)):  # bounded: until the server has the call
             if any(c["tool"] == "hang" for c in calls(log)) or turn.done():

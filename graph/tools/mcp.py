@@ -120,7 +120,7 @@ def readable_name(tool: BaseTool) -> str:
     return str(facts["readable"]) if facts else tool.name
 
 
-def annotations(tool: BaseTool) -> dict[str, Any]:
+def hints_of(tool: BaseTool) -> dict[str, Any]:
     """The server's hints about the tool (only those it gave)."""
     facts = mcp_facts(tool)
     return dict(facts["annotations"]) if facts else {}
@@ -230,10 +230,13 @@ async def load_server(spec: McpServerSpec) -> tuple[list[BaseTool], McpStatus]:
     tools: dict[str, BaseTool] = {}
     for tool in (_renamed(tool, spec) for tool in found):
         if tool.name in tools:
-            log.warning("MCP server %s: two tools are offered as %s; kept the first", *(
-                spec.name,
-                tool.name,
-            ))
+            log.warning(
+                "MCP server %s: two tools are offered as %s; kept the first",
+                *(
+                    spec.name,
+                    tool.name,
+                ),
+            )
             continue
         tools[tool.name] = tool
     return list(tools.values()), McpStatus(spec.name, spec.transport, tuple(tools))

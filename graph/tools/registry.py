@@ -22,7 +22,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
-from graph.tools.mcp import McpStatus, annotations, mcp_facts, readable_name, unavailable_note
+from graph.tools.mcp import McpStatus, hints_of, mcp_facts, readable_name, unavailable_note
 from graph.tools.slack import slack_tools
 from graph.tools.weather import weather_search
 from graph.types import ModeRule, ReviewPolicy, ToolInfo
@@ -122,7 +122,7 @@ class ToolRegistry:
     def mcp_tools(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Model name -> (``server.tool``, annotations) of every tool from an MCP server."""
         return {
-            name: (readable_name(entry.tool), annotations(entry.tool))
+            name: (readable_name(entry.tool), hints_of(entry.tool))
             for name, entry in self._entries.items()
             if mcp_facts(entry.tool)
         }
