@@ -195,8 +195,9 @@ def _result_text(message: ToolMessage) -> str:
 
 
 def _missing_tools(calls: list[Call], messages: list[BaseMessage]) -> AIMessage | None:
-    """A request understood, for tools the agent does not have (e.g. their MCP server is
-    down): say so, with what the system prompt says about unavailable servers."""
+    """A request understood, for tools the agent does not have because their MCP server is
+    down: say so, with what the system prompt says about unavailable servers (without such a
+    note, the help text answers)."""
     if not calls:
         return None
     names = ", ".join(dict.fromkeys(f"`{name}`" for name, _ in calls))
@@ -206,9 +207,11 @@ def _missing_tools(calls: list[Call], messages: list[BaseMessage]) -> AIMessage 
             for m in messages
             if isinstance(m, SystemMessage) and "could not be reached" in str(m.content)
         ),
-        "",
+        None,
     )
-    return AIMessage(content=f"I can't do that right now: {names} is not available. {note}".strip())
+    if note is None:
+        return None
+    return AIMessage(content=f"I can't do that right now: {names} is not available. {note}")
 
 
 def _trailing_tool_messages(messages: list[BaseMessage]) -> list[ToolMessage]:

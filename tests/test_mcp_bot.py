@@ -20,6 +20,8 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 
 from bot.audit import AuditLog
+from bot.logs import RedactSecrets
+from sandbox.demo import demo_policy
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks
 from tests.support.bot_harness import (
@@ -157,6 +159,8 @@ async def test_an_http_tool_edited_with_typed_fields_and_bad_edits_refused_inlin
         [ran] = calls(remote.log)
         assert ran["args"] == {"title": "Back door", "priority": 4, "urgent": False}
         assert "remote-token-123456" not in str([c.args for c in sandbox.workspace.calls])
+        masked = RedactSecrets(()).redact("sent Authorization: Bearer remote-token-123456")
+        assert masked == "sent Authorization: [REDACTED]"  # a header from_env, in any log line
 
 
 async def test_feedback_on_an_mcp_call_runs_nothing_and_reaches_the_model(
@@ -271,3 +275,31 @@ async def test_a_huge_result_is_cut_for_people_and_whole_for_the_model(
         assert "THE END" not in text_of(shown)
         [result] = [m for m in model.seen[-1] if isinstance(m, ToolMessage)]
         assert "THE END" in str(result.content)
+
+
+async def test_the_demo_notes_server_with_the_offline_planner(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``./dev demo`` shows a newcomer: adding a note is reviewed, listing runs without
+    review, deleting needs two approvals."""
+    monkeypatch.setenv("DEMO_NOTES_FILE", str(tmp_path / "notes.json"))
+    path = demo_policy(tmp_path)
+    async with running_slack_env(database_url, policy_file=path) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> add a note buy milk")
+        review = await review_in(sandbox, thread)
+        assert "`notes.add_note`" in text_of(review) and "“Add a note”" in text_of(review)
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(lambda: said(sandbox, thread, "Added note 1: buy milk"), WAIT)
+
+        listing = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> list my notes")
+        await sandbox.wait_for(lambda: said(sandbox, listing, "1. buy milk"), WAIT)
+        assert review_messages(sandbox, "C0GENERAL", listing) == []
+
+        deleting = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> delete note 1")
+        review = await review_in(sandbox, deleting)
+        assert "0 of 2 approvals" in text_of(review) and "destructive" in text_of(review)
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(lambda: "1 of 2" in current(sandbox, deleting, review["ts"]))
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(lambda: said(sandbox, deleting, "Deleted note 1."), WAIT)

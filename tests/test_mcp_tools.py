@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, SystemMessage
 from langgraph.types import Command
 
 from bot.policy import PolicyError, parse_policy
+from graph import AgentSettings
 from graph.review import InvalidDecision, validate_args
 from graph.service import thread_config
 from graph.tools.mcp import McpServerSpec
@@ -395,3 +396,47 @@ def test_destructive_quorum_fills_only_what_the_file_leaves_open() -> None:
     assert resolved.for_tool("notes__read").quorum == 1
     rules = policy.mode_rules("p.toml")
     assert rules == ()  # approvers and quorum only: no word on review here
+
+
+# -- the real Claude path: names Claude accepts ------------------------------------------------
+
+
+async def test_claude_gets_mcp_tools_under_names_it_accepts_and_reads_their_results(
+    agent_factory: AgentFactory, log: Path, remote: HttpServer, thread_id: str
+) -> None:
+    """Through langchain-anthropic and the SDK to the Anthropic stand-in, which refuses a tool
+    name that the real API refuses (``remote.create_ticket`` would be)."""
+    from graph.model import build_model
+    from graph.runtime import configured_registry
+    from tests.support.anthropic_stub import TOOL_NAME, running_anthropic_stub
+
+    settings_for_tools = AgentSettings(mcp_servers=(http(remote),))
+    registry = await configured_registry(settings_for_tools)
+    async with running_anthropic_stub() as stub:
+        model = build_model(
+            AgentSettings(
+                anthropic_api_key=stub.api_key,
+                anthropic_base_url=stub.url,
+                anthropic_model="claude-sonnet-4-6",
+                model_timeout_seconds=20,
+            ),
+            registry.tools,
+        )
+        [call] = stub.reply_tool_calls([("remote__create_ticket", {"title": "T", "priority": 5})])
+        stub.reply_text("Filed as asked.")
+        async with agent_factory(model=model, registry=registry) as service:
+            [review] = done(await service.start_turn(thread_id, "file T", user="U1")).pending
+            assert review.tool_call_id == call.id
+            final = done(
+                await service.answer(
+                    thread_id, review.interrupt_id, {"action": "continue", "by": "U2"}
+                )
+            )
+        assert final.reply == "Filed as asked."
+        assert [r.status for r in stub.recorded if r.status >= 400] == []
+        names = [tool["name"] for tool in stub.requests[0]["tools"]]
+        assert "remote__create_ticket" in names and all(TOOL_NAME.match(n) for n in names)
+        last = stub.requests[-1]["messages"][-1]
+        [result] = [b for b in last["content"] if b["type"] == "tool_result"]
+        assert "remote: created 'T' (priority 5, urgent False)" in str(result["content"])
+        assert calls(log)[0]["key"] == call.id

@@ -169,7 +169,7 @@ class ToolRegistry:
         rules = list(rules)
         known = set(self._entries)
         known |= {readable_name(entry.tool) for entry in self._entries.values()}
-        unknown = sorted({r.tool for r in rules if not _deferred(r.tool)} - known)
+        unknown = sorted({r.tool for r in rules if not _deferred(r.tool)} - known - {"*"})
         if unknown:
             sources = sorted({r.source for r in rules if r.tool in unknown})
             raise ToolConfigError(
