@@ -79,14 +79,14 @@ class Policy:
         """A copy with a concrete entry per MCP tool (``catalog``: model name -> (``server.tool``,
         hints)), so :meth:`for_tool` answers for the names the agent uses.
 
-        A tool takes the table naming its ``server.tool`` form, else the first table (in file
-        order) whose pattern matches it, else ``[defaults]``. A destructive tool of a server
+        A tool takes the table naming it (``server.tool``, or the model's ``server__tool``),
+        else the first table (in file order) whose pattern matches it, else ``[defaults]``. A destructive tool of a server
         with ``destructive_quorum`` needs at least that many approvals, unless its own table
         writes a ``quorum``: what the file states for a tool beats what a hint suggests.
         """
         tools = dict(self.tools)
         for name, (readable, hints) in catalog.items():
-            table = self._table_for(readable)
+            table = name if name in self.tools else self._table_for(readable)
             policy = self.tools[table] if table else self.defaults
             server = self.mcp.get(readable.split(".", 1)[0])
             quorum = server.destructive_quorum if server else None
@@ -121,9 +121,7 @@ class Policy:
         """Every tool table must name a tool; a ``server.tool`` name or a pattern must name a
         configured MCP server (whose tools may be missing while it is down)."""
         unknown = sorted(
-            name
-            for name in set(self.tools) - set(known)
-            if not ("." in name or _is_pattern(name)) or name.split(".", 1)[0] not in self.mcp
+            name for name in set(self.tools) - set(known) if _server_of(name) not in self.mcp
         )
         if unknown:
             raise PolicyError(
@@ -171,6 +169,15 @@ def _table(name: str) -> str:
     if name == "*":
         return "[defaults]"
     return f'[tools."{name}"]' if "." in name or _is_pattern(name) else f"[tools.{name}]"
+
+
+def _server_of(name: str) -> str | None:
+    """The MCP server a table may name while it is down: ``server.tool``, a pattern of that,
+    or the model's ``server__tool``; None for other names."""
+    for separator in (".", "__"):
+        if separator in name:
+            return name.split(separator, 1)[0]
+    return None
 
 
 def _is_pattern(name: str) -> bool:

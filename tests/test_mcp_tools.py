@@ -440,3 +440,24 @@ async def test_claude_gets_mcp_tools_under_names_it_accepts_and_reads_their_resu
         [result] = [b for b in last["content"] if b["type"] == "tool_result"]
         assert "remote: created 'T' (priority 5, urgent False)" in str(result["content"])
         assert calls(log)[0]["key"] == call.id
+
+
+def test_a_table_for_a_tool_of_a_server_that_is_down_does_not_stop_the_start() -> None:
+    text = (
+        '[mcp.servers.notes]\ncommand = "x"\n'
+        '[tools."notes.delete_note"]\nmode = "review"\nquorum = 2\n'
+        "[tools.notes__add_note]\nquorum = 3\n"
+    )
+    policy = parse_policy(text, "p.toml", env={})
+    policy.check_tools(["weather_search"], "p.toml")  # the notes server has no tools yet
+    from graph.tools.registry import build_registry
+
+    build_registry(rules=policy.mode_rules("p.toml"))  # nothing to match: not an error
+    resolved = policy.with_mcp_tools(
+        {
+            "notes__delete_note": ("notes.delete_note", {"destructiveHint": True}),
+            "notes__add_note": ("notes.add_note", {"destructiveHint": False}),
+        }
+    )
+    assert resolved.for_tool("notes__delete_note").quorum == 2
+    assert resolved.for_tool("notes__add_note").quorum == 3

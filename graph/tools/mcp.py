@@ -49,7 +49,7 @@ class McpCallError(RuntimeError):
 class McpServerSpec:
     """One configured server: a command (stdio) or a URL (streamable HTTP).
 
-    ``env`` and ``headers`` hold resolved values (secrets included: never log a spec).
+    ``env`` and ``headers`` hold resolved values (secrets included: left out of ``repr``).
     ``auto_read_only`` is the configuration's wording of a rule that lets this server's
     read-only tools run without review (None: they are reviewed like the rest).
     ``problem`` is why the server cannot even be tried (e.g. a variable is not set).
@@ -58,9 +58,9 @@ class McpServerSpec:
     name: str
     command: str | None = None
     args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     url: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     auto_read_only: str | None = None
     problem: str | None = None

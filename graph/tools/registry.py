@@ -188,8 +188,9 @@ class ToolRegistry:
 
 
 def _deferred(name: str) -> bool:
-    """A ``server.tool`` name or a pattern, which may match nothing while a server is down."""
-    return name != "*" and ("." in name or any(c in name for c in "*?["))
+    """A ``server.tool`` (or ``server__tool``) name or a pattern, which may match nothing
+    while a server is down."""
+    return name != "*" and ("." in name or "__" in name or any(c in name for c in "*?["))
 
 
 def matches(pattern: str, tool: BaseTool) -> bool:
