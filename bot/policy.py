@@ -80,9 +80,10 @@ class Policy:
         hints)), so :meth:`for_tool` answers for the names the agent uses.
 
         A tool takes the table naming it (``server.tool``, or the model's ``server__tool``),
-        else the first table (in file order) whose pattern matches it, else ``[defaults]``. A destructive tool of a server
-        with ``destructive_quorum`` needs at least that many approvals, unless its own table
-        writes a ``quorum``: what the file states for a tool beats what a hint suggests.
+        else the first table (in file order) whose pattern matches it, else ``[defaults]``. A
+        destructive tool of a server with ``destructive_quorum`` needs at least that many
+        approvals, unless its own table writes a ``quorum``: what the file states for a tool
+        beats what a hint suggests.
         """
         tools = dict(self.tools)
         for name, (readable, hints) in catalog.items():
