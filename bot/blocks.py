@@ -92,12 +92,17 @@ def _heading(request: ReviewRequest, icon: str, label: str) -> list[Block]:
     about = [truncate(escape(tool["description"]), 300)]
     if asked:
         about.append(f"Requested by {user_mention(asked)}")
-    name = tool.get("display_name") or request["tool_call"]["name"]
     return [
-        _section(f"{icon} *{label}:* `{escape(truncate(name, 200))}`"),
+        _section(f"{icon} *{label}:* `{escape(truncate(shown_name(request), 200))}`"),
         _context(" · ".join(about)),
         *_hints_block(tool),
     ]
+
+
+def shown_name(request: ReviewRequest) -> str:
+    """The tool's name as people read it: ``server.tool`` for an MCP tool (the model's name,
+    ``server__tool``, is only for Claude), else the tool's own name."""
+    return request["tool"].get("display_name") or request["tool_call"]["name"]
 
 
 _HINT_WORDS = {
@@ -203,7 +208,7 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 def review_fallback_text(request: ReviewRequest) -> str:
     """The notification line of a review; the tool's name is escaped like the blocks."""
-    return f"Approval needed: {escape(truncate(request['tool_call']['name'], 80))}"
+    return f"Approval needed: {escape(truncate(shown_name(request), 80))}"
 
 
 _VERDICT_LABELS = {
@@ -237,7 +242,7 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
 
 def decided_text(request: ReviewRequest, verdict: Verdict) -> str:
     _, label, _ = _VERDICT_LABELS[verdict.action]
-    return f"{label}: {escape(truncate(request['tool_call']['name'], 80))}"
+    return f"{label}: {escape(truncate(shown_name(request), 80))}"
 
 
 def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

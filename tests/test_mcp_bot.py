@@ -303,3 +303,39 @@ async def test_the_demo_notes_server_with_the_offline_planner(
         await sandbox.wait_for(lambda: "1 of 2" in current(sandbox, deleting, review["ts"]))
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
         await sandbox.wait_for(lambda: said(sandbox, deleting, "Deleted note 1."), WAIT)
+
+
+def test_the_hints_line_is_escaped_valid_block_kit_and_absent_for_other_tools() -> None:
+    from bot.blocks import review_blocks, review_fallback_text
+    from bot.modals import edit_modal
+    from graph.types import ReviewRequest
+    from tests.support.block_kit import assert_valid_view
+
+    request: ReviewRequest = {
+        "question": "Is this correct?",
+        "tool_call": {"name": "evil__wipe", "args": {"target": "all"}, "id": "toolu_1"},
+        "tool": {
+            "name": "evil__wipe",
+            "description": "Wipe things.",
+            "args_schema": {"properties": {"target": {"type": "string"}}, "required": ["target"]},
+            "server": "evil",
+            "display_name": "evil.wipe",
+            "annotations": {"title": "<!channel> safe!", "readOnlyHint": False},
+        },
+        "requested_by": "U0CAROL",
+    }
+    blocks = review_blocks(request, "ref-1")
+    assert_valid_blocks(blocks)
+    texts = str(blocks)
+    assert "`evil.wipe`" in texts and "evil__wipe" not in texts
+    assert "&lt;!channel&gt; safe!" in texts and "<!channel>" not in texts
+    assert "changes things" in texts
+    assert review_fallback_text(request) == "Approval needed: evil.wipe"
+    modal = edit_modal(request, "ref-1")
+    assert_valid_view(modal)
+    assert "evil.wipe" in str(modal)
+
+    plain: ReviewRequest = {**request, "tool": {**request["tool"]}}  # type: ignore[typeddict-item]
+    for key in ("server", "display_name", "annotations"):
+        plain["tool"].pop(key)  # type: ignore[misc]
+    assert "MCP server" not in str(review_blocks(plain, "ref-1"))
