@@ -230,13 +230,7 @@ async def load_server(spec: McpServerSpec) -> tuple[list[BaseTool], McpStatus]:
     tools: dict[str, BaseTool] = {}
     for tool in (_renamed(tool, spec) for tool in found):
         if tool.name in tools:
-            log.warning(
-                "MCP server %s: two tools are offered as %s; kept the first",
-                *(
-                    spec.name,
-                    tool.name,
-                ),
-            )
+            log.warning("MCP server %s: two tools become %s; kept the first", spec.name, tool.name)
             continue
         tools[tool.name] = tool
     return list(tools.values()), McpStatus(spec.name, spec.transport, tuple(tools))
