@@ -29,8 +29,9 @@ EPILOG = """\
 transport:
   Socket Mode when SLACK_APP_TOKEN is set (no public URL needed); otherwise an HTTP server on
   $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, not
-  shutting down) and GET /metrics (Prometheus). Request signatures are always verified over HTTP,
-  before a body is parsed (401); bodies over 1 MiB are refused unread (413).
+  shutting down; lists each MCP server's state) and GET /metrics (Prometheus). Request
+  signatures are always verified over HTTP, before a body is parsed (401); bodies over 1 MiB
+  are refused unread (413).
   On SIGTERM the bot stops taking requests, lets in-flight decisions and agent runs finish (up to
   25 s), then exits.
 
@@ -45,7 +46,14 @@ environment:
                          unset: anyone who can see the review); only for tools whose approvers
                          POLICY_FILE leaves unset, else the start stops naming both
   POLICY_FILE            TOML policy: per tool review/auto, approvers, four-eyes, quorum, time
-                         to live, reminders, redaction (see README "Policy")
+                         to live, reminders, redaction (see README "Policy"), and MCP servers
+                         whose tools the agent gets, all reviewed by default:
+                           [mcp.servers.<name>] command = "..." args = [...] (stdio)
+                                                or url = "https://..." (streamable HTTP)
+                           env / headers = { NAME = { from_env = "VARIABLE" } } (never literal)
+                           timeout = "30s", read_only = "auto", destructive_quorum = 2
+                         (see README "MCP servers"); a server down at start is named in the
+                         log and /readyz and its tools are missing; the bot still starts
   SWEEP_SECONDS          how often each replica expires, reminds and finishes interrupted
                          decisions (default 15; 0 turns it off)
   RECOVER_AFTER_SECONDS  a decision or message whose process showed no sign of life (its

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
 from graph import ReviewRequest, ToolResult
+from graph.types import ToolInfo
 
 Block = dict[str, Any]
 
@@ -92,9 +93,46 @@ def _heading(request: ReviewRequest, icon: str, label: str) -> list[Block]:
     if asked:
         about.append(f"Requested by {user_mention(asked)}")
     return [
-        _section(f"{icon} *{label}:* `{escape(request['tool_call']['name'])}`"),
+        _section(f"{icon} *{label}:* `{escape(truncate(shown_name(request), 200))}`"),
         _context(" · ".join(about)),
+        *_hints_block(tool),
     ]
+
+
+def shown_name(request: ReviewRequest) -> str:
+    """The tool's name as people read it: ``server.tool`` for an MCP tool (the model's name,
+    ``server__tool``, is only for Claude), else the tool's own name."""
+    return request["tool"].get("display_name") or request["tool_call"]["name"]
+
+
+_HINT_WORDS = {
+    "readOnlyHint": ("read-only", "changes things"),
+    "destructiveHint": ("destructive", "not destructive"),
+    "idempotentHint": ("idempotent", "not idempotent"),
+    "openWorldHint": ("reaches outside systems", "closed world"),
+}
+
+
+def hints_text(tool: ToolInfo) -> str | None:
+    """What an MCP server says about its tool, in words; None for other tools. The hints are
+    the server's claims, not checked facts, and are labelled so."""
+    if "server" not in tool:
+        return None
+    hints = tool.get("annotations") or {}
+    words = [
+        yes if hints[key] else no
+        for key, (yes, no) in _HINT_WORDS.items()
+        if isinstance(hints.get(key), bool)
+    ]
+    title = hints.get("title")
+    named = f" “{escape(truncate(str(title), 100))}”" if title else ""
+    said = ", ".join(words) if words else "no hints"
+    return f"MCP server *{escape(tool['server'])}* says{named}: {said}"
+
+
+def _hints_block(tool: ToolInfo) -> list[Block]:
+    text = hints_text(tool)
+    return [_context(f":electric_plug: {text}")] if text else []
 
 
 @dataclass(frozen=True)
@@ -170,7 +208,7 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 def review_fallback_text(request: ReviewRequest) -> str:
     """The notification line of a review; the tool's name is escaped like the blocks."""
-    return f"Approval needed: {escape(truncate(request['tool_call']['name'], 80))}"
+    return f"Approval needed: {escape(truncate(shown_name(request), 80))}"
 
 
 _VERDICT_LABELS = {
@@ -204,7 +242,7 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
 
 def decided_text(request: ReviewRequest, verdict: Verdict) -> str:
     _, label, _ = _VERDICT_LABELS[verdict.action]
-    return f"{label}: {escape(truncate(request['tool_call']['name'], 80))}"
+    return f"{label}: {escape(truncate(shown_name(request), 80))}"
 
 
 def changed_args(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -56,9 +56,13 @@ class BotSettings:
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
         registry combines them with ``AGENT_AUTO_APPROVE`` and modules' ``REVIEW_POLICY``, and
-        review wins (README "Policy")."""
+        review wins (README "Policy"). The file's MCP servers are added too."""
         rules = policy.mode_rules(str(self.policy_file or "policy"))
-        return replace(self.agent, mode_rules=(*self.agent.mode_rules, *rules))
+        return replace(
+            self.agent,
+            mode_rules=(*self.agent.mode_rules, *rules),
+            mcp_servers=(*self.agent.mcp_servers, *policy.mcp_servers),
+        )
 
     def load_policy(self) -> Policy:
         """The policy file (if any) with the ``APPROVERS`` shorthand filling what it leaves

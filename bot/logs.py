@@ -93,6 +93,18 @@ def remember_secrets(values: Iterable[str]) -> None:
     _remembered_longest_first = tuple(sorted(_remembered, key=len, reverse=True))
 
 
+def remember_configured_secrets(values: Iterable[str]) -> None:
+    """Mask these configured values (MCP servers' env and headers) for the whole process:
+    unlike :func:`remember_secrets`, never forgotten."""
+    global _configured_longest_first
+    fresh = {v for v in values if len(v) >= MIN_REDACTED_LENGTH}
+    merged = fresh | set(_configured_longest_first)
+    _configured_longest_first = tuple(sorted(merged, key=len, reverse=True))
+
+
+_configured_longest_first: tuple[str, ...] = ()
+
+
 def remembered_secrets() -> tuple[str, ...]:
     return _remembered_longest_first
 
@@ -112,14 +124,14 @@ class RedactSecrets(logging.Filter):
         )
 
     def redact(self, text: str) -> str:
-        for secrets in (self.secrets, _remembered_longest_first):
+        for secrets in (self.secrets, _configured_longest_first, _remembered_longest_first):
             for secret in secrets:
                 if secret in text:
                     text = text.replace(secret, REDACTED)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets and not _remembered_longest_first:
+        if not self.secrets and not _remembered_longest_first and not _configured_longest_first:
             return True
         try:
             message = record.getMessage()

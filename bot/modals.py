@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.blocks import shown_name
 from bot.mrkdwn import escape, escape_within, has_invisible, to_plain, truncate, visible
 from graph import ReviewRequest
 
@@ -193,7 +194,7 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
     """
     schema = request["tool"]["args_schema"]
     required = set(schema.get("required", []))
-    tool_name, description = request["tool_call"]["name"], request["tool"]["description"]
+    tool_name, description = shown_name(request), request["tool"]["description"]
     names, kept = field_names(request, hidden)
     about = f"`{escape(tool_name)}`: {escape(description)}"
     if kept:
@@ -292,7 +293,7 @@ def protected_blocks(field: Field, required: bool) -> list[Block]:
 
 
 def feedback_modal(request: ReviewRequest, ref: str) -> View:
-    tool = escape(request["tool_call"]["name"])
+    tool = escape(shown_name(request))
     return {
         "type": "modal",
         "callback_id": FEEDBACK_CALLBACK,

@@ -19,6 +19,7 @@ Precedence, where other settings speak about the same thing (README "Policy"):
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.mcp_config import McpConfigError, McpServerConfig, parse_server
+from graph.tools.mcp import McpServerSpec, is_destructive
 from graph.types import ModeRule
 
 Mode = Literal["review", "auto"]
@@ -60,6 +63,48 @@ class Policy:
     written: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """The settings each table of the file writes itself: per tool, and ``"*"`` for
     ``[defaults]`` (the rest a tool table inherits), so precedence can name the line."""
+    mcp: Mapping[str, McpServerConfig] = field(default_factory=dict)
+    """``[mcp.servers.<name>]``: the MCP servers to connect to, by name."""
+
+    @property
+    def mcp_servers(self) -> tuple[McpServerSpec, ...]:
+        return tuple(server.spec for server in self.mcp.values())
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values the servers' ``env`` and ``headers`` read from the environment."""
+        return tuple(value for server in self.mcp.values() for value in server.secrets)
+
+    def with_mcp_tools(self, catalog: Mapping[str, tuple[str, Mapping[str, Any]]]) -> Policy:
+        """A copy with a concrete entry per MCP tool (``catalog``: model name -> (``server.tool``,
+        hints)), so :meth:`for_tool` answers for the names the agent uses.
+
+        A tool takes the table naming it (``server.tool``, or the model's ``server__tool``),
+        else the first table (in file order) whose pattern matches it, else ``[defaults]``. A
+        destructive tool of a server with ``destructive_quorum`` needs at least that many
+        approvals, unless its own table writes a ``quorum``: what the file states for a tool
+        beats what a hint suggests.
+        """
+        tools = dict(self.tools)
+        for name, (readable, hints) in catalog.items():
+            table = name if name in self.tools else self._table_for(readable)
+            policy = self.tools[table] if table else self.defaults
+            server = self.mcp.get(readable.split(".", 1)[0])
+            quorum = server.destructive_quorum if server else None
+            if (
+                quorum
+                and is_destructive(hints)
+                and "quorum" not in self.written.get(table or "", ())
+            ):
+                policy = replace(policy, quorum=max(policy.quorum, quorum))
+            tools[name] = policy
+        return replace(self, tools=tools)
+
+    def _table_for(self, readable: str) -> str | None:
+        if readable in self.tools:
+            return readable
+        patterns = (n for n in self.tools if _is_pattern(n) and fnmatch.fnmatchcase(readable, n))
+        return next(patterns, None)
 
     def for_tool(self, name: str) -> ToolPolicy:
         return self.tools.get(name, self.defaults)
@@ -74,7 +119,11 @@ class Policy:
         )
 
     def check_tools(self, known: Iterable[str], source: str = "policy") -> None:
-        unknown = sorted(set(self.tools) - set(known))
+        """Every tool table must name a tool; a ``server.tool`` name or a pattern must name a
+        configured MCP server (whose tools may be missing while it is down)."""
+        unknown = sorted(
+            name for name in set(self.tools) - set(known) if _server_of(name) not in self.mcp
+        )
         if unknown:
             raise PolicyError(
                 f"{source}: no tool named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
@@ -108,7 +157,7 @@ class Policy:
         for name, members in approvers.items():
             if name != "*":
                 tools[name] = replace(tools.get(name, defaults), approvers=members)
-        return Policy(defaults, tools, self.written)
+        return replace(self, defaults=defaults, tools=tools)
 
     def _approvers_conflict(self, name: str, source: str) -> str | None:
         if self.for_tool(name).approvers is None:
@@ -118,7 +167,22 @@ class Policy:
 
 
 def _table(name: str) -> str:
-    return "[defaults]" if name == "*" else f"[tools.{name}]"
+    if name == "*":
+        return "[defaults]"
+    return f'[tools."{name}"]' if "." in name or _is_pattern(name) else f"[tools.{name}]"
+
+
+def _server_of(name: str) -> str | None:
+    """The MCP server a table may name while it is down: ``server.tool``, a pattern of that,
+    or the model's ``server__tool``; None for other names."""
+    for separator in (".", "__"):
+        if separator in name:
+            return name.split(separator, 1)[0]
+    return None
+
+
+def _is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
 
 
 _KEYS = {"mode", "approvers", "four_eyes", "quorum", "ttl", "remind_before", "redact"}
@@ -133,10 +197,12 @@ def parse_duration(value: Any, where: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _line_of(text: str, table: str, key: str | None) -> int | None:
-    """The line where ``[table]`` (or ``key`` inside it) is written, for error messages."""
+def _line_of(text: str, table: str | tuple[str, ...], key: str | None) -> int | None:
+    """The line where ``[table]`` (or ``key`` inside it) is written, for error messages;
+    ``table`` as a tuple gives its parts, each possibly quoted in the file."""
     lines = text.splitlines()
-    dotted = r"\s*\.\s*".join(re.escape(part) for part in table.split("."))
+    parts = table if isinstance(table, tuple) else tuple(table.split("."))
+    dotted = r"\s*\.\s*".join(f"[\"']?{re.escape(part)}[\"']?" for part in parts)
     header = re.compile(rf"^\s*\[\s*{dotted}\s*\]")
     for number, line in enumerate(lines, start=1):
         if header.match(line):
@@ -203,25 +269,27 @@ def _tool_policy(
     return policy
 
 
-def parse_policy(text: str, source: str = "policy") -> Policy:
+def parse_policy(text: str, source: str = "policy", env: Mapping[str, str] | None = None) -> Policy:
+    """Parse and check a policy file; ``env`` (default: the process's) supplies the values
+    that MCP servers' ``env`` and ``headers`` read ``from_env``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{source}: {error}") from error
 
-    def locator(table: str) -> Any:
+    def locator(table: str | tuple[str, ...]) -> Any:
         def locate(key: str | None = None) -> str:
             line = _line_of(text, table, key)
             return f"{source}, line {line}" if line else source
 
         return locate
 
-    unknown = sorted(set(data) - {"defaults", "tools"})
+    unknown = sorted(set(data) - {"defaults", "tools", "mcp"})
     if unknown:
         line = _line_of(text, unknown[0], None)
         raise PolicyError(
             f"{source}{f', line {line}' if line else ''}: unknown table "
-            f"[{unknown[0]}] (use [defaults] and [tools.<name>])"
+            f"[{unknown[0]}] (use [defaults], [tools.<name>] and [mcp.servers.<name>])"
         )
     defaults_raw = data.get("defaults", {})
     defaults = _tool_policy(defaults_raw, ToolPolicy(), source, locator("defaults"), True)
@@ -229,13 +297,31 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     if not isinstance(tools_raw, Mapping):
         raise PolicyError(f"{source}: [tools] must contain one table per tool")
     tools = {
-        name: _tool_policy(raw, defaults, locator(f"tools.{name}")(), locator(f"tools.{name}"))
+        name: _tool_policy(raw, defaults, locator(("tools", name))(), locator(("tools", name)))
         for name, raw in tools_raw.items()
     }
     written = {
         name: frozenset(raw) for name, raw in [("*", defaults_raw), *tools_raw.items()] if raw
     }
-    return Policy(defaults, tools, written)
+    return Policy(defaults, tools, written, _mcp_servers(data.get("mcp", {}), source, locator, env))
+
+
+def _mcp_servers(
+    raw: Any, source: str, locator: Any, env: Mapping[str, str] | None
+) -> dict[str, McpServerConfig]:
+    """``[mcp.servers.<name>]`` tables (see :mod:`bot.mcp_config`)."""
+    if not isinstance(raw, Mapping) or set(raw) - {"servers"}:
+        raise PolicyError(f"{locator('mcp')()}: [mcp] holds only [mcp.servers.<name>] tables")
+    servers = raw.get("servers", {})
+    if not isinstance(servers, Mapping):
+        raise PolicyError(f"{source}: [mcp.servers] must contain one table per server")
+    try:
+        return {
+            name: parse_server(name, table, locator(("mcp", "servers", name)), parse_duration, env)
+            for name, table in servers.items()
+        }
+    except McpConfigError as error:
+        raise PolicyError(str(error)) from error
 
 
 def load_policy(path: Path) -> Policy:

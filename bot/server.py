@@ -19,7 +19,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import metrics
+from bot import logs, metrics
 from bot.app import build_app, slack_client
 from bot.config import BotSettings
 from bot.flow import ReviewFlow
@@ -51,6 +51,7 @@ from bot.sweeper import run_sweeper
 from bot.threads import SlackThread
 from graph import AgentService, open_agent
 from graph.model import ChatModel
+from graph.tools.mcp import McpStatus
 from graph.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -338,10 +339,12 @@ async def running_bot(
     metrics.count_errors()
     install_task_tracking(asyncio.get_running_loop())
     policy = settings.load_policy()
+    logs.remember_configured_secrets(policy.secrets)  # MCP servers' env and headers
     async with open_agent(
         settings.agent_with(policy), extra_schema=SCHEMA, model=model, registry=registry
     ) as service:
         policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
+        policy = policy.with_mcp_tools(service.registry.mcp_tools())
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(service.pool, recover_after_seconds=settings.recover_after_seconds)
@@ -368,6 +371,22 @@ async def running_bot(
 
 
 CONCURRENT_CLICKS = 16
+
+
+def mcp_section(servers: Sequence[McpStatus]) -> dict[str, Any]:
+    """``/readyz``'s word on MCP servers: each one's tools or why it has none. One optional
+    server down does not make the bot unready (its other tools and reviews work): the status
+    stays 200 and this section names it."""
+    if not servers:
+        return {}
+    return {
+        "mcp": {
+            status.server: {"status": "ok", "tools": len(status.tools)}
+            if status.available
+            else {"status": "unavailable", "error": status.error}
+            for status in servers
+        }
+    }
 
 
 def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
@@ -438,7 +457,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
             return JSONResponse(
                 {"status": "unavailable", "database": str(type(error).__name__)}, status_code=503
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", **mcp_section(bot.service.registry.servers)})
 
     async def metrics_endpoint(_: Request) -> Response:
         await metrics.refresh_pending(bot.service.pool)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graph.tools.mcp import McpServerSpec
 from graph.types import ModeRule
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -37,6 +38,8 @@ class AgentSettings:
     mode_rules: tuple[ModeRule, ...] = ()
     """Further review/auto rules (the bot's policy file), combined with ``auto_approve`` and
     modules' ``REVIEW_POLICY`` so that review wins; never read from the environment."""
+    mcp_servers: tuple[McpServerSpec, ...] = ()
+    """MCP servers whose tools the agent is offered (the bot's policy file declares them)."""
     pool_max_size: int = 20
     lease_seconds: float = 30.0
 

@@ -111,10 +111,12 @@ class AgentNodes:
         self.model = model
         self.registry = registry
         self.tool_node = ToolNode(registry.tools, handle_tool_errors=tool_error_message)
+        note = registry.unavailable_note
+        self.system_prompt = f"{SYSTEM_PROMPT}\n\n{note}" if note else SYSTEM_PROMPT
 
     async def call_llm(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         response = await self.model.ainvoke(
-            [SystemMessage(SYSTEM_PROMPT), *state["messages"]], config
+            [SystemMessage(self.system_prompt), *state["messages"]], config
         )
         return {"messages": [response]}
 

@@ -13,7 +13,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
@@ -24,6 +30,7 @@ OFFLINE_HELP = (
     "• _create channel #launch-plan_\n"
     "• _set the topic of #general to Launch on Friday_\n"
     "• _invite @alice @bob to #general_\n"
+    "• with the demo's notes server: _add a note buy milk_, _list my notes_, _delete note 1_\n"
     "Set `ANTHROPIC_API_KEY` (and optionally `ANTHROPIC_MODEL`) to talk to Claude instead."
 )
 
@@ -57,6 +64,18 @@ def _invite(match: re.Match[str]) -> list[Call]:
     return [("invite_users", {"channel": match.group(2), "users": users})] if users else []
 
 
+def _add_note(match: re.Match[str]) -> list[Call]:
+    return [("notes__add_note", {"text": match.group(1).strip()})]
+
+
+def _list_notes(match: re.Match[str]) -> list[Call]:
+    return [("notes__list_notes", {})]
+
+
+def _delete_note(match: re.Match[str]) -> list[Call]:
+    return [("notes__delete_note", {"note_id": int(match.group(1))})]
+
+
 _PHRASES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[Call]]]] = [
     (re.compile(r"weather (?:like )?(?:in|for|at) (.+?)[?.!]*$", re.I), _weather),
     (re.compile(rf"(?:post|send|say) {_QUOTED} (?:to|in|on) {_CHANNEL}\s*[.!]*$", re.I), _post),
@@ -68,6 +87,13 @@ _PHRASES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[Call]]]] = 
     ),
     (re.compile(rf"set (?:the )?topic (?:of|for|in) {_CHANNEL} to {_QUOTED}[.!]*$", re.I), _topic),
     (re.compile(rf"invite (.+?) (?:to|into) {_CHANNEL}", re.I), _invite),
+    # The demo's MCP notes server (sandbox/mcp_notes.py), configured as [mcp.servers.notes].
+    (re.compile(r"^(?:please )?add (?:a )?note:?\s+[\"“']?(.+?)[\"”']?[.!]*$", re.I), _add_note),
+    (
+        re.compile(r"^(?:please )?(?:list|show)(?: me)? (?:my |the |all )?notes\b", re.I),
+        _list_notes,
+    ),
+    (re.compile(r"^(?:please )?(?:delete|remove) note (?:number |#)?(\d+)\b", re.I), _delete_note),
 ]
 _REDIRECT = re.compile(
     r"^(?:no,?\s*)?(?:please\s+)?(?:use|try|make it|change it to|it should be)"
@@ -103,7 +129,12 @@ class OfflinePlanner:
         if isinstance(last, ToolMessage):
             return self._after_tools(messages)
         text = last.content if isinstance(last, HumanMessage) else ""
-        return self._propose(plan(str(text)), len(messages)) or AIMessage(content=OFFLINE_HELP)
+        calls = plan(str(text))
+        return (
+            self._propose(calls, len(messages))
+            or _missing_tools(calls, messages)
+            or AIMessage(content=OFFLINE_HELP)
+        )
 
     def _propose(self, calls: list[Call], position: int) -> AIMessage | None:
         usable = [(name, args) for name, args in calls if name in self._tool_names]
@@ -127,7 +158,7 @@ class OfflinePlanner:
         feedback = [m for m in results if _is_feedback(m)]
         if feedback:
             return self._answer_feedback(feedback, messages)
-        lines = [f"• `{m.name}`: {m.content}" for m in results]
+        lines = [f"• `{m.name}`: {_result_text(m)}" for m in results]
         return AIMessage(content="Done.\n" + "\n".join(lines))
 
     def _answer_feedback(
@@ -154,6 +185,33 @@ class OfflinePlanner:
                 "request I understand. You can also use *Edit* to change the arguments directly."
             )
         )
+
+
+def _result_text(message: ToolMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    parts = [b.get("text") for b in message.content if isinstance(b, dict)]
+    return "\n".join(p for p in parts if isinstance(p, str)) or message.text
+
+
+def _missing_tools(calls: list[Call], messages: list[BaseMessage]) -> AIMessage | None:
+    """A request understood, for tools the agent does not have because their MCP server is
+    down: say so, with what the system prompt says about unavailable servers (without such a
+    note, the help text answers)."""
+    if not calls:
+        return None
+    names = ", ".join(dict.fromkeys(f"`{name}`" for name, _ in calls))
+    note = next(
+        (
+            str(m.content).rsplit("\n\n", 1)[-1]
+            for m in messages
+            if isinstance(m, SystemMessage) and "could not be reached" in str(m.content)
+        ),
+        None,
+    )
+    if note is None:
+        return None
+    return AIMessage(content=f"I can't do that right now: {names} is not available. {note}")
 
 
 def _trailing_tool_messages(messages: list[BaseMessage]) -> list[ToolMessage]:

@@ -159,7 +159,8 @@ def validate_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_against_json_schema(tool: BaseTool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """For tools described by a plain JSON schema: unknown and missing fields, nothing deeper."""
+    """For tools described by a plain JSON schema (MCP tools): unknown and missing fields, then
+    the whole schema (types, enums, bounds, nested values) with ``jsonschema``."""
     from graph.tools.registry import args_schema
 
     schema = args_schema(tool)
@@ -173,9 +174,26 @@ def _check_against_json_schema(tool: BaseTool) -> Callable[[Mapping[str, Any]], 
             if name not in args:
                 raise InvalidDecision(f"{name}: Field required", field=name)
         _refuse_blank(args, schema.get("required", []))
+        _refuse_schema_errors(schema, args)
         return dict(args)
 
     return check
+
+
+def _refuse_schema_errors(schema: Mapping[str, Any], args: Mapping[str, Any]) -> None:
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError:
+        return  # a server's broken schema: the checks above are all that can be trusted
+    errors = sorted(validator_class(schema).iter_errors(dict(args)), key=lambda e: list(e.path))
+    if errors:
+        error = errors[0]
+        path = ".".join(str(part) for part in error.absolute_path)
+        field = str(error.absolute_path[0]) if error.absolute_path else None
+        raise InvalidDecision(f"{path or '(arguments)'}: {error.message}", field=field)
 
 
 def _refuse_blank(args: Mapping[str, Any], required: Iterable[str]) -> None:

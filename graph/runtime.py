@@ -11,7 +11,9 @@ from graph.db import AGENT_SCHEMA, PooledPostgresSaver, migrate, open_pool, reso
 from graph.locks import ThreadLeases
 from graph.model import ChatModel, build_model
 from graph.service import AgentService
+from graph.tools.mcp import is_read_only, load_servers, mcp_facts
 from graph.tools.registry import ToolRegistry, build_registry
+from graph.types import ModeRule
 
 PRUNE_EVERY_STEPS = 40
 """A turn with one review is about four steps: prune each thread every ten turns or so."""
@@ -25,10 +27,13 @@ async def open_agent(
     model: ChatModel | None = None,
     registry: ToolRegistry | None = None,
 ) -> AsyncIterator[AgentService]:
-    """Yield a ready service; ``model`` and ``registry`` replace the configured ones in tests."""
-    registry = (
-        registry or build_registry(settings.tool_modules, settings.auto_approve)
-    ).with_rules(settings.mode_rules)  # a registry given in code is under the policy file too
+    """Yield a ready service; ``model`` and ``registry`` replace the configured ones in tests.
+
+    The MCP servers' tools are listed here, once: a server that cannot be reached leaves its
+    tools out (the registry says which and why) and never stops the start."""
+    registry = (registry or await configured_registry(settings)).with_rules(
+        settings.mode_rules
+    )  # a registry given in code is under the policy file too
     model = model or build_model(settings, registry.tools)
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:
@@ -38,3 +43,23 @@ async def open_agent(
         yield AgentService(
             graph, registry, pool, ThreadLeases(pool, ttl_seconds=settings.lease_seconds)
         )
+
+
+async def configured_registry(settings: AgentSettings) -> ToolRegistry:
+    """Built-ins, modules and MCP tools under ``AGENT_AUTO_APPROVE`` and the servers' hint
+    rules (the policy file's own rules are added by the caller)."""
+    tools, servers = await load_servers(settings.mcp_servers)
+    specs = {spec.name: spec for spec in settings.mcp_servers}
+    hint_rules = []
+    for tool in tools:
+        facts = mcp_facts(tool) or {}
+        rule = specs[str(facts.get("server"))].auto_read_only
+        if rule and is_read_only(facts.get("annotations") or {}):
+            hint_rules.append(ModeRule(tool.name, "auto", rule))
+    return build_registry(
+        settings.tool_modules,
+        settings.auto_approve,
+        mcp_tools=tools,
+        servers=servers,
+        hint_rules=hint_rules,
+    )

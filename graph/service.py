@@ -41,6 +41,13 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
+def _blocks_text(message: ToolMessage) -> str:
+    """A result given as content blocks (MCP tools), as text: its text blocks, one a line."""
+    blocks = message.content if isinstance(message.content, list) else []
+    texts = [b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    return "\n".join(texts) if texts else message.text
+
+
 def message_text(message: AIMessage) -> str:
     """The visible text of an AI message, whether its content is a string or blocks."""
     if isinstance(message.content, str):
@@ -56,7 +63,7 @@ def message_text(message: AIMessage) -> str:
 def tool_result(message: ToolMessage) -> ToolResult:
     artifact = message.artifact if isinstance(message.artifact, dict) else {}
     status = "declined" if artifact.get("review_action") == "feedback" else message.status
-    content = message.content if isinstance(message.content, str) else str(message.content)
+    content = message.content if isinstance(message.content, str) else _blocks_text(message)
     ran_with = message.additional_kwargs.get(RAN_WITH)
     auto_rule = message.additional_kwargs.get(AUTO_RULE)
     return ToolResult(

@@ -47,6 +47,12 @@ class ToolInfo(TypedDict):
     name: str
     description: str
     args_schema: dict[str, Any]
+    server: NotRequired[str]
+    """The MCP server the tool comes from (absent for other tools)."""
+    display_name: NotRequired[str]
+    """``server.tool``: how people read an MCP tool's name (the model sees ``server__tool``)."""
+    annotations: NotRequired[dict[str, Any]]
+    """The MCP server's hints about the tool (``readOnlyHint``, ``destructiveHint``, ...)."""
 
 
 class ReviewRequest(TypedDict):

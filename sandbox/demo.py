@@ -10,23 +10,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import uvicorn
 
 from bot.config import BotSettings, parse_approvers
-from bot.server import http_app, running_bot
+from bot.server import Bot, http_app, running_bot
 from graph import AgentSettings
 from sandbox import persistence
 from sandbox.config import SandboxConfig
 from sandbox.server import running_sandbox
 
 DEMO_APPROVERS = "*=S0APPROVERS"  # the sandbox's "approvers" group: alice and bob, not carol
+NOTES_SERVER = Path(__file__).with_name("mcp_notes.py")
+
+
+def demo_policy(data_dir: Path) -> Path:
+    """The policy file the demo runs with unless ``POLICY_FILE`` is set: one block that plugs
+    in the notes MCP server shipped in ``sandbox/mcp_notes.py`` (stdio, no account needed).
+    Its read-only tool runs without review; deleting a note needs two approvals."""
+    os.environ.setdefault("DEMO_NOTES_FILE", str(data_dir / "demo-notes.json"))
+    path = data_dir / "demo-policy.toml"
+    path.write_text(
+        "# Written by `./dev demo`: the notes MCP server shipped with the project.\n"
+        "[mcp.servers.notes]\n"
+        f"command = {json.dumps(sys.executable)}\n"
+        f"args = [{json.dumps(str(NOTES_SERVER))}]\n"
+        'env = { NOTES_FILE = { from_env = "DEMO_NOTES_FILE" } }\n'
+        'read_only = "auto"\n'
+        "destructive_quorum = 2\n"
+    )
+    return path
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,6 +92,9 @@ async def run(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, bot_url=f"http://{args.host}:{args.bot_port}/slack/events"
     )
     agent = AgentSettings.from_env()
+    agent.data_dir.mkdir(parents=True, exist_ok=True)
+    policy = Path(os.environ["POLICY_FILE"]) if os.environ.get("POLICY_FILE") else None
+    policy = policy or demo_policy(agent.data_dir)
     async with running_sandbox(config) as sandbox:
         state_file = agent.data_dir / "sandbox-state.json"
         persistence.load(sandbox.workspace, state_file)
@@ -79,6 +104,7 @@ async def run(args: argparse.Namespace) -> None:
             signing_secret=config.signing_secret,
             api_url=sandbox.api_url,
             approvers=parse_approvers(os.environ.get("APPROVERS", DEMO_APPROVERS)),
+            policy_file=policy,
             agent=replace(agent),
         )
         async with running_bot(settings) as bot:
@@ -95,6 +121,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"\n  Slack sandbox ready: {sandbox.url}\n"
                 f"  You are alice (an approver); bob approves too, carol may not.\n"
                 f"  Try: @approvals what's the weather in Paris and Oslo?\n"
+                f"  MCP: @approvals add a note buy milk · list my notes · delete note 1\n"
+                f"  (the notes MCP server of {policy}; {_mcp_line(bot)})\n"
                 f"  Agent: {model}. Data: {agent.data_dir}\n"
                 f"  Ctrl-C stops everything.\n",
                 flush=True,
@@ -106,6 +134,17 @@ async def run(args: argparse.Namespace) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await saver
     bot_sock.close()
+
+
+def _mcp_line(bot: Bot) -> str:
+    servers = bot.service.registry.servers
+    return (
+        ", ".join(
+            f"{s.server}: {len(s.tools)} tools" if s.available else f"{s.server}: down ({s.error})"
+            for s in servers
+        )
+        or "no MCP servers"
+    )
 
 
 async def _until_interrupted() -> None:

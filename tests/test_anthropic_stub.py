@@ -456,3 +456,18 @@ async def test_sync_clients_work_from_a_thread(stub: AnthropicStub) -> None:
     assert msg.content[0].text == "sync sdk"
     result = await asyncio.to_thread(chat(stub).invoke, "hi")
     assert result.content == "sync langchain"
+
+
+async def test_a_tool_name_the_real_api_refuses_is_refused(stub: AnthropicStub) -> None:
+    """Claude's tool names match ``^[a-zA-Z0-9_-]{1,64}$``: no dot (an MCP server's tools are
+    offered as ``server__tool`` for this reason), at most 64 characters."""
+    client = sdk(stub)
+    for name in ("github.create_issue", "x" * 65, ""):
+        with pytest.raises(anthropic.BadRequestError, match=r"tools\.0\.custom\.name"):
+            await client.messages.create(
+                model=MODEL,
+                max_tokens=10,
+                tools=[{**WEATHER_TOOL, "name": name}],  # type: ignore[list-item]
+                messages=[{"role": "user", "content": "hi"}],
+            )
+    assert [r.status for r in stub.recorded] == [400, 400, 400]

@@ -12,6 +12,7 @@ runs unreviewed only when some source says ``auto`` and none says ``review``; an
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
+from graph.tools.mcp import McpStatus, hints_of, mcp_facts, readable_name, unavailable_note
 from graph.tools.slack import slack_tools
 from graph.tools.weather import weather_search
 from graph.types import ModeRule, ReviewPolicy, ToolInfo
@@ -73,10 +75,17 @@ def combined(entry: ToolEntry, rules: Sequence[ModeRule]) -> tuple[ToolEntry, st
 class ToolRegistry:
     """An immutable name -> (tool, policy) map with the schema a reviewer edits against."""
 
-    def __init__(self, entries: Iterable[ToolEntry], overruled: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        entries: Iterable[ToolEntry],
+        overruled: Sequence[str] = (),
+        servers: Sequence[McpStatus] = (),
+    ) -> None:
         self._entries: dict[str, ToolEntry] = {}
         self.overruled = tuple(overruled)
         """Warnings about ``auto`` sources that a ``review`` overruled (see :func:`combined`)."""
+        self.servers = tuple(servers)
+        """How each configured MCP server fared at start-up (its tools, or why none)."""
         for entry in entries:
             if entry.tool.name in self._entries:
                 raise ToolConfigError(f"two tools are named {entry.tool.name!r}")
@@ -105,11 +114,30 @@ class ToolRegistry:
             return None
         return entry.rule or "auto-approved by configuration"
 
+    @property
+    def unavailable_note(self) -> str | None:
+        """What the model is told about MCP servers whose tools are missing."""
+        return unavailable_note(self.servers)
+
+    def mcp_tools(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Model name -> (``server.tool``, annotations) of every tool from an MCP server."""
+        return {
+            name: (readable_name(entry.tool), hints_of(entry.tool))
+            for name, entry in self._entries.items()
+            if mcp_facts(entry.tool)
+        }
+
     def info(self, name: str) -> ToolInfo:
         tool = self.get(name)
         if tool is None:
             return ToolInfo(name=name, description="(unknown tool)", args_schema={})
-        return ToolInfo(name=name, description=tool.description, args_schema=args_schema(tool))
+        info = ToolInfo(name=name, description=tool.description, args_schema=args_schema(tool))
+        facts = mcp_facts(tool)
+        if facts:
+            info["server"] = str(facts["server"])
+            info["display_name"] = str(facts["readable"])
+            info["annotations"] = dict(facts["annotations"])
+        return info
 
     def with_policies(
         self, policies: Mapping[str, ReviewPolicy], rule: str | None = None
@@ -125,33 +153,61 @@ class ToolRegistry:
                 for name, entry in self._entries.items()
             ),
             self.overruled,
+            self.servers,
         )
 
     def with_rules(self, rules: Iterable[ModeRule]) -> ToolRegistry:
         """A copy with one source's rules combined in (review wins, see :func:`combined`).
 
-        A ``"*"`` rule covers the tools no other rule of ``rules`` names, so a source's own
-        per-tool words beat its default. Naming a tool that does not exist is an error.
+        A rule names a tool by its name, by its ``server.tool`` form (MCP tools), or by a
+        pattern of those (``github.*``). Of one source's rules, only the most specific kind that
+        matches a tool applies to it: its name, else the patterns (review wins among them),
+        else ``"*"``, so a source's own per-tool words beat its default. Naming a tool that does
+        not exist is an error, except for ``server.tool`` names and patterns: their server may
+        be unavailable right now (the policy file checks that the server is configured).
         """
         rules = list(rules)
-        unknown = sorted({r.tool for r in rules if r.tool != "*"} - set(self._entries))
+        known = set(self._entries)
+        known |= {readable_name(entry.tool) for entry in self._entries.values()}
+        unknown = sorted({r.tool for r in rules if not _deferred(r.tool)} - known - {"*"})
         if unknown:
             sources = sorted({r.source for r in rules if r.tool in unknown})
             raise ToolConfigError(
                 f"{', '.join(sources)}: no tool named {', '.join(unknown)} "
                 f"(known: {', '.join(sorted(self._entries))})"
             )
-        named = {r.tool for r in rules}
         entries: list[ToolEntry] = []
         overruled = list(self.overruled)
-        for name, entry in self._entries.items():
-            applying = [r for r in rules if r.tool == name or (r.tool == "*" and name not in named)]
-            new, warning = combined(entry, applying)
+        for entry in self._entries.values():
+            new, warning = combined(entry, applying_rules(entry.tool, rules))
             entries.append(new)
             if warning:
                 log.warning("%s", warning)
                 overruled.append(warning)
-        return ToolRegistry(entries, overruled)
+        return ToolRegistry(entries, overruled, self.servers)
+
+
+def _deferred(name: str) -> bool:
+    """A ``server.tool`` (or ``server__tool``) name or a pattern, which may match nothing
+    while a server is down."""
+    return name != "*" and ("." in name or "__" in name or any(c in name for c in "*?["))
+
+
+def matches(pattern: str, tool: BaseTool) -> bool:
+    """Whether a policy name (exact, ``server.tool`` or a pattern of that) covers ``tool``."""
+    readable = readable_name(tool)
+    if pattern in (tool.name, readable):
+        return True
+    return any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(readable, pattern)
+
+
+def applying_rules(tool: BaseTool, rules: Sequence[ModeRule]) -> list[ModeRule]:
+    """The rules of one source that speak about ``tool``: the most specific kind only."""
+    exact = [r for r in rules if r.tool in (tool.name, readable_name(tool))]
+    if exact:
+        return exact
+    patterns = [r for r in rules if r.tool != "*" and matches(r.tool, tool)]
+    return patterns or [r for r in rules if r.tool == "*"]
 
 
 def args_schema(tool: BaseTool) -> dict[str, Any]:
@@ -202,11 +258,19 @@ def build_registry(
     modules: Sequence[str] = (),
     auto_approve: Sequence[str] = (),
     rules: Sequence[ModeRule] = (),
+    mcp_tools: Sequence[BaseTool] = (),
+    servers: Sequence[McpStatus] = (),
+    hint_rules: Sequence[ModeRule] = (),
 ) -> ToolRegistry:
-    """Built-ins plus the user's modules, combined with ``AGENT_AUTO_APPROVE`` and then any
-    other configured ``rules`` (the bot's policy file): review wins (see :func:`combined`)."""
+    """Built-ins, the user's modules and the MCP servers' tools (all reviewed by default),
+    combined with ``AGENT_AUTO_APPROVE``, then any other configured ``rules`` (the bot's policy
+    file), then ``hint_rules`` (what the configuration makes of servers' hints, e.g. read-only
+    tools run unreviewed): review wins (see :func:`combined`), so a hint never lifts a
+    ``review`` written anywhere."""
     entries = builtin_entries()
     for module_name in modules:
         entries.extend(load_tool_module(module_name))
+    entries.extend(ToolEntry(tool) for tool in mcp_tools)
     from_env = [ModeRule(name, "auto", "AGENT_AUTO_APPROVE") for name in auto_approve]
-    return ToolRegistry(entries).with_rules(from_env).with_rules(rules)
+    registry = ToolRegistry(entries, servers=servers)
+    return registry.with_rules(from_env).with_rules(rules).with_rules(hint_rules)

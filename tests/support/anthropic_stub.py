@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import secrets
 import socket
 import string
@@ -482,6 +483,21 @@ def _blocks(content: Any) -> list[JSON]:
     return []
 
 
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+"""What the real API accepts as a client tool's name: no dot, at most 64 characters."""
+
+
+def _validate_tool_names(tools: Any) -> None:
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            raise _ApiError(
+                400,
+                "invalid_request_error",
+                f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'",
+            )
+
+
 def _validate_messages_request(body: JSON) -> None:
     """Reject what the real API rejects *and* our code could plausibly get wrong.
 
@@ -492,6 +508,7 @@ def _validate_messages_request(body: JSON) -> None:
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             raise _ApiError(400, "invalid_request_error", f"{name}: Field required")
+    _validate_tool_names(body.get("tools"))
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         raise _ApiError(400, "invalid_request_error", "messages: at least one message is required")
