@@ -44,12 +44,13 @@ from bot.config import BotSettings
 from bot.flow import ReviewFlow
 from bot.limits import TurnLimiter
 from bot.logs import set_context
+from bot.migrations import migrate_bot
 from bot.permissions import Approvers
-from bot.schema import SCHEMA
 from bot.store import BotStore
 from bot.sweeper import run_sweeper
 from bot.threads import SlackThread
 from graph import AgentService, open_agent
+from graph.db import Pool, open_pool, resolve_database_url
 from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
 
@@ -149,6 +150,8 @@ class Bot:
     service: AgentService
     app: AsyncApp
     flow: ReviewFlow
+    pool: Pool
+    """The bot's own database pool (reviews, events, audit, limits); the agent has its own."""
     work: InflightWork = field(default_factory=InflightWork)
 
 
@@ -331,6 +334,8 @@ async def running_bot(
 ) -> AsyncIterator[Bot]:
     """Open the database (embedded unless DATABASE_URL), migrate, and wire the app.
 
+    The agent and the bot each open their own pool on it and migrate their own tables.
+
     ``model`` and ``registry`` replace the configured ones (tests and benchmarks). On exit,
     work started by Slack requests is given :data:`SHUTDOWN_GRACE_SECONDS` to finish before the
     database pool closes under it.
@@ -338,17 +343,21 @@ async def running_bot(
     metrics.count_errors()
     install_task_tracking(asyncio.get_running_loop())
     policy = settings.load_policy()
-    async with open_agent(
-        settings.agent_with(policy), extra_schema=SCHEMA, model=model, registry=registry
-    ) as service:
+    agent_settings = settings.agent_with(policy)
+    url = await resolve_database_url(agent_settings.database_url, agent_settings.data_dir)
+    async with (
+        open_agent(agent_settings, model=model, registry=registry) as service,
+        open_pool(url, max_size=agent_settings.pool_max_size) as pool,
+    ):
+        await migrate_bot(pool)
         policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
-        store = BotStore(service.pool, recover_after_seconds=settings.recover_after_seconds)
+        store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)
         flow = ReviewFlow(service, store, client, Approvers(policy, client))
-        app = build_app(settings, client, flow, TurnLimiter(service.pool, settings.turn_limits))
+        app = build_app(settings, client, flow, TurnLimiter(pool, settings.turn_limits))
         app.use(log_context_middleware)
-        bot = Bot(settings, service, app, flow)
+        bot = Bot(settings, service, app, flow, pool)
         sweeper = (
             asyncio.create_task(
                 run_sweeper(flow, settings.sweep_seconds, settings.recover_after_seconds)
@@ -432,7 +441,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
         if bot.work.draining:
             return JSONResponse({"status": "shutting down"}, status_code=503)
         try:
-            async with bot.service.pool.connection(timeout=2) as conn:
+            async with bot.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
         except Exception as error:
             return JSONResponse(
@@ -441,7 +450,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
         return JSONResponse({"status": "ready"})
 
     async def metrics_endpoint(_: Request) -> Response:
-        await metrics.refresh_pending(bot.service.pool)
+        await metrics.refresh_pending(bot.pool)
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
 
     routes = [
