@@ -12,7 +12,7 @@ step: add one.
 from __future__ import annotations
 
 from graph.db import Pool
-from graph.migrations import Component, Step, StepStatus, apply, status
+from graph.migrations import Component, Step, apply
 
 BOT_SCHEMA: tuple[str, ...] = (
     """
@@ -229,7 +229,3 @@ BOT = Component(
 async def migrate_bot(pool: Pool) -> list[Step]:
     """Bring the bot's tables up to date (safe with replicas starting together)."""
     return await apply(pool, BOT)
-
-
-async def bot_status(pool: Pool) -> list[StepStatus]:
-    return await status(pool, BOT)

@@ -17,6 +17,7 @@ CONCURRENTLY``); whoever takes it second finds the steps recorded and runs none.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from psycopg import AsyncConnection, errors
 from psycopg.rows import DictRow
 
 from graph.db import Pool, PooledPostgresSaver, migration_lock
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = """
     CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -129,6 +132,13 @@ async def apply(
     async with migration_lock(pool) as conn:
         await conn.execute(MIGRATIONS_TABLE)
         done = await _recorded(conn, component.name)
+        if unknown := sorted(set(done) - {step.version for step in component.steps}):
+            log.warning(
+                "the database has %s steps %s this release does not know (a newer release ran):"
+                " they are left as they are",
+                component.name,
+                unknown,
+            )
         for step in component.steps:
             if step.version in done:
                 continue

@@ -92,6 +92,20 @@ async def test_a_database_built_by_the_unversioned_statements_upgrades_in_place(
                 await conn.execute("DELETE FROM audit_events")
 
 
+async def test_steps_a_newer_release_ran_are_reported_and_left_alone(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fresh_database(database_url, "mig") as url, open_pool(url, max_size=2) as pool:
+        await migrate_bot(pool)
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO schema_migrations (component, version, name) VALUES ('bot', 99, 'x')"
+            )
+        assert await migrate_bot(pool) == []
+        assert "bot steps [99] this release does not know" in caplog.text
+        assert [s.pending for s in await migrations.status(pool, BOT)] == [False] * len(BOT.steps)
+
+
 async def run_migrate(url: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
