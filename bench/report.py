@@ -198,7 +198,7 @@ def rows(results: Results) -> list[Row]:
             ms(p50),
             "<= 20 ms",
             p50 <= 0.020,
-            f"{bulk:,} pending, limit 20",
+            f"{bulk:,} pending; the App Home's scan (newest 1,000)",
         )
     )
     out.append(Row("list one user's pending p99", ms(p99), "", None, f"{len(listing)} listings"))

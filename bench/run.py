@@ -32,8 +32,9 @@ import aiohttp
 from bench.bare import bare_langgraph
 from bench.fakes import TOOL_NAME, InstantModel, bench_registry
 from bench.slack_stub import BOT_USER, TEAM_ID, PostedReview, SlackStub
+from bot import home
 from bot.blocks import ACTIONS_BLOCK, APPROVE
-from bot.store import BOT_SCHEMA, BotStore
+from bot.migrations import migrate_bot
 from graph import AgentService, AgentSettings, RunOutcome, open_agent
 from graph.db import Pool, open_pool, start_embedded_postgres, stop_embedded_postgres
 
@@ -498,9 +499,8 @@ async def one_turn(service: AgentService, thread_id: str) -> float:
 
 async def measure_threads(env: Env, sizes: Sizes, results: Results) -> None:
     settings = AgentSettings(database_url=env.database_url, pool_max_size=4)
-    async with open_agent(
-        settings, model=InstantModel(), registry=bench_registry(), extra_schema=BOT_SCHEMA
-    ) as service:
+    async with open_agent(settings, model=InstantModel(), registry=bench_registry()) as service:
+        await migrate_bot(service.pool)
         for _ in range(3):
             await one_turn(service, f"bench-warm-{uuid.uuid4().hex}")
         log(f"a {sizes.turns}-turn thread")
@@ -578,16 +578,16 @@ async def measure_pending(env: Env, sizes: Sizes, results: Results) -> None:
             for index in range(sizes.listings):
                 results.home.append(await env.open_home(f"UBULK{index % 1000}"))
 
-            log(f"listing one user's pending reviews ({sizes.listings} samples)")
-            store = BotStore(pool)
+            log(f"the App Home's scan of pending reviews ({sizes.listings} samples)")
             for index in range(sizes.listings + 5):
-                user = f"UBULK{index % 1000}"
                 started = time.perf_counter()
-                rows = await store.pending_for(user, limit=20, tools=[TOOL_NAME])
+                rows = await home.pending_reviews(pool)  # what every App Home open reads
                 if index >= 5:
                     results.listing.append(time.perf_counter() - started)
-                if len(rows) != 20:
-                    raise RuntimeError(f"expected 20 pending reviews for {user}, got {len(rows)}")
+                if len(rows) != home.SCAN_LIMIT:
+                    raise RuntimeError(
+                        f"expected {home.SCAN_LIMIT} pending reviews, got {len(rows)}"
+                    )
         finally:
             async with pool.connection() as conn:
                 await conn.execute(

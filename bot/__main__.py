@@ -21,7 +21,9 @@ waits for a person to Approve, Edit or send Feedback.
 commands:
   (none)     run the bot (it also migrates the database on start-up)
   migrate    create or upgrade the database tables, then exit (run it before rolling out a
-             new version, e.g. as a one-off job; safe to run while replicas are running)
+             new version, e.g. as a one-off job; safe to run while replicas are running).
+             Numbered steps per component (agent, bot), recorded in schema_migrations;
+             --status lists applied and pending steps without changing anything
   audit      list or export the audit trail: python -m bot audit --help
 """
 
@@ -69,7 +71,8 @@ environment:
   DATABASE_URL           PostgreSQL URL; unset: an embedded PostgreSQL in DATA_DIR
   DATA_DIR               where the embedded database lives
                          (default ~/.local/share/slack-approval-bot)
-  DATABASE_POOL_SIZE     connections per process (default 20)
+  DATABASE_POOL_SIZE     connections per pool; a process has two, the agent's and the
+                         bot's (default 20)
   ANTHROPIC_API_KEY      use Claude; unset: the offline planner (a few fixed phrasings)
   ANTHROPIC_MODEL        Claude model (default claude-sonnet-5-5)
   ANTHROPIC_BASE_URL     Messages API base URL (proxies, gateways)
@@ -90,7 +93,15 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit}")
     commands.add_parser("run", help="run the bot (the default)")
-    commands.add_parser("migrate", help="create or upgrade the database tables, then exit")
+    migrate = commands.add_parser(
+        "migrate",
+        help="create or upgrade the database tables, then exit",
+        description="Apply the pending numbered migration steps of the agent and the bot "
+        "(one process at a time; replicas may run it together).",
+    )
+    migrate.add_argument(
+        "--status", action="store_true", help="list applied and pending steps; change nothing"
+    )
     audit = commands.add_parser(
         "audit",
         help="list or export the audit trail (table, JSON lines or CSV)",
@@ -100,12 +111,29 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _migrate() -> None:
-    from bot.schema import SCHEMA
-    from graph import AgentSettings, open_agent
+async def _migrate(show_status: bool) -> None:
+    from bot.migrations import BOT, migrate_bot
+    from graph import AgentSettings, migrations
+    from graph.db import open_pool, resolve_database_url
 
-    async with open_agent(AgentSettings.from_env(), extra_schema=SCHEMA):
-        pass
+    settings = AgentSettings.from_env()
+    url = await resolve_database_url(settings.database_url, settings.data_dir)
+    async with open_pool(url, max_size=2) as pool:
+        if not show_status:
+            ran = [
+                f"applied {component.name} {step.version}: {step.name}"
+                for component, migrate in (
+                    (migrations.AGENT, migrations.migrate_agent),
+                    (BOT, migrate_bot),
+                )
+                for step in await migrate(pool)
+            ]
+            print("\n".join(ran) if ran else "no pending steps")
+            return
+        for component in (migrations.AGENT, BOT):
+            print("\n".join(migrations.status_lines(await migrations.status(pool, component))))
+        applied, known = await migrations.checkpoint_status(pool)
+        print(f"checkpoints: {applied} of {known} LangGraph checkpointer migrations applied")
 
 
 def setup_logging() -> None:
@@ -130,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(audit_cli.run(args, sys.stdout))
     if args.command == "migrate":
         try:
-            asyncio.run(_migrate())
+            asyncio.run(_migrate(args.status))
         except Exception:
             logging.getLogger("bot").exception("migration failed")
             return 1
-        print("database is up to date")
+        if not args.status:
+            print("database is up to date")
         return 0
     try:
         settings = BotSettings.from_env()

@@ -20,9 +20,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.audit import AUDIT_SCHEMA, COLUMNS, OUTCOMES, AuditLog
+from bot.audit import COLUMNS, OUTCOMES, AuditLog
+from bot.migrations import migrate_bot
 from graph.config import AgentSettings
-from graph.db import migrate, open_pool, resolve_database_url
+from graph.db import open_pool, resolve_database_url
 
 FORMATS = ("table", "jsonl", "csv")
 TABLE_COLUMNS = ("at", "outcome", "tool_name", "requested_by", "decided_by", "thread_id", "detail")
@@ -157,7 +158,7 @@ async def fetch(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = AgentSettings.from_env()
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=2) as pool:
-        await migrate(pool, AUDIT_SCHEMA)
+        await migrate_bot(pool)
         return await AuditLog(pool).query(
             tool=args.tool,
             user=args.user,

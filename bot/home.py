@@ -30,12 +30,6 @@ EMPTY_TEXT = (
     "approve, it shows up here."
 )
 
-HOME_SCHEMA: tuple[str, ...] = (
-    # Serves "pending reviews, newest first" without sorting the whole table.
-    "CREATE INDEX IF NOT EXISTS slack_reviews_status_created "
-    "ON slack_reviews (status, created_at DESC)",
-)
-
 PENDING_SQL = """
     SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
            request -> 'tool_call' -> 'args' AS args, proposed_edit,

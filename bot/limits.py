@@ -39,26 +39,6 @@ HORIZON_SECONDS = 900
 """Turn rows older than this are deleted, and no longer count as running."""
 CONTEXT_KEY = "turn_limiter"
 
-LIMITS_SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS slack_turns (
-        event_id text PRIMARY KEY,
-        team_id text NOT NULL,
-        user_id text NOT NULL,
-        started_at timestamptz NOT NULL DEFAULT now()
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS slack_turns_team ON slack_turns (team_id, started_at)",
-    """
-    CREATE TABLE IF NOT EXISTS slack_turn_refusals (
-        team_id text NOT NULL,
-        user_id text NOT NULL,
-        last_refused_at timestamptz NOT NULL,
-        PRIMARY KEY (team_id, user_id)
-    )
-    """,
-)
-
 Reason = Literal["user_running", "user_minute", "workspace_running", "workspace_minute"]
 
 

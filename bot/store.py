@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,105 +25,6 @@ from psycopg.types.json import Json, Jsonb
 from bot.audit import AUDIT_TABLE, INSERT_COLUMNS, TYPED_VALUES, AuditEvent, insert_params
 from graph import ReviewRequest
 from graph.db import Pool
-
-BOT_SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS slack_reviews (
-        ref text PRIMARY KEY,
-        thread_id text NOT NULL,
-        interrupt_id text NOT NULL,
-        team_id text,
-        channel_id text NOT NULL,
-        thread_ts text NOT NULL,
-        message_ts text,
-        tool_name text NOT NULL,
-        request json NOT NULL,
-        status text NOT NULL DEFAULT 'pending',
-        action text,
-        decided_by text,
-        decided_at timestamptz,
-        edited_args jsonb,
-        feedback text,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        UNIQUE (thread_id, interrupt_id)
-    )
-    """,
-    # json, not jsonb: jsonb sorts object keys, and people read arguments (and fill in the
-    # Edit form) in the order the tool declares them.
-    """
-    DO $$ BEGIN
-        IF (SELECT data_type FROM information_schema.columns
-            WHERE table_name = 'slack_reviews' AND column_name = 'request') = 'jsonb' THEN
-            ALTER TABLE slack_reviews ALTER COLUMN request TYPE json USING request::json;
-        END IF;
-    END $$
-    """,
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS expires_at timestamptz",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS remind_at timestamptz",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS reminded_at timestamptz",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS needs_sync boolean NOT NULL DEFAULT false",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_edit jsonb",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_by text",
-    # Every message showing the review (normally one; more if a poster died before storing
-    # the ts and the copy could not be found again), and the applier's sign of life.
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS message_copies text[] NOT NULL "
-    "DEFAULT '{}'",
-    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
-    """
-    CREATE INDEX IF NOT EXISTS slack_reviews_due
-        ON slack_reviews (expires_at) WHERE status = 'pending'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS slack_reviews_unsettled
-        ON slack_reviews (decided_at) WHERE status = 'deciding' OR needs_sync
-    """,
-    # pending_for (the App Home): what a user asked for, what they may decide, newest first
-    """
-    CREATE INDEX IF NOT EXISTS slack_reviews_pending_requester
-        ON slack_reviews ((request->>'requested_by'), created_at) WHERE status = 'pending'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS slack_reviews_pending_tool
-        ON slack_reviews (tool_name, created_at) WHERE status = 'pending'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS slack_reviews_pending_recent
-        ON slack_reviews (created_at) WHERE status = 'pending'
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS slack_review_approvals (
-        ref text NOT NULL REFERENCES slack_reviews (ref),
-        version integer NOT NULL,
-        user_id text NOT NULL,
-        at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (ref, version, user_id)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS slack_events (
-        event_id text PRIMARY KEY,
-        status text NOT NULL,
-        claimed_at timestamptz NOT NULL DEFAULT now()
-    )
-    """,
-    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS body jsonb",
-    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
-    """
-    CREATE INDEX IF NOT EXISTS slack_events_handling
-        ON slack_events (claimed_at) WHERE status = 'handling'
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS slack_conversations (
-        thread_id text PRIMARY KEY,
-        team_id text,
-        channel_id text NOT NULL,
-        thread_ts text NOT NULL,
-        started_by text,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )
-    """,
-)
 
 log = logging.getLogger(__name__)
 
@@ -542,39 +443,6 @@ class BotStore:
             "UPDATE slack_reviews SET needs_sync = %s WHERE ref = %s RETURNING ref",
             (unsynced, ref),
         )
-
-    async def pending_for(
-        self, user: str, limit: int = 20, *, tools: Collection[str] | None = ()
-    ) -> list[ReviewRow]:
-        """Pending reviews ``user`` asked for or may decide, newest first, at most ``limit``.
-
-        ``tools`` names the tools whose reviews the user may decide: ``None`` means every tool
-        (no approvers configured), empty means only the reviews they asked for. Each part is
-        one partial-index scan of pending rows cut at ``limit``, so the cost does not grow with
-        the number of pending reviews.
-        """
-        parts = [
-            "(SELECT * FROM slack_reviews WHERE status = 'pending' "
-            "AND request->>'requested_by' = %s ORDER BY created_at DESC LIMIT %s)"
-        ]
-        params: list[Any] = [user, limit]
-        if tools is None:
-            parts.append(
-                "(SELECT * FROM slack_reviews WHERE status = 'pending' "
-                "ORDER BY created_at DESC LIMIT %s)"
-            )
-            params.append(limit)
-        elif tools:
-            parts.append(
-                "(SELECT r.* FROM unnest(%s::text[]) AS t(name) CROSS JOIN LATERAL ("
-                "SELECT * FROM slack_reviews WHERE status = 'pending' AND tool_name = t.name "
-                "ORDER BY created_at DESC LIMIT %s) AS r)"
-            )
-            params.extend([sorted(set(tools)), limit])
-        rows = await self._rows(" UNION ALL ".join(parts), tuple(params))
-        unique = {row["ref"]: row for row in rows}.values()
-        newest = sorted(unique, key=lambda row: (row["created_at"], row["ref"]), reverse=True)
-        return [ReviewRow.from_row(row) for row in newest[:limit]]
 
     async def thread_arguments(
         self, thread_id: str, limit: int = 500

@@ -49,31 +49,6 @@ CONNECTION_KWARGS: dict[str, Any] = {
     "row_factory": dict_row,
 }
 
-AGENT_SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS agent_thread_leases (
-        thread_id text PRIMARY KEY,
-        holder text NOT NULL,
-        expires_at timestamptz NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS agent_decisions (
-        thread_id text NOT NULL,
-        interrupt_id text NOT NULL,
-        tool_call_id text NOT NULL,
-        tool_name text NOT NULL,
-        action text NOT NULL,
-        args jsonb,
-        feedback text,
-        decided_by text,
-        decided_at timestamptz NOT NULL DEFAULT now(),
-        applied_at timestamptz,
-        PRIMARY KEY (thread_id, interrupt_id)
-    )
-    """,
-)
-
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded server for ``data_dir``; blocking, about half a second.
@@ -514,15 +489,27 @@ async def _try_lock(conn: AsyncConnection[DictRow]) -> bool:
     return bool(row and row["ok"])
 
 
-async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> None:
-    """Run idempotent DDL (and any ``setup()`` coroutines) once, even with racing processes."""
+@asynccontextmanager
+async def migration_lock(pool: Pool) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """A connection holding the migration lock while the block runs (one process at a time).
+
+    Taken by polling, never by waiting on the server: see the module docstring."""
     async with pool.connection() as conn:
         while not await _try_lock(conn):  # noqa: ASYNC110 - polling on purpose, see module doc
             await asyncio.sleep(0.05)
         try:
-            for setup in extra_setup:
-                await setup()
-            for statement in statements:
-                await conn.execute(statement)
+            yield conn
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> None:
+    """Run idempotent DDL (and any ``setup()`` coroutines) once, even with racing processes.
+
+    Unversioned, for tests and scratch tables; the application's tables are versioned
+    (``graph.migrations``)."""
+    async with migration_lock(pool) as conn:
+        for setup in extra_setup:
+            await setup()
+        for statement in statements:
+            await conn.execute(statement)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from graph import migrations
 from graph.agent import build_graph
 from graph.config import AgentSettings
-from graph.db import AGENT_SCHEMA, PooledPostgresSaver, migrate, open_pool, resolve_database_url
+from graph.db import PooledPostgresSaver, open_pool, resolve_database_url
 from graph.locks import ThreadLeases
 from graph.model import ChatModel, build_model
 from graph.service import AgentService
@@ -23,14 +24,14 @@ PRUNE_EVERY_STEPS = 40
 async def open_agent(
     settings: AgentSettings,
     *,
-    extra_schema: Sequence[str] = (),
     model: ChatModel | None = None,
     registry: ToolRegistry | None = None,
 ) -> AsyncIterator[AgentService]:
     """Yield a ready service; ``model`` and ``registry`` replace the configured ones in tests.
 
     The MCP servers' tools are listed here, once: a server that cannot be reached leaves its
-    tools out (the registry says which and why) and never stops the start."""
+    tools out (the registry says which and why) and never stops the start. Migrates the
+    agent's tables only: a client of the service (the bot) owns its own."""
     registry = (registry or await configured_registry(settings)).with_rules(
         settings.mode_rules
     )  # a registry given in code is under the policy file too
@@ -38,7 +39,7 @@ async def open_agent(
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=settings.pool_max_size) as pool:
         saver = PooledPostgresSaver(pool, prune_every_steps=PRUNE_EVERY_STEPS)
-        await migrate(pool, (*AGENT_SCHEMA, *extra_schema), saver.setup)
+        await migrations.apply(pool, migrations.AGENT, setup=[saver.setup])
         graph = build_graph(model, registry, saver)
         yield AgentService(
             graph, registry, pool, ThreadLeases(pool, ttl_seconds=settings.lease_seconds)

@@ -11,16 +11,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.audit import AUDIT_SCHEMA, AuditEvent, AuditLog
-from bot.store import BOT_SCHEMA, BotStore
-from graph.db import Pool, migrate, open_pool
+from bot.audit import AuditEvent, AuditLog
+from bot.migrations import migrate_bot
+from bot.store import BotStore
+from graph.db import Pool, open_pool
 
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[Pool]:
     async with open_pool(database_url, max_size=4) as pool:
-        await migrate(pool, AUDIT_SCHEMA)
-        await migrate(pool, AUDIT_SCHEMA)  # idempotent: a second start-up changes nothing
+        await migrate_bot(pool)
+        await migrate_bot(pool)  # idempotent: a second start-up changes nothing
         yield pool
 
 
@@ -156,7 +157,7 @@ async def test_settling_a_review_appends_its_audit_entry_in_the_same_statement(
 ) -> None:
     """``BotStore.finish(audit=...)``: one statement settles the review and appends the entry;
     an entry the database refuses is dropped (and logged), the review is settled anyway."""
-    await migrate(pool, BOT_SCHEMA)
+    await migrate_bot(pool)
     store = BotStore(pool)
     tool = unique("post_message")
     request: Any = {

@@ -15,8 +15,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from bot import audit_cli
-from bot.audit import AUDIT_SCHEMA, COLUMNS, AuditEvent, AuditLog
-from graph.db import migrate, open_pool
+from bot.audit import COLUMNS, AuditEvent, AuditLog
+from bot.migrations import migrate_bot
+from graph.db import open_pool
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -37,7 +38,7 @@ async def trail(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DATABASE_URL", database_url)
     tool = f"post_message_{uuid.uuid4().hex[:8]}"
     async with open_pool(database_url, max_size=2) as pool:
-        await migrate(pool, AUDIT_SCHEMA)
+        await migrate_bot(pool)
         log = AuditLog(pool)
         base = {"thread_id": "slack:T:C:1.0", "interrupt_id": "i1", "tool_call_id": "c1"}
         await log.record(

@@ -24,10 +24,11 @@ from langchain_core.messages import AIMessage
 
 from bot import audit_cli
 from bot.audit import AuditEvent, AuditLog
-from bot.store import BOT_SCHEMA, BotStore, ReviewRow
+from bot.migrations import migrate_bot
+from bot.store import BotStore, ReviewRow
 from bot.sweeper import sweep_once
 from bot.threads import SlackThread
-from graph.db import migrate, open_pool
+from graph.db import open_pool
 from graph.tools.registry import build_registry
 from sandbox.server import Sandbox
 from tests.conftest import AgentFactory
@@ -231,7 +232,7 @@ async def test_settling_requires_an_event_and_writes_it_once(database_url: str) 
     audit = inspect.signature(BotStore.finish).parameters["audit"]
     assert audit.default is inspect.Parameter.empty
     async with open_pool(database_url, max_size=2) as pool:
-        await migrate(pool, BOT_SCHEMA)
+        await migrate_bot(pool)
         store = BotStore(pool)
         tool = f"tool_{uuid.uuid4().hex[:8]}"
         request: Any = {

@@ -20,12 +20,13 @@ from bot.audit import AuditLog
 from bot.flow import ReviewFlow
 from bot.listeners.home import lister_for
 from bot.logs import configure_logging
+from bot.migrations import migrate_bot
 from bot.permissions import Approvers
 from bot.policy import Policy, ToolPolicy
-from bot.store import BOT_SCHEMA, BotStore
+from bot.store import BotStore
 from bot.threads import SlackThread
 from graph import RunOutcome, ToolResult
-from graph.db import migrate, open_pool
+from graph.db import open_pool
 from sandbox import SandboxConfig, running_sandbox
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
@@ -277,7 +278,7 @@ async def test_an_unreviewed_call_is_masked_from_the_arguments_its_result_carrie
     policy = Policy(tools={"set_channel_topic": ToolPolicy(redact=frozenset({"topic"}))})
     config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
     async with running_sandbox(config) as sandbox, open_pool(database_url, max_size=2) as pool:
-        await migrate(pool, BOT_SCHEMA)
+        await migrate_bot(pool)
         client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
         flow = ReviewFlow(None, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
         parent = sandbox.workspace.post(sandbox.workspace.channel("C0GENERAL"), CAROL, "go")

@@ -21,9 +21,10 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
 from bot.audit import AuditEvent, AuditLog
-from bot.store import BOT_SCHEMA, BotStore, Expired, ReviewRow
+from bot.migrations import migrate_bot
+from bot.store import BotStore, Expired, ReviewRow
 from bot.sweeper import sweep_once
-from graph.db import Pool, migrate, open_pool
+from graph.db import Pool, open_pool
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -209,7 +210,7 @@ async def test_a_stuck_claim_recovered_after_expiry_fails_closed(env: SlackEnv) 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[BotStore]:
     async with open_pool(database_url, max_size=2) as pool:
-        await migrate(pool, BOT_SCHEMA)
+        await migrate_bot(pool)
         yield BotStore(pool)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import home
+from bot import home, migrations
 from bot.home import Waiting, WaitingReview
 from tests.support.block_kit import assert_valid_blocks, assert_valid_view
 
@@ -136,7 +136,7 @@ def test_a_capped_scan_says_the_count_is_a_lower_bound() -> None:
 
 
 def test_the_index_serves_the_pending_query() -> None:
-    [index] = home.HOME_SCHEMA
+    [index] = migrations.HOME_SCHEMA
     assert "IF NOT EXISTS" in index and "slack_reviews (status, created_at DESC)" in index
     assert "WHERE status = 'pending'" in home.PENDING_SQL
     assert "ORDER BY created_at DESC" in home.PENDING_SQL

@@ -12,12 +12,12 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.flow import ReviewFlow
-from bot.home import HOME_SCHEMA
 from bot.listeners.home import WaitingLister, lister_for
+from bot.migrations import migrate_bot
 from bot.permissions import Approvers
 from bot.policy import Policy, ToolPolicy
-from bot.store import BOT_SCHEMA, BotStore
-from graph.db import migrate, open_pool
+from bot.store import BotStore
+from graph.db import open_pool
 from sandbox import SandboxConfig, running_sandbox
 from tests.support.bot_harness import ALICE, BOB, CAROL
 
@@ -35,8 +35,8 @@ async def lister(database_url: str) -> AsyncIterator[tuple[WaitingLister, str]]:
     )
     config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
     async with running_sandbox(config) as sandbox, open_pool(database_url, max_size=4) as pool:
-        await migrate(pool, (*BOT_SCHEMA, *HOME_SCHEMA))
-        await migrate(pool, HOME_SCHEMA)  # idempotent
+        await migrate_bot(pool)
+        await migrate_bot(pool)  # idempotent
         client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
         flow = ReviewFlow(None, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
         yield lister_for(flow), tool

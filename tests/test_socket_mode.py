@@ -1,5 +1,5 @@
 """Socket Mode against the sandbox: the wire protocol with a raw WebSocket client, then the
-real bot on Bolt's AsyncSocketModeHandler (as bot/server.py runs it with SLACK_APP_TOKEN),
+real bot on Bolt's AsyncSocketModeHandler (as bot/transport runs it with SLACK_APP_TOKEN),
 end to end with no HTTP delivery at all."""
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ async def socket_env(database_url: str) -> AsyncIterator[SocketEnv]:
         )
         assert settings.socket_mode
         async with running_bot(settings) as bot:
-            # As bot/server.py builds it: the handler opens its connection through the
+            # As bot/transport builds it: the handler opens its connection through the
             # app's own client, whose base_url is the sandbox.
             handler = AsyncSocketModeHandler(bot.app, settings.app_token)
             await handler.connect_async()  # type: ignore[no-untyped-call]

@@ -23,8 +23,8 @@ from langchain_core.runnables import RunnableConfig
 
 from bot.config import TURN_LIMIT_VARIABLES, BotSettings, ConfigError
 from bot.limits import Admitted, Limited, TurnLimiter, TurnLimits
-from bot.schema import SCHEMA
-from graph.db import migrate, open_pool
+from bot.migrations import migrate_bot
+from graph.db import open_pool
 from sandbox.server import Sandbox
 from tests.support.bot_harness import ALICE, BOB, BOT, running_slack_env, text_of
 from tests.support.chaos import fresh_database, scalar
@@ -136,7 +136,7 @@ async def test_turns_running_at_once_are_limited_and_freed_when_done(db_url: str
 @pytest.fixture
 async def replicas(db_url: str) -> tuple[str, str]:
     async with open_pool(db_url, max_size=4) as pool:
-        await migrate(pool, SCHEMA)
+        await migrate_bot(pool)
     return db_url, f"T{uuid.uuid4().hex[:8].upper()}"
 
 

@@ -1,0 +1,231 @@
+"""The bot's tables, versioned: the steps of component ``bot`` (see ``graph.migrations``).
+
+The bot owns its tables and migrates them itself, on its own pool, at start-up
+(``bot.startup.running_bot``) and with ``python -m bot migrate``; the agent migrates its own.
+
+Step 1 is the schema as it was before versions were recorded, every statement idempotent
+(``IF NOT EXISTS``, ``DO $$`` blocks that test before converting), so a database created by
+earlier releases, the demo's embedded one included, upgrades in place. Never edit a released
+step: add one.
+"""
+
+from __future__ import annotations
+
+from graph.db import Pool
+from graph.migrations import Component, Step, apply
+
+BOT_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS slack_reviews (
+        ref text PRIMARY KEY,
+        thread_id text NOT NULL,
+        interrupt_id text NOT NULL,
+        team_id text,
+        channel_id text NOT NULL,
+        thread_ts text NOT NULL,
+        message_ts text,
+        tool_name text NOT NULL,
+        request json NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        action text,
+        decided_by text,
+        decided_at timestamptz,
+        edited_args jsonb,
+        feedback text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (thread_id, interrupt_id)
+    )
+    """,
+    # json, not jsonb: jsonb sorts object keys, and people read arguments (and fill in the
+    # Edit form) in the order the tool declares them.
+    """
+    DO $$ BEGIN
+        IF (SELECT data_type FROM information_schema.columns
+            WHERE table_name = 'slack_reviews' AND column_name = 'request') = 'jsonb' THEN
+            ALTER TABLE slack_reviews ALTER COLUMN request TYPE json USING request::json;
+        END IF;
+    END $$
+    """,
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS remind_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS reminded_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS needs_sync boolean NOT NULL DEFAULT false",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_edit jsonb",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS proposed_by text",
+    # Every message showing the review (normally one; more if a poster died before storing
+    # the ts and the copy could not be found again), and the applier's sign of life.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS message_copies text[] NOT NULL "
+    "DEFAULT '{}'",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_due
+        ON slack_reviews (expires_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_unsettled
+        ON slack_reviews (decided_at) WHERE status = 'deciding' OR needs_sync
+    """,
+    # pending_for's (dropped by step 2): what a user asked for, may decide, newest first
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_requester
+        ON slack_reviews ((request->>'requested_by'), created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_tool
+        ON slack_reviews (tool_name, created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_pending_recent
+        ON slack_reviews (created_at) WHERE status = 'pending'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS slack_review_approvals (
+        ref text NOT NULL REFERENCES slack_reviews (ref),
+        version integer NOT NULL,
+        user_id text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (ref, version, user_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS slack_events (
+        event_id text PRIMARY KEY,
+        status text NOT NULL,
+        claimed_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS body jsonb",
+    "ALTER TABLE slack_events ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
+    """
+    CREATE INDEX IF NOT EXISTS slack_events_handling
+        ON slack_events (claimed_at) WHERE status = 'handling'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS slack_conversations (
+        thread_id text PRIMARY KEY,
+        team_id text,
+        channel_id text NOT NULL,
+        thread_ts text NOT NULL,
+        started_by text,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
+
+HOME_SCHEMA: tuple[str, ...] = (
+    # Serves "pending reviews, newest first" without sorting the whole table.
+    "CREATE INDEX IF NOT EXISTS slack_reviews_status_created "
+    "ON slack_reviews (status, created_at DESC)",
+)
+
+
+# The allowed outcomes are checked in Python (``AuditLog.record``), not by a CHECK constraint:
+# adding an outcome then needs no migration of a table that may hold years of rows.
+AUDIT_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS audit_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        outcome text NOT NULL,
+        thread_id text NOT NULL,
+        interrupt_id text NOT NULL,
+        tool_call_id text NOT NULL,
+        tool_name text NOT NULL,
+        proposed_args jsonb,
+        edited_args jsonb,
+        executed_args jsonb,
+        requested_by text,
+        decided_by text,
+        channel_id text,
+        message_ts text,
+        detail text
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at, id)",
+    "CREATE INDEX IF NOT EXISTS audit_events_tool_at ON audit_events (tool_name, at)",
+    # A run presented again (recovery, a replayed event) must not record an auto call twice.
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS audit_events_auto_once
+        ON audit_events (thread_id, tool_call_id) WHERE outcome = 'auto_approved'
+    """,
+    """
+    CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_events is append-only: % is not allowed', TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The audit trail records history; add a new event instead.';
+    END
+    $$
+    """,
+    # CREATE OR REPLACE TRIGGER needs PostgreSQL 14; a DO block works on any server we support.
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_events_no_change' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_events_no_change
+                BEFORE UPDATE OR DELETE ON audit_events
+                FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_events_no_truncate' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_events_no_truncate
+                BEFORE TRUNCATE ON audit_events
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+        END IF;
+    END
+    $$
+    """,
+)
+
+
+LIMITS_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS slack_turns (
+        event_id text PRIMARY KEY,
+        team_id text NOT NULL,
+        user_id text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS slack_turns_team ON slack_turns (team_id, started_at)",
+    """
+    CREATE TABLE IF NOT EXISTS slack_turn_refusals (
+        team_id text NOT NULL,
+        user_id text NOT NULL,
+        last_refused_at timestamptz NOT NULL,
+        PRIMARY KEY (team_id, user_id)
+    )
+    """,
+)
+
+INITIAL: tuple[str, ...] = (*BOT_SCHEMA, *HOME_SCHEMA, *AUDIT_SCHEMA, *LIMITS_SCHEMA)
+"""Every table and index the bot had before versions were recorded, in creation order."""
+
+DROP_PENDING_FOR_INDEXES: tuple[str, ...] = (
+    # They served BotStore.pending_for, which nothing called (the App Home reads the
+    # status/created_at index) yet every write to slack_reviews maintained them.
+    "DROP INDEX IF EXISTS slack_reviews_pending_requester",
+    "DROP INDEX IF EXISTS slack_reviews_pending_tool",
+    "DROP INDEX IF EXISTS slack_reviews_pending_recent",
+)
+
+BOT = Component(
+    "bot",
+    (
+        Step(1, "reviews, events, home, audit and turn limits (the unversioned schema)", INITIAL),
+        Step(2, "drop the unused pending_for indexes", DROP_PENDING_FOR_INDEXES),
+    ),
+)
+
+
+async def migrate_bot(pool: Pool) -> list[Step]:
+    """Bring the bot's tables up to date (safe with replicas starting together)."""
+    return await apply(pool, BOT)

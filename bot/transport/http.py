@@ -1,0 +1,250 @@
+"""The HTTP transport: ``POST /slack/events`` with its cheap refusals first (body cap, then the
+signature over the raw bytes, then the shape), clicks acknowledged before Bolt's dispatch, and
+``/healthz``, ``/readyz`` and ``/metrics``; served by uvicorn with signals left to the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot import metrics
+from bot.bolt_request import ParsedRequest
+from bot.inflight import SHUTDOWN_GRACE_SECONDS
+from bot.payloads import well_formed
+from graph.tools.mcp import McpStatus
+
+if TYPE_CHECKING:
+    from bot.startup import Bot
+
+log = logging.getLogger(__name__)
+
+
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body read (1 MiB). Slack's own payloads are far smaller: a click carries the
+message clicked (at most 50 blocks), a modal submission the modal. A longer body is refused
+with 413 as soon as its ``Content-Length`` (or the bytes read so far) says so, and its
+connection closed, so it is never read whole."""
+
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: int() also takes " 1_0", "١"
+
+
+def too_large() -> Response:
+    """413, closing the connection: the rest of the body is not read, even to discard it."""
+    return JSONResponse(
+        {"error": "request body too large"}, status_code=413, headers={"connection": "close"}
+    )
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | Response:
+    """The body, read as it arrives; a refusal (400, 413) once it cannot be a Slack request."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not _DIGITS.fullmatch(declared):
+            return JSONResponse({"error": "bad content-length"}, status_code=400)
+        if int(declared) > limit:
+            return too_large()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's own advice: refuse replays over five minutes old
+
+
+def signed_by_slack(secret: bytes, raw: bytes, headers: Headers) -> bool:
+    """Slack's ``v0`` signature over the raw bytes, with a timestamp under five minutes old.
+
+    Computed here rather than with ``slack_sdk``'s ``SignatureVerifier`` (which Bolt still
+    runs afterwards), because it raises instead of answering False on input Slack never
+    sends: a timestamp that is not an integer (``int()``), a body that is not UTF-8 (it
+    decodes the body first), a signature that is not ASCII (``compare_digest`` on str).
+    """
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    if not _DIGITS.fullmatch(timestamp) or not signature.isascii():
+        return False
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    expected = hmac.new(secret, b"v0:%s:%s" % (timestamp.encode(), raw), hashlib.sha256)
+    return hmac.compare_digest(b"v0=" + expected.hexdigest().encode(), signature.encode())
+
+
+def is_ssl_check(raw: bytes) -> bool:
+    """Slack's certificate check of a slash command URL (``ssl_check=1&token=...``): Bolt
+    answers it 200 with nothing in it, signed or not; so do we, without parsing more."""
+    return len(raw) <= 512 and b"ssl_check=1" in raw.split(b"&")
+
+
+CONCURRENT_CLICKS = 16
+
+
+def mcp_section(servers: Sequence[McpStatus]) -> dict[str, Any]:
+    """``/readyz``'s word on MCP servers: each one's tools or why it has none. One optional
+    server down does not make the bot unready (its other tools and reviews work): the status
+    stays 200 and this section names it."""
+    if not servers:
+        return {}
+    return {
+        "mcp": {
+            status.server: {"status": "ok", "tools": len(status.tools)}
+            if status.available
+            else {"status": "unavailable", "error": status.error}
+            for status in servers
+        }
+    }
+
+
+def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
+    """``POST /slack/events`` for Slack; ``/healthz`` (alive), ``/readyz`` (database, and not
+    shutting down) and ``/metrics`` (Prometheus).
+
+    Socket Mode serves the last three only (``slack_events=False``): its requests are not
+    signed, so an HTTP route into the same app would accept forged ones.
+    """
+    secret = bot.settings.signing_secret.encode()
+    # Clicks are acknowledged at once and then queue here for Bolt's dispatch (its middleware
+    # and the listener up to its ack; the decision then goes on in Bolt's background task, with
+    # the database pool as its limit): a burst of clicks enters Bolt a few at a time, so the
+    # acknowledgements of later clicks are not held up behind hundreds of dispatches.
+    deciding = asyncio.Semaphore(CONCURRENT_CLICKS)
+
+    async def handle_click(raw: bytes, body: dict[str, Any], request: Request) -> None:
+        async with deciding:
+            try:  # Slack has its answer already: Bolt's response goes nowhere
+                await bot.app.async_dispatch(ParsedRequest(raw.decode("utf-8"), body, request))
+            except Exception:
+                log.warning("refused a request Bolt could not read", exc_info=True)
+
+    async def dispatch(raw: bytes, body: dict[str, Any], request: Request) -> Response:
+        """Hand a request to Bolt; one it cannot even read (a shape Slack never sends) is
+        refused with 400 rather than a crash."""
+        try:
+            parsed = ParsedRequest(raw.decode("utf-8"), body, request)
+            return to_starlette_response(await bot.app.async_dispatch(parsed))
+        except Exception:
+            log.warning("refused a request Bolt could not read", exc_info=True)
+            return JSONResponse({"error": "malformed request"}, status_code=400)
+
+    async def events(request: Request) -> Response:
+        """Cheapest refusals first, so unsigned traffic cannot slow Slack's: the body is
+        capped while it is read (413), the signature checked over the raw bytes (401), and
+        only a signed body is parsed (400 for shapes Slack never sends, on which Bolt would
+        raise and answer 500)."""
+        raw = await read_capped(request)
+        if isinstance(raw, Response):
+            return raw
+        if not signed_by_slack(secret, raw, request.headers):
+            if is_ssl_check(raw):
+                return Response(status_code=200)
+            return JSONResponse({"error": "invalid request signature"}, status_code=401)
+        body = well_formed(raw, request.headers.get("content-type"))
+        if body is None:
+            return JSONResponse({"error": "malformed request"}, status_code=400)
+        with bot.work.request_scope():
+            if body.get("type") == "block_actions":
+                # A button's acknowledgement carries nothing, so Slack is answered now instead
+                # of after Bolt's dispatch, which polls for ack() every 10 ms on a loop shared
+                # with running decisions. Bolt verifies the request again as it handles it.
+                bot.work.adopt(asyncio.create_task(handle_click(raw, body, request)))
+                return Response(status_code=200)
+            return await dispatch(raw, body, request)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if bot.work.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        try:
+            async with bot.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as error:
+            return JSONResponse(
+                {"status": "unavailable", "database": str(type(error).__name__)}, status_code=503
+            )
+        return JSONResponse({"status": "ready", **mcp_section(bot.service.registry.servers)})
+
+    async def metrics_endpoint(_: Request) -> Response:
+        await metrics.refresh_pending(bot.pool)
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if slack_events:
+        routes.append(Route("/slack/events", events, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+class _QuietSignalsServer(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM once it has stopped, which would kill the process
+    before in-flight work is drained; here the caller owns the signals instead."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def http_server(
+    bot: Bot, *, slack_events: bool = True, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
+    """Serve :func:`http_app` while the block runs; on leaving, close the listening socket and
+    let open requests finish (not the work they started: see :meth:`InflightWork.drain`).
+
+    ``sock`` (bound and listening) replaces ``settings.host``/``port`` (tests).
+    """
+    config = uvicorn.Config(
+        http_app(bot, slack_events=slack_events),
+        host=bot.settings.host,
+        port=bot.settings.port,
+        log_config=None,  # our handler formats uvicorn's records too (JSON stays JSON)
+        log_level="info",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = _QuietSignalsServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+    while not server.started:
+        if task.done():
+            task.result()  # failed to start (e.g. the port is taken): raise that
+            raise RuntimeError("the HTTP server stopped during start-up")
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        bot.work.draining = True  # /readyz answers 503 from here on
+        server.should_exit = True
+        await task
+        log.info("stopped accepting requests")
+
+
+async def serve_http(bot: Bot, stop: asyncio.Event, sock: socket.socket | None = None) -> None:
+    """Serve Slack's requests until ``stop`` is set, then stop accepting and drain."""
+    async with http_server(bot, sock=sock):
+        await stop.wait()
+    await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
