@@ -33,6 +33,7 @@ from bot.repeats import RepeatFilter
 from bot.store import BotStore, Expired, ReviewRow
 from bot.threads import SlackThread
 from graph import AgentContext, AgentService, Refused, ReviewRequest, RunOutcome, ToolResult
+from graph.decisions import Approve, Edit, Expire, Feedback, ReviewDecision
 from graph.locks import LeaseTimeout
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,14 @@ def verdict_of(review: ReviewRow, policy: ToolPolicy, approvers: tuple[str, ...]
     if action == "expired":
         return Verdict("expired", None, at)
     return Verdict("continue", review.decided_by, at, approvers=approvers)
+
+
+def decision_of(action: str, user: str, data: Any) -> ReviewDecision:
+    if action == "update":
+        return Edit(data, user)
+    if action == "feedback":
+        return Feedback(str(data), user)
+    return Approve(user)
 
 
 class ReviewFlow:
@@ -486,7 +495,7 @@ class ReviewFlow:
             if reached is None:
                 return
             found, action, data, approvals = reached
-        claimed = await self.store.claim(found.ref, action, click.user, data)
+        claimed = await self.store.claim(found.ref, decision_of(action, click.user, data))
         if isinstance(claimed, Expired):
             await self.tell(await self._too_late(claimed, click, action), click, found)
             return
@@ -605,14 +614,10 @@ class ReviewFlow:
         await self._show_decided(claimed, verdict_of(claimed, policy, approvals))
         thread = SlackThread(claimed.team_id, claimed.channel_id, claimed.thread_ts)
         by = claimed.decided_by or EXPIRY_ACTOR
-        decision: dict[str, Any] = {
-            "action": "feedback" if action == "expired" else action,
-            "by": by,
-        }
-        if claimed.data is not None:
-            decision["data"] = claimed.data
-        elif action == "expired":  # a stuck decision the sweeper turned into its expiry
-            decision["data"] = expiry_words(policy.ttl_seconds)
+        decision = claimed.decision or Approve(by)
+        if isinstance(decision, Expire) and not decision.text:
+            # a stuck decision the sweeper turned into its expiry
+            decision = Expire(expiry_words(policy.ttl_seconds))
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.service.answer(
@@ -861,9 +866,7 @@ class ReviewFlow:
     async def expire(self, review: ReviewRow) -> None:
         """Fail closed: nobody decided in time, so the agent is told the call did not run."""
         policy = self.policy(review.tool_name)
-        claimed = await self.store.claim(
-            review.ref, "expired", None, expiry_words(policy.ttl_seconds)
-        )
+        claimed = await self.store.claim(review.ref, Expire(expiry_words(policy.ttl_seconds)))
         if isinstance(claimed, ReviewRow):  # None: decided meanwhile, or not yet expired
             async with self.store.deciding(claimed.ref):  # the agent may take a while
                 await self.apply(claimed)

@@ -18,6 +18,7 @@ from bot.permissions import Approvers
 from bot.policy import Policy, ToolPolicy
 from bot.store import BOT_SCHEMA, BotStore
 from graph.db import migrate, open_pool
+from graph.decisions import Approve
 from sandbox import SandboxConfig, running_sandbox
 from tests.support.bot_harness import ALICE, BOB, CAROL
 
@@ -73,7 +74,7 @@ async def test_approvers_groups_and_four_eyes_decide_whose_list(
     by_alice = await add(store, tool, ALICE, env="staging")
     by_carol = await add(store, tool, CAROL, env="prod")
     decided = await add(store, tool, BOB, env="old")
-    assert await store.claim(decided, "continue", CAROL) is not None
+    assert await store.claim(decided, Approve(CAROL)) is not None
 
     # Carol is named; she may not approve her own call (four-eyes), and 'deciding' is not pending.
     assert [r.ref for r in (await waiting.waiting_for(CAROL)).shown] == [by_alice]
