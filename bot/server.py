@@ -341,12 +341,12 @@ async def running_bot(
     async with open_agent(
         settings.agent_with(policy), extra_schema=SCHEMA, model=model, registry=registry
     ) as service:
-        policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
+        policy.check_tools(service.tool_names, str(settings.policy_file or "APPROVERS"))
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(service.pool, recover_after_seconds=settings.recover_after_seconds)
         flow = ReviewFlow(service, store, client, Approvers(policy, client))
-        app = build_app(settings, client, flow, TurnLimiter(service.pool, settings.turn_limits))
+        app = build_app(settings, client, flow, TurnLimiter(store.pool, settings.turn_limits))
         app.use(log_context_middleware)
         bot = Bot(settings, service, app, flow)
         sweeper = (
