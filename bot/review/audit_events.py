@@ -16,6 +16,7 @@ from bot.review.vocabulary import outcome_of_action
 from bot.store import ReviewRow
 from bot.threads import SlackThread
 from graph import ReviewRequest, ToolResult
+from graph.decisions import kind_of_action
 
 
 def audit_event(
@@ -82,7 +83,7 @@ def review_event(
         policy,
         by=by,
         detail=detail,
-        edited=review.edited_args if review.action == "update" else None,
+        edited=review.edited_args if kind_of_action(review.action) == "edit" else None,
         channel_id=review.channel_id,
         message_ts=review.message_ts,
     )

@@ -25,6 +25,7 @@ from bot.review.shown import shown_request, verdict_of
 from bot.store import ReviewRow
 from bot.turns import Turns
 from graph import EXPIRY_ACTOR, Approve, Expire, Refused
+from graph.decisions import stored_action
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ class ReviewEffects:
         If the decision cannot be applied (database down, model unreachable before the tool
         ran), the claim is released and the buttons come back, so nothing is lost.
         """
-        action = claimed.action or "continue"
         policy = self.deps.policy(claimed.tool_name)
         self.deps.remember_secrets(claimed)  # before the tool runs and logs
         await self.show_decided(claimed, verdict_of(claimed, policy, approvals))
@@ -102,6 +102,7 @@ class ReviewEffects:
         if isinstance(decision, Expire) and not decision.text:
             # a stuck decision the sweeper turned into its expiry
             decision = Expire(expiry_words(policy.ttl_seconds))
+        action = stored_action(decision.kind)  # the metrics label, as the dashboards know it
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(

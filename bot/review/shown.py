@@ -10,7 +10,8 @@ from bot import blocks
 from bot.blocks import Verdict
 from bot.policy import ToolPolicy
 from bot.store import ReviewRow
-from graph import ReviewRequest
+from graph import Approve, Edit, Expire, Feedback, ReviewDecision, ReviewRequest
+from graph.decisions import stored_action
 
 
 def with_args(request: ReviewRequest, args: Mapping[str, Any]) -> ReviewRequest:
@@ -38,13 +39,18 @@ def shown_request(review: ReviewRow, policy: ToolPolicy) -> ReviewRequest:
 def verdict_of(review: ReviewRow, policy: ToolPolicy, approvers: tuple[str, ...] = ()) -> Verdict:
     """How a decided review reads, rebuilt from its row (also after a restart)."""
     at = review.decided_at or datetime.now(UTC)
-    action = review.action or "continue"
-    if action == "update" and isinstance(review.edited_args, Mapping):
+    decision = review.decision
+    if isinstance(decision, Edit) and isinstance(review.edited_args, Mapping):
         before = policy.redacted(review.request["tool_call"]["args"])
         changes = blocks.changed_args(before, policy.redacted(review.edited_args))
-        return Verdict("update", review.decided_by, at, changes=changes, approvers=approvers)
-    if action == "feedback":
-        return Verdict("feedback", review.decided_by, at, feedback=review.feedback or "")
-    if action == "expired":
-        return Verdict("expired", None, at)
-    return Verdict("continue", review.decided_by, at, approvers=approvers)
+        return Verdict(shown_word(decision), decision.by, at, changes=changes, approvers=approvers)
+    if isinstance(decision, Feedback):
+        return Verdict(shown_word(decision), decision.by, at, feedback=decision.text)
+    if isinstance(decision, Expire):
+        return Verdict(shown_word(decision), None, at)
+    return Verdict(shown_word(Approve()), review.decided_by, at, approvers=approvers)
+
+
+def shown_word(decision: ReviewDecision) -> str:
+    """The word ``bot.blocks`` paints a decision by (the stored word: ``continue``, ...)."""
+    return stored_action(decision.kind)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.audit import AuditEvent
-from bot.store import Expired, ReviewRow
+from bot.store import BotStore, Expired, ReviewRow
 from graph import ReviewDecision, ReviewRequest
 
 
@@ -83,3 +83,7 @@ class ReviewStorage(Protocol):
     async def thread_arguments(
         self, thread_id: str, limit: int = 500
     ) -> list[tuple[str, list[dict[str, Any]]]]: ...
+
+
+def _implemented_by(store: BotStore) -> ReviewStorage:
+    return store  # mypy checks here that BotStore is a ReviewStorage
