@@ -3,7 +3,9 @@
 Button values carry only ``ref``, a random token; everything else is looked up here, so a
 tampered value finds nothing. The ``status`` column (pending -> deciding -> decided) is the
 fast path that lets exactly one of many simultaneous clicks proceed, across replicas; the agent
-service re-checks under its thread lease anyway. A decision is stored with its claim, so if the
+service re-checks under its thread lease anyway. Every statement that changes a review is named
+by its transition (:data:`TRANSITION_SQL`) and checked against the one table of
+``bot.review.states`` on import. A decision is stored with its claim, so if the
 process dies before applying it, any replica's sweeper can finish the job.
 """
 

@@ -5,7 +5,11 @@
 - :mod:`bot.review.vocabulary`: the decision kinds translated at the Slack edges (button ids,
   audit outcome names).
 - :mod:`bot.review.audit_events`: the audit entry of a transition, built in one function.
-- :mod:`bot.review.effects`: the effects (claim, apply, release, recover, expire, remind,
-  repaint), written against :class:`bot.review.storage.ReviewStorage`.
+- :mod:`bot.review.storage`: the storage Protocol the effects are written against
+  (``bot.store.BotStore`` implements it).
+- :mod:`bot.review.deps`: the collaborators every part is given (agent seam, storage, Slack
+  output, approvers, audit trail).
+- :mod:`bot.review.shown`: how a review reads (as it stands, masked, decided). Pure.
+- :mod:`bot.review.effects`: the effects (apply, release, recover, expire, remind, repaint).
 - :mod:`bot.review.clicks`: a button press or modal submit, from admission to the claim.
 """
