@@ -258,9 +258,15 @@ TRANSITION_SQL: dict[TransitionName, tuple[LiteralString, ...]] = {
 """Every statement that changes a review row, by the transition (``bot.review.states``) it
 writes; each is checked against the table here, on import, so a status change outside the
 table cannot ship."""
-for _name, _statements in TRANSITION_SQL.items():
-    for _sql in _statements:
-        check_sql(_name, _sql)
+
+
+def _check_transitions() -> None:
+    for name, statements in TRANSITION_SQL.items():
+        for sql in statements:
+            check_sql(name, sql)
+
+
+_check_transitions()
 
 
 @dataclass(frozen=True)

@@ -218,3 +218,30 @@ def test_every_status_change_in_the_store_is_in_the_table() -> None:
         for sql in statements:
             assert states.check_sql(name, sql) == sql
     assert set(store.TRANSITION_SQL) == set(states.TRANSITIONS)
+
+
+def test_each_named_statement_is_written_by_the_store() -> None:
+    """Every transition's statement is used by a BotStore method (none is dead, none is
+    composed elsewhere)."""
+    source = Path(store.__file__).read_text()
+    tree = ast.parse(source)
+    constants = {
+        target.id: node
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign | ast.Assign)
+        for target in ([node.target] if isinstance(node, ast.AnnAssign) else node.targets)
+        if isinstance(target, ast.Name)
+    }
+    [bot_store] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BotStore"]
+    used = {n.id for n in ast.walk(bot_store) if isinstance(n, ast.Name)}
+    by_value = {id(sql): name for name, sql in vars(store).items() if isinstance(sql, str)}
+    for statements in store.TRANSITION_SQL.values():
+        for sql in statements:
+            name = by_value[id(sql)]
+            assert name in constants
+            users = {name} | {
+                other
+                for other, node in constants.items()
+                if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+            }
+            assert users & used, f"{name} is not written by any BotStore method"
