@@ -529,7 +529,7 @@ class BotStore:
         )
         return None if row is None else str(row["ref"])
 
-    async def set_message(self, ref: str, message_ts: str) -> None:
+    async def add_copy(self, ref: str, message_ts: str) -> None:
         """Record a message showing the review: the first becomes ``message_ts``, and every
         one is kept in ``message_copies`` so a decision paints them all."""
         await self._row(_ADD_COPY_SQL, (message_ts, message_ts, message_ts, ref))
@@ -605,7 +605,7 @@ class BotStore:
         """Undo a claim whose decision could not be applied, so someone can try again."""
         await self._row(_RELEASE_SQL, (ref,))
 
-    async def mark_unsynced(self, ref: str, unsynced: bool = True) -> None:
+    async def mark_repaint(self, ref: str, unsynced: bool = True) -> None:
         """Remember that the Slack message does not show the review's state yet."""
         await self._row(_MARK_REPAINT_SQL, (unsynced, ref))
 
@@ -719,7 +719,7 @@ class BotStore:
         )
         return [ReviewRow.from_row(row) for row in rows]
 
-    async def due_for_reminder(self, limit: int = 50) -> list[ReviewRow]:
+    async def remind_due(self, limit: int = 50) -> list[ReviewRow]:
         """Claim reminders atomically, so only one replica posts each."""
         rows = await self._rows(_REMIND_SQL, (limit,))
         return [ReviewRow.from_row(row) for row in rows]
@@ -730,7 +730,7 @@ class BotStore:
         take."""
         return self._beating(_BEAT_SQL, list(refs))
 
-    async def stuck(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
+    async def take_over(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
         """Decisions claimed and never finished whose applier shows no sign of life for
         ``older_than_seconds`` (it died, or dropped the claim), taken over atomically: the
         heartbeat restarts, so no other sweeper replays them too. Age alone means nothing: a

@@ -43,7 +43,7 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
             log.warning("answering event %s left unanswered by a stopped process", body["event_id"])
             await turns.respond(body, await turns.bot_user_id(), recovering=True)
             report.reanswered += 1
-    stuck = await store.stuck(stuck_after)  # transition take_over
+    stuck = await store.take_over(stuck_after)
     async with store.deciding(*(review.ref for review in stuck)):
         for review in stuck:
             log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
@@ -52,7 +52,7 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
     for review in await store.due_for_expiry():
         await effects.expire(review)
         report.expired += 1
-    for review in await store.due_for_reminder():  # transition remind
+    for review in await store.remind_due():  # transition remind: one replica each
         await effects.remind(review)
         report.reminded += 1
     for review in await store.unsynced():

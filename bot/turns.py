@@ -235,7 +235,7 @@ class Turns:
                 metadata=review_metadata(ref),
             )
         if ts:
-            await storage.set_message(ref, ts)
+            await storage.add_copy(ref, ts)
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

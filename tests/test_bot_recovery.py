@@ -246,7 +246,7 @@ async def test_a_decision_whose_process_went_silent_is_taken_over(database_url: 
         # A process claimed the decision an hour ago and is still beating: it is alive.
         assert await store.claim(ref, Approve(ALICE)) is not None
         await _age_claim(env, ref, heartbeat="0 seconds")
-        assert ref not in [r.ref for r in await store.stuck(60)]
+        assert ref not in [r.ref for r in await store.take_over(60)]
         # Then it died: no sign of life for ten minutes. Any sweeper finishes its work.
         await _age_claim(env, ref, heartbeat="10 minutes")
         assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered >= 1

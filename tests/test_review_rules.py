@@ -245,3 +245,12 @@ def test_each_named_statement_is_written_by_the_store() -> None:
                 if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
             }
             assert users & used, f"{name} is not written by any BotStore method"
+
+
+def test_store_methods_are_named_by_their_transition() -> None:
+    """A method that changes a review's row is called by the transition it writes (``register``
+    is ``add_review``, ``beat`` the ``deciding`` heartbeat, ``remind`` ``remind_due``)."""
+    aliases = {"register": "add_review", "beat": "deciding", "remind": "remind_due"}
+    aliases |= {"claim_expiry": "claim"}  # one method: the decision's kind picks the statement
+    for name in states.TRANSITIONS:
+        assert callable(getattr(store.BotStore, aliases.get(name, name), None)), name

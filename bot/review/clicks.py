@@ -175,7 +175,7 @@ class Clicks:
         if click.message_ts and click.message_ts not in found.messages:
             # A copy we never stored (its poster died first): the click names it, so the
             # decision is painted there too.
-            await storage.set_message(found.ref, click.message_ts)
+            await storage.add_copy(found.ref, click.message_ts)
             found = dataclasses.replace(
                 found,
                 message_ts=found.message_ts or click.message_ts,

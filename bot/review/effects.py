@@ -305,6 +305,6 @@ class ReviewEffects:
             review.channel_id, review.messages, body, text, what=review.ref
         )
         if not painted:
-            await self.deps.storage.mark_unsynced(review.ref)
+            await self.deps.storage.mark_repaint(review.ref)
         elif review.ref and review.needs_sync:
-            await self.deps.storage.mark_unsynced(review.ref, False)
+            await self.deps.storage.mark_repaint(review.ref, False)

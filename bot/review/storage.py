@@ -36,7 +36,7 @@ class ReviewStorage(Protocol):
         self, thread_id: str, interrupt_id: str, older_than_seconds: float = 30.0
     ) -> str | None: ...
 
-    async def set_message(self, ref: str, message_ts: str) -> None:
+    async def add_copy(self, ref: str, message_ts: str) -> None:
         """``add_copy``."""
         ...
 
@@ -72,7 +72,7 @@ class ReviewStorage(Protocol):
         """``release``."""
         ...
 
-    async def mark_unsynced(self, ref: str, unsynced: bool = True) -> None:
+    async def mark_repaint(self, ref: str, unsynced: bool = True) -> None:
         """``mark_repaint``."""
         ...
 
