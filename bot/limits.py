@@ -27,8 +27,8 @@ from slack_bolt.async_app import AsyncBoltContext
 from bot.threads import SlackThread
 from graph.db import Pool
 
-if TYPE_CHECKING:  # bot.config imports this module; flow is only a type here
-    from bot.flow import ReviewFlow
+if TYPE_CHECKING:  # bot.config imports this module; Turns is only a type here
+    from bot.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def provide(limiter: TurnLimiter) -> Callable[..., Awaitable[None]]:
     return provide_turn_limiter
 
 
-async def admit_turn(flow: ReviewFlow, body: dict[str, Any], context: AsyncBoltContext) -> bool:
+async def admit_turn(turns: Turns, body: dict[str, Any], context: AsyncBoltContext) -> bool:
     """Whether the claimed event ``body`` may start a turn. A refused one is answered in its
     thread (first of a burst only) and marked handled. Fails open: if the counts cannot be
     read, the turn goes ahead (it will report the database error itself if it persists)."""
@@ -207,9 +207,9 @@ async def admit_turn(flow: ReviewFlow, body: dict[str, Any], context: AsyncBoltC
     log.info("turn refused (%s, limit %d)", verdict.reason, verdict.limit)
     if verdict.tell:
         thread = SlackThread(team or None, event["channel"], event.get("thread_ts") or event["ts"])
-        await flow.say(thread, verdict.message)
+        await turns.say(thread, verdict.message)
     try:
-        await flow.store.finish_event(body["event_id"])
+        await turns.finish_event(body["event_id"])
     except Exception:
         log.warning("could not mark refused event %s handled", body["event_id"], exc_info=True)
     return False

@@ -22,8 +22,8 @@ import psycopg_pool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from graph import AgentBusy
 from graph.db import Pool
-from graph.locks import LeaseTimeout
 
 __all__ = ["CONTENT_TYPE_LATEST"]
 
@@ -86,12 +86,12 @@ def agent_run(kind: str) -> Iterator[None]:
 
 
 def error_kind(error: BaseException | None) -> str:
-    """The same families the bot explains to people (see ``bot.flow.explain``)."""
+    """The same families the bot explains to people (see ``bot.failures.explain``)."""
     if error is None:
         return "logged"
     if isinstance(error, psycopg.Error | psycopg_pool.PoolTimeout):
         return "database"
-    if isinstance(error, LeaseTimeout):
+    if isinstance(error, AgentBusy):
         return "busy"
     module = type(error).__module__
     if module.startswith(("anthropic", "httpx", "langchain_anthropic")):

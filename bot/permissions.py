@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
+from bot.review import rules
 
 log = logging.getLogger(__name__)
 LOOKUP_SECONDS = 1.0  # names are a nicety: a modal error must still answer within Slack's 3 s
@@ -37,9 +38,9 @@ class Approvers:
 
     async def may_decide(self, tool: str, user: str) -> bool:
         allowed = self.allowed_for(tool)
-        if allowed is None or user in allowed:
+        if rules.named_approver(allowed, user):
             return True
-        for group in sorted(i for i in allowed if i.startswith("S")):
+        for group in rules.approver_groups(allowed):
             if user in await self._members(group):
                 return True
         return False
@@ -51,13 +52,9 @@ class Approvers:
         requested_by: str | None,
         requesters: Iterable[str] | None = None,
     ) -> bool:
-        """Four-eyes: nobody whose words led to a call may approve it, neither the author of
-        the turn's message (``requested_by``) nor anyone else whose message is in the
-        conversation before it (``requesters``): otherwise Alice asks, a friend says "yes",
-        and Alice approves her own request."""
-        if not self.policy.for_tool(tool).four_eyes:
-            return False
-        return user == requested_by or user in set(requesters or ())
+        """Four-eyes under the tool's policy (see :func:`bot.review.rules.four_eyes_forbids`)."""
+        four_eyes = self.policy.for_tool(tool).four_eyes
+        return rules.four_eyes_forbids(four_eyes, user, requested_by, requesters)
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)

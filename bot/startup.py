@@ -73,8 +73,8 @@ async def running_bot(
         open_pool(url, max_size=agent_settings.pool_max_size) as pool,
     ):
         await migrate_bot(pool)
-        policy.check_tools(service.registry.names, str(settings.policy_file or "APPROVERS"))
-        policy = policy.with_mcp_tools(service.registry.mcp_tools())
+        policy.check_tools(service.tool_names, str(settings.policy_file or "APPROVERS"))
+        policy = policy.with_mcp_tools(service.mcp_tools)
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)

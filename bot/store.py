@@ -3,7 +3,9 @@
 Button values carry only ``ref``, a random token; everything else is looked up here, so a
 tampered value finds nothing. The ``status`` column (pending -> deciding -> decided) is the
 fast path that lets exactly one of many simultaneous clicks proceed, across replicas; the agent
-service re-checks under its thread lease anyway. A decision is stored with its claim, so if the
+service re-checks under its thread lease anyway. Every statement that changes a review is named
+by its transition (:data:`TRANSITION_SQL`) and checked against the one table of
+``bot.review.states`` on import. A decision is stored with its claim, so if the
 process dies before applying it, any replica's sweeper can finish the job.
 """
 
@@ -23,8 +25,10 @@ import psycopg_pool
 from psycopg.types.json import Json, Jsonb
 
 from bot.audit import AUDIT_TABLE, INSERT_COLUMNS, TYPED_VALUES, AuditEvent, insert_params
+from bot.review.states import TransitionName, check_sql
 from graph import ReviewRequest
 from graph.db import Pool
+from graph.decisions import Edit, Expire, Feedback, ReviewDecision, from_stored, stored_action
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +70,104 @@ _ADD_REVIEW_SQL: LiteralString = """
             now() + make_interval(secs => %s), now() + make_interval(secs => %s))
     ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 """
+_CLAIM_SET: LiteralString = """
+    UPDATE slack_reviews
+    SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
+        edited_args = %s, feedback = %s
+    WHERE ref = %s AND status = 'pending' AND """
+_CLAIM_SQL: LiteralString = _CLAIM_SET + _LIVE
+"""A person's claim: only on a live review, checked in the claiming statement."""
+_CLAIM_EXPIRY_SQL: LiteralString = _CLAIM_SET + "NOT " + _LIVE
+"""The clock's claim: only on a review whose time ran out, by the database's clock."""
+
+_RELEASE_SQL: LiteralString = """
+    UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL,
+        decided_at = NULL, edited_args = NULL, feedback = NULL
+    WHERE ref = %s AND status = 'deciding' RETURNING ref
+"""
+_PROPOSE_EDIT_SQL: LiteralString = f"""
+    UPDATE slack_reviews SET proposed_edit = %s, proposed_by = %s, version = version + 1
+    WHERE ref = %s AND status = 'pending' AND version = %s AND {_LIVE}
+"""
+_APPROVE_SQL: LiteralString = f"""
+    WITH live AS (
+        SELECT ref FROM slack_reviews
+        WHERE ref = %s AND status = 'pending' AND {_LIVE} FOR SHARE),
+    added AS (
+        INSERT INTO slack_review_approvals (ref, version, user_id)
+        SELECT ref, %s, %s FROM live ON CONFLICT DO NOTHING)
+    SELECT r.*, EXISTS (SELECT 1 FROM live) AS live,
+        COALESCE(r.status = 'pending' AND r.expires_at <= now(), false)
+            AS lapsed
+    FROM slack_reviews r WHERE r.ref = %s
+"""
+_REMIND_SQL: LiteralString = """
+    UPDATE slack_reviews SET reminded_at = now()
+    WHERE ref IN (
+        SELECT ref FROM slack_reviews
+        WHERE status = 'pending' AND reminded_at IS NULL AND remind_at < now()
+        ORDER BY remind_at LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING *
+"""
+_ADD_COPY_SQL: LiteralString = """
+    UPDATE slack_reviews SET message_ts = COALESCE(message_ts, %s),
+        message_copies = CASE WHEN %s = ANY (message_copies) THEN message_copies
+                              ELSE array_append(message_copies, %s) END
+    WHERE ref = %s RETURNING ref
+"""
+_MARK_REPAINT_SQL: LiteralString = (
+    "UPDATE slack_reviews SET needs_sync = %s WHERE ref = %s RETURNING ref"
+)
+_BEAT_SQL: LiteralString = (
+    "UPDATE slack_reviews SET heartbeat_at = now() WHERE ref = ANY (%s) AND status = 'deciding'"
+)
+_TAKE_OVER_SQL: LiteralString = f"""
+    UPDATE slack_reviews SET heartbeat_at = now(),
+        decided_at = CASE WHEN {_LAPSED} THEN now() ELSE decided_at END,
+        action = CASE WHEN {_LAPSED} THEN 'expired' ELSE action END,
+        decided_by = CASE WHEN {_LAPSED} THEN NULL ELSE decided_by END,
+        edited_args = CASE WHEN {_LAPSED} THEN NULL ELSE edited_args END,
+        feedback = CASE WHEN {_LAPSED} THEN NULL ELSE feedback END
+    WHERE ref IN (
+        SELECT ref FROM slack_reviews
+        WHERE status = 'deciding'
+          AND GREATEST(decided_at, heartbeat_at) < now() - make_interval(secs => %s)
+        ORDER BY decided_at LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING *
+"""
+
 _ADD_REVIEW_AND_AUDIT_SQL: LiteralString = (
     f"WITH added AS ({_ADD_REVIEW_SQL} RETURNING ref) "
     f"INSERT INTO {AUDIT_TABLE} ({INSERT_COLUMNS}) SELECT {TYPED_VALUES} FROM added "
     "RETURNING (SELECT ref FROM added) AS ref"
 )
+
+TRANSITION_SQL: dict[TransitionName, tuple[LiteralString, ...]] = {
+    "register": (_ADD_REVIEW_SQL,),
+    "claim": (_CLAIM_SQL,),
+    "claim_expiry": (_CLAIM_EXPIRY_SQL,),
+    "approve": (_APPROVE_SQL,),
+    "propose_edit": (_PROPOSE_EDIT_SQL,),
+    "remind": (_REMIND_SQL,),
+    "add_copy": (_ADD_COPY_SQL,),
+    "mark_repaint": (_MARK_REPAINT_SQL,),
+    "release": (_RELEASE_SQL,),
+    "beat": (_BEAT_SQL,),
+    "take_over": (_TAKE_OVER_SQL,),
+    "finish": (_FINISH_SQL,),
+}
+"""Every statement that changes a review row, by the transition (``bot.review.states``) it
+writes; each is checked against the table here, on import, so a status change outside the
+table cannot ship."""
+
+
+def _check_transitions() -> None:
+    for name, statements in TRANSITION_SQL.items():
+        for sql in statements:
+            check_sql(name, sql)
+
+
+_check_transitions()
 
 
 @dataclass(frozen=True)
@@ -115,13 +212,11 @@ class ReviewRow:
         return tuple(dict.fromkeys((*first, *self.message_copies)))
 
     @property
-    def data(self) -> Any:
-        """The decision's payload as the agent expects it (edited args or feedback words)."""
-        if self.action == "update":
-            return self.edited_args
-        if self.action in ("feedback", "expired"):
-            return self.feedback
-        return None
+    def decision(self) -> ReviewDecision | None:
+        """The decision the row holds (claimed or settled), in the shared vocabulary; the
+        ``action`` column keeps the seed's words (``continue``, ``update``, ``feedback``,
+        ``expired``), translated here."""
+        return from_stored(self.action, self.decided_by, self.edited_args, self.feedback)
 
 
 @dataclass(frozen=True)
@@ -335,18 +430,10 @@ class BotStore:
         )
         return None if row is None else str(row["ref"])
 
-    async def set_message(self, ref: str, message_ts: str) -> None:
+    async def add_copy(self, ref: str, message_ts: str) -> None:
         """Record a message showing the review: the first becomes ``message_ts``, and every
         one is kept in ``message_copies`` so a decision paints them all."""
-        await self._row(
-            """
-            UPDATE slack_reviews SET message_ts = COALESCE(message_ts, %s),
-                message_copies = CASE WHEN %s = ANY (message_copies) THEN message_copies
-                                      ELSE array_append(message_copies, %s) END
-            WHERE ref = %s RETURNING ref
-            """,
-            (message_ts, message_ts, message_ts, ref),
-        )
+        await self._row(_ADD_COPY_SQL, (message_ts, message_ts, message_ts, ref))
 
     async def get(self, ref: str) -> ReviewRow | None:
         if "\x00" in ref:  # PostgreSQL text cannot hold NUL; no ref of ours contains one
@@ -370,34 +457,23 @@ class BotStore:
             return review
         return Expired(review) if row["lapsed"] else None
 
-    async def claim(
-        self, ref: str, action: str, user: str | None, data: Any = None
-    ) -> ReviewRow | Expired | None:
+    async def claim(self, ref: str, decision: ReviewDecision) -> ReviewRow | Expired | None:
         """Move a pending review to 'deciding', storing the decision with the claim.
 
         None if someone got there first; :class:`Expired` (and nothing stored) if the review's
         time ran out: the check is part of the claim itself, so no click can slip past it.
-        The expiry itself (``action='expired'``) claims only a review whose time ran out, by
-        the database's clock.
+        The expiry itself (:class:`Expire`, transition ``claim_expiry``) claims only a review
+        whose time ran out, by the database's clock.
         """
-        return await self._guarded(
-            f"""
-            UPDATE slack_reviews
-            SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
-                edited_args = %s, feedback = %s
-            WHERE ref = %s AND status = 'pending'
-              AND CASE WHEN %s::text = 'expired' THEN NOT {_LIVE} ELSE {_LIVE} END
-            """,
-            (
-                action,
-                user,
-                _json(data) if action == "update" else None,
-                data if action in ("feedback", "expired") else None,
-                ref,
-                action,
-            ),
+        params = (
+            stored_action(decision.kind),
+            decision.by,
+            _json(dict(decision.args)) if isinstance(decision, Edit) else None,
+            decision.text if isinstance(decision, Feedback | Expire) else None,
             ref,
         )
+        sql = _CLAIM_EXPIRY_SQL if isinstance(decision, Expire) else _CLAIM_SQL
+        return await self._guarded(sql, params, ref)
 
     async def finish(
         self,
@@ -428,21 +504,11 @@ class BotStore:
 
     async def release(self, ref: str) -> None:
         """Undo a claim whose decision could not be applied, so someone can try again."""
-        await self._row(
-            """
-            UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL,
-                decided_at = NULL, edited_args = NULL, feedback = NULL
-            WHERE ref = %s AND status = 'deciding' RETURNING ref
-            """,
-            (ref,),
-        )
+        await self._row(_RELEASE_SQL, (ref,))
 
-    async def mark_unsynced(self, ref: str, unsynced: bool = True) -> None:
+    async def mark_repaint(self, ref: str, unsynced: bool = True) -> None:
         """Remember that the Slack message does not show the review's state yet."""
-        await self._row(
-            "UPDATE slack_reviews SET needs_sync = %s WHERE ref = %s RETURNING ref",
-            (unsynced, ref),
-        )
+        await self._row(_MARK_REPAINT_SQL, (unsynced, ref))
 
     async def thread_arguments(
         self, thread_id: str, limit: int = 500
@@ -480,23 +546,7 @@ class BotStore:
         was decided meanwhile (nothing recorded either way).
         """
         async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    f"""
-                    WITH live AS (
-                        SELECT ref FROM slack_reviews
-                        WHERE ref = %s AND status = 'pending' AND {_LIVE} FOR SHARE),
-                    added AS (
-                        INSERT INTO slack_review_approvals (ref, version, user_id)
-                        SELECT ref, %s, %s FROM live ON CONFLICT DO NOTHING)
-                    SELECT r.*, EXISTS (SELECT 1 FROM live) AS live,
-                        COALESCE(r.status = 'pending' AND r.expires_at <= now(), false)
-                            AS lapsed
-                    FROM slack_reviews r WHERE r.ref = %s
-                    """,
-                    (ref, version, user, ref),
-                )
-            ).fetchone()
+            row = await (await conn.execute(_APPROVE_SQL, (ref, version, user, ref))).fetchone()
             if row is None:
                 return None
             if not row["live"]:
@@ -525,14 +575,7 @@ class BotStore:
 
         None if the review changed meanwhile; :class:`Expired` if its time ran out (checked
         in the same statement; nothing is changed then)."""
-        return await self._guarded(
-            f"""
-            UPDATE slack_reviews SET proposed_edit = %s, proposed_by = %s, version = version + 1
-            WHERE ref = %s AND status = 'pending' AND version = %s AND {_LIVE}
-            """,
-            (Jsonb(args), user, ref, version),
-            ref,
-        )
+        return await self._guarded(_PROPOSE_EDIT_SQL, (Jsonb(args), user, ref, version), ref)
 
     # -- the sweeper's queries ------------------------------------------------------------
 
@@ -544,32 +587,18 @@ class BotStore:
         )
         return [ReviewRow.from_row(row) for row in rows]
 
-    async def due_for_reminder(self, limit: int = 50) -> list[ReviewRow]:
+    async def remind_due(self, limit: int = 50) -> list[ReviewRow]:
         """Claim reminders atomically, so only one replica posts each."""
-        rows = await self._rows(
-            """
-            UPDATE slack_reviews SET reminded_at = now()
-            WHERE ref IN (
-                SELECT ref FROM slack_reviews
-                WHERE status = 'pending' AND reminded_at IS NULL AND remind_at < now()
-                ORDER BY remind_at LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING *
-            """,
-            (limit,),
-        )
+        rows = await self._rows(_REMIND_SQL, (limit,))
         return [ReviewRow.from_row(row) for row in rows]
 
     def deciding(self, *refs: str) -> AbstractAsyncContextManager[None]:
         """While claimed decisions are being applied (or wait their turn to be): their
         heartbeat, so no sweeper applies them again however long the tool and the model
         take."""
-        return self._beating(
-            "UPDATE slack_reviews SET heartbeat_at = now() "
-            "WHERE ref = ANY (%s) AND status = 'deciding'",
-            list(refs),
-        )
+        return self._beating(_BEAT_SQL, list(refs))
 
-    async def stuck(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
+    async def take_over(self, older_than_seconds: float, limit: int = 50) -> list[ReviewRow]:
         """Decisions claimed and never finished whose applier shows no sign of life for
         ``older_than_seconds`` (it died, or dropped the claim), taken over atomically: the
         heartbeat restarts, so no other sweeper replays them too. Age alone means nothing: a
@@ -578,23 +607,7 @@ class BotStore:
         A decision taken over after its review expired fails closed: the same statement turns
         it into the expiry (``action='expired'``), so a late recovery runs nothing the agent has
         not already been given (if it had, the agent's own record wins when applied)."""
-        rows = await self._rows(
-            f"""
-            UPDATE slack_reviews SET heartbeat_at = now(),
-                decided_at = CASE WHEN {_LAPSED} THEN now() ELSE decided_at END,
-                action = CASE WHEN {_LAPSED} THEN 'expired' ELSE action END,
-                decided_by = CASE WHEN {_LAPSED} THEN NULL ELSE decided_by END,
-                edited_args = CASE WHEN {_LAPSED} THEN NULL ELSE edited_args END,
-                feedback = CASE WHEN {_LAPSED} THEN NULL ELSE feedback END
-            WHERE ref IN (
-                SELECT ref FROM slack_reviews
-                WHERE status = 'deciding'
-                  AND GREATEST(decided_at, heartbeat_at) < now() - make_interval(secs => %s)
-                ORDER BY decided_at LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING *
-            """,
-            (older_than_seconds, limit),
-        )
+        rows = await self._rows(_TAKE_OVER_SQL, (older_than_seconds, limit))
         return [ReviewRow.from_row(row) for row in rows]
 
     async def unsynced(self, limit: int = 50) -> list[ReviewRow]:

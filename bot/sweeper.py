@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 
 from bot.flow import ReviewFlow
-from bot.listeners import events
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +36,27 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
     report = SweepReport()
     # What is taken over keeps beating while it waits its turn, so no other replica takes it
     # over again meanwhile.
-    stale = await flow.store.stale_events(stuck_after)
-    async with flow.store.handling(*(body["event_id"] for body in stale)):
+    store, turns, effects = flow.store, flow.turns, flow.effects
+    stale = await store.stale_events(stuck_after)
+    async with store.handling(*(body["event_id"] for body in stale)):
         for body in stale:
             log.warning("answering event %s left unanswered by a stopped process", body["event_id"])
-            await events.respond(flow, body, await flow.bot_user_id(), recovering=True)
+            await turns.respond(body, await turns.bot_user_id(), recovering=True)
             report.reanswered += 1
-    stuck = await flow.store.stuck(stuck_after)
-    async with flow.store.deciding(*(review.ref for review in stuck)):
+    stuck = await store.take_over(stuck_after)
+    async with store.deciding(*(review.ref for review in stuck)):
         for review in stuck:
             log.warning("finishing decision %s left unfinished by a stopped process", review.ref)
-            await flow.apply(review)
+            await effects.apply(review)
             report.recovered += 1
-    for review in await flow.store.due_for_expiry():
-        await flow.expire(review)
+    for review in await store.due_for_expiry():
+        await effects.expire(review)
         report.expired += 1
-    for review in await flow.store.due_for_reminder():
-        await flow.remind(review)
+    for review in await store.remind_due():  # transition remind: one replica each
+        await effects.remind(review)
         report.reminded += 1
-    for review in await flow.store.unsynced():
-        await flow.sync(review)
+    for review in await store.unsynced():
+        await effects.sync(review)
         report.repainted += 1
     return report
 

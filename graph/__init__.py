@@ -5,7 +5,17 @@ The Slack side uses only what is exported here.
 
 from graph.config import AgentSettings
 from graph.context import AgentContext, SlackWebAPI
+from graph.decisions import (
+    EXPIRY_ACTOR,
+    Approve,
+    DecisionKind,
+    Edit,
+    Expire,
+    Feedback,
+    ReviewDecision,
+)
 from graph.runtime import open_agent
+from graph.seam import Agent, AgentBusy
 from graph.service import AgentService
 from graph.types import (
     Decision,
@@ -18,13 +28,22 @@ from graph.types import (
 )
 
 __all__ = [
+    "EXPIRY_ACTOR",
+    "Agent",
+    "AgentBusy",
     "AgentContext",
     "AgentService",
     "AgentSettings",
+    "Approve",
     "Decision",
+    "DecisionKind",
+    "Edit",
+    "Expire",
+    "Feedback",
     "PastDecision",
     "PendingReview",
     "Refused",
+    "ReviewDecision",
     "ReviewRequest",
     "RunOutcome",
     "SlackWebAPI",

@@ -9,7 +9,7 @@ for an unknown thread).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -20,9 +20,12 @@ from graph import decision_log
 from graph.agent import AgentGraph
 from graph.context import AgentContext
 from graph.db import Pool
+from graph.decisions import Approve, Edit, Expire, Feedback, ReviewDecision, to_wire
 from graph.locks import ThreadLeases
 from graph.nodes import AUTO_RULE, RAN_WITH
 from graph.review import InvalidDecision, parse_decision, validate_args
+from graph.seam import Agent
+from graph.tools.mcp import McpStatus
 from graph.tools.registry import ToolRegistry
 from graph.types import (
     Decision,
@@ -35,6 +38,16 @@ from graph.types import (
 )
 
 log = logging.getLogger(__name__)
+
+AnyDecision = ReviewDecision | Decision | Mapping[str, Any]
+"""A typed decision (what the bot sends) or the seed's resume value (scripts, tests)."""
+
+
+def wire_of(decision: AnyDecision) -> Mapping[str, Any]:
+    """The seed's resume value: typed decisions are translated here, at the resume boundary."""
+    if isinstance(decision, Approve | Edit | Feedback | Expire):
+        return to_wire(decision)
+    return decision
 
 
 def thread_config(thread_id: str) -> RunnableConfig:
@@ -87,7 +100,9 @@ def pending_from(thread_id: str, snapshot: StateSnapshot) -> list[PendingReview]
 
 
 class AgentService:
-    """Start turns, list reviews, answer them; safe to share across tasks and replicas."""
+    """Start turns, list reviews, answer them; safe to share across tasks and replicas.
+
+    The in-process implementation of :class:`graph.seam.Agent`."""
 
     def __init__(
         self, graph: AgentGraph, registry: ToolRegistry, pool: Pool, leases: ThreadLeases
@@ -96,6 +111,18 @@ class AgentService:
         self.registry = registry
         self.pool = pool
         self.leases = leases
+
+    @property
+    def tool_names(self) -> Collection[str]:
+        return self.registry.names
+
+    @property
+    def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
+        return self.registry.mcp_tools()
+
+    @property
+    def tool_servers(self) -> Sequence[McpStatus]:
+        return self.registry.servers
 
     async def start_turn(
         self,
@@ -133,9 +160,10 @@ class AgentService:
         return pending_from(thread_id, await self.graph.aget_state(thread_config(thread_id)))
 
     async def check(
-        self, thread_id: str, interrupt_id: str, decision: Decision | Mapping[str, Any]
+        self, thread_id: str, interrupt_id: str, decision: AnyDecision
     ) -> Refused | None:
         """Validate a decision without running anything (for a form that must answer in 3 s)."""
+        decision = wire_of(decision)
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         verdict = await self._verdict(thread_id, interrupt_id, decision, snapshot)
         return verdict if isinstance(verdict, Refused) else None
@@ -144,11 +172,12 @@ class AgentService:
         self,
         thread_id: str,
         interrupt_id: str,
-        decision: Decision | Mapping[str, Any],
+        decision: AnyDecision,
         *,
         context: AgentContext | None = None,
     ) -> RunOutcome | Refused:
         """Apply one decision to one pending review; refuse (running nothing) if it is not."""
+        decision = wire_of(decision)
         try:
             parse_decision(decision, "")
         except InvalidDecision as error:
@@ -217,7 +246,7 @@ class AgentService:
         self,
         thread_id: str,
         interrupt_id: str,
-        decision: Decision | Mapping[str, Any],
+        decision: Mapping[str, Any],
         snapshot: StateSnapshot,
     ) -> Refused | tuple[PendingReview, DecisionRecord]:
         if snapshot.created_at is None:
@@ -286,3 +315,7 @@ def _resume_data(record: DecisionRecord) -> Any:
     if record["action"] == "feedback":
         return record["feedback"]
     return None
+
+
+def _implements_the_seam(service: AgentService) -> Agent:
+    return service  # mypy checks here that AgentService is an Agent

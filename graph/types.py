@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
 ReviewAction = Literal["continue", "update", "feedback"]
-"""The seed's resume vocabulary: run as proposed, run with edited arguments, or talk back."""
+"""The seed's resume vocabulary: run as proposed, run with edited arguments, or talk back.
+Callers speak the typed records of :mod:`graph.decisions`; these words are their wire form at
+the resume boundary (``graph.decisions.to_wire``)."""
 
 ReviewPolicy = Literal["review", "auto"]
 """Whether a tool's calls wait for a person ("review") or run directly ("auto")."""

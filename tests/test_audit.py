@@ -15,6 +15,7 @@ from bot.audit import AuditEvent, AuditLog
 from bot.migrations import migrate_bot
 from bot.store import BotStore
 from graph.db import Pool, open_pool
+from graph.decisions import Approve
 
 
 @pytest.fixture
@@ -169,7 +170,7 @@ async def test_settling_a_review_appends_its_audit_entry_in_the_same_statement(
     refs = []
     for thread in (unique("thread"), unique("thread")):
         ref = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request)
-        assert ref is not None and await store.claim(ref, "continue", "U0ALICE") is not None
+        assert ref is not None and await store.claim(ref, Approve("U0ALICE")) is not None
         refs.append(ref)
 
     await store.finish(refs[0], audit=event(tool, "approved", decided_by="U0ALICE"))

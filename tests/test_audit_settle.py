@@ -29,6 +29,7 @@ from bot.store import BotStore, ReviewRow
 from bot.sweeper import sweep_once
 from bot.threads import SlackThread
 from graph.db import open_pool
+from graph.decisions import Approve
 from graph.tools.registry import build_registry
 from sandbox.server import Sandbox
 from tests.conftest import AgentFactory
@@ -211,7 +212,7 @@ async def test_settle_path_sweeper_settles_what_the_agent_already_applied(
     flow = env.bot.flow
     thread, _, ref = await open_review(env.sandbox)
     await handled(env, thread)  # the sweep below must not be answering the mention again
-    claimed = await flow.store.claim(ref, "continue", claimed_by)
+    claimed = await flow.store.claim(ref, Approve(claimed_by))
     assert isinstance(claimed, ReviewRow)
     applied = await flow.service.answer(
         claimed.thread_id, claimed.interrupt_id, {"action": "continue", "by": ALICE}
@@ -242,7 +243,7 @@ async def test_settling_requires_an_event_and_writes_it_once(database_url: str) 
             "requested_by": CAROL,
         }
         ref = await store.add_review(f"thread-{uuid.uuid4().hex}", "int", None, "C", "1", request)
-        assert ref is not None and await store.claim(ref, "continue", ALICE)
+        assert ref is not None and await store.claim(ref, Approve(ALICE))
         event = AuditEvent("approved", "t", "int", "call-1", tool, decided_by=ALICE)
         await store.finish(ref, event)
         await store.finish(ref, event)

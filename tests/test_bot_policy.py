@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage
 
 from bot.audit import AuditLog
 from bot.sweeper import sweep_once
+from graph.decisions import Approve
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -205,7 +206,7 @@ async def test_a_claimed_but_unapplied_decision_is_finished_by_the_sweeper(env: 
     review = await review_in(sandbox, thread)
     ref = review["blocks"][-1]["elements"][0]["value"]
     # A process claimed Alice's decision and died before applying it.
-    assert await flow.store.claim(ref, "continue", ALICE) is not None
+    assert await flow.store.claim(ref, Approve(ALICE)) is not None
     # ">= 1": with stuck_after=0 a sweep also takes over claims other tests left behind
     # in the shared database; what matters is what happens to this one.
     assert (await sweep_once(flow, stuck_after=0)).recovered >= 1

@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage
 from psycopg.types.json import Jsonb
 
 from bot.sweeper import sweep_once
+from graph.decisions import Approve
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -243,9 +244,9 @@ async def test_a_decision_whose_process_went_silent_is_taken_over(database_url: 
         [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
         ref = review["blocks"][-1]["elements"][0]["value"]
         # A process claimed the decision an hour ago and is still beating: it is alive.
-        assert await store.claim(ref, "continue", ALICE) is not None
+        assert await store.claim(ref, Approve(ALICE)) is not None
         await _age_claim(env, ref, heartbeat="0 seconds")
-        assert ref not in [r.ref for r in await store.stuck(60)]
+        assert ref not in [r.ref for r in await store.take_over(60)]
         # Then it died: no sign of life for ten minutes. Any sweeper finishes its work.
         await _age_claim(env, ref, heartbeat="10 minutes")
         assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered >= 1

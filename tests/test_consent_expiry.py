@@ -25,6 +25,7 @@ from bot.migrations import migrate_bot
 from bot.store import BotStore, Expired, ReviewRow
 from bot.sweeper import sweep_once
 from graph.db import Pool, open_pool
+from graph.decisions import Approve, Edit, Expire, Feedback
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -197,7 +198,7 @@ async def test_a_stuck_claim_recovered_after_expiry_fails_closed(env: SlackEnv) 
     await handled(env, thread)
     # A process claimed Alice's approval in time and died before applying it; by the time a
     # sweeper finds the claim, the review has expired.
-    assert isinstance(await flow.store.claim(ref, "continue", ALICE), ReviewRow)
+    assert isinstance(await flow.store.claim(ref, Approve(ALICE)), ReviewRow)
     await lapse_now(env.bot.service.pool, ref)
     await sweep_once(flow, stuck_after=0)
     await expired_and_told(sandbox, thread, review)
@@ -232,9 +233,9 @@ async def expired_review(store: BotStore) -> str:
 async def test_no_statement_decides_an_expired_review(store: BotStore) -> None:
     ref = await expired_review(store)
     for refusal in (
-        await store.claim(ref, "continue", ALICE),
-        await store.claim(ref, "update", ALICE, {"note": "y"}),
-        await store.claim(ref, "feedback", ALICE, "no"),
+        await store.claim(ref, Approve(ALICE)),
+        await store.claim(ref, Edit({"note": "y"}, ALICE)),
+        await store.claim(ref, Feedback("no", ALICE)),
         await store.approve(ref, 0, ALICE),
         await store.propose_edit(ref, 0, {"note": "y"}, ALICE),
     ):
@@ -243,13 +244,13 @@ async def test_no_statement_decides_an_expired_review(store: BotStore) -> None:
     assert row is not None and row.status == "pending" and row.proposed_edit is None
     assert row.version == 0 and await store.approvals(ref, 0) == []
     # ... except the expiry itself, which claims only what has expired
-    assert (await store.claim(ref, "expired", None, "too late")) is not None
+    assert (await store.claim(ref, Expire("too late"))) is not None
     live = await store.add_review(
         f"thread-{uuid.uuid4().hex}", "int-1", "T1", "C1", "1.0", row.request, ttl_seconds=HOUR
     )
-    assert live is not None and await store.claim(live, "expired", None, "early") is None
+    assert live is not None and await store.claim(live, Expire("early")) is None
     # The database is shared: leave nothing pending or deciding for other tests' sweeps.
-    assert await store.claim(live, "continue", ALICE) is not None
+    assert await store.claim(live, Approve(ALICE)) is not None
     for done in (ref, live):
         await store.finish(done, AuditEvent("approved", "t", "int-1", "call-1", "store_test"))
 
@@ -310,7 +311,7 @@ async def test_a_decision_the_agent_took_in_time_still_runs_when_recovered_after
         [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
         ref = review["blocks"][-1]["elements"][0]["value"]
         await handled(env, thread)  # so the sweep below cannot finish the run from the mention
-        claimed = await flow.store.claim(ref, "continue", ALICE)
+        claimed = await flow.store.claim(ref, Approve(ALICE))
         assert isinstance(claimed, ReviewRow)
         with pytest.raises(Crash):
             await flow.service.answer(

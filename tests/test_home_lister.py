@@ -18,6 +18,7 @@ from bot.permissions import Approvers
 from bot.policy import Policy, ToolPolicy
 from bot.store import BotStore
 from graph.db import open_pool
+from graph.decisions import Approve
 from sandbox import SandboxConfig, running_sandbox
 from tests.support.bot_harness import ALICE, BOB, CAROL
 
@@ -69,11 +70,11 @@ async def test_approvers_groups_and_four_eyes_decide_whose_list(
     lister: tuple[WaitingLister, str],
 ) -> None:
     waiting, tool = lister
-    store = waiting.flow.store
+    store = waiting.store
     by_alice = await add(store, tool, ALICE, env="staging")
     by_carol = await add(store, tool, CAROL, env="prod")
     decided = await add(store, tool, BOB, env="old")
-    assert await store.claim(decided, "continue", CAROL) is not None
+    assert await store.claim(decided, Approve(CAROL)) is not None
 
     # Carol is named; she may not approve her own call (four-eyes), and 'deciding' is not pending.
     assert [r.ref for r in (await waiting.waiting_for(CAROL)).shown] == [by_alice]
@@ -91,7 +92,7 @@ async def test_approvers_groups_and_four_eyes_decide_whose_list(
 async def test_more_than_twenty_are_counted_not_shown(lister: tuple[WaitingLister, str]) -> None:
     waiting, tool = lister
     for number in range(23):
-        await add(waiting.flow.store, tool, ALICE, n=number)
+        await add(waiting.store, tool, ALICE, n=number)
     mine = await waiting.waiting_for(BOB)
     assert len(mine.shown) == 20 and mine.more == 3 and not mine.more_is_lower_bound
     assert mine.shown[0].args == {"n": 22}
@@ -110,7 +111,7 @@ async def test_four_eyes_in_the_list_covers_everyone_whose_words_led_to_the_call
     """Bob started the turn, but Alice's words are in it too: a click by either is refused,
     so neither may find the review on their list (Carol, who said nothing, does)."""
     waiting, tool = lister
-    store = waiting.flow.store
+    store = waiting.store
     asked = request(tool, BOB, env="prod")
     asked["requesters"] = [ALICE, BOB]
     ref = await store.add_review(
@@ -132,7 +133,7 @@ async def test_the_list_shows_an_edit_awaiting_its_quorum_not_the_first_proposal
 ) -> None:
     """What you see is what would run: once an edit replaced the proposal, the list shows it."""
     waiting, tool = lister
-    store = waiting.flow.store
+    store = waiting.store
     ref = await add(store, tool, ALICE, env="staging", region="eu")
     row = await store.get(ref)
     assert row is not None

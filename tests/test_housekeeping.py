@@ -13,6 +13,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -50,7 +51,8 @@ def test_building_the_app_warns_about_nothing(
     settings = BotSettings(bot_token="xoxb-from-env", signing_secret="secret")
     client = slack_client(settings)
     with caplog.at_level(logging.DEBUG, logger="slack_bolt"):
-        app = build_app(settings, client, flow=None)  # type: ignore[arg-type]
+        parts = SimpleNamespace(turns=None, clicks=None, lister=None)  # registering reads none
+        app = build_app(settings, client, flow=parts)  # type: ignore[arg-type]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert app.client is client and app.client.token == "xoxb-from-env"
 

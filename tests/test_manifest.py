@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -80,7 +81,8 @@ class SpyApp:
 
 def registered() -> SpyApp:
     spy = SpyApp()
-    register_all(spy, flow=None)  # type: ignore[arg-type]
+    parts = SimpleNamespace(turns=None, clicks=None, lister=None)  # registering reads none
+    register_all(spy, parts)  # type: ignore[arg-type]
     return spy
 
 

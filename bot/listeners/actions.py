@@ -9,7 +9,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import APPROVE, EDIT, FEEDBACK
-from bot.flow import Click, ReviewFlow
+from bot.review.clicks import Clicks
+from bot.review.effects import Click
+from bot.review.vocabulary import ModalKind
+from graph import Approve
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def click_from(body: dict[str, Any], action: dict[str, Any]) -> Click | None:
     )
 
 
-def register(app: AsyncApp, flow: ReviewFlow) -> None:
+def register(app: AsyncApp, clicks: Clicks) -> None:
     @app.action(APPROVE)
     async def approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
@@ -43,15 +46,15 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
         if click is None:
             log.warning("ignored a malformed Approve click")
             return
-        await flow.decide(click, "continue")
+        await clicks.decide(click, Approve(click.user))
 
-    async def open_modal(body: dict[str, Any], action: dict[str, Any], kind: str) -> None:
+    async def open_modal(body: dict[str, Any], action: dict[str, Any], kind: ModalKind) -> None:
         click = click_from(body, action)
         trigger = body.get("trigger_id")
         if click is None or not isinstance(trigger, str):
             log.warning("ignored a malformed %s click", kind)
             return
-        await flow.open_modal(click, trigger, kind)
+        await clicks.open_modal(click, trigger, kind)
 
     @app.action(EDIT)
     async def edit(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:

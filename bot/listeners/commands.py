@@ -15,17 +15,16 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot import home
-from bot.flow import ReviewFlow, explain
-from bot.listeners.home import lister_for
+from bot.failures import explain
+from bot.waiting import WaitingLister
 
 log = logging.getLogger(__name__)
 
 APPROVALS = "/approvals"
 
 
-async def approvals_answer(flow: ReviewFlow, user: str) -> tuple[str, list[dict[str, Any]]]:
+async def approvals_answer(lister: WaitingLister, user: str) -> tuple[str, list[dict[str, Any]]]:
     """The fallback text and blocks of the answer; a failure becomes one plain sentence."""
-    lister = lister_for(flow)
     try:
         waiting = await lister.waiting_for(user)
         return home.approvals_message(
@@ -37,7 +36,7 @@ async def approvals_answer(flow: ReviewFlow, user: str) -> tuple[str, list[dict[
         return text, [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]
 
 
-def register(app: AsyncApp, flow: ReviewFlow) -> None:
+def register(app: AsyncApp, lister: WaitingLister) -> None:
     @app.command(APPROVALS)
     async def approvals(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -45,7 +44,7 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
         if not isinstance(user, str) or not user:
             log.warning("ignored %s without a user", APPROVALS)
             return
-        text, blocks = await approvals_answer(flow, user)
+        text, blocks = await approvals_answer(lister, user)
         try:
             await respond(text=text, blocks=blocks, response_type="ephemeral")
         except Exception:

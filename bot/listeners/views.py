@@ -9,7 +9,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import modals
-from bot.flow import Click, ReviewFlow
+from bot.review.clicks import Clicks
+from bot.review.effects import Click
+from bot.review.vocabulary import ModalKind
 
 
 def first_input(view: dict[str, Any]) -> str:
@@ -24,9 +26,9 @@ def values_of(view: dict[str, Any]) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def register(app: AsyncApp, flow: ReviewFlow) -> None:
+def register(app: AsyncApp, clicks: Clicks) -> None:
     async def submitted(
-        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], kind: str
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], kind: ModalKind
     ) -> None:
         user = (body.get("user") or {}).get("id")
         ref = view.get("private_metadata")
@@ -39,13 +41,13 @@ def register(app: AsyncApp, flow: ReviewFlow) -> None:
             )
             return
         click = Click(user=user, ref=ref)
-        checked = await flow.check_submission(click, kind, values_of(view), first_input(view))
+        checked = await clicks.check_submission(click, kind, values_of(view), first_input(view))
         if isinstance(checked, dict):
             await ack(response_action="errors", errors=checked)
             return
         await ack()
-        review, data = checked
-        await flow.decide(click, "update" if kind == "edit" else "feedback", data, review)
+        review, decision = checked
+        await clicks.decide(click, decision, review)
 
     @app.view(modals.EDIT_CALLBACK)
     async def on_edit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

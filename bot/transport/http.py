@@ -183,7 +183,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
             return JSONResponse(
                 {"status": "unavailable", "database": str(type(error).__name__)}, status_code=503
             )
-        return JSONResponse({"status": "ready", **mcp_section(bot.service.registry.servers)})
+        return JSONResponse({"status": "ready", **mcp_section(bot.service.tool_servers)})
 
     async def metrics_endpoint(_: Request) -> Response:
         await metrics.refresh_pending(bot.pool)

@@ -1,0 +1,248 @@
+"""Conversations: a person's message becomes an agent turn, and what the run produced
+(tool results, the reply, new reviews) becomes Slack messages.
+
+A review is registered (transition ``register``, with its ``requested`` audit entry) before it
+is shown, and shown once: a copy a dead poster left on screen is found by its metadata and
+adopted. Calls that ran without review are audited here, once each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from bot import blocks, logs, metrics, redaction
+from bot.blocks import Progress
+from bot.failures import explain
+from bot.mrkdwn import decode_incoming
+from bot.review.audit_events import auto_event, requested_event
+from bot.review.deps import Deps
+from bot.review.shown import with_args
+from bot.slack_out import review_metadata
+from bot.store import BotStore
+from bot.threads import SlackThread
+from graph import Refused, ReviewRequest, RunOutcome, ToolResult
+
+log = logging.getLogger(__name__)
+
+HELLO = "Hi! Tell me what you need, and I'll ask before I act."
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text)
+    return text.strip()
+
+
+def event_thread(event: dict[str, Any], team_id: str | None) -> SlackThread:
+    return SlackThread(team_id, event["channel"], event.get("thread_ts") or event["ts"])
+
+
+class Turns:
+    def __init__(self, deps: Deps, events: BotStore) -> None:
+        self.deps = deps
+        self.events = events  # events and conversations (not reviews)
+
+    async def say(self, thread: SlackThread, text: str) -> None:
+        await self.deps.slack.say(thread, text)
+
+    async def bot_user_id(self) -> str | None:
+        return await self.deps.slack.bot_user_id()
+
+    # -- events --------------------------------------------------------------------------
+
+    async def claim_event(self, event_id: str, body: dict[str, Any]) -> bool:
+        return await self.events.claim_event(event_id, body)
+
+    async def is_conversation(self, thread_id: str) -> bool:
+        return await self.events.is_conversation(thread_id)
+
+    async def finish_event(self, event_id: str) -> None:
+        await self.events.finish_event(event_id)
+
+    async def respond(
+        self, body: dict[str, Any], bot_user_id: str | None, *, recovering: bool = False
+    ) -> None:
+        """Answer a claimed event, then mark it handled (the sweeper re-answers it otherwise).
+
+        Slack's text encoding is undone here, once (`bot.mrkdwn.decode_incoming`)."""
+        event = body["event"]
+        thread = event_thread(event, body.get("team_id") or event.get("team"))
+        text = decode_incoming(strip_mention(event.get("text") or "", bot_user_id))
+        async with self.events.handling(body["event_id"]):  # a live handler is never replaced
+            if not text.strip():
+                await self.say(thread, HELLO)
+            else:
+                await self.converse(thread, event["user"], text, event["ts"], recovering=recovering)
+        try:
+            await self.events.finish_event(body["event_id"])
+        except Exception:  # the sweeper will find it unfinished and look again (idempotently)
+            log.warning("could not mark event %s handled", body["event_id"], exc_info=True)
+
+    # -- conversations -------------------------------------------------------------------
+
+    async def converse(
+        self,
+        thread: SlackThread,
+        user: str,
+        text: str,
+        message_ts: str,
+        *,
+        recovering: bool = False,
+    ) -> None:
+        """Run one user message through the agent, showing progress on their message.
+
+        ``recovering``: a sweeper re-handles a message whose first handler died. The message
+        has a stable id, so it is never added twice: a turn that got in is finished (or its
+        results shown again) instead of being asked again.
+        """
+        agent, slack = self.deps.agent, self.deps.slack
+        message_id = f"slack:{thread.channel_id}:{message_ts}"
+        await slack.react(thread.channel_id, message_ts, add=True)
+        try:
+            await self.events.remember_conversation(
+                thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
+            )
+            outcome: RunOutcome | Refused | None = None
+            context = self.deps.context(thread, user)
+            if recovering and await agent.has_message(thread.thread_id, message_id):
+                outcome = await agent.resume_interrupted(
+                    thread.thread_id, context=context
+                ) or await agent.recap(thread.thread_id, after_message=message_id)
+            else:
+                with metrics.agent_run("turn"):
+                    outcome = await agent.start_turn(
+                        thread.thread_id, text, user=user, context=context, message_id=message_id
+                    )
+            await self.present(thread, outcome, recovering=recovering, requester=user)
+        except Exception as error:
+            log.exception("turn failed in %s", thread.thread_id)
+            await self.say(thread, explain(error))
+        finally:
+            await slack.react(thread.channel_id, message_ts, add=False)
+
+    async def present(
+        self,
+        thread: SlackThread,
+        outcome: RunOutcome | Refused,
+        *,
+        recovering: bool = False,
+        requester: str | None = None,
+    ) -> None:
+        """Post what a run produced: tool results, the agent's reply, then new reviews.
+
+        ``recovering``: the caller finishes what a stopped process started, so a review it
+        registered but never showed is shown now, whatever its age. Calls that ran without
+        review are recorded in the audit trail (``requester``: who asked), once each.
+        """
+        slack = self.deps.slack
+        if isinstance(outcome, Refused):
+            text = (
+                blocks.pending_reminder_text(len(outcome.pending))
+                if outcome.reason == "reviews_pending"
+                else outcome.message
+            )
+            await self.say(thread, text)
+            return
+        secrets = await self.secrets_for(thread.thread_id, outcome)
+        for result in outcome.tool_results:
+            await self._record_auto(thread, result, requester)
+        for result in outcome.tool_results:
+            if result.status != "declined":
+                shown = dataclasses.replace(result, content=redaction.mask(result.content, secrets))
+                await slack.post(
+                    thread, blocks.tool_result_blocks(shown), blocks.tool_result_text(shown)
+                )
+        if outcome.reply:
+            reply = redaction.mask(outcome.reply, secrets)
+            await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
+        for review in outcome.pending:
+            await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def secrets_for(
+        self, thread_id: str, outcome: RunOutcome | None = None
+    ) -> frozenset[str]:
+        """Every redacted value this thread's output could repeat: from the arguments the
+        outcome's calls ran with and proposes, and from every review of the thread (so a call
+        whose result does not carry its arguments, or a reply quoting an earlier call, is
+        covered). The values are also handed to the log filter. Nothing is read when the
+        policy redacts nothing."""
+        if not redaction.redacts_anything(self.deps.approvers.policy):
+            return frozenset()
+        found: set[str] = set()
+
+        def add(tool: str, args: Mapping[str, Any]) -> None:
+            found.update(redaction.secret_values(args, self.deps.policy(tool).redact))
+
+        for result in outcome.tool_results if outcome else ():
+            add(result.tool_name, result.args)
+        for pending in outcome.pending if outcome else ():
+            add(pending.request["tool_call"]["name"], pending.request["tool_call"]["args"])
+        for tool, argument_sets in await self.deps.storage.thread_arguments(thread_id):
+            for args in argument_sets:
+                add(tool, args)
+        logs.remember_secrets(found)
+        return frozenset(found)
+
+    async def _post_review(
+        self,
+        thread: SlackThread,
+        interrupt_id: str,
+        request: ReviewRequest,
+        recovering: bool = False,
+    ) -> None:
+        """Show a review once. A review registered before but never stored as shown may be on
+        screen all the same (its poster died between posting and storing the ts): the thread
+        is searched for the message carrying its ref, and that message adopted, before a new
+        one is posted. Should a second copy appear anyway, clicks on either act on the review
+        and a decision paints both."""
+        storage, slack = self.deps.storage, self.deps.slack
+        policy = self.deps.policy(request["tool_call"]["name"])
+        ref = await storage.add_review(
+            thread.thread_id,
+            interrupt_id,
+            thread.team_id,
+            thread.channel_id,
+            thread.thread_ts,
+            request,
+            ttl_seconds=policy.ttl_seconds,
+            remind_before_seconds=policy.remind_before_seconds,
+            # in the same statement: the trail has it before any click
+            audit=requested_event(thread, interrupt_id, request, policy),
+        )
+        seen_before = ref is None
+        if ref is None:
+            # Already registered: on screen (a sibling of the review just decided), or its
+            # poster died before storing it, in which case it is shown now. A live run waits a
+            # while first, so a sibling still being posted by this very run is not posted twice.
+            ref = await storage.unposted_review(
+                thread.thread_id, interrupt_id, older_than_seconds=0 if recovering else 30
+            )
+        if ref is None:
+            return
+        logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
+        ts = await slack.find_review_message(thread, ref) if seen_before else None
+        if ts is None:
+            shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
+            progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+            ts = await slack.post(
+                thread,
+                blocks.review_blocks(shown, ref, progress),
+                blocks.review_fallback_text(request),
+                metadata=review_metadata(ref),
+            )
+        if ts:
+            await storage.add_copy(ref, ts)
+
+    async def _record_auto(
+        self, thread: SlackThread, result: ToolResult, requester: str | None
+    ) -> None:
+        """A call that ran without review: recorded with the rule that let it (once per call,
+        however often its results are presented)."""
+        if result.auto_rule is None:
+            return
+        policy = self.deps.policy(result.tool_name)
+        await self.deps.append(auto_event(thread, result, requester, policy))

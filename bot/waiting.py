@@ -1,0 +1,77 @@
+"""Which pending reviews a person may decide: the list behind the App Home and ``/approvals``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import home
+from bot.permissions import Approvers
+from bot.store import BotStore
+from bot.visibility import Audience
+
+if TYPE_CHECKING:
+    from bot.flow import ReviewFlow
+
+log = logging.getLogger(__name__)
+
+
+class WaitingLister:
+    """Which pending reviews a person may decide, and the workspace URL to link them.
+
+    A review is listed only to someone who may decide it *and* can see its conversation (a DM's
+    owner, a channel's members: ``bot.visibility``), with redacted arguments masked: the list
+    shows no more than the review message itself would.
+
+    The workspace URL comes from ``auth.test`` once per process; it never changes while the
+    token is valid, and a failed lookup is retried next time (the list is shown without links
+    meanwhile).
+    """
+
+    def __init__(self, store: BotStore, client: AsyncWebClient, approvers: Approvers) -> None:
+        self.store = store
+        self.client = client
+        self.approvers = approvers
+        self.audience = Audience(client)
+        self._workspace_url: str | None = None
+
+    async def workspace_url(self) -> str | None:
+        if self._workspace_url is None:
+            try:
+                reply = await self.client.auth_test()
+            except Exception:
+                log.warning("auth.test failed; listing reviews without links", exc_info=True)
+                return None
+            url = reply.get("url")
+            self._workspace_url = url if isinstance(url, str) and url else None
+        return self._workspace_url
+
+    async def waiting_for(self, user: str) -> home.Waiting:
+        """The viewer's reviews under the policy: approvers (users and groups) and four-eyes,
+        the same checks a click would face, so nothing listed refuses them; and only from
+        conversations the viewer can see. Redacted arguments are masked."""
+        reviews = await home.pending_reviews(self.store.pool)
+        approvers = self.approvers
+        mine = [
+            self.shown(review)
+            for review in reviews
+            if await approvers.may_decide(review.tool_name, user)
+            and not approvers.own_call_forbidden(
+                review.tool_name, user, review.requested_by, review.requesters
+            )
+            and await self.audience.can_see(review.channel_id, user, review.requested_by)
+        ]
+        return home.waiting_from(mine, complete=len(reviews) < home.SCAN_LIMIT)
+
+    def shown(self, review: home.WaitingReview) -> home.WaitingReview:
+        """The review as the list may show it: redacted arguments masked."""
+        masked = self.approvers.policy.for_tool(review.tool_name).redacted(review.args)
+        return dataclasses.replace(review, args=masked)
+
+
+def lister_for(flow: ReviewFlow) -> WaitingLister:
+    """The flow's one lister (and so one ``auth.test``), shared by App Home and ``/approvals``."""
+    return flow.lister

@@ -1,0 +1,81 @@
+"""The one interface through which the bot reaches the agent.
+
+The bot depends on :class:`Agent` only: start a turn, list and check and answer a review, read
+back what followed, finish a run a dead process left half-way, and name the tools (for the
+policy's start-up checks). :class:`graph.service.AgentService` implements it in process; an
+agent hosted elsewhere would implement the same methods over its own transport, and the review
+lifecycle would not change. Answers travel as :mod:`graph.decisions` records.
+
+:class:`AgentBusy` is the error a caller sees when a conversation stayed busy with another
+request for too long (today: the thread lease was not granted in time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from graph.context import AgentContext
+from graph.decisions import ReviewDecision
+from graph.locks import LeaseTimeout
+from graph.tools.mcp import McpStatus
+from graph.types import PendingReview, Refused, RunOutcome
+
+AgentBusy = LeaseTimeout
+"""Raised when the conversation is busy with another request (a :class:`TimeoutError`)."""
+
+
+class Agent(Protocol):
+    """What the bot may ask of the agent. Every method is safe to call from many tasks and
+    replicas at once; a refusal is a :class:`Refused` value, never an exception."""
+
+    @property
+    def tool_names(self) -> Collection[str]:
+        """The tools the agent may call (so a policy naming another one is caught)."""
+        ...
+
+    @property
+    def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
+        """MCP tools by the model's name: the name people read (``server.tool``) and the
+        server's hints, for the policy's hint rules."""
+        ...
+
+    @property
+    def tool_servers(self) -> Sequence[McpStatus]:
+        """Each configured MCP server: its tools, or why it has none (for ``/readyz``)."""
+        ...
+
+    async def start_turn(
+        self,
+        thread_id: str,
+        text: str,
+        *,
+        user: str | None = None,
+        context: AgentContext | None = None,
+        message_id: str | None = None,
+    ) -> RunOutcome | Refused: ...
+
+    async def has_message(self, thread_id: str, message_id: str) -> bool: ...
+
+    async def pending_reviews(self, thread_id: str) -> list[PendingReview]: ...
+
+    async def check(
+        self, thread_id: str, interrupt_id: str, decision: ReviewDecision
+    ) -> Refused | None: ...
+
+    async def answer(
+        self,
+        thread_id: str,
+        interrupt_id: str,
+        decision: ReviewDecision,
+        *,
+        context: AgentContext | None = None,
+    ) -> RunOutcome | Refused: ...
+
+    async def resume_interrupted(
+        self, thread_id: str, *, context: AgentContext | None = None
+    ) -> RunOutcome | None: ...
+
+    async def recap(
+        self, thread_id: str, tool_call_id: str | None = None, *, after_message: str | None = None
+    ) -> RunOutcome: ...
