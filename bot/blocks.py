@@ -336,7 +336,3 @@ def stale_text(action: str | None, by: str | None, at: datetime | None) -> str:
         return f"This review already expired{moment}; nothing ran."
     who = user_mention(by) if by else "someone"
     return f"This review was already {what} by {who}{moment}."
-
-
-def all_blocks(*groups: Sequence[Block]) -> list[Block]:
-    return [block for group in groups for block in group]

@@ -105,10 +105,6 @@ def remember_configured_secrets(values: Iterable[str]) -> None:
 _configured_longest_first: tuple[str, ...] = ()
 
 
-def remembered_secrets() -> tuple[str, ...]:
-    return _remembered_longest_first
-
-
 class RedactSecrets(logging.Filter):
     """Replace configured secret values in a record's message, exception and stack text.
 
