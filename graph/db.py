@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, LiteralString, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -513,3 +513,45 @@ async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> N
             await setup()
         for statement in statements:
             await conn.execute(statement)
+
+
+THREAD_ACTIVITY_SQL = """
+    SELECT DISTINCT ON (thread_id) thread_id, (checkpoint->>'ts')::timestamptz AS at
+    FROM checkpoints WHERE thread_id = ANY (%s) AND checkpoint_ns = ''
+    ORDER BY thread_id, checkpoint_id DESC
+"""
+"""The time of each thread's latest root checkpoint: checkpoint ids are time-ordered (uuid6),
+so this is one backward step of the primary key per thread."""
+
+DELETE_THREAD_SQL: tuple[LiteralString, ...] = tuple(
+    f"DELETE FROM {table} WHERE thread_id = %s"
+    for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "agent_decisions")
+)
+"""A thread's rows in every agent table (chunk rows are ``checkpoint_blobs`` rows); the
+thread's lease row goes when the deleting lease is released."""
+
+
+async def thread_activity(pool: Pool, thread_ids: Sequence[str]) -> dict[str, Any]:
+    """When each thread's latest checkpoint was written; threads without one are left out."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(THREAD_ACTIVITY_SQL, (list(thread_ids),))).fetchall()
+    return {str(row["thread_id"]): row["at"] for row in rows}
+
+
+async def delete_thread_rows(pool: Pool, thread_id: str, idle_before: Any) -> bool:
+    """Delete every row of the thread in one transaction, unless its latest checkpoint is as
+    recent as ``idle_before`` (checked in the same transaction, with the checkpoint rows
+    locked, so a turn that just wrote one keeps the thread). True if it was deleted (or had
+    nothing left)."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            "SELECT max((checkpoint->>'ts')::timestamptz) AS at FROM ("
+            " SELECT checkpoint FROM checkpoints WHERE thread_id = %s FOR UPDATE) latest",
+            (thread_id,),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row["at"] is not None and row["at"] >= idle_before:
+            return False
+        for statement in DELETE_THREAD_SQL:
+            await conn.execute(statement, (thread_id,))
+    return True
