@@ -9,9 +9,13 @@ database never prune each other's."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -351,3 +355,20 @@ def test_settings_and_the_command_line() -> None:
     assert args.audit_older_than is None
     with pytest.raises(SystemExit):
         parser().parse_args(["prune", "--older-than", "soon"])
+
+
+def test_retention_is_documented() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    example = (root / ".env.example").read_text()
+    production = (root / "docs" / "production.md").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], cwd=root, capture_output=True, text=True
+    )
+    for name in ("RETENTION_DAYS", "AUDIT_RETENTION_DAYS"):
+        assert re.search(rf"^\| `{name}` \|.*\| unset: keep forever \|$", readme, re.MULTILINE)
+        assert f"\n{name}=\n" in example, name
+        assert re.search(rf"^  {name}\s", done.stdout, re.MULTILINE), name
+        assert name in production
+    assert re.search(r"^  prune\s", done.stdout, re.MULTILINE)
+    assert "## Retention" in production and "python -m bot prune --older-than 90d" in production
