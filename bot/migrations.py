@@ -257,12 +257,22 @@ RETENTION: tuple[str, ...] = (
     """,
 )
 
+REMIND_INDEX: tuple[str, ...] = (
+    # remind_due reads pending reviews not reminded yet by remind_at: without it, every pass
+    # filters every pending review (a backlog of a million is a million rows a sweep).
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_remind
+        ON slack_reviews (remind_at) WHERE status = 'pending' AND reminded_at IS NULL
+    """,
+)
+
 BOT = Component(
     "bot",
     (
         Step(1, "reviews, events, home, audit and turn limits (the unversioned schema)", INITIAL),
         Step(2, "drop the unused pending_for indexes", DROP_PENDING_FOR_INDEXES),
         Step(3, "retention: indexes, audit_cuts, the sanctioned audit cut", RETENTION),
+        Step(4, "index the reminder query", REMIND_INDEX),
     ),
 )
 
