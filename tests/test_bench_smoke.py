@@ -12,6 +12,17 @@ from bench.report import FIGURES
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_the_throughput_target_is_a_ratio_to_bare_langgraph() -> None:
+    """Targets that move with the machine are stated against bare LangGraph, same run."""
+    assert {
+        "bare LangGraph resume p50",
+        "bare LangGraph sustained resumes",
+        "sustained approvals / bare sustained resumes",
+        "click->applied p50 / bare resume p50",
+        "long / 1-turn resume",
+    } <= set(FIGURES)
+
+
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     markdown = tmp_path / "benchmarks.md"
     done = subprocess.run(
