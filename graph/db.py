@@ -531,6 +531,18 @@ DELETE_THREAD_SQL: tuple[LiteralString, ...] = tuple(
 thread's lease row goes when the deleting lease is released."""
 
 
+WAITING_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM checkpoint_writes
+        WHERE thread_id = %s AND checkpoint_ns = '' AND channel = '__interrupt__'
+          AND checkpoint_id = (
+              SELECT max(checkpoint_id) FROM checkpoints
+              WHERE thread_id = %s AND checkpoint_ns = '')) AS waiting
+"""
+"""Whether the thread's latest checkpoint has interrupts (reviews waiting for a decision),
+whatever the bot's own rows say: such a thread is never deleted."""
+
+
 async def thread_activity(pool: Pool, thread_ids: Sequence[str]) -> dict[str, Any]:
     """When each thread's latest checkpoint was written; threads without one are left out."""
     async with pool.connection() as conn:
@@ -540,9 +552,9 @@ async def thread_activity(pool: Pool, thread_ids: Sequence[str]) -> dict[str, An
 
 async def delete_thread_rows(pool: Pool, thread_id: str, idle_before: Any) -> bool:
     """Delete every row of the thread in one transaction, unless its latest checkpoint is as
-    recent as ``idle_before`` (checked in the same transaction, with the checkpoint rows
-    locked, so a turn that just wrote one keeps the thread). True if it was deleted (or had
-    nothing left)."""
+    recent as ``idle_before`` or waits for a review (checked in the same transaction, with the
+    checkpoint rows locked, so a turn that just wrote one keeps the thread). True if it was
+    deleted (or had nothing left)."""
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
             "SELECT max((checkpoint->>'ts')::timestamptz) AS at FROM ("
@@ -551,6 +563,9 @@ async def delete_thread_rows(pool: Pool, thread_id: str, idle_before: Any) -> bo
         )
         row = await cursor.fetchone()
         if row is not None and row["at"] is not None and row["at"] >= idle_before:
+            return False
+        waiting = await (await conn.execute(WAITING_SQL, (thread_id, thread_id))).fetchone()
+        if waiting is not None and waiting["waiting"]:
             return False
         for statement in DELETE_THREAD_SQL:
             await conn.execute(statement, (thread_id,))

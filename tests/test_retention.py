@@ -188,6 +188,25 @@ async def test_a_conversation_active_in_the_agent_since_the_cut_is_kept(
     assert (await rows_of(pool, thread))["slack_reviews"] == 1
 
 
+async def test_the_agent_keeps_a_thread_waiting_for_a_review_the_bot_never_registered(
+    pool: Pool, offline_agent: AgentService
+) -> None:
+    """A poster that died before registering the review leaves no review row: the agent's own
+    state still says a review waits, and the agent refuses to delete the thread."""
+    store = BotStore(pool)
+    thread = unique("unregistered")
+    await store.remember_conversation(thread, "T1", "C1", "3.0", "U0CAROL")
+    turn = await offline_agent.start_turn(thread, "what's the weather in sf?")
+    assert isinstance(turn, RunOutcome) and turn.pending
+    await backdate(pool, thread)
+
+    report = await Pruner(pool, offline_agent).prune(CUT)
+
+    assert thread not in report.conversations
+    assert await offline_agent.pending_reviews(thread) == turn.pending
+    assert (await rows_of(pool, thread))["slack_conversations"] == 1
+
+
 async def test_event_claims_age_out_by_their_own_age(
     pool: Pool, offline_agent: AgentService
 ) -> None:
