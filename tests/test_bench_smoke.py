@@ -44,3 +44,28 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     written = markdown.read_text()
     assert "Machine:" in written and "Command: `python -m bench --quick" in written
     assert all(figure in written for figure in FIGURES)
+
+
+SCALE_FIGURES = (
+    "App Home scan (newest 1,000 pending)",
+    "sweeper queries, nothing due",
+    "sweeper queries, 1,000 due",
+    "audit export, everything (jsonl)",
+    "prune --older-than 90d of the year",
+    "migrate (nothing pending)",
+)
+
+
+def test_scale_mode_runs_at_a_small_factor() -> None:
+    """``--scale`` is not run in CI at full size; at 1/1000 it checks that every figure comes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "--scale-factor", "0.001"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    printed = {line.split("|")[1].strip() for line in done.stdout.splitlines() if line[:2] == "| "}
+    assert set(SCALE_FIGURES) <= printed, done.stdout
