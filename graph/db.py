@@ -516,12 +516,18 @@ async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> N
 
 
 THREAD_ACTIVITY_SQL = """
-    SELECT DISTINCT ON (thread_id) thread_id, (checkpoint->>'ts')::timestamptz AS at
-    FROM checkpoints WHERE thread_id = ANY (%s) AND checkpoint_ns = ''
-    ORDER BY thread_id, checkpoint_id DESC
+    SELECT DISTINCT ON (c.thread_id) c.thread_id,
+        CASE WHEN EXISTS (
+            SELECT 1 FROM checkpoint_writes w
+            WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = ''
+              AND w.checkpoint_id = c.checkpoint_id AND w.channel = '__interrupt__')
+        THEN now() ELSE (c.checkpoint->>'ts')::timestamptz END AS at
+    FROM checkpoints c WHERE c.thread_id = ANY (%s) AND c.checkpoint_ns = ''
+    ORDER BY c.thread_id, c.checkpoint_id DESC
 """
-"""The time of each thread's latest root checkpoint: checkpoint ids are time-ordered (uuid6),
-so this is one backward step of the primary key per thread."""
+"""The time of each thread's latest root checkpoint (checkpoint ids are time-ordered, uuid6:
+one backward step of the primary key per thread), or now if that checkpoint waits for a review
+(its interrupts are its pending writes): waiting for a person is activity."""
 
 DELETE_THREAD_SQL: tuple[LiteralString, ...] = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"

@@ -83,8 +83,8 @@ class Agent(Protocol):
     ) -> RunOutcome: ...
 
     async def last_activity(self, thread_ids: Sequence[str]) -> Mapping[str, datetime]:
-        """When each thread's state last changed (its latest checkpoint); a thread with no
-        state is left out."""
+        """When each thread's state last changed (its latest checkpoint), or now if it waits
+        for a review (waiting for a person is activity); a thread with no state is left out."""
         ...
 
     async def delete_threads(

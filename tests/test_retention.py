@@ -200,9 +200,10 @@ async def test_the_agent_keeps_a_thread_waiting_for_a_review_the_bot_never_regis
     assert isinstance(turn, RunOutcome) and turn.pending
     await backdate(pool, thread)
 
+    dry = await Pruner(pool, offline_agent).prune(CUT, dry_run=True)
     report = await Pruner(pool, offline_agent).prune(CUT)
 
-    assert thread not in report.conversations
+    assert thread not in dry.conversations and thread not in report.conversations
     assert await offline_agent.pending_reviews(thread) == turn.pending
     assert (await rows_of(pool, thread))["slack_conversations"] == 1
 
