@@ -392,3 +392,32 @@ def test_retention_is_documented() -> None:
         assert name in production
     assert re.search(r"^  prune\s", done.stdout, re.MULTILINE)
     assert "## Retention" in production and "python -m bot prune --older-than 90d" in production
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dry_run_command(database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "prune", "--older-than", "30d", "--dry-run"],
+        cwd=ROOT,
+        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_prune_command_prints_what_it_would_delete(
+    pool: Pool, offline_agent: AgentService, database_url: str
+) -> None:
+    store = BotStore(pool)
+    thread = unique("cli")
+    await chatted(offline_agent, store, thread)
+    await backdate(pool, thread)
+    before = await rows_of(pool, thread)
+    done = await asyncio.to_thread(dry_run_command, database_url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("would delete") and "event claim(s)" in done.stdout
+    assert await rows_of(pool, thread) == before
