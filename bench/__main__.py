@@ -29,6 +29,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="CI-size numbers (well under a minute)"
     )
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: a large organisation's year in bulk (1,000,000 pending reviews, "
+        "10,000,000 audit events, 100,000 conversations) and what the Home, the sweeper, "
+        "audit export, prune and migrate take on it; not part of CI",
+    )
+    parser.add_argument(
+        "--scale-factor",
+        type=float,
+        default=1.0,
+        help="multiply the --scale sizes (e.g. 0.01 to check that it works)",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL") or None,
         help="use this PostgreSQL instead of a temporary embedded one (default: $DATABASE_URL); "
@@ -44,8 +57,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def scale(database_url: str | None, factor: float) -> int:
+    from bench.run import database
+    from bench.scale import run_scale
+
+    async with database(database_url) as url:
+        print((await run_scale(url, factor)).table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.scale:
+        return asyncio.run(scale(args.database_url, args.scale_factor))
     sizes = Sizes.quick() if args.quick else Sizes.full()
     results = asyncio.run(run(sizes, args.database_url))
     print(table(results))

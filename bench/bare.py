@@ -7,6 +7,7 @@ The upstream saver and a plain pool (no borrow check) are used on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -57,18 +58,46 @@ class BareResume:
     def __init__(self, graph: Any) -> None:
         self.graph = graph
 
-    async def sample(self, text: str) -> float:
+    async def interrupted(self, text: str) -> RunnableConfig:
+        """A fresh thread run to its interrupt: what a resume continues."""
         config: RunnableConfig = {"configurable": {"thread_id": f"bench-bare-{uuid.uuid4().hex}"}}
         await self.graph.ainvoke({"messages": [HumanMessage(text)]}, config)
-        started = time.perf_counter()
+        return config
+
+    async def resume(self, config: RunnableConfig) -> None:
         await self.graph.ainvoke(Command(resume={"action": "continue"}), config)
+
+    async def sample(self, text: str) -> float:
+        config = await self.interrupted(text)
+        started = time.perf_counter()
+        await self.resume(config)
         return time.perf_counter() - started
+
+    async def sustained(self, text: str, count: int, concurrency: int) -> float:
+        """Resumes per second: ``count`` threads brought to their interrupt (untimed), then
+        all resumed, ``concurrency`` at once, as the bot's sustained approvals are."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def prepared() -> RunnableConfig:
+            async with gate:
+                return await self.interrupted(text)
+
+        async def resumed(config: RunnableConfig) -> None:
+            async with gate:
+                await self.resume(config)
+
+        configs = await asyncio.gather(*(prepared() for _ in range(count)))
+        started = time.perf_counter()
+        await asyncio.gather(*(resumed(config) for config in configs))
+        return count / (time.perf_counter() - started)
 
 
 @asynccontextmanager
-async def bare_langgraph(database_url: str) -> AsyncIterator[BareResume]:
+async def bare_langgraph(database_url: str, max_size: int = 4) -> AsyncIterator[BareResume]:
+    """``max_size``: the pool's connections (for the sustained run, as many as the bot's agent
+    pool has: ``DATABASE_POOL_SIZE``'s default, 20)."""
     pool: Pool = AsyncConnectionPool(
-        database_url, min_size=1, max_size=4, kwargs=CONNECTION_KWARGS, open=False
+        database_url, min_size=1, max_size=max_size, kwargs=CONNECTION_KWARGS, open=False
     )
     async with pool:
         saver = AsyncPostgresSaver(pool)  # tables exist already: the bot migrated

@@ -27,6 +27,8 @@ FIGURES: tuple[str, ...] = (
     "bare LangGraph resume p50",
     "click->applied p50 / bare resume p50",
     "sustained approvals",
+    "bare LangGraph sustained resumes",
+    "sustained approvals / bare sustained resumes",
     "bot CPU per approval",
     "resume p50, 1-turn thread",
     "resume p50, long thread",
@@ -106,16 +108,36 @@ def rows(results: Results) -> list[Row]:
     out.append(Row("bare LangGraph resume p50", ms(bare), "", None, f"{len(results.bare)} resumes"))
     ratio = median(applied) / bare if bare else math.nan
     out.append(
-        Row("click->applied p50 / bare resume p50", f"{ratio:.2f}x", "<= 3x", ratio <= 3, "")
+        Row("click->applied p50 / bare resume p50", f"{ratio:.2f}x", "<= 2x", ratio <= 2, "")
     )
-    rate = results.sustained_per_second
+    rate, bare_rate = results.sustained_per_second, results.bare_sustained_per_second
+    at_once = f"{sizes.sustained_concurrency} at once"
     out.append(
         Row(
             "sustained approvals",
             f"{rate:.0f}/s",
-            ">= 150/s",
-            rate >= 150,
-            f"{sizes.sustained} reviews, {sizes.sustained_concurrency} at once",
+            "",
+            None,
+            f"{sizes.sustained} reviews, {at_once}: click -> decision applied, over HTTP",
+        )
+    )
+    out.append(
+        Row(
+            "bare LangGraph sustained resumes",
+            f"{bare_rate:.0f}/s",
+            "",
+            None,
+            f"{sizes.sustained} threads, {at_once}, same database, pool of 20",
+        )
+    )
+    throughput = rate / bare_rate if bare_rate else math.nan
+    out.append(
+        Row(
+            "sustained approvals / bare sustained resumes",
+            f"{throughput:.2f}x",
+            ">= 0.8x",
+            throughput >= 0.8,
+            "measured in the same run",
         )
     )
     out.append(
@@ -147,7 +169,7 @@ def rows(results: Results) -> list[Row]:
         )
     )
     growth = long / short if short else math.nan
-    out.append(Row("long / 1-turn resume", f"{growth:.2f}x", "<= 2x", growth <= 2, ""))
+    out.append(Row("long / 1-turn resume", f"{growth:.2f}x", "<= 1.5x", growth <= 1.5, ""))
     marks = sorted(results.stored)
     labels = ("1/4 of the turns", "1/2 of the turns", "all turns")
     for label, turns in zip(labels, marks, strict=False):

@@ -43,6 +43,7 @@ SIGNING_SECRET = "bench-signing-secret"
 CHANNEL = "C0BENCH"
 REQUESTER = "U0ALICE"
 APPROVER = "U0BOB"
+BOT_POOL_SIZE = 20  # DATABASE_POOL_SIZE's default: the bot's agent pool, and bare LangGraph's
 HUMAN_TEXT = "Please record this note. " + "x" * 1000  # ~1 KB user messages, as in REFERENCE
 
 
@@ -104,6 +105,7 @@ class Results:
     ack: dict[int, list[float]] = field(default_factory=dict)
     applied: list[float] = field(default_factory=list)
     sustained_per_second: float = 0.0
+    bare_sustained_per_second: float = 0.0
     cpu_per_approval: float = math.nan
     bare: list[float] = field(default_factory=list)
     resume_short: list[float] = field(default_factory=list)
@@ -409,6 +411,15 @@ async def measure_clicks(env: Env, sizes: Sizes, results: Results) -> None:
     await approve_all(env, reviews, sizes.sustained_concurrency)
     results.sustained_per_second = len(reviews) / (time.perf_counter() - started)
     results.cpu_per_approval = (env.cpu_seconds() - cpu) / len(reviews)
+
+    log(
+        f"bare LangGraph sustained resumes ({sizes.sustained} threads,"
+        f" {sizes.sustained_concurrency} at once)"
+    )
+    async with bare_langgraph(env.database_url, max_size=BOT_POOL_SIZE) as bare:
+        results.bare_sustained_per_second = await bare.sustained(
+            HUMAN_TEXT, sizes.sustained, sizes.sustained_concurrency
+        )
 
 
 HOSTILE_BODY_BYTES = 16 << 20

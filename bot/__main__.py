@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+from datetime import timedelta
 
 from bot import audit_cli
 from bot.config import BotSettings, ConfigError
@@ -25,6 +26,12 @@ commands:
              Numbered steps per component (agent, bot), recorded in schema_migrations;
              --status lists applied and pending steps without changing anything
   audit      list or export the audit trail: python -m bot audit --help
+  prune      delete conversations idle for longer than --older-than (agent state, reviews,
+             approvals; event claims by their own age), now, once: python -m bot prune
+             --older-than 90d [--audit-older-than 365d] [--dry-run]. The sweeper does the
+             same hourly when RETENTION_DAYS is set. A conversation with a pending review is
+             never pruned; the audit trail only with --audit-older-than (or
+             AUDIT_RETENTION_DAYS), each cut recorded in audit_cuts
 """
 
 EPILOG = """\
@@ -79,6 +86,11 @@ environment:
   AGENT_TOOL_MODULES     comma-separated Python modules of LangChain tools to add
   AGENT_AUTO_APPROVE     comma-separated tool names that run without review, unless POLICY_FILE
                          or the tool's module says mode "review" (review wins)
+  RETENTION_DAYS         delete conversations idle this many days (last activity: the latest
+                         checkpoint, review or decision), and event claims that old, hourly
+                         from the sweeper (unset: keep forever)
+  AUDIT_RETENTION_DAYS   delete audit events older than this many days, recording each cut in
+                         audit_cuts (unset: keep forever)
   LOG_LEVEL              logging level (default INFO)
   LOG_FORMAT             json (one object per line; the container default) or text (default)
 """
@@ -91,8 +103,24 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit,prune}")
     commands.add_parser("run", help="run the bot (the default)")
+    prune = commands.add_parser(
+        "prune",
+        help="delete idle conversations (and, if asked, old audit events) now",
+        description="Delete conversations idle for longer than --older-than: the agent's "
+        "state (checkpoints, chunks, decisions), their reviews and approvals; event claims "
+        "that old. A conversation with a pending review is kept. Prints what it deleted.",
+    )
+    prune.add_argument("--older-than", type=_age, required=True, help="e.g. 90d or 12h")
+    prune.add_argument(
+        "--audit-older-than",
+        type=_age,
+        help="also delete audit events older than this (default: keep the audit trail)",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
+    )
     migrate = commands.add_parser(
         "migrate",
         help="create or upgrade the database tables, then exit",
@@ -136,6 +164,31 @@ async def _migrate(show_status: bool) -> None:
         print(f"checkpoints: {applied} of {known} LangGraph checkpointer migrations applied")
 
 
+def _age(text: str) -> timedelta:
+    from bot.retention import RetentionError, parse_age
+
+    try:
+        return parse_age(text)
+    except RetentionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+async def _prune(older_than: timedelta, audit_older_than: timedelta | None, dry_run: bool) -> None:
+    from bot.migrations import migrate_bot
+    from bot.retention import Pruner
+    from graph import AgentSettings, open_agent
+    from graph.tools.registry import ToolRegistry
+
+    settings = AgentSettings.from_env()
+    # No tools: pruning runs no agent turn, so no MCP server is started for it.
+    async with open_agent(settings, registry=ToolRegistry([])) as agent:
+        await migrate_bot(agent.pool)
+        report = await Pruner(agent.pool, agent).prune(
+            older_than, audit_older_than=audit_older_than, dry_run=dry_run
+        )
+    print("\n".join(report.lines()))
+
+
 def setup_logging() -> None:
     """Configure logging before anything else runs, so no line escapes the format or the
     secret filter (the filter knows every secret in the environment)."""
@@ -156,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "audit":
         return asyncio.run(audit_cli.run(args, sys.stdout))
+    if args.command == "prune":
+        try:
+            asyncio.run(_prune(args.older_than, args.audit_older_than, args.dry_run))
+        except Exception:
+            logging.getLogger("bot").exception("prune failed")
+            return 1
+        return 0
     if args.command == "migrate":
         try:
             asyncio.run(_migrate(args.status))

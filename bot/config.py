@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.limits import TurnLimits
 from bot.policy import Policy, load_policy
+from bot.retention import Retention, RetentionError, retention_from_env
 from graph import AgentSettings
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -52,6 +53,7 @@ class BotSettings:
     sweep_seconds: float = 15.0
     recover_after_seconds: float = 90.0
     turn_limits: TurnLimits = field(default_factory=TurnLimits)
+    retention: Retention = field(default_factory=Retention)
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -100,7 +102,15 @@ class BotSettings:
             recover_after_seconds=float(env.get("RECOVER_AFTER_SECONDS", "90")),
             agent=AgentSettings.from_env(env),
             turn_limits=turn_limits_from_env(env),
+            retention=_retention(env),
         )
+
+
+def _retention(env: Mapping[str, str]) -> Retention:
+    try:
+        return retention_from_env(env)
+    except RetentionError as error:
+        raise ConfigError(str(error)) from None
 
 
 TURN_LIMIT_VARIABLES = {

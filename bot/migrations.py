@@ -217,11 +217,62 @@ DROP_PENDING_FOR_INDEXES: tuple[str, ...] = (
     "DROP INDEX IF EXISTS slack_reviews_pending_recent",
 )
 
+RETENTION: tuple[str, ...] = (
+    # Retention's queries: conversations oldest first (from a cursor), event claims by age.
+    "CREATE INDEX IF NOT EXISTS slack_conversations_created "
+    "ON slack_conversations (created_at, thread_id)",
+    "CREATE INDEX IF NOT EXISTS slack_events_claimed ON slack_events (claimed_at)",
+    # Each sanctioned cut of the audit trail (bot.retention.Pruner.prune_audit), so what is
+    # missing from the trail is itself on record (and a hash chain can restart from it).
+    """
+    CREATE TABLE IF NOT EXISTS audit_cuts (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        cut_before timestamptz NOT NULL,
+        deleted bigint NOT NULL,
+        first_id bigint NOT NULL,
+        last_id bigint NOT NULL,
+        last_at timestamptz NOT NULL
+    )
+    """,
+    # The append-only trigger lets through the deletion of rows older than a cut declared in
+    # the transaction (set_config('bot.audit_prune_before', ..., true)); nothing else.
+    """
+    CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        cut timestamptz;
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            cut := NULLIF(current_setting('bot.audit_prune_before', true), '')::timestamptz;
+            IF cut IS NOT NULL AND OLD.at < cut THEN
+                RETURN OLD;
+            END IF;
+        END IF;
+        RAISE EXCEPTION 'audit_events is append-only: % is not allowed', TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The audit trail records history; add a new event instead.';
+    END
+    $$
+    """,
+)
+
+REMIND_INDEX: tuple[str, ...] = (
+    # remind_due reads pending reviews not reminded yet by remind_at: without it, every pass
+    # filters every pending review (a backlog of a million is a million rows a sweep).
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_remind
+        ON slack_reviews (remind_at) WHERE status = 'pending' AND reminded_at IS NULL
+    """,
+)
+
 BOT = Component(
     "bot",
     (
         Step(1, "reviews, events, home, audit and turn limits (the unversioned schema)", INITIAL),
         Step(2, "drop the unused pending_for indexes", DROP_PENDING_FOR_INDEXES),
+        Step(3, "retention: indexes, audit_cuts, the sanctioned audit cut", RETENTION),
+        Step(4, "index the reminder query", REMIND_INDEX),
     ),
 )
 

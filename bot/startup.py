@@ -27,6 +27,7 @@ from bot.limits import TurnLimiter
 from bot.migrations import migrate_bot
 from bot.payloads import log_context_middleware
 from bot.permissions import Approvers
+from bot.retention import RetentionTask
 from bot.store import BotStore
 from bot.sweeper import run_sweeper
 from bot.transport.http import serve_http
@@ -84,7 +85,12 @@ async def running_bot(
         bot = Bot(settings, service, app, flow, pool)
         sweeper = (
             asyncio.create_task(
-                run_sweeper(flow, settings.sweep_seconds, settings.recover_after_seconds)
+                run_sweeper(
+                    flow,
+                    settings.sweep_seconds,
+                    settings.recover_after_seconds,
+                    RetentionTask(settings.retention),
+                )
             )
             if settings.sweep_seconds > 0
             else None

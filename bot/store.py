@@ -136,6 +136,32 @@ _TAKE_OVER_SQL: LiteralString = f"""
     RETURNING *
 """
 
+_STALE_EVENTS_SQL: LiteralString = """
+    UPDATE slack_events SET heartbeat_at = now()
+    WHERE event_id IN (
+        SELECT event_id FROM slack_events
+        WHERE status = 'handling' AND body IS NOT NULL
+          AND GREATEST(claimed_at, heartbeat_at) < now() - make_interval(secs => %s)
+        ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING body
+"""
+_DUE_SQL: LiteralString = (
+    "SELECT * FROM slack_reviews WHERE status = 'pending' AND expires_at < now() "
+    "ORDER BY expires_at LIMIT %s"
+)
+_UNSYNCED_SQL: LiteralString = (
+    "SELECT * FROM slack_reviews WHERE needs_sync AND status <> 'deciding' LIMIT %s"
+)
+SWEEPER_SQL: dict[str, tuple[LiteralString, tuple[Any, ...]]] = {
+    "stale_events": (_STALE_EVENTS_SQL, (120, 20)),
+    "take_over": (_TAKE_OVER_SQL, (90, 50)),
+    "due_for_expiry": (_DUE_SQL, (50,)),
+    "remind_due": (_REMIND_SQL, (50,)),
+    "unsynced": (_UNSYNCED_SQL, (50,)),
+}
+"""Every query of a sweeper pass, with the parameters it runs with (each must use an index:
+``tests/test_query_plans.py``)."""
+
 _ADD_REVIEW_AND_AUDIT_SQL: LiteralString = (
     f"WITH added AS ({_ADD_REVIEW_SQL} RETURNING ref) "
     f"INSERT INTO {AUDIT_TABLE} ({INSERT_COLUMNS}) SELECT {TYPED_VALUES} FROM added "
@@ -328,18 +354,7 @@ class BotStore:
     ) -> list[dict[str, Any]]:
         """Events whose handler shows no sign of life (it died, or dropped the event), taken
         over atomically: the heartbeat restarts, so no other sweeper answers them too."""
-        rows = await self._rows(
-            """
-            UPDATE slack_events SET heartbeat_at = now()
-            WHERE event_id IN (
-                SELECT event_id FROM slack_events
-                WHERE status = 'handling' AND body IS NOT NULL
-                  AND GREATEST(claimed_at, heartbeat_at) < now() - make_interval(secs => %s)
-                ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING body
-            """,
-            (older_than_seconds, limit),
-        )
+        rows = await self._rows(_STALE_EVENTS_SQL, (older_than_seconds, limit))
         return [dict(row["body"]) for row in rows]
 
     async def finish_event(self, event_id: str) -> None:
@@ -580,11 +595,7 @@ class BotStore:
     # -- the sweeper's queries ------------------------------------------------------------
 
     async def due_for_expiry(self, limit: int = 50) -> list[ReviewRow]:
-        rows = await self._rows(
-            "SELECT * FROM slack_reviews WHERE status = 'pending' AND expires_at < now() "
-            "ORDER BY expires_at LIMIT %s",
-            (limit,),
-        )
+        rows = await self._rows(_DUE_SQL, (limit,))
         return [ReviewRow.from_row(row) for row in rows]
 
     async def remind_due(self, limit: int = 50) -> list[ReviewRow]:
@@ -611,8 +622,5 @@ class BotStore:
         return [ReviewRow.from_row(row) for row in rows]
 
     async def unsynced(self, limit: int = 50) -> list[ReviewRow]:
-        rows = await self._rows(
-            "SELECT * FROM slack_reviews WHERE needs_sync AND status <> 'deciding' LIMIT %s",
-            (limit,),
-        )
+        rows = await self._rows(_UNSYNCED_SQL, (limit,))
         return [ReviewRow.from_row(row) for row in rows]

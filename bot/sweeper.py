@@ -1,14 +1,14 @@
 """Background upkeep that makes decisions durable, run by every replica.
 
 Each pass (0) answers messages whose handler died after Slack saw them acknowledged, (1)
-finishes decisions whose process died between the claim and the result, (2)
-expires reviews nobody decided within their time to live (failing closed), (3) posts reminders
-before expiry, and (4) repaints messages Slack refused to update. Every step claims its rows
-atomically in PostgreSQL, so replicas never do the same work twice. "Died" is judged by a
+finishes decisions whose process died between the claim and the result, (2) expires reviews
+nobody decided within their time to live (failing closed), (3) posts reminders before expiry,
+(4) repaints messages Slack refused to update, and (5), when a retention is set, deletes idle
+conversations and old event claims (at most hourly, ``bot.retention``). Every step claims its
+rows atomically in PostgreSQL, so replicas never do the same work twice. "Died" is judged by a
 heartbeat, not by age: whoever works on a claimed event or decision refreshes it (see
 ``BotStore.handling`` and ``BotStore.deciding``), so a live process waiting on a slow model is
-never taken over, however long it takes.
-"""
+never taken over, however long it takes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.flow import ReviewFlow
+from bot.retention import RetentionTask
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,15 @@ class SweepReport:
     expired: int = 0
     reminded: int = 0
     repainted: int = 0
+    pruned: int = 0
 
 
-async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECONDS) -> SweepReport:
+async def sweep_once(
+    flow: ReviewFlow,
+    *,
+    stuck_after: float = STUCK_AFTER_SECONDS,
+    retention: RetentionTask | None = None,
+) -> SweepReport:
     report = SweepReport()
     # What is taken over keeps beating while it waits its turn, so no other replica takes it
     # over again meanwhile.
@@ -58,16 +65,21 @@ async def sweep_once(flow: ReviewFlow, *, stuck_after: float = STUCK_AFTER_SECON
     for review in await store.unsynced():
         await effects.sync(review)
         report.repainted += 1
+    if retention is not None and (pruned := await retention.run_due(store.pool, flow.service)):
+        report.pruned = len(pruned.conversations)
     return report
 
 
 async def run_sweeper(
-    flow: ReviewFlow, every: float, stuck_after: float = STUCK_AFTER_SECONDS
+    flow: ReviewFlow,
+    every: float,
+    stuck_after: float = STUCK_AFTER_SECONDS,
+    retention: RetentionTask | None = None,
 ) -> None:
     """Sweep forever; an outage only delays the next pass."""
     while True:
         try:
-            await sweep_once(flow, stuck_after=stuck_after)
+            await sweep_once(flow, stuck_after=stuck_after, retention=retention)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, LiteralString, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -513,3 +513,66 @@ async def migrate(pool: Pool, statements: Sequence[str], *extra_setup: Any) -> N
             await setup()
         for statement in statements:
             await conn.execute(statement)
+
+
+THREAD_ACTIVITY_SQL = """
+    SELECT DISTINCT ON (c.thread_id) c.thread_id,
+        CASE WHEN EXISTS (
+            SELECT 1 FROM checkpoint_writes w
+            WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = ''
+              AND w.checkpoint_id = c.checkpoint_id AND w.channel = '__interrupt__')
+        THEN now() ELSE (c.checkpoint->>'ts')::timestamptz END AS at
+    FROM checkpoints c WHERE c.thread_id = ANY (%s) AND c.checkpoint_ns = ''
+    ORDER BY c.thread_id, c.checkpoint_id DESC
+"""
+"""The time of each thread's latest root checkpoint (checkpoint ids are time-ordered, uuid6:
+one backward step of the primary key per thread), or now if that checkpoint waits for a review
+(its interrupts are its pending writes): waiting for a person is activity."""
+
+DELETE_THREAD_SQL: tuple[LiteralString, ...] = tuple(
+    f"DELETE FROM {table} WHERE thread_id = %s"
+    for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "agent_decisions")
+)
+"""A thread's rows in every agent table (chunk rows are ``checkpoint_blobs`` rows); the
+thread's lease row goes when the deleting lease is released."""
+
+
+WAITING_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM checkpoint_writes
+        WHERE thread_id = %s AND checkpoint_ns = '' AND channel = '__interrupt__'
+          AND checkpoint_id = (
+              SELECT max(checkpoint_id) FROM checkpoints
+              WHERE thread_id = %s AND checkpoint_ns = '')) AS waiting
+"""
+"""Whether the thread's latest checkpoint has interrupts (reviews waiting for a decision),
+whatever the bot's own rows say: such a thread is never deleted."""
+
+
+async def thread_activity(pool: Pool, thread_ids: Sequence[str]) -> dict[str, Any]:
+    """When each thread's latest checkpoint was written; threads without one are left out."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(THREAD_ACTIVITY_SQL, (list(thread_ids),))).fetchall()
+    return {str(row["thread_id"]): row["at"] for row in rows}
+
+
+async def delete_thread_rows(pool: Pool, thread_id: str, idle_before: Any) -> bool:
+    """Delete every row of the thread in one transaction, unless its latest checkpoint is as
+    recent as ``idle_before`` or waits for a review (checked in the same transaction, with the
+    checkpoint rows locked, so a turn that just wrote one keeps the thread). True if it was
+    deleted (or had nothing left)."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            "SELECT max((checkpoint->>'ts')::timestamptz) AS at FROM ("
+            " SELECT checkpoint FROM checkpoints WHERE thread_id = %s FOR UPDATE) latest",
+            (thread_id,),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row["at"] is not None and row["at"] >= idle_before:
+            return False
+        waiting = await (await conn.execute(WAITING_SQL, (thread_id, thread_id))).fetchone()
+        if waiting is not None and waiting["waiting"]:
+            return False
+        for statement in DELETE_THREAD_SQL:
+            await conn.execute(statement, (thread_id,))
+    return True

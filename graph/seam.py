@@ -1,10 +1,11 @@
 """The one interface through which the bot reaches the agent.
 
 The bot depends on :class:`Agent` only: start a turn, list and check and answer a review, read
-back what followed, finish a run a dead process left half-way, and name the tools (for the
-policy's start-up checks). :class:`graph.service.AgentService` implements it in process; an
-agent hosted elsewhere would implement the same methods over its own transport, and the review
-lifecycle would not change. Answers travel as :mod:`graph.decisions` records.
+back what followed, finish a run a dead process left half-way, name the tools (for the policy's
+start-up checks), and, for retention, tell when threads were last active and delete idle ones
+(the bot never touches the agent's tables). :class:`graph.service.AgentService` implements it
+in process; an agent hosted elsewhere would implement the same methods over its own transport,
+and the review lifecycle would not change. Answers travel as :mod:`graph.decisions` records.
 
 :class:`AgentBusy` is the error a caller sees when a conversation stayed busy with another
 request for too long (today: the thread lease was not granted in time).
@@ -13,6 +14,7 @@ request for too long (today: the thread lease was not granted in time).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from graph.context import AgentContext
@@ -79,3 +81,17 @@ class Agent(Protocol):
     async def recap(
         self, thread_id: str, tool_call_id: str | None = None, *, after_message: str | None = None
     ) -> RunOutcome: ...
+
+    async def last_activity(self, thread_ids: Sequence[str]) -> Mapping[str, datetime]:
+        """When each thread's state last changed (its latest checkpoint), or now if it waits
+        for a review (waiting for a person is activity); a thread with no state is left out."""
+        ...
+
+    async def delete_threads(
+        self, thread_ids: Sequence[str], *, idle_before: datetime
+    ) -> list[str]:
+        """Delete every trace the agent keeps of each thread (checkpoints, chunks, decisions)
+        whose state has not changed since ``idle_before``, each under its thread lease, so a
+        run in progress is never cut. A thread busy or active since is skipped. Returns the
+        threads that are gone (deleting one already gone counts: it is idempotent)."""
+        ...

@@ -8,8 +8,10 @@ for an unknown thread).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -19,9 +21,9 @@ from langgraph.types import Command, StateSnapshot
 from graph import decision_log
 from graph.agent import AgentGraph
 from graph.context import AgentContext
-from graph.db import Pool
+from graph.db import Pool, PooledPostgresSaver, delete_thread_rows, thread_activity
 from graph.decisions import Approve, Edit, Expire, Feedback, ReviewDecision, to_wire
-from graph.locks import ThreadLeases
+from graph.locks import LeaseTimeout, ThreadLeases
 from graph.nodes import AUTO_RULE, RAN_WITH
 from graph.review import InvalidDecision, parse_decision, validate_args
 from graph.seam import Agent
@@ -241,6 +243,29 @@ class AgentService:
             pending=pending_from(thread_id, snapshot),
             reply=next((text for text in reversed(replies) if text), None),
         )
+
+    async def last_activity(self, thread_ids: Sequence[str]) -> Mapping[str, datetime]:
+        return await thread_activity(self.pool, thread_ids)
+
+    async def delete_threads(
+        self, thread_ids: Sequence[str], *, idle_before: datetime
+    ) -> list[str]:
+        """See :meth:`graph.seam.Agent.delete_threads`. The lease wait is short: a thread
+        someone is using is not idle, and the next retention pass looks again."""
+        gone: list[str] = []
+        # The same leases (and in-process locks), with a short wait.
+        leases = dataclasses.replace(self.leases, wait_seconds=1.0)
+        for thread_id in thread_ids:
+            try:
+                async with leases.hold(thread_id):
+                    if await delete_thread_rows(self.pool, thread_id, idle_before):
+                        gone.append(thread_id)
+            except LeaseTimeout:
+                continue
+            saver = self.graph.checkpointer
+            if isinstance(saver, PooledPostgresSaver):
+                saver.chunk_memory.forget(thread_id)
+        return gone
 
     async def _verdict(
         self,
