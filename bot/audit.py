@@ -13,6 +13,7 @@ knows which ones are secret); this module stores what it is given.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, LiteralString, get_args
@@ -143,30 +144,10 @@ class AuditLog:
         UTC. With ``limit``, the *latest* ``limit`` matching events are returned, still oldest
         first, like ``tail``: the recent past is what someone looking at the trail wants.
         """
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if tool is not None:
-            where.append(sql.SQL("tool_name = %s"))
-            params.append(tool)
-        if user is not None:
-            where.append(sql.SQL("(requested_by = %s OR decided_by = %s)"))
-            params += [user, user]
-        if outcome is not None:
-            where.append(sql.SQL("outcome = %s"))
-            params.append(outcome)
-        if since is not None:
-            where.append(sql.SQL("at >= %s"))
-            params.append(as_utc(since))
-        if until is not None:
-            where.append(sql.SQL("at < %s"))
-            params.append(as_utc(until))
         if limit is not None and limit < 0:
             raise ValueError("limit must not be negative")
-        condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-        columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-        statement: sql.Composed = sql.SQL("SELECT {} FROM {}{} ORDER BY at DESC, id DESC").format(
-            columns, sql.Identifier(AUDIT_TABLE), condition
-        )
+        condition, params = _filters(tool, user, outcome, since, until)
+        statement = sql.SQL("{} ORDER BY at DESC, id DESC").format(_select(condition))
         if limit is not None:
             statement = sql.SQL("{} LIMIT %s").format(statement)
             params.append(limit)
@@ -174,3 +155,59 @@ class AuditLog:
             rows = await (await conn.execute(statement, params)).fetchall()
         rows.reverse()
         return [dict(row) for row in rows]
+
+    async def stream(
+        self,
+        *,
+        tool: str | None = None,
+        user: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every matching event, oldest first, read through a server-side cursor ``batch``
+        rows at a time: an export of millions of events holds one batch in memory, not the
+        trail. The cursor lives in one transaction (a snapshot), so the export is consistent."""
+        condition, params = _filters(tool, user, outcome, since, until)
+        statement = sql.SQL("{} ORDER BY at, id").format(_select(condition))
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(name="audit_export")
+            cursor.itersize = batch
+            await cursor.execute(statement, params)
+            async for row in cursor:
+                yield dict(row)
+
+
+def _filters(
+    tool: str | None,
+    user: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause (or nothing) for the audit filters, and its parameters."""
+    where: list[sql.Composable] = []
+    params: list[Any] = []
+    if tool is not None:
+        where.append(sql.SQL("tool_name = %s"))
+        params.append(tool)
+    if user is not None:
+        where.append(sql.SQL("(requested_by = %s OR decided_by = %s)"))
+        params += [user, user]
+    if outcome is not None:
+        where.append(sql.SQL("outcome = %s"))
+        params.append(outcome)
+    if since is not None:
+        where.append(sql.SQL("at >= %s"))
+        params.append(as_utc(since))
+    if until is not None:
+        where.append(sql.SQL("at < %s"))
+        params.append(as_utc(until))
+    condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    return condition, params
+
+
+def _select(condition: sql.Composable) -> sql.Composed:
+    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    return sql.SQL("SELECT {} FROM {}{}").format(columns, sql.Identifier(AUDIT_TABLE), condition)

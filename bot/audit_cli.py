@@ -15,7 +15,8 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -95,9 +96,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_jsonl(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+def jsonl_line(row: dict[str, Any]) -> str:
+    return json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
     for row in rows:
-        out.write(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+        out.write(jsonl_line(row))
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -110,21 +115,26 @@ def spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
-def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+def csv_cells(row: dict[str, Any]) -> list[Any]:
+    """One row's cells: arguments as JSON text, formula-like text neutralised."""
+    cells = []
+    for name in COLUMNS:
+        value = _plain(row.get(name))
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        if isinstance(value, str):
+            value = spreadsheet_safe(value)
+        cells.append("" if value is None else value)
+    return cells
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
     """One column per field; arguments as JSON text, so the file round-trips. Text cells that
     start like a formula are neutralised (`spreadsheet_safe`); numbers are left as numbers."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        cells = []
-        for name in COLUMNS:
-            value = _plain(row.get(name))
-            if isinstance(value, dict | list):
-                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-            if isinstance(value, str):
-                value = spreadsheet_safe(value)
-            cells.append("" if value is None else value)
-        writer.writerow(cells)
+        writer.writerow(csv_cells(row))
 
 
 def _cell(value: Any) -> str:
@@ -151,43 +161,87 @@ def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     out.write(f"{len(rows)} event{'s' if len(rows) != 1 else ''} (times in UTC)\n")
 
 
-WRITERS = {"table": write_table, "jsonl": write_jsonl, "csv": write_csv}
-
-
-async def fetch(args: argparse.Namespace) -> list[dict[str, Any]]:
+@asynccontextmanager
+async def audit_log() -> AsyncIterator[AuditLog]:
+    """The audit trail of the database the bot uses (created first if the bot never ran)."""
     settings = AgentSettings.from_env()
     url = await resolve_database_url(settings.database_url, settings.data_dir)
     async with open_pool(url, max_size=2) as pool:
         await migrate_bot(pool)
-        return await AuditLog(pool).query(
-            tool=args.tool,
-            user=args.user,
-            outcome=args.outcome,
-            since=args.since,
-            until=args.until,
-            limit=args.limit,
-        )
+        yield AuditLog(pool)
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "tool": args.tool,
+        "user": args.user,
+        "outcome": args.outcome,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+async def _rows(log: AuditLog, args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
+    """Matching events, oldest first: the latest ``--limit`` of them (bounded), else all of
+    them through a server-side cursor, so an export runs in constant memory."""
+    if args.limit is not None:
+        for row in await log.query(**_filters(args), limit=args.limit):
+            yield row
+        return
+    async for row in log.stream(**_filters(args)):
+        yield row
+
+
+async def export(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
+    """Write the events in ``args.format``; how many were written. JSON lines and CSV are
+    written as they are read; the table (for eyes) needs every row to size its columns."""
+    rows = _rows(log, args)
+    if args.format == "table":
+        table = [row async for row in rows]
+        write_table(table, out)
+        return len(table)
+    count = 0
+    writer = csv.writer(out, lineterminator="\n") if args.format == "csv" else None
+    if writer is not None:
+        writer.writerow(COLUMNS)
+    async for row in rows:
+        if writer is not None:
+            writer.writerow(csv_cells(row))
+        else:
+            out.write(jsonl_line(row))
+        count += 1
+    return count
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    """List or export; 0 on success, 1 when the database cannot be read (said on stderr)."""
+    """List or export; 0 on success, 1 when the database cannot be read or the file cannot be
+    written (said on stderr). A file is written beside ``--output`` and renamed into place
+    only once complete, so a failed export never leaves a truncated file, nor clobbers one."""
     try:
-        rows = await fetch(args)
-    except Exception as error:
-        print(f"cannot read the audit trail: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-    write = WRITERS[args.format]
-    if args.output is None:
-        write(rows, out)
-        return 0
-    try:
-        with args.output.open("w", encoding="utf-8", newline="") as file:
-            write(rows, file)
+        async with audit_log() as log:
+            if args.output is None:
+                await export(log, args, out)
+                return 0
+            count = await _export_to(log, args, args.output)
     except OSError as error:
         print(f"cannot write {args.output}: {error.strerror}", file=sys.stderr)
         return 1
-    out.write(f"wrote {len(rows)} event{'s' if len(rows) != 1 else ''} to {args.output}\n")
+    except Exception as error:
+        print(f"cannot read the audit trail: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    out.write(f"wrote {count} event{'s' if count != 1 else ''} to {args.output}\n")
     return 0
+
+
+async def _export_to(log: AuditLog, args: argparse.Namespace, path: Path) -> int:
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as file:
+            count = await export(log, args, file)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
