@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.policy import PolicyError, ToolPolicy, parse_policy
 from bot.review import rules, states
 from graph.decisions import (
     EXPIRY_ACTOR,
@@ -92,3 +93,83 @@ def test_a_stored_row_with_missing_columns_reads_as_empty_not_invented() -> None
     assert from_stored("update", "U1", {"a": 1}, None) == Edit({"a": 1}, "U1")
     assert from_stored("feedback", "U1", None, None) == Feedback("", "U1")
     assert from_stored("expired", None, None, None) == Expire("")
+
+
+# -- bot/policy.py: the numbers and names that decide who approves, how many, how long --------
+
+
+@pytest.mark.parametrize(("written", "seconds"), [("30", 30.0), ("0.5", 0.5), ("1", 1.0)])
+def test_a_bare_number_is_seconds(written: str, seconds: float) -> None:
+    assert parse_policy(f"[defaults]\nttl = {written}\n").defaults.ttl_seconds == seconds
+
+
+@pytest.mark.parametrize("written", ["0", "true", '"0m"', '"-5m"', '"30"'])
+def test_a_duration_that_is_not_positive_or_has_no_unit_is_refused(written: str) -> None:
+    with pytest.raises(PolicyError, match=r'p.toml, line 2: a duration like "30m"'):
+        parse_policy(f"[defaults]\nttl = {written}\n", "p.toml")
+
+
+def test_remind_before_is_read_and_its_errors_name_its_line() -> None:
+    policy = parse_policy('[tools.post_message]\nremind_before = "2h"\n')
+    assert policy.for_tool("post_message").remind_before_seconds == 7200
+    with pytest.raises(PolicyError, match=r"p.toml, line 3: a duration"):
+        parse_policy('[tools.post_message]\nquorum = 2\nremind_before = "x"\n', "p.toml")
+
+
+@pytest.mark.parametrize(
+    ("written", "allowed"),
+    [("1", True), ("10", True), ("0", False), ("11", False), ("true", False)],
+)
+def test_a_quorum_is_a_whole_number_from_one_to_ten(written: str, allowed: bool) -> None:
+    text = f"[tools.post_message]\nquorum = {written}\n"
+    if allowed:
+        assert parse_policy(text).for_tool("post_message").quorum == int(written)
+    else:
+        with pytest.raises(PolicyError, match="quorum"):
+            parse_policy(text)
+
+
+def test_approvers_for_every_tool_fill_tables_that_name_none() -> None:
+    policy = parse_policy("[tools.post_message]\nquorum = 2\n").with_approvers(
+        {"*": frozenset({"U0BOB"})}
+    )
+    assert policy.for_tool("post_message") == ToolPolicy(approvers=frozenset({"U0BOB"}), quorum=2)
+    assert "*" not in policy.tools  # "*" is the defaults, not a tool
+
+
+def test_no_approvers_shorthand_leaves_the_files_defaults_alone() -> None:
+    policy = parse_policy("[defaults]\napprovers = ['S0LEADS']\n").with_approvers({})
+    assert policy.for_tool("anything").approvers == {"S0LEADS"}
+
+
+def test_a_star_entry_over_file_defaults_is_refused_in_one_sentence() -> None:
+    policy = parse_policy("[defaults]\napprovers = ['S0LEADS']\n", "p.toml")
+    with pytest.raises(PolicyError) as error:
+        policy.with_approvers({"*": frozenset({"U0MALLORY"})}, "p.toml")
+    assert str(error.value) == (
+        "APPROVERS entry '*' would change nothing: p.toml [defaults] approvers already decides "
+        "who approves every tool (keep one of the two)"
+    )
+
+
+MCP_NOTES = '[mcp.servers.notes]\ncommand = "x"\n'
+
+
+@pytest.mark.parametrize("table", ['"notes.add"', "notes__add", '"notes.*"', '"notes.a.b"'])
+def test_a_table_may_name_a_tool_of_a_configured_server(table: str) -> None:
+    policy = parse_policy(f'{MCP_NOTES}[tools.{table}]\nmode = "review"\n', "p.toml", env={})
+    policy.check_tools(["weather_search"], "p.toml")  # the server is down: no tools known
+
+
+@pytest.mark.parametrize("table", ['"other.add"', "other__add", '"add.notes.x"', "notes_add"])
+def test_a_table_naming_no_configured_server_or_tool_is_refused(table: str) -> None:
+    policy = parse_policy(f'{MCP_NOTES}[tools.{table}]\nmode = "review"\n', "p.toml", env={})
+    with pytest.raises(PolicyError, match=r"p\.toml: no tool named"):
+        policy.check_tools(["weather_search"], "p.toml")
+
+
+def test_an_unknown_tool_is_refused_naming_it_and_the_known_ones() -> None:
+    policy = parse_policy("[tools.a]\nquorum = 2\n[tools.b]\nquorum = 2\n")
+    with pytest.raises(PolicyError) as error:
+        policy.check_tools(["y", "x"])
+    assert str(error.value) == "policy: no tool named a, b (known: x, y)"
