@@ -3,12 +3,14 @@ docs/mutation.md) found untested: each test here kills a mutant that survived th
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from bot.policy import PolicyError, ToolPolicy, parse_policy
+from bot.policy import PolicyError, ToolPolicy, load_policy, parse_policy
 from bot.review import rules, states
 from graph.decisions import (
     EXPIRY_ACTOR,
@@ -173,3 +175,30 @@ def test_an_unknown_tool_is_refused_naming_it_and_the_known_ones() -> None:
     with pytest.raises(PolicyError) as error:
         policy.check_tools(["y", "x"])
     assert str(error.value) == "policy: no tool named a, b (known: x, y)"
+
+
+def test_a_pattern_applies_only_to_the_tools_it_matches() -> None:
+    text = (
+        '[mcp.servers.github]\ncommand = "x"\n[mcp.servers.notes]\ncommand = "y"\n'
+        "[tools.\"github.*\"]\napprovers = ['S0RELEASE']\n"
+    )
+    catalog = {"github__merge": ("github.merge", {}), "notes__add": ("notes.add", {})}
+    resolved = parse_policy(text, "p.toml", env={}).with_mcp_tools(catalog)
+    assert resolved.for_tool("github__merge").approvers == {"S0RELEASE"}
+    assert resolved.for_tool("notes__add").approvers is None
+
+
+def test_the_mcp_table_holds_only_servers() -> None:
+    with pytest.raises(PolicyError, match=r"\[mcp\] holds only \[mcp.servers.<name>\] tables"):
+        parse_policy('[mcp]\nretries = 3\n[mcp.servers.notes]\ncommand = "x"\n', env={})
+    with pytest.raises(PolicyError, match=r"\[mcp.servers\] must contain one table per server"):
+        parse_policy("[mcp]\nservers = 3\n", env={})
+
+
+def test_errors_name_the_default_source_and_the_file_they_come_from(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"^policy, line 2: unknown setting 'colour'"):
+        parse_policy("[defaults]\ncolour = 1\n")
+    path = tmp_path / "p.toml"
+    path.write_text("[defaults]\nquorum = 0\n")
+    with pytest.raises(PolicyError, match=rf"^{re.escape(str(path))}, line 2: quorum"):
+        load_policy(path)
