@@ -202,3 +202,16 @@ def test_errors_name_the_default_source_and_the_file_they_come_from(tmp_path: Pa
     path.write_text("[defaults]\nquorum = 0\n")
     with pytest.raises(PolicyError, match=rf"^{re.escape(str(path))}, line 2: quorum"):
         load_policy(path)
+
+
+def test_the_audit_rule_names_the_table_as_written_in_the_file() -> None:
+    text = (
+        '[mcp.servers.notes]\ncommand = "x"\n[tools."notes.*"]\nmode = "auto"\n'
+        '[tools."notes.add"]\nmode = "review"\n[tools.post_message]\nmode = "review"\n'
+    )
+    sources = [rule.source for rule in parse_policy(text, env={}).mode_rules("p.toml")]
+    assert sources == [
+        'policy file p.toml [tools."notes.*"] mode = "auto"',
+        'policy file p.toml [tools."notes.add"] mode = "review"',
+        'policy file p.toml [tools.post_message] mode = "review"',
+    ]
