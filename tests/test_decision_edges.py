@@ -215,3 +215,16 @@ def test_the_audit_rule_names_the_table_as_written_in_the_file() -> None:
         'policy file p.toml [tools."notes.add"] mode = "review"',
         'policy file p.toml [tools.post_message] mode = "review"',
     ]
+
+
+def test_destructive_quorum_reaches_tools_with_no_table_and_only_their_server() -> None:
+    text = '[mcp.servers.notes]\ncommand = "x"\ndestructive_quorum = 2\n'
+    catalog = {
+        "notes__wipe": ("notes.wipe", {"destructiveHint": True}),
+        "notes__a.b": ("notes.a.b", {"destructiveHint": True}),  # a tool name holding a dot
+        "solo__wipe": ("solo.wipe", {"destructiveHint": True}),  # no such server configured
+    }
+    resolved = parse_policy(text, env={}).with_mcp_tools(catalog)
+    assert resolved.for_tool("notes__wipe").quorum == 2
+    assert resolved.for_tool("notes__a.b").quorum == 2
+    assert resolved.for_tool("solo__wipe").quorum == 1
