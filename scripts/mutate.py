@@ -28,6 +28,20 @@ SCRATCH = ROOT / ".mutants"
 ALSO_COPY = ["sandbox", "bench", "scripts", "deploy", "docs", "README.md", "manifest.yml"]
 
 
+MCP_TABLE_TESTS = tuple(
+    f"tests/test_mcp_tools.py::{name}"
+    for name in (
+        "test_server_tables_read_values_from_the_environment_only",
+        "test_bad_server_tables_are_refused_naming_the_line",
+        "test_a_server_name_must_not_hold_a_dot_or_underscore",
+        "test_a_pattern_must_name_a_configured_server",
+        "test_destructive_quorum_fills_only_what_the_file_leaves_open",
+        "test_a_table_for_a_tool_of_a_server_that_is_down_does_not_stop_the_start",
+    )
+)
+"""The policy file's MCP server tables, tested without starting a server."""
+
+
 @dataclass(frozen=True)
 class Group:
     modules: tuple[str, ...]
@@ -43,7 +57,12 @@ GROUPS: dict[str, Group] = {
             "bot/policy.py",
             "graph/decisions.py",
         ),
-        ("tests/test_review_rules.py", "tests/test_policy.py", "tests/test_decision_edges.py"),
+        (
+            "tests/test_review_rules.py",
+            "tests/test_policy.py",
+            "tests/test_decision_edges.py",
+            *MCP_TABLE_TESTS,
+        ),
         "who may decide, the review table, policy, the decision vocabulary: unit tests only",
     ),
     "agent": Group(
