@@ -1,0 +1,185 @@
+"""Mutation testing of the decision path (``./dev mutate``), with mutmut 3.
+
+Each group mutates some modules and runs the tests that cover them, in a scratch copy of the
+tracked files (``.mutants/<group>/``), so the work tree is never touched and each group's test
+selection stays small. mutmut runs, per mutant, only the selected tests that reach the mutated
+function. Prints, per module, killed / survived / untested and the surviving mutants' names;
+``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
+why each survivor is equivalent or which test now kills it.
+
+    python scripts/mutate.py            # the pure group (a few minutes on 2 cores)
+    python scripts/mutate.py pure agent # more groups; `--list` names them
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / ".mutants"
+ALSO_COPY = ["sandbox", "bench", "scripts", "deploy", "docs", "README.md", "manifest.yml"]
+
+
+MCP_TABLE_TESTS = tuple(
+    f"tests/test_mcp_tools.py::{name}"
+    for name in (
+        "test_server_tables_read_values_from_the_environment_only",
+        "test_bad_server_tables_are_refused_naming_the_line",
+        "test_a_server_name_must_not_hold_a_dot_or_underscore",
+        "test_a_pattern_must_name_a_configured_server",
+        "test_destructive_quorum_fills_only_what_the_file_leaves_open",
+        "test_a_table_for_a_tool_of_a_server_that_is_down_does_not_stop_the_start",
+    )
+)
+"""The policy file's MCP server tables, tested without starting a server."""
+
+
+@dataclass(frozen=True)
+class Group:
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+    why: str
+
+
+GROUPS: dict[str, Group] = {
+    "pure": Group(
+        (
+            "bot/review/rules.py",
+            "bot/review/states.py",
+            "bot/policy.py",
+            "graph/decisions.py",
+        ),
+        (
+            "tests/test_review_rules.py",
+            "tests/test_policy.py",
+            "tests/test_decision_edges.py",
+            *MCP_TABLE_TESTS,
+        ),
+        "who may decide, the review table, policy, the decision vocabulary: unit tests only",
+    ),
+    "agent": Group(
+        ("graph/review.py", "graph/locks.py", "graph/service.py"),
+        (
+            "tests/test_graph_refusals.py",
+            "tests/test_graph_leases.py",
+            "tests/test_guarantees.py::test_the_lease_alone_refuses_a_second_run",
+        ),
+        "the agent's verdict and answer, leases: real PostgreSQL (slow)",
+    ),
+    "bot": Group(
+        (
+            "bot/review/clicks.py",
+            "bot/permissions.py",
+            "bot/store.py",
+            "bot/transport/http.py",
+        ),
+        ("tests/test_bot_flow.py", "tests/test_bot_policy.py", "tests/test_hostile_requests.py"),
+        "clicks, group lookups, the store's claims, the signature check: the sandbox (slowest)",
+    ),
+}
+
+
+def scratch_copy(name: str, group: Group) -> Path:
+    """The files git tracks or would track, copied, with mutmut's configuration for this group."""
+    target = SCRATCH / name
+    shutil.rmtree(target, ignore_errors=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for path in filter(None, tracked):
+        source = ROOT / path
+        if source.is_file():
+            (target / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / path)
+    config = "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["bot", "graph"]',
+            f"only_mutate = {list(group.modules)!r}",
+            f"also_copy = {ALSO_COPY!r}",
+            f"pytest_add_cli_args_test_selection = {list(group.tests)!r}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+            "",
+        ]
+    ).replace("'", '"')
+    with (target / "pyproject.toml").open("a") as pyproject:
+        pyproject.write(config)
+    return target
+
+
+def module_of(mutant: str) -> str:
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def report(name: str, results: str) -> int:
+    """Print the group's table and survivors; the number of survivors."""
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    survivors: list[str] = []
+    for line in results.splitlines():
+        mutant, _, status = line.strip().rpartition(": ")
+        if not mutant:
+            continue
+        counts[module_of(mutant)][status] += 1
+        if status in ("survived", "timeout", "suspicious"):
+            survivors.append(mutant)
+    print(
+        f"\n## {name}\n\n| module | killed | survived | no tests | score |\n|---|---|---|---|---|"
+    )
+    for module, seen in sorted(counts.items()):
+        tried = seen["killed"] + seen["survived"] + seen["timeout"] + seen["suspicious"]
+        score = f"{100 * seen['killed'] / tried:.0f}%" if tried else "n/a"
+        row = [module, seen["killed"], tried - seen["killed"], seen["no tests"], score]
+        print("|", " | ".join(map(str, row)), "|")
+    print("\nsurvivors:", *survivors, sep="\n  ")
+    return len(survivors)
+
+
+def run(name: str, children: int) -> int:
+    group = GROUPS[name]
+    copy = scratch_copy(name, group)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    subprocess.run([mutmut, "run", "--max-children", str(children)], cwd=copy, env=env, check=True)
+    results = subprocess.run(
+        [mutmut, "results", "--all", "true"],
+        cwd=copy,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return report(name, results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", default=["pure"], help=f"of {', '.join(GROUPS)}")
+    parser.add_argument("--list", action="store_true", help="name the groups and stop")
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    if args.list:
+        for name, group in GROUPS.items():
+            print(f"{name}: {group.why}\n  {', '.join(group.modules)}")
+        return
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"no such group: {', '.join(sorted(unknown))}")
+    survived = sum(run(name, args.children) for name in args.groups)
+    print(f"\n{survived} surviving mutants: explain each in docs/mutation.md or kill it.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The edges of the pure decision-path functions that mutation testing (``./dev mutate``,
+docs/mutation.md) found untested: each test here kills a mutant that survived the first run."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bot.policy import PolicyError, ToolPolicy, load_policy, parse_policy
+from bot.review import rules, states
+from graph.decisions import (
+    EXPIRY_ACTOR,
+    Approve,
+    Edit,
+    Expire,
+    Feedback,
+    from_stored,
+    from_wire,
+)
+
+
+def test_a_where_with_two_statuses_allows_starting_from_either() -> None:
+    sql = "UPDATE slack_reviews SET status = 'decided' WHERE status = 'pending' OR status = 'x'"
+    assert states.statuses_changed(sql) == ("decided", {"pending", "x"})
+
+
+def test_register_must_be_an_insert_that_sets_no_status() -> None:
+    update = "UPDATE slack_reviews SET heartbeat_at = now() WHERE ref = %s"
+    with pytest.raises(states.IllegalTransition, match="register"):
+        states.check_sql("register", update)
+    insert = "INSERT INTO slack_reviews (ref) VALUES (%s)"
+    assert states.check_sql("register", insert) == insert
+
+
+def test_a_refused_statement_is_named_with_what_it_would_write() -> None:
+    sql = "UPDATE slack_reviews SET status = 'decided' WHERE ref = %s"
+    with pytest.raises(states.IllegalTransition) as refused:
+        states.check_sql("claim", sql)
+    assert str(refused.value).startswith("claim: statement does not match the table (decided,")
+
+
+@pytest.mark.parametrize(
+    ("ttl", "span"),
+    [(3600, "1 hours"), (5400, "1.5 hours"), (7200, "2 hours"), (1800, "30 minutes")],
+)
+def test_the_agent_is_told_how_long_the_review_waited(ttl: float, span: str) -> None:
+    assert rules.expiry_words(ttl) == (
+        f"No one approved this call within {span}, so it was not run. Do not try it again "
+        "unless the user asks."
+    )
+
+
+def test_a_late_clicker_is_told_the_expiry_in_utc_whatever_the_clock_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the process's own zone is not UTC either
+    time.tzset()
+    try:
+        oslo = timezone(timedelta(hours=1))
+        at = datetime(2026, 12, 1, 13, 30, 5, tzinfo=oslo)
+        assert rules.expired_text(at) == (
+            "This review expired at 2026-12-01 12:30:05 UTC, so nothing was run. "
+            "Ask the agent again if it is still needed."
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"action": "feedback", "data": {"text": "a mapping is not feedback"}},
+        {"action": "update", "data": "a string is not an edit"},
+        {"action": "nonsense", "data": "words"},
+        {"action": "nonsense", "data": {"a": 1}},
+    ],
+)
+def test_a_resume_value_that_is_not_a_decision_is_none(wire: dict[str, object]) -> None:
+    assert from_wire(wire) is None
+
+
+def test_only_a_string_names_who_decided() -> None:
+    assert from_wire({"action": "continue", "by": 42}) == Approve(None)
+    assert from_wire({"action": "continue", "by": "U1"}) == Approve("U1")
+    assert from_wire({"action": "feedback", "data": "late", "by": EXPIRY_ACTOR}) == Expire("late")
+
+
+def test_a_stored_row_with_missing_columns_reads_as_empty_not_invented() -> None:
+    assert from_stored("update", "U1", "not a mapping", None) == Edit({}, "U1")
+    assert from_stored("update", "U1", {"a": 1}, None) == Edit({"a": 1}, "U1")
+    assert from_stored("feedback", "U1", None, None) == Feedback("", "U1")
+    assert from_stored("expired", None, None, None) == Expire("")
+
+
+# -- bot/policy.py: the numbers and names that decide who approves, how many, how long --------
+
+
+@pytest.mark.parametrize(("written", "seconds"), [("30", 30.0), ("0.5", 0.5), ("1", 1.0)])
+def test_a_bare_number_is_seconds(written: str, seconds: float) -> None:
+    assert parse_policy(f"[defaults]\nttl = {written}\n").defaults.ttl_seconds == seconds
+
+
+@pytest.mark.parametrize("written", ["0", "true", '"0m"', '"-5m"', '"30"'])
+def test_a_duration_that_is_not_positive_or_has_no_unit_is_refused(written: str) -> None:
+    with pytest.raises(PolicyError, match=r'p.toml, line 2: a duration like "30m"'):
+        parse_policy(f"[defaults]\nttl = {written}\n", "p.toml")
+
+
+def test_remind_before_is_read_and_its_errors_name_its_line() -> None:
+    policy = parse_policy('[tools.post_message]\nremind_before = "2h"\n')
+    assert policy.for_tool("post_message").remind_before_seconds == 7200
+    with pytest.raises(PolicyError, match=r"p.toml, line 3: a duration"):
+        parse_policy('[tools.post_message]\nquorum = 2\nremind_before = "x"\n', "p.toml")
+
+
+@pytest.mark.parametrize(
+    ("written", "allowed"),
+    [("1", True), ("10", True), ("0", False), ("11", False), ("true", False)],
+)
+def test_a_quorum_is_a_whole_number_from_one_to_ten(written: str, allowed: bool) -> None:
+    text = f"[tools.post_message]\nquorum = {written}\n"
+    if allowed:
+        assert parse_policy(text).for_tool("post_message").quorum == int(written)
+    else:
+        with pytest.raises(PolicyError, match="quorum"):
+            parse_policy(text)
+
+
+def test_approvers_for_every_tool_fill_tables_that_name_none() -> None:
+    policy = parse_policy("[tools.post_message]\nquorum = 2\n").with_approvers(
+        {"*": frozenset({"U0BOB"})}
+    )
+    assert policy.for_tool("post_message") == ToolPolicy(approvers=frozenset({"U0BOB"}), quorum=2)
+    assert "*" not in policy.tools  # "*" is the defaults, not a tool
+
+
+def test_no_approvers_shorthand_leaves_the_files_defaults_alone() -> None:
+    policy = parse_policy("[defaults]\napprovers = ['S0LEADS']\n").with_approvers({})
+    assert policy.for_tool("anything").approvers == {"S0LEADS"}
+
+
+def test_a_star_entry_over_file_defaults_is_refused_in_one_sentence() -> None:
+    policy = parse_policy("[defaults]\napprovers = ['S0LEADS']\n", "p.toml")
+    with pytest.raises(PolicyError) as error:
+        policy.with_approvers({"*": frozenset({"U0MALLORY"})}, "p.toml")
+    assert str(error.value) == (
+        "APPROVERS entry '*' would change nothing: p.toml [defaults] approvers already decides "
+        "who approves every tool (keep one of the two)"
+    )
+
+
+MCP_NOTES = '[mcp.servers.notes]\ncommand = "x"\n'
+
+
+@pytest.mark.parametrize("table", ['"notes.add"', "notes__add", '"notes.*"', '"notes.a.b"'])
+def test_a_table_may_name_a_tool_of_a_configured_server(table: str) -> None:
+    policy = parse_policy(f'{MCP_NOTES}[tools.{table}]\nmode = "review"\n', "p.toml", env={})
+    policy.check_tools(["weather_search"], "p.toml")  # the server is down: no tools known
+
+
+@pytest.mark.parametrize("table", ['"other.add"', "other__add", '"add.notes.x"', "notes_add"])
+def test_a_table_naming_no_configured_server_or_tool_is_refused(table: str) -> None:
+    policy = parse_policy(f'{MCP_NOTES}[tools.{table}]\nmode = "review"\n', "p.toml", env={})
+    with pytest.raises(PolicyError, match=r"p\.toml: no tool named"):
+        policy.check_tools(["weather_search"], "p.toml")
+
+
+def test_an_unknown_tool_is_refused_naming_it_and_the_known_ones() -> None:
+    policy = parse_policy("[tools.a]\nquorum = 2\n[tools.b]\nquorum = 2\n")
+    with pytest.raises(PolicyError) as error:
+        policy.check_tools(["y", "x"])
+    assert str(error.value) == "policy: no tool named a, b (known: x, y)"
+
+
+def test_a_pattern_applies_only_to_the_tools_it_matches() -> None:
+    text = (
+        '[mcp.servers.github]\ncommand = "x"\n[mcp.servers.notes]\ncommand = "y"\n'
+        "[tools.\"github.*\"]\napprovers = ['S0RELEASE']\n"
+    )
+    catalog = {"github__merge": ("github.merge", {}), "notes__add": ("notes.add", {})}
+    resolved = parse_policy(text, "p.toml", env={}).with_mcp_tools(catalog)
+    assert resolved.for_tool("github__merge").approvers == {"S0RELEASE"}
+    assert resolved.for_tool("notes__add").approvers is None
+
+
+def test_the_mcp_table_holds_only_servers() -> None:
+    with pytest.raises(PolicyError, match=r"\[mcp\] holds only \[mcp.servers.<name>\] tables"):
+        parse_policy('[mcp]\nretries = 3\n[mcp.servers.notes]\ncommand = "x"\n', env={})
+    with pytest.raises(PolicyError, match=r"\[mcp.servers\] must contain one table per server"):
+        parse_policy("[mcp]\nservers = 3\n", env={})
+
+
+def test_errors_name_the_default_source_and_the_file_they_come_from(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"^policy, line 2: unknown setting 'colour'"):
+        parse_policy("[defaults]\ncolour = 1\n")
+    path = tmp_path / "p.toml"
+    path.write_text("[defaults]\nquorum = 0\n")
+    with pytest.raises(PolicyError, match=rf"^{re.escape(str(path))}, line 2: quorum"):
+        load_policy(path)
+
+
+def test_the_audit_rule_names_the_table_as_written_in_the_file() -> None:
+    text = (
+        '[mcp.servers.notes]\ncommand = "x"\n[tools."notes.*"]\nmode = "auto"\n'
+        '[tools."notes.add"]\nmode = "review"\n[tools.post_message]\nmode = "review"\n'
+    )
+    sources = [rule.source for rule in parse_policy(text, env={}).mode_rules("p.toml")]
+    assert sources == [
+        'policy file p.toml [tools."notes.*"] mode = "auto"',
+        'policy file p.toml [tools."notes.add"] mode = "review"',
+        'policy file p.toml [tools.post_message] mode = "review"',
+    ]
+
+
+def test_destructive_quorum_reaches_tools_with_no_table_and_only_their_server() -> None:
+    text = '[mcp.servers.notes]\ncommand = "x"\ndestructive_quorum = 2\n'
+    catalog = {
+        "notes__wipe": ("notes.wipe", {"destructiveHint": True}),
+        "notes__a.b": ("notes.a.b", {"destructiveHint": True}),  # a tool name holding a dot
+        "solo__wipe": ("solo.wipe", {"destructiveHint": True}),  # no such server configured
+    }
+    resolved = parse_policy(text, env={}).with_mcp_tools(catalog)
+    assert resolved.for_tool("notes__wipe").quorum == 2
+    assert resolved.for_tool("notes__a.b").quorum == 2
+    assert resolved.for_tool("solo__wipe").quorum == 1
