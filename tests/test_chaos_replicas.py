@@ -10,72 +10,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sandbox.config import SandboxConfig
-from sandbox.server import Sandbox, running_sandbox
+from sandbox.server import Sandbox
 from tests.support.bot_harness import ALICE, BOB, BOT, text_of
 from tests.support.chaos import (
-    BotProcess,
-    Forwarder,
-    bot_env,
+    Replicas,
     bot_replies,
     bounded_wait,
     buttons_of,
-    free_port,
-    fresh_database,
     review_of,
+    running_replicas,
 )
 
 GENERAL, RANDOM = "C0GENERAL", "C0RANDOM"
 
 
-@dataclass
-class Replicas:
-    sandbox: Sandbox
-    front: Forwarder
-    bots: list[BotProcess]
-
-
 @pytest.fixture
 async def replicas(database_url: str, tmp_path: Path) -> AsyncIterator[Replicas]:
-    ports = [free_port(), free_port()]
-    async with fresh_database(database_url, "chaos_replicas") as db_url:
-        front = Forwarder([f"http://127.0.0.1:{port}" for port in ports])
-        async with front:
-            config = SandboxConfig(
-                port=0,
-                bot_url=f"{front.url}/slack/events",
-                retry_delays=(0.5, 1.0, 2.0),
-                deliver_bot_messages=False,
-            )
-            async with running_sandbox(config) as sandbox:
-                bots = [
-                    BotProcess(
-                        bot_env(
-                            SLACK_BOT_TOKEN=config.bot_token,
-                            SLACK_SIGNING_SECRET=config.signing_secret,
-                            SLACK_API_URL=sandbox.api_url,
-                            DATABASE_URL=db_url,
-                            DATABASE_POOL_SIZE="8",
-                            HOST="127.0.0.1",
-                            PORT=str(port),
-                        ),
-                        tmp_path / f"bot-{index}.log",
-                        port,
-                    )
-                    for index, port in enumerate(ports)
-                ]
-                await asyncio.gather(*(bot.start() for bot in bots))  # racing migrations too
-                try:
-                    yield Replicas(sandbox, front, bots)
-                finally:
-                    await sandbox.settle(5)
-                    codes = await asyncio.gather(*(bot.stop() for bot in bots))
-                assert codes == [0, 0], [bot.log_tail() for bot in bots]
+    async with running_replicas(database_url, tmp_path, "chaos_replicas") as running:
+        yield running
 
 
 def said(sandbox: Sandbox, thread: str, words: str) -> list[str]:

@@ -24,8 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import dict_row
 
 from graph import Approve, Refused, RunOutcome
-from sandbox.config import SandboxConfig
-from sandbox.server import Sandbox, running_sandbox
 from tests.conftest import AgentFactory
 from tests.support.bot_harness import (
     ALICE,
@@ -38,13 +36,11 @@ from tests.support.bot_harness import (
 )
 from tests.support.chaos import (
     BotProcess,
-    Forwarder,
-    bot_env,
+    Replicas,
     bounded_wait,
     buttons_of,
-    free_port,
-    fresh_database,
     review_of,
+    running_replicas,
 )
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.guards import lease_bypassed
@@ -53,50 +49,10 @@ from tests.support.scripted_model import ScriptedModel, tool_calls
 GENERAL, RANDOM = "C0GENERAL", "C0RANDOM"
 
 
-@dataclass
-class Replicas:
-    sandbox: Sandbox
-    front: Forwarder
-    bots: list[BotProcess]
-    db_url: str
-
-
 @pytest.fixture
 async def replicas(database_url: str, tmp_path: Path) -> AsyncIterator[Replicas]:
-    ports = [free_port(), free_port()]
-    async with fresh_database(database_url, "guarantees") as db_url:
-        front = Forwarder([f"http://127.0.0.1:{port}" for port in ports])
-        async with front:
-            config = SandboxConfig(
-                port=0,
-                bot_url=f"{front.url}/slack/events",
-                retry_delays=(0.5, 1.0, 2.0),
-                deliver_bot_messages=False,
-            )
-            async with running_sandbox(config) as sandbox:
-                bots = [
-                    BotProcess(
-                        bot_env(
-                            SLACK_BOT_TOKEN=config.bot_token,
-                            SLACK_SIGNING_SECRET=config.signing_secret,
-                            SLACK_API_URL=sandbox.api_url,
-                            DATABASE_URL=db_url,
-                            DATABASE_POOL_SIZE="8",
-                            HOST="127.0.0.1",
-                            PORT=str(port),
-                        ),
-                        tmp_path / f"bot-{index}.log",
-                        port,
-                    )
-                    for index, port in enumerate(ports)
-                ]
-                await asyncio.gather(*(bot.start() for bot in bots))
-                try:
-                    yield Replicas(sandbox, front, bots, db_url)
-                finally:
-                    await sandbox.settle(5)
-                    codes = await asyncio.gather(*(bot.stop() for bot in bots))
-                assert codes == [0, 0], [bot.log_tail() for bot in bots]
+    async with running_replicas(database_url, tmp_path, "guarantees") as running:
+        yield running
 
 
 async def rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

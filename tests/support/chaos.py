@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +25,8 @@ import psycopg
 from aiohttp import web
 
 from bot.config import TURN_LIMIT_VARIABLES
-from sandbox.server import Sandbox
+from sandbox.config import SandboxConfig
+from sandbox.server import Sandbox, running_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOP_BY_HOP = frozenset(
@@ -268,3 +270,56 @@ async def bounded_wait(probe: Callable[[], Any], within: float, every: float = 0
         if result or time.monotonic() > deadline:
             return result
         await asyncio.sleep(every)
+
+
+@dataclass
+class Replicas:
+    """Two ``python -m bot`` replicas on one fresh database behind a round-robin forwarder,
+    with the sandbox as Slack."""
+
+    sandbox: Sandbox
+    front: Forwarder
+    bots: list[BotProcess]
+    db_url: str
+
+
+@asynccontextmanager
+async def running_replicas(
+    server_url: str, logs: Path, prefix: str = "replicas"
+) -> AsyncIterator[Replicas]:
+    """Start both replicas (their migrations race, as on a deploy); on leaving, let the
+    sandbox settle, stop them, and require that both exited cleanly."""
+    ports = [free_port(), free_port()]
+    async with fresh_database(server_url, prefix) as db_url:
+        front = Forwarder([f"http://127.0.0.1:{port}" for port in ports])
+        async with front:
+            config = SandboxConfig(
+                port=0,
+                bot_url=f"{front.url}/slack/events",
+                retry_delays=(0.5, 1.0, 2.0),
+                deliver_bot_messages=False,
+            )
+            async with running_sandbox(config) as sandbox:
+                bots = [
+                    BotProcess(
+                        bot_env(
+                            SLACK_BOT_TOKEN=config.bot_token,
+                            SLACK_SIGNING_SECRET=config.signing_secret,
+                            SLACK_API_URL=sandbox.api_url,
+                            DATABASE_URL=db_url,
+                            DATABASE_POOL_SIZE="8",
+                            HOST="127.0.0.1",
+                            PORT=str(port),
+                        ),
+                        logs / f"bot-{index}.log",
+                        port,
+                    )
+                    for index, port in enumerate(ports)
+                ]
+                await asyncio.gather(*(bot.start() for bot in bots))
+                try:
+                    yield Replicas(sandbox, front, bots, db_url)
+                finally:
+                    await sandbox.settle(5)
+                    codes = await asyncio.gather(*(bot.stop() for bot in bots))
+                assert codes == [0, 0], [bot.log_tail() for bot in bots]
