@@ -152,7 +152,11 @@ class Turns:
             await self._record_auto(thread, result, requester)
         for result in outcome.tool_results:
             if result.status != "declined":
-                shown = dataclasses.replace(result, content=redaction.mask(result.content, secrets))
+                shown = dataclasses.replace(
+                    result,
+                    tool_name=self.shown_name(result.tool_name),
+                    content=redaction.mask(result.content, secrets),
+                )
                 await slack.post(
                     thread, blocks.tool_result_blocks(shown), blocks.tool_result_text(shown)
                 )
@@ -161,6 +165,12 @@ class Turns:
             await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    def shown_name(self, tool_name: str) -> str:
+        """The name people read: an MCP tool's ``server.tool``, not the model's
+        ``server__tool`` (the review card shows the same)."""
+        known = self.deps.agent.mcp_tools.get(tool_name)
+        return known[0] if known else tool_name
 
     async def secrets_for(
         self, thread_id: str, outcome: RunOutcome | None = None

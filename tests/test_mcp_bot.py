@@ -117,6 +117,9 @@ async def test_a_stdio_tool_is_reviewed_with_its_hints_and_approved(
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
         await sandbox.wait_for(lambda: said(sandbox, thread, "Filed."), WAIT)
         assert said(sandbox, thread, "tickets: created 'Printer' (priority 2, urgent False)")
+        # The result names the tool as the card did, not by the model's name for it.
+        assert said(sandbox, thread, "`tickets.create_ticket` returned:")
+        assert not said(sandbox, thread, "tickets__create_ticket")
         [ran] = calls(log)
         assert ran["key"] and ran["key"].startswith("toolu_")
         outcomes = [
