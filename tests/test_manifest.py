@@ -33,7 +33,7 @@ COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
     "chat.postMessage": {"chat:write", "chat:write.public"},
     "conversations.history": {"channels:history", "groups:history"},
-    "conversations.replies": {"channels:history", "groups:history", "im:history"},
+    "conversations.replies": {"channels:history", "groups:history", "im:history", "mpim:history"},
     "conversations.info": {"channels:read", "groups:read", "im:read"},
     "conversations.members": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "auth.test": set(),
