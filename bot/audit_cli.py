@@ -215,8 +215,9 @@ async def export(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
     """List or export; 0 on success, 1 when the database cannot be read or the file cannot be
-    written (said on stderr). A file is written beside ``--output`` and renamed into place
-    only once complete, so a failed export never leaves a truncated file, nor clobbers one."""
+    written (said on stderr). A regular file is written beside ``--output`` and renamed into
+    place only once complete, so a failed export never leaves a truncated file, nor clobbers
+    one."""
     try:
         async with audit_log() as log:
             if args.output is None:
@@ -233,7 +234,17 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _regular_or_new(path: Path) -> bool:
+    return path.is_file() or not path.exists()
+
+
 async def _export_to(log: AuditLog, args: argparse.Namespace, path: Path) -> int:
+    """Into a regular file (or a new one): write beside it and rename into place once complete.
+    Anything else (``/dev/null``, a pipe, a terminal) is written in place: renaming over a
+    device would replace the device itself."""
+    if not _regular_or_new(path):
+        with path.open("w", encoding="utf-8", newline="") as file:
+            return await export(log, args, file)
     partial = path.with_name(path.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as file:

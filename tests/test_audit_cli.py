@@ -4,9 +4,12 @@ filters reach the query, and the database is found from the environment as the b
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
+import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -203,3 +206,30 @@ def test_csv_leaves_json_arguments_and_plain_text_alone() -> None:
     [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert json.loads(row["proposed_args"]) == {"text": "=1+1"}
     assert row["detail"] == "kept as typed"
+
+
+async def test_an_export_to_a_pipe_or_device_writes_into_it_and_leaves_it_in_place(
+    trail: str, tmp_path: Path
+) -> None:
+    """``--output /dev/null`` (the scale benchmark does it) or a named pipe is written in place:
+    the write-beside-then-rename that protects regular files would replace the device itself
+    (as root, it once turned /dev/null into a regular file). A FIFO stands in for the device."""
+    fifo = tmp_path / "export.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+
+    def drain() -> None:
+        with fifo.open(encoding="utf-8") as pipe:
+            received.append(pipe.read())
+
+    reader = asyncio.get_running_loop().run_in_executor(None, drain)
+    code, out = await run("--tool", trail, "--format", "jsonl", "--output", str(fifo))
+    await asyncio.wait_for(reader, timeout=30)
+    assert code == 0, out
+    assert stat.S_ISFIFO(fifo.stat().st_mode), "the pipe was replaced by a file"
+    assert [json.loads(line)["outcome"] for line in received[0].splitlines()] == [
+        "requested",
+        "approved",
+        "refused",
+    ]
+    assert not (tmp_path / "export.fifo.partial").exists()
