@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -280,7 +281,8 @@ async def test_an_unreviewed_call_is_masked_from_the_arguments_its_result_carrie
     async with running_sandbox(config) as sandbox, open_pool(database_url, max_size=2) as pool:
         await migrate_bot(pool)
         client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
-        flow = ReviewFlow(None, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
+        agent = SimpleNamespace(mcp_tools={})  # present() asks only how to name tools
+        flow = ReviewFlow(agent, BotStore(pool), client, Approvers(policy, client))  # type: ignore[arg-type]
         parent = sandbox.workspace.post(sandbox.workspace.channel("C0GENERAL"), CAROL, "go")
         thread = SlackThread("T0SANDBOX", "C0GENERAL", parent.ts)
         ran = ToolResult(
