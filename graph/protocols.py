@@ -66,6 +66,7 @@ from graph.decisions import (
     ReviewDecision,
     to_wire,
 )
+from graph.types import InboxActionRequest, InboxConfig
 
 Shape = Literal["seed", "agent_inbox", "hitl", "hitl_call", "unknown"]
 SHAPES: tuple[Shape, ...] = ("seed", "agent_inbox", "hitl", "hitl_call", "unknown")
@@ -75,8 +76,10 @@ Allowed = Literal["approve", "edit", "feedback", "ignore"]
 ``response`` and the middleware's ``reject``/``respond``; ``ignore`` is :class:`Dismiss`)."""
 ALL_ALLOWED: frozenset[Allowed] = frozenset(("approve", "edit", "feedback", "ignore"))
 
-DISMISSED = "The reviewer dismissed this call without comment. Do not retry it unless asked."
-"""What the model reads for a :class:`Dismiss` where the vocabulary has no word for it (seed)."""
+RETRY_NOTE = "Do not retry it unless asked."
+DISMISSED = f"The reviewer dismissed this call without comment. {RETRY_NOTE}"
+"""The seed's wording of a :class:`Dismiss` (the seed has no word for it): feedback saying so,
+which our graph recognises and reads back as a dismissal."""
 
 MAX_RESUME_BYTES = 100_000
 """The largest resume value read at all (as JSON); the seed's own limit, for every shape."""
@@ -566,17 +569,22 @@ def single_seed_resume(resume: Any, tool_name: str) -> dict[str, Any] | Unreadab
     return seed_resume(answer.decision)
 
 
+def inbox_config(allowed: frozenset[Allowed]) -> InboxConfig:
+    """Agent Inbox's ``HumanInterruptConfig`` granting ``allowed``."""
+    return InboxConfig(
+        allow_accept="approve" in allowed,
+        allow_edit="edit" in allowed,
+        allow_respond="feedback" in allowed,
+        allow_ignore="ignore" in allowed,
+    )
+
+
 def inbox_fields(
     name: str, args: Mapping[str, Any], description: str, allowed: frozenset[Allowed]
 ) -> dict[str, Any]:
     """Agent Inbox's ``HumanInterrupt`` fields for one call, to add to an interrupt value."""
     return {
-        "action_request": {"action": name, "args": dict(args)},
-        "config": {
-            "allow_accept": "approve" in allowed,
-            "allow_edit": "edit" in allowed,
-            "allow_respond": "feedback" in allowed,
-            "allow_ignore": "ignore" in allowed,
-        },
+        "action_request": InboxActionRequest(action=name, args=dict(args)),
+        "config": inbox_config(allowed),
         "description": description,
     }
