@@ -5,24 +5,36 @@ Each tool call that needs review gets its own ``human_review_node`` task (fanned
 only in ``run_tool``, which LangGraph schedules once every review task of the step has finished;
 that join is what guarantees the model is called again only when every call has its answer.
 Nothing with a side effect happens before ``interrupt()``: on resume the node re-runs from the top.
+
+Every node and the router exist sync and async (``call_llm``/``call_llm_sync``, ...), written
+once: the routing and review logic is sync and the async face calls it, the model and tool steps
+share everything but the one call. So the hosted graph serves ``invoke``/``stream`` as well as
+``ainvoke``/``astream``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import StructuredTool
 from langgraph.graph import END
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command, Send, interrupt
 
 from graph.model import ChatModel
 from graph.prompts import SYSTEM_PROMPT
+from graph.protocols import DISMISSED, RETRY_NOTE
 from graph.review import (
     InvalidDecision,
     apply_edits,
+    as_seed_decision,
     nul_path,
     parse_decision,
     review_request,
@@ -31,6 +43,8 @@ from graph.review import (
 from graph.state import AgentState, ReviewTask
 from graph.tools.registry import ToolRegistry
 from graph.types import DecisionRecord, ToolCallData
+
+T = TypeVar("T")
 
 RAN_WITH = "ran_with"
 """``ToolMessage.additional_kwargs`` key: the arguments the call ran with (after any edit)."""
@@ -46,8 +60,11 @@ def tool_error_message(error: Exception) -> str:
 def feedback_message(call: ToolCallData, record: DecisionRecord) -> ToolMessage:
     """The seed's 'mock result': the reviewer's words answer the call instead of running it."""
     who = f" ({record['by']})" if record["by"] else ""
+    content = f"Not run. The reviewer{who} replied instead: {record['feedback']}"
+    if record["feedback"] == DISMISSED:  # Agent Inbox's ignore, a reject without words
+        content = f"Not run. The reviewer{who} dismissed this call without comment. {RETRY_NOTE}"
     return ToolMessage(
-        content=f"Not run. The reviewer{who} replied instead: {record['feedback']}",
+        content=content,
         tool_call_id=call["id"],
         name=call["name"],
         artifact={"review_action": "feedback", "feedback": record["feedback"], "by": record["by"]},
@@ -104,6 +121,35 @@ def requesters_of(messages: Sequence[AnyMessage]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dataclass(frozen=True)
+class ToolBatch:
+    """One ``run_tool`` step, decided: the AI message, it with edits applied, the calls to run,
+    the refusals, and the decisions it read."""
+
+    message: AIMessage
+    edited: AIMessage
+    runnable: list[Any]
+    refused: list[ToolMessage]
+    decisions: dict[str, DecisionRecord]
+
+
+def run_sync(start: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, keeping the caller's context variables
+    (LangGraph's config lives there): on this thread when no event loop runs on it, else on a
+    short-lived worker thread (a sync ``invoke`` called from inside async code)."""
+
+    async def main() -> T:
+        return await start()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(context.run, asyncio.run, main()).result()
+
+
 class AgentNodes:
     """The nodes and routers, closed over the model and tools they are given."""
 
@@ -114,19 +160,30 @@ class AgentNodes:
         note = registry.unavailable_note
         self.system_prompt = f"{SYSTEM_PROMPT}\n\n{note}" if note else SYSTEM_PROMPT
 
+    def _prompt(self, state: AgentState) -> list[AnyMessage]:
+        return [SystemMessage(self.system_prompt), *state["messages"]]
+
     async def call_llm(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        response = await self.model.ainvoke(
-            [SystemMessage(self.system_prompt), *state["messages"]], config
-        )
-        return {"messages": [response]}
+        return {"messages": [await self.model.ainvoke(self._prompt(state), config)]}
+
+    def call_llm_sync(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """``call_llm`` for ``graph.invoke``/``graph.stream``: the model's own ``invoke`` when it
+        has one (Claude, the offline planner), else its ``ainvoke`` run to completion."""
+        invoke = getattr(self.model, "invoke", None)
+        if callable(invoke):
+            return {"messages": [invoke(self._prompt(state), config)]}
+        return {"messages": [run_sync(lambda: self.model.ainvoke(self._prompt(state), config))]}
 
     async def route_after_llm(self, state: AgentState) -> str | list[Send]:
+        """Async although it never awaits: LangGraph runs a sync router or node in a worker
+        thread, and the hop costs far more than the routing. The logic is
+        :meth:`route_after_llm_sync`, which sync runs use as is."""
+        return self.route_after_llm_sync(state)
+
+    def route_after_llm_sync(self, state: AgentState) -> str | list[Send]:
         """No tool calls: done. Otherwise one review task per call that needs review, and per
         call whose arguments hold a NUL character, auto or not: its task refuses it to the
-        model (such a value can be neither stored nor shown), so it never runs.
-
-        Async although it never awaits: LangGraph runs a sync router or node in a worker thread,
-        and the hop costs far more than the routing."""
+        model (such a value can be neither stored nor shown), so it never runs."""
         found = last_ai_message(state["messages"])
         if found is None or not found[1].tool_calls:
             return END
@@ -156,8 +213,12 @@ class AgentNodes:
         ]
 
     async def human_review_node(self, task: ReviewTask) -> Command[Literal["run_tool", "call_llm"]]:
-        """Ask for a decision (``interrupt``) and route on it; async for the same reason as
-        :meth:`route_after_llm` (no worker thread per review).
+        """Async for the same reason as :meth:`route_after_llm` (no worker thread per review);
+        the logic is :meth:`human_review_node_sync`."""
+        return self.human_review_node_sync(task)
+
+    def human_review_node_sync(self, task: ReviewTask) -> Command[Literal["run_tool", "call_llm"]]:
+        """Ask for a decision (``interrupt``) and route on it.
 
         A decision that cannot be applied runs nothing and is not passed on: the same review is
         asked again with the error in it (each ask is its own interrupt; LangGraph replays the
@@ -197,7 +258,7 @@ class AgentNodes:
     def _checked(self, call: ToolCallData, decision: Any) -> DecisionRecord | InvalidDecision:
         """Fail closed: a decision that slipped past the service unvalidated runs nothing."""
         try:
-            record = parse_decision(decision, call["id"])
+            record = parse_decision(as_seed_decision(decision, call["name"]), call["id"])
             tool = self.registry.get(call["name"])
             if record["action"] == "update" and tool is not None:
                 record["args"] = validate_args(tool, record["args"] or {})
@@ -224,9 +285,35 @@ class AgentNodes:
 
     async def run_tool(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Run every approved (or auto) call of the last AI message that has no answer yet."""
+        batch = self._tool_batch(state)
+        if batch is None:
+            return {}
+        output = await self.tool_node.ainvoke(batch.runnable, config) if batch.runnable else None
+        return self._tool_results(batch, output)
+
+    def run_tool_sync(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """:meth:`run_tool` for sync runs: the tools' sync implementations when every one has
+        one, else the async ones run to completion (MCP tools are async only)."""
+        batch = self._tool_batch(state)
+        if batch is None:
+            return {}
+        output: Any = None
+        if batch.runnable and all(self._runs_sync(c["name"]) for c in batch.runnable):
+            output = self.tool_node.invoke(batch.runnable, config)
+        elif batch.runnable:
+            output = run_sync(lambda: self.tool_node.ainvoke(batch.runnable, config))
+        return self._tool_results(batch, output)
+
+    def _runs_sync(self, name: str) -> bool:
+        tool = self.registry.get(name)
+        return not (isinstance(tool, StructuredTool) and tool.func is None)
+
+    def _tool_batch(self, state: AgentState) -> ToolBatch | None:
+        """What :meth:`run_tool` will do, decided before anything runs: the calls to run (with
+        edits applied) and the refusals of calls that have no approval."""
         found = last_ai_message(state["messages"])
         if found is None:
-            return {}
+            return None
         index, message = found
         answered = {
             m.tool_call_id for m in state["messages"][index + 1 :] if isinstance(m, ToolMessage)
@@ -252,13 +339,15 @@ class AgentNodes:
                         status="error",
                     )
                 )
+        return ToolBatch(message, edited, runnable, refused, decisions)
+
+    def _tool_results(self, batch: ToolBatch, output: Any) -> dict[str, Any]:
         results: list[ToolMessage] = []
-        if runnable:
-            output = await self.tool_node.ainvoke(runnable, config)
-            ran = {call["id"]: call for call in runnable}
+        if output is not None:
+            ran = {call["id"]: call for call in batch.runnable}
             results = [
-                self._stamped(message, ran.get(message.tool_call_id), decisions)
+                self._stamped(message, ran.get(message.tool_call_id), batch.decisions)
                 for message in (output["messages"] if isinstance(output, dict) else output)
             ]
-        replaced: list[AnyMessage] = [edited] if edited is not message else []
-        return {"messages": [*replaced, *results, *refused]}
+        replaced: list[AnyMessage] = [batch.edited] if batch.edited is not batch.message else []
+        return {"messages": [*replaced, *results, *batch.refused]}

@@ -23,6 +23,8 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
+from graph.protocols import DISMISSED
+
 OFFLINE_HELP = (
     "I'm running offline (no `ANTHROPIC_API_KEY` is set), so I understand only a few phrasings:\n"
     "• _what's the weather in Paris?_ (or _in Paris and Oslo_)\n"
@@ -102,6 +104,31 @@ _REDIRECT = re.compile(
 )
 
 
+_REQUESTED = re.compile(r"^\s*(?:the\s+)?user\s+requested\s+changes?\s*:\s*", re.I)
+"""The seed's framing of feedback ("User requested changes: ..."), read past to the request."""
+_CITY_COUNTRY = re.compile(
+    r"\b(?:use|in|with)\s+(?:the\s+|a\s+)?[<\[(]?\s*city\s*,\s*country\s*[>\])]?\s+"
+    r"(?:format|form)\b",
+    re.I,
+)
+"""The seed's feedback: "use <city, country> format for location"."""
+
+GAZETTEER = {
+    "sf": "San Francisco, USA",
+    "san francisco": "San Francisco, USA",
+    "nyc": "New York, USA",
+    "new york": "New York, USA",
+    "la": "Los Angeles, USA",
+    "los angeles": "Los Angeles, USA",
+    "paris": "Paris, France",
+    "london": "London, UK",
+    "berlin": "Berlin, Germany",
+    "oslo": "Oslo, Norway",
+    "tokyo": "Tokyo, Japan",
+}
+"""A demo gazetteer: enough for the seed's "sf" and the README's examples, no more."""
+
+
 def plan(text: str) -> list[Call]:
     """Map one request to tool calls, or none when no phrasing matches."""
     cleaned = re.sub(r"^\s*(?:<@[UW][A-Z0-9]+>\s*)+", "", text).strip()
@@ -113,7 +140,7 @@ def plan(text: str) -> list[Call]:
 
 
 class OfflinePlanner:
-    """Chat-model look-alike (``bind_tools`` + ``ainvoke``) that needs no network."""
+    """Chat-model look-alike (``bind_tools`` + ``ainvoke``/``invoke``) that needs no network."""
 
     def __init__(self, tools: Sequence[BaseTool] = ()) -> None:
         self._tool_names = {tool.name for tool in tools}
@@ -124,6 +151,12 @@ class OfflinePlanner:
     async def ainvoke(
         self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
     ) -> AIMessage:
+        return self.invoke(input, config)
+
+    def invoke(
+        self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
+    ) -> AIMessage:
+        """The reply (pure: no I/O), for sync runs of the graph; ``ainvoke`` is the same."""
         messages = list(input)
         last = messages[-1] if messages else None
         if isinstance(last, ToolMessage):
@@ -166,9 +199,22 @@ class OfflinePlanner:
     ) -> AIMessage:
         proposals: list[Call] = []
         unresolved: list[ToolMessage] = []
+        dismissed = [m for m in feedback if _artifact(m).get("feedback") == DISMISSED]
+        if len(dismissed) == len(feedback):
+            names = ", ".join(f"`{m.name}`" for m in dismissed)
+            return AIMessage(
+                content=f"Understood: the reviewer dismissed {names}, so I did not run it."
+            )
         for message in feedback:
-            words = str(_artifact(message).get("feedback", ""))
-            retry = plan(words) or _redirect(words, _original_call(messages, message))
+            if message in dismissed:
+                continue
+            words = _REQUESTED.sub("", str(_artifact(message).get("feedback", "")))
+            original = _original_call(messages, message)
+            retry = (
+                _reformat(words, original)
+                if _CITY_COUNTRY.search(words)
+                else plan(words) or _redirect(words, original)
+            )
             if retry:
                 proposals.extend(retry)
             else:
@@ -250,6 +296,20 @@ def _redirect(words: str, original: Call | None) -> list[Call]:
     if len(strings) != 1:
         return []
     return [(name, {**args, strings[0]: match.group(1).strip()})]
+
+
+def _reformat(words: str, original: Call | None) -> list[Call]:
+    """ "use <city, country> format": the call again with its ``city`` as the gazetteer writes
+    it (a city already written so is kept); a city the gazetteer does not know stays
+    unresolved, so the reply says what the planner can do instead of guessing."""
+    if original is None or not isinstance(original[1].get("city"), str):
+        return []
+    name, args = original
+    city = args["city"].strip()
+    known = GAZETTEER.get(city.lower().rstrip("?.! "))
+    if known is None and "," not in city:
+        return []
+    return [(name, {**args, "city": known or city})]
 
 
 def _call_id(position: int, index: int, name: str, args: dict[str, Any]) -> str:

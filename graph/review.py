@@ -14,9 +14,11 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
+from graph.protocols import ALL_ALLOWED, Unreadable, inbox_config, single_seed_resume
 from graph.types import (
     REVIEW_QUESTION,
     DecisionRecord,
+    InboxActionRequest,
     ReviewAction,
     ReviewRequest,
     ToolCallData,
@@ -55,7 +57,34 @@ def review_request(
         request["error"] = str(error)
         if error.field:
             request["error_argument"] = error.field
+    request["action_request"] = InboxActionRequest(action=call["name"], args=dict(call["args"]))
+    request["config"] = inbox_config(ALL_ALLOWED)
+    request["description"] = review_description(tool, error)
     return request
+
+
+def review_description(tool: ToolInfo, error: InvalidDecision | None = None) -> str:
+    """What Agent Inbox shows above the call: the seed's question, what the tool does, and why
+    the previous answer was not applied. The arguments are not repeated (they are shown as the
+    call's, and a redacted one must not hide in prose)."""
+    name = tool.get("display_name") or tool["name"]
+    parts = [f"**{REVIEW_QUESTION}** The agent wants to run `{name}`."]
+    if tool["description"]:
+        parts.append(tool["description"])
+    if error is not None:
+        parts.append(f"**The previous answer could not be applied:** {error}")
+    return "\n\n".join(parts)
+
+
+def as_seed_decision(decision: Any, tool_name: str) -> Any:
+    """Any vocabulary's answer to one call (the seed's, Agent Inbox's ``HumanResponse`` list,
+    the middleware's ``decisions``) as the seed's resume value, for :func:`parse_decision` to
+    check as strictly as ever. Raises :class:`InvalidDecision` for what is none of them, for
+    several answers, and for an edit that names another tool."""
+    wire = single_seed_resume(decision, tool_name)
+    if isinstance(wire, Unreadable):
+        raise InvalidDecision(wire.message)
+    return wire
 
 
 NUL = "\x00"

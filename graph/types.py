@@ -57,8 +57,28 @@ class ToolInfo(TypedDict):
     """The MCP server's hints about the tool (``readOnlyHint``, ``destructiveHint``, ...)."""
 
 
+class InboxActionRequest(TypedDict):
+    """Agent Inbox's ``ActionRequest``: the call as its reviewer sees and edits it."""
+
+    action: str
+    args: dict[str, Any]
+
+
+class InboxConfig(TypedDict):
+    """Agent Inbox's ``HumanInterruptConfig``: which of its controls the reviewer gets."""
+
+    allow_accept: bool
+    allow_edit: bool
+    allow_respond: bool
+    allow_ignore: bool
+
+
 class ReviewRequest(TypedDict):
-    """The value passed to ``interrupt()``: one pending tool call awaiting a human decision."""
+    """The value passed to ``interrupt()``: one pending tool call awaiting a human decision.
+
+    Besides the seed's fields it carries Agent Inbox's ``HumanInterrupt`` fields
+    (``action_request``, ``config``, ``description``), so Agent Inbox shows it with its
+    controls; ``action_request.args`` is always ``tool_call.args``."""
 
     question: str
     tool_call: ToolCallData
@@ -73,6 +93,12 @@ class ReviewRequest(TypedDict):
     """Why the previous answer to this same review could not be applied (it is asked again)."""
     error_argument: NotRequired[str]
     """The argument that answer got wrong, when there is one."""
+    action_request: NotRequired[InboxActionRequest]
+    """Agent Inbox: the call (absent in reviews stored before it existed)."""
+    config: NotRequired[InboxConfig]
+    """Agent Inbox: accept, edit, respond and ignore are all allowed."""
+    description: NotRequired[str]
+    """Agent Inbox: the question, the tool's description and any error, in Markdown."""
 
 
 class Decision(TypedDict, total=False):

@@ -110,6 +110,8 @@ async def test_unknown_text_gets_the_honest_offline_help(
         ("use San Francisco, USA", "San Francisco, USA"),
         ('No, please use "San Francisco, USA" instead.', "San Francisco, USA"),
         ("what's the weather in Rome?", "Rome"),
+        # the seed's own words, "sf" read through the demo gazetteer
+        ("User requested changes: use <city, country> format for location", "San Francisco, USA"),
     ],
 )
 async def test_feedback_that_says_what_to_use_re_proposes(
@@ -189,3 +191,27 @@ async def test_offline_parallel_weather_runs_both_after_review(
     )
     assert result.reply is not None
     assert result.reply.startswith("Done.")
+
+
+def test_the_seed_s_format_feedback_on_a_city_the_gazetteer_does_not_know() -> None:
+    """Not guessed: the planner says what it can do (and never proposes the instruction itself
+    as the city, which the old "use X" reading did)."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from graph.offline import OfflinePlanner
+    from graph.tools.weather import weather_search
+
+    call = {"name": "weather_search", "args": {"city": "Xyzzy"}, "id": "t1", "type": "tool_call"}
+    feedback = "User requested changes: use <city, country> format for location"
+    reply = OfflinePlanner([weather_search]).invoke(
+        [
+            HumanMessage("what's the weather in Xyzzy?"),
+            AIMessage("", tool_calls=[call]),
+            ToolMessage(
+                "Not run.",
+                tool_call_id="t1",
+                artifact={"review_action": "feedback", "feedback": feedback},
+            ),
+        ]
+    )
+    assert not reply.tool_calls and "did not run" in str(reply.content)

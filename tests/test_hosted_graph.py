@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+
+from graph.protocols import is_human_interrupt
+from graph.tools.weather import demo_weather
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +109,117 @@ async def test_an_invalid_update_keeps_the_review_pending_with_the_error(
     ]
     assert [next(iter(u)) for u in updates] == ["human_review_node", "run_tool", "call_llm"]
     assert "Paris" in updates[1]["run_tool"]["messages"][-1].content
+
+
+SEED_FEEDBACK = "User requested changes: use <city, country> format for location"
+
+
+def test_sync_invoke_and_stream_run_the_seed_s_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the nodes were async only, so ``graph.invoke`` raised "No synchronous
+    function provided". The seed's feedback scenario, sync: feedback in the seed's words, a
+    second interrupt with the city as it asked, then approve."""
+    graph: Any = hosted_graph(monkeypatch)
+    config = {"configurable": {"thread_id": "sync"}}
+    first = graph.invoke(
+        {"messages": [{"role": "user", "content": "what's the weather in sf?"}]}, config
+    )
+    [pending] = first["__interrupt__"]
+    assert pending.value["tool_call"]["args"] == {"city": "sf"}
+
+    updates = list(
+        graph.stream(
+            Command(resume={"action": "feedback", "data": SEED_FEEDBACK}),
+            config,
+            stream_mode="updates",
+        )
+    )
+    assert [next(iter(u)) for u in updates] == ["human_review_node", "call_llm", "__interrupt__"]
+    [again] = updates[-1]["__interrupt__"]
+    assert again.value["tool_call"]["args"] == {"city": "San Francisco, USA"}
+
+    done = graph.invoke(Command(resume={"action": "continue"}), config)
+    assert "__interrupt__" not in done
+    assert demo_weather("San Francisco, USA") in done["messages"][-2].content
+
+
+def test_the_interrupt_carries_agent_inbox_s_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Agent Inbox's ``isAgentInboxInterruptSchema`` reads it: an ``action_request`` with
+    its ``action``, and a ``config``; every control allowed; the seed's fields kept."""
+    graph: Any = hosted_graph(monkeypatch)
+    config = {"configurable": {"thread_id": "inbox-fields"}}
+    first = graph.invoke(
+        {"messages": [{"role": "user", "content": "what's the weather in sf?"}]}, config
+    )
+    value = first["__interrupt__"][0].value
+    assert is_human_interrupt(value) and "action_requests" not in value
+    assert value["action_request"] == {"action": "weather_search", "args": {"city": "sf"}}
+    assert value["config"] == dict.fromkeys(
+        ("allow_accept", "allow_edit", "allow_respond", "allow_ignore"), True
+    )
+    assert "Is this correct?" in value["description"]
+    assert value["question"] == "Is this correct?" and value["tool_call"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("resume", "words", "field"),
+    [
+        (
+            [{"type": "edit", "args": {"action": "weather_search", "args": {"town": "Oslo"}}}],
+            "town",
+            "town",
+        ),
+        (
+            {
+                "decisions": [
+                    {
+                        "type": "edit",
+                        "edited_action": {"name": "weather_search", "args": {"city": " "}},
+                    }
+                ]
+            },
+            "blank",
+            "city",
+        ),
+        (
+            [{"type": "edit", "args": {"action": "post_message", "args": {"city": "Oslo"}}}],
+            "cannot change the tool",
+            None,
+        ),
+        ([{"type": "response", "args": "use\x00Oslo"}], "NUL", None),
+        (
+            {
+                "decisions": [
+                    {
+                        "type": "edit",
+                        "edited_action": {"name": "weather_search", "args": {"city": "a\x00"}},
+                    }
+                ]
+            },
+            "NUL",
+            "city",
+        ),
+        ({"decisions": [{"type": "approve"}, {"type": "approve"}]}, "one call", None),
+        ([{"type": "maybe", "args": None}], "unknown response type", None),
+        ({"decisions": []}, "non-empty", None),
+    ],
+)
+async def test_invalid_answers_in_any_vocabulary_re_ask_with_the_error(
+    monkeypatch: pytest.MonkeyPatch, resume: Any, words: str, field: str | None
+) -> None:
+    """Agent Inbox's and the middleware's answers are checked as strictly as the seed's: what
+    cannot be applied runs nothing and the same review is asked again, saying why."""
+    graph: Any = hosted_graph(monkeypatch)
+    config = {"configurable": {"thread_id": f"invalid-{words}"}}
+    first = await graph.ainvoke(
+        {"messages": [{"role": "user", "content": "what's the weather in sf?"}]}, config
+    )
+    [pending] = first["__interrupt__"]
+    updates = [
+        u async for u in graph.astream(Command(resume=resume), config, stream_mode="updates")
+    ]
+    assert [next(iter(u)) for u in updates] == ["__interrupt__"]
+    [again] = updates[-1]["__interrupt__"]
+    assert again.value["tool_call"] == pending.value["tool_call"]
+    assert words in again.value["error"]
+    assert again.value.get("error_argument") == field
+    assert words in again.value["description"]  # Agent Inbox shows why, too

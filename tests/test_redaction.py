@@ -69,3 +69,18 @@ def test_remembered_redacted_values_never_reach_a_log_line() -> None:
     finally:
         logger.removeHandler(handler)
     assert "very private" not in stream.getvalue() and logs.REDACTED in stream.getvalue()
+
+
+def test_a_shown_request_masks_agent_inbox_s_copy_of_the_arguments_too() -> None:
+    """The interrupt carries the call twice (the seed's ``tool_call`` and Agent Inbox's
+    ``action_request``); a request shown with redacted arguments must not keep the other."""
+    from bot.review.shown import with_args
+    from graph.review import review_request
+
+    call = {"name": "post_message", "args": {"channel": "#x", "text": "hunter2"}, "id": "t1"}
+    tool = {"name": "post_message", "description": "Post.", "args_schema": {"properties": {}}}
+    request = review_request(call, tool, None)  # type: ignore[arg-type]
+    policy = ToolPolicy(redact=frozenset({"text"}))
+    shown = with_args(request, policy.redacted(call["args"]))
+    assert "hunter2" not in json.dumps(shown)
+    assert shown["action_request"]["args"] == {"channel": "#x", "text": "[redacted]"}

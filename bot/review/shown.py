@@ -20,7 +20,13 @@ def with_args(request: ReviewRequest, args: Mapping[str, Any]) -> ReviewRequest:
     order = [*request["tool"]["args_schema"].get("properties", {}), *call["args"]]
     ordered = {name: args[name] for name in dict.fromkeys(order) if name in args}
     ordered.update(args)
-    return {**request, "tool_call": {"name": call["name"], "id": call["id"], "args": ordered}}
+    shown: ReviewRequest = {
+        **request,
+        "tool_call": {"name": call["name"], "id": call["id"], "args": ordered},
+    }
+    if "action_request" in request:  # Agent Inbox's copy of the call says the same
+        shown["action_request"] = {"action": call["name"], "args": ordered}
+    return shown
 
 
 def current_request(review: ReviewRow) -> ReviewRequest:

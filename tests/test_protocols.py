@@ -1,0 +1,341 @@
+"""graph/protocols.py: the three human-in-the-loop vocabularies, read and written.
+
+The shapes are checked against the upstream definitions: langgraph's ``HumanInterrupt`` /
+``HumanResponse`` TypedDicts and LangChain's ``HITLRequest`` / decisions, imported here, so a
+renamed field upstream fails these tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_type_hints
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from langchain.agents.middleware import human_in_the_loop as hitl
+from langgraph.prebuilt import interrupt as inbox
+
+from graph.decisions import Approve, Edit, Expire, Feedback
+from graph.protocols import (
+    ALL_ALLOWED,
+    DISMISSED,
+    Answer,
+    AnyDecision,
+    Dismiss,
+    ParsedResume,
+    Unanswerable,
+    Unreadable,
+    classify,
+    inbox_fields,
+    is_human_interrupt,
+    parse_resume,
+    pending_actions,
+    resume_value,
+    single_seed_resume,
+)
+
+SEED = {
+    "question": "Is this correct?",
+    "tool_call": {"name": "weather_search", "args": {"city": "sf"}, "id": "toolu_1"},
+    "tool": {
+        "name": "weather_search",
+        "description": "Weather.",
+        "args_schema": {"type": "object"},
+    },
+    "requested_by": None,
+}
+INBOX = {
+    "action_request": {"action": "weather_search", "args": {"city": "sf"}},
+    "config": {
+        "allow_accept": True,
+        "allow_edit": True,
+        "allow_respond": True,
+        "allow_ignore": True,
+    },
+    "description": "Check the city",
+}
+HITL = {
+    "action_requests": [
+        {"name": "weather_search", "args": {"city": "sf"}, "description": "d1"},
+        {"name": "send_email", "args": {"to": "a@b"}, "description": "d2"},
+    ],
+    "review_configs": [
+        {"action_name": "weather_search", "allowed_decisions": ["approve", "edit", "reject"]},
+        {"action_name": "send_email", "allowed_decisions": ["approve", "respond"]},
+    ],
+}
+PER_CALL = {
+    "type": "tool_approval",
+    "tool_call_id": "call_1",
+    "name": "weather_search",
+    "args": {"city": "sf"},
+    "description": "d",
+}
+
+
+def test_the_field_names_are_upstream_s() -> None:
+    assert set(get_type_hints(inbox.HumanInterrupt)) == set(INBOX)
+    assert set(get_type_hints(inbox.HumanInterruptConfig)) == set(INBOX["config"])
+    assert set(get_type_hints(inbox.ActionRequest)) == set(INBOX["action_request"])
+    assert set(get_type_hints(inbox.HumanResponse)) == {"type", "args"}
+    assert set(get_type_hints(hitl.HITLRequest)) == set(HITL)
+    assert set(get_type_hints(hitl.ActionRequest)) == {"name", "args", "description"}
+    assert set(get_type_hints(hitl.ReviewConfig)) >= {"action_name", "allowed_decisions"}
+    assert set(get_type_hints(hitl.EditDecision)) == {"type", "edited_action"}
+    assert set(get_type_hints(hitl.RejectDecision)) == {"type", "message"}
+    assert set(get_type_hints(hitl.ToolApprovalRequest)) == set(PER_CALL)
+    assert set(get_type_hints(hitl.HITLResponse)) == {"decisions"}
+
+
+@pytest.mark.parametrize(
+    ("value", "shape"),
+    [
+        (SEED, "seed"),
+        ({**SEED, **inbox_fields("weather_search", {"city": "sf"}, "d", ALL_ALLOWED)}, "seed"),
+        (INBOX, "agent_inbox"),
+        ([INBOX, INBOX], "agent_inbox"),
+        (HITL, "hitl"),
+        (PER_CALL, "hitl_call"),
+        (None, "unknown"),
+        ("Is this correct?", "unknown"),
+        ({}, "unknown"),
+        ([], "unknown"),
+        ({"action_request": {"action": 1}, "config": {}}, "unknown"),
+        ({"action_request": {"action": "x"}}, "unknown"),
+        ({"action_requests": [], "review_configs": []}, "unknown"),
+        ({"question": "q", "tool_call": {"name": "x"}}, "unknown"),
+    ],
+)
+def test_classify(value: Any, shape: str) -> None:
+    assert classify(value) == shape
+
+
+def test_our_graph_s_value_passes_agent_inbox_s_schema_check() -> None:
+    """``isAgentInboxInterruptSchema``: an ``action_request`` object with an ``action``, and a
+    ``config`` object; and without ``action_requests``, which Agent Inbox would read first as a
+    middleware request."""
+    ours = {**SEED, **inbox_fields("weather_search", {"city": "sf"}, "d", ALL_ALLOWED)}
+    assert is_human_interrupt(ours) and "action_requests" not in ours
+    assert isinstance(ours["action_request"]["action"], str) and isinstance(ours["config"], dict)
+
+
+def test_pending_actions_per_shape() -> None:
+    [seed] = pending_actions(SEED)
+    assert (seed.name, seed.args, seed.tool_call_id) == (
+        "weather_search",
+        {"city": "sf"},
+        "toolu_1",
+    )
+    assert seed.allowed == ALL_ALLOWED and seed.args_schema == {"type": "object"}
+
+    [item] = pending_actions({**INBOX, "config": {**INBOX["config"], "allow_ignore": False}})
+    assert item.allowed == {"approve", "edit", "feedback"} and item.description == "Check the city"
+    assert len(pending_actions([INBOX, INBOX])) == 2
+
+    first, second = pending_actions(HITL)
+    assert first.allowed == {"approve", "edit", "feedback", "ignore"}
+    assert second.name == "send_email" and second.allowed == {"approve", "feedback"}
+
+    [call] = pending_actions(PER_CALL)
+    assert call.tool_call_id == "call_1" and call.allowed == ALL_ALLOWED
+    assert pending_actions({"anything": 1}) == ()
+
+
+def test_hitl_configs_matched_by_name_when_not_one_per_request() -> None:
+    value = {**HITL, "review_configs": list(reversed(HITL["review_configs"]))}
+    first, second = pending_actions(value)
+    assert "edit" in first.allowed and second.allowed == {"approve", "feedback"}
+
+
+def test_resume_values_per_shape() -> None:
+    assert resume_value(SEED, [Approve("U1")]) == {"action": "continue", "by": "U1"}
+    assert resume_value(SEED, [Dismiss()]) == {"action": "feedback", "data": DISMISSED}
+    assert resume_value(INBOX, [Edit({"city": "SF"})]) == [
+        {"type": "edit", "args": {"action": "weather_search", "args": {"city": "SF"}}}
+    ]
+    assert resume_value([INBOX, INBOX], [Feedback("no"), Dismiss()]) == [
+        {"type": "response", "args": "no"},
+        {"type": "ignore", "args": None},
+    ]
+    assert resume_value(HITL, [Edit({"city": "SF"}), Feedback("not now")]) == {
+        "decisions": [
+            {"type": "edit", "edited_action": {"name": "weather_search", "args": {"city": "SF"}}},
+            {"type": "respond", "message": "not now"},  # only respond is allowed there
+        ]
+    }
+    assert resume_value(HITL, [Dismiss(), Approve()]) == {
+        "decisions": [{"type": "reject"}, {"type": "approve"}]
+    }
+    assert resume_value(PER_CALL, [Expire("too late")]) == {"type": "reject", "message": "too late"}
+
+
+def test_resume_values_that_cannot_be_written_are_refused() -> None:
+    assert isinstance(resume_value(HITL, [Approve()]), Unanswerable)  # one per request
+    refused = resume_value(HITL, [Approve(), Edit({"to": "c@d"})])
+    assert isinstance(refused, Unanswerable) and "send_email" in refused.message
+    assert isinstance(resume_value(HITL, [Approve(), Dismiss()]), Unanswerable)  # respond only
+    no_edit = {**INBOX, "config": {**INBOX["config"], "allow_edit": False}}
+    assert isinstance(resume_value(no_edit, [Edit({"city": "x"})]), Unanswerable)
+    assert isinstance(resume_value({"what": 1}, [Approve()]), Unanswerable)
+    only_ignore = {**INBOX, "config": {"allow_ignore": True}}
+    assert isinstance(resume_value(only_ignore, [Feedback("x")]), Unanswerable)
+    assert resume_value(only_ignore, [Dismiss()]) == [{"type": "ignore", "args": None}]
+
+
+@pytest.mark.parametrize(
+    ("resume", "answers"),
+    [
+        ({"action": "continue"}, [Answer(Approve())]),
+        (
+            {"action": "update", "data": {"city": "x"}, "by": "U1"},
+            [Answer(Edit({"city": "x"}, "U1"))],
+        ),
+        ({"action": "feedback", "data": "use x"}, [Answer(Feedback("use x"))]),
+        ({"action": "feedback", "data": "late", "by": "expiry"}, [Answer(Expire("late"))]),
+        ([{"type": "accept", "args": None}], [Answer(Approve())]),
+        (  # Agent Inbox sends the unchanged action request with an accept
+            [{"type": "accept", "args": {"action": "weather_search", "args": {"city": "sf"}}}],
+            [Answer(Approve())],
+        ),
+        (
+            [{"type": "edit", "args": {"action": "weather_search", "args": {"city": "SF"}}}],
+            [Answer(Edit({"city": "SF"}), "weather_search")],
+        ),
+        ([{"type": "response", "args": "use x"}], [Answer(Feedback("use x"))]),
+        ([{"type": "ignore", "args": None}], [Answer(Dismiss())]),
+        ({"type": "ignore", "args": None}, [Answer(Dismiss())]),
+        (
+            {"decisions": [{"type": "approve"}, {"type": "reject", "message": "no"}]},
+            [Answer(Approve()), Answer(Feedback("no"))],
+        ),
+        ({"decisions": [{"type": "reject"}]}, [Answer(Dismiss())]),
+        ({"decisions": [{"type": "respond", "message": "42"}]}, [Answer(Feedback("42"))]),
+        (
+            {"decisions": [{"type": "edit", "edited_action": {"name": "w", "args": {"c": 1}}}]},
+            [Answer(Edit({"c": 1}), "w")],
+        ),
+        (  # what Agent Inbox sends to a middleware agent: its own args under HITL types
+            {
+                "decisions": [
+                    {"type": "reject", "args": "no"},
+                    {"type": "edit", "args": {"action": "w", "args": {"c": 1}}},
+                ]
+            },
+            [Answer(Feedback("no")), Answer(Edit({"c": 1}), "w")],
+        ),
+        ({"type": "approve"}, [Answer(Approve())]),
+    ],
+)
+def test_parse_resume(resume: Any, answers: list[Answer]) -> None:
+    parsed = parse_resume(resume)
+    assert isinstance(parsed, ParsedResume), parsed
+    assert list(parsed.answers) == answers
+
+
+@pytest.mark.parametrize(
+    "resume",
+    [
+        None,
+        "continue",
+        42,
+        [],
+        {"decisions": []},
+        {"decisions": "approve"},
+        {"action": "run"},
+        {"action": "update", "data": "x"},
+        {"action": "feedback"},
+        [{"type": "accept"}, "x"],
+        [{"type": "maybe"}],
+        [{"type": "response", "args": ""}],
+        [{"type": "response", "args": 3}],
+        [{"type": "edit", "args": {"action": "w"}}],
+        [{"type": "edit", "args": {"action": 3, "args": {}}}],
+        [{"type": "edit", "args": None}],
+        {"decisions": [{"type": "respond", "message": "  "}]},
+        {"action": "feedback", "data": "x" * 200_000},
+    ],
+)
+def test_unreadable_resume_values(resume: Any) -> None:
+    assert isinstance(parse_resume(resume), Unreadable)
+
+
+def test_single_seed_resume_for_our_graph() -> None:
+    sent = {"action": "update", "data": {"city": 1}, "extra": True}
+    assert single_seed_resume(sent, "weather_search") == sent  # as sent, for parse_decision
+    assert single_seed_resume([{"type": "accept", "args": None}], "w") == {"action": "continue"}
+    assert single_seed_resume({"decisions": [{"type": "reject"}]}, "w") == {
+        "action": "feedback",
+        "data": DISMISSED,
+    }
+    two = single_seed_resume({"decisions": [{"type": "approve"}, {"type": "approve"}]}, "w")
+    assert isinstance(two, Unreadable) and "one call" in two.message
+    switched = single_seed_resume([{"type": "edit", "args": {"action": "rm", "args": {}}}], "w")
+    assert isinstance(switched, Unreadable) and "cannot change the tool" in switched.message
+
+
+# ---- round trips --------------------------------------------------------------------------
+
+_text = st.text(min_size=1, max_size=40).filter(lambda t: t.strip() and t != DISMISSED)
+_args = st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    max_size=4,
+)
+_by = st.none() | st.sampled_from(["U1", "U2"])
+decisions: st.SearchStrategy[AnyDecision] = st.one_of(
+    st.builds(Approve, _by),
+    st.builds(Edit, _args, _by),
+    st.builds(Feedback, _text, _by),
+    st.builds(Expire, _text),
+    st.builds(Dismiss, _by),
+)
+
+
+def _without_by(decision: AnyDecision) -> AnyDecision:
+    """What survives a vocabulary that cannot say who decided, nor that time ran out."""
+    if isinstance(decision, Approve):
+        return Approve()
+    if isinstance(decision, Edit):
+        return Edit(dict(decision.args))
+    if isinstance(decision, Feedback | Expire):
+        return Feedback(decision.text)
+    return Dismiss()
+
+
+@given(decisions)
+def test_seed_round_trip_keeps_everything(decision: AnyDecision) -> None:
+    parsed = parse_resume(resume_value(SEED, [decision]))
+    assert isinstance(parsed, ParsedResume)
+    [answer] = parsed.answers
+    expected = Edit(dict(decision.args), decision.by) if isinstance(decision, Edit) else decision
+    assert answer.decision == expected
+
+
+@given(st.lists(decisions, min_size=1, max_size=3))
+def test_agent_inbox_round_trip(chosen: list[AnyDecision]) -> None:
+    value = [
+        {**INBOX, "action_request": {"action": f"tool{i}", "args": {}}} for i in range(len(chosen))
+    ]
+    parsed = parse_resume(resume_value(value, chosen))
+    assert isinstance(parsed, ParsedResume) and parsed.shape == "agent_inbox"
+    assert [a.decision for a in parsed.answers] == [_without_by(d) for d in chosen]
+    assert [a.action for a in parsed.answers] == [
+        f"tool{i}" if isinstance(d, Edit) else None for i, d in enumerate(chosen)
+    ]
+
+
+@given(st.lists(decisions, min_size=1, max_size=3))
+def test_hitl_round_trip(chosen: list[AnyDecision]) -> None:
+    value = {
+        "action_requests": [{"name": f"t{i}", "args": {}} for i in range(len(chosen))],
+        "review_configs": [
+            {"action_name": f"t{i}", "allowed_decisions": ["approve", "edit", "reject"]}
+            for i in range(len(chosen))
+        ],
+    }
+    resume = resume_value(value, chosen)
+    assert not isinstance(resume, Unanswerable)
+    assert len(resume["decisions"]) == len(chosen)
+    parsed = parse_resume(resume)
+    assert isinstance(parsed, ParsedResume) and parsed.shape == "hitl"
+    assert [a.decision for a in parsed.answers] == [_without_by(d) for d in chosen]
