@@ -73,6 +73,10 @@ class ReviewRequest(TypedDict):
     """Why the previous answer to this same review could not be applied (it is asked again)."""
     error_argument: NotRequired[str]
     """The argument that answer got wrong, when there is one."""
+    allowed_decisions: NotRequired[list[str]]
+    """The answers the agent accepts, as decision kinds (``approve``, ``edit``, ``feedback``);
+    absent: all three. Set for a graph on LangGraph Server whose interrupt says so (the HITL
+    middleware's ``allowed_decisions``); the card shows only these buttons."""
 
 
 class Decision(TypedDict, total=False):

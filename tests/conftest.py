@@ -27,6 +27,7 @@ from graph import AgentService, AgentSettings, open_agent
 from graph.db import start_embedded_postgres, stop_embedded_postgres
 from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
+from tests.support.langgraph_dev import langgraph_dev  # noqa: F401  (session fixture)
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
