@@ -6,7 +6,7 @@ agent in process. The server hosts this project's graph (``agent``) and a stock 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -15,9 +15,10 @@ import pytest
 from bot.failures import AGENT_DOWN
 from bot.store import BotStore
 from bot.sweeper import sweep_once
-from graph import Approve, Refused
+from graph import Approve, Edit, Refused
 from graph.remote import DECISIONS, RemoteAgent, RemoteSettings, server_thread_id
 from sandbox.server import Sandbox
+from tests.support import odd_agents
 from tests.support.bot_harness import (
     ALICE,
     BOB,
@@ -28,7 +29,7 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.langgraph_dev import LangGraphDev
-from tests.support.langgraph_server import restartable_langgraph_dev
+from tests.support.langgraph_server import RestartableServer, restartable_langgraph_dev
 
 WITHIN = 90.0
 """Every wait: a run crosses two processes and a server on a busy 2-core machine."""
@@ -295,3 +296,46 @@ async def test_the_server_down_is_said_and_the_decision_given_back_then_applied(
             await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
             [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
             assert "in Bern" in text_of(done)
+
+
+@pytest.fixture(scope="module")
+def odd_server() -> Iterator[RestartableServer]:
+    with restartable_langgraph_dev(odd_agents.GRAPHS) as server:
+        yield server
+
+
+async def test_an_interrupt_of_unknown_shape_is_shown_as_json_and_answered_in_words(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    remote = RemoteSettings(url=odd_server.url, assistant="free_form")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "hello")
+        shown = text_of(review).replace("&quot;", '"')
+        assert '"please": "pick a colour"' in shown and '"blue"' in shown
+        buttons = [e["action_id"] for e in review["blocks"][-1]["elements"]]
+        assert buttons == ["review_feedback"]
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_feedback")
+        await sandbox.wait_for(lambda: sandbox.open_modal(BOB), WITHIN)
+        assert (await sandbox.submit_modal(BOB, {"feedback": "blue, please"})).closed
+        await sandbox.wait_for(lambda: saying(sandbox, thread, "You said: blue, please"), WITHIN)
+
+
+async def test_only_the_decisions_the_middleware_allows_are_offered(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    remote = RemoteSettings(url=odd_server.url, assistant="approve_only")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "what's the weather in sf?")
+        buttons = [e["action_id"] for e in review["blocks"][-1]["elements"]]
+        assert buttons == ["review_approve", "review_feedback"]  # no Edit: not allowed
+        row = await env.bot.flow.store.get(ref_of(review))
+        assert row is not None
+        refused = await agent_of(env).answer(
+            row.thread_id, row.interrupt_id, Edit({"city": "Oslo"}, BOB)
+        )
+        assert isinstance(refused, Refused) and refused.reason == "invalid_decision"
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+        assert "light rain, 2 °C in sf" in text_of(done)

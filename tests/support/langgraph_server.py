@@ -4,7 +4,7 @@
 an outage test needs to take its server away and bring it back where the bot expects it (the
 bot's ``AGENT_URL`` does not change). This starts the same server (same config, environment and
 command) in its own working directory, which the in-memory runtime saves its state to when it
-stops gracefully and reads back when it starts.
+stops gracefully and reads back when it starts. It may host more graphs than the session's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,13 +23,17 @@ from tests.support import langgraph_dev as dev
 class RestartableServer:
     """One ``langgraph dev`` on a fixed port; :meth:`stop` and :meth:`start` at will."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, graphs: Mapping[str, str] | None = None) -> None:
         self.workdir = workdir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.config = workdir / "langgraph.json"
-        self.config.write_text(json.dumps(dev.server_config(), indent=2))
+        config = dev.server_config()
+        hosted = config["graphs"]
+        assert isinstance(hosted, dict)
+        hosted.update(graphs or {})
+        self.config.write_text(json.dumps(config, indent=2))
         self.starts = 0
 
     @property
@@ -61,9 +65,12 @@ class RestartableServer:
 
 
 @contextmanager
-def restartable_langgraph_dev() -> Iterator[RestartableServer]:
+def restartable_langgraph_dev(
+    graphs: Mapping[str, str] | None = None,
+) -> Iterator[RestartableServer]:
+    """``graphs``: more graph ids and specs to host, next to the session server's."""
     workdir = Path(tempfile.mkdtemp(prefix="approval-bot-langgraph-restart-"))
-    server = RestartableServer(workdir, dev.free_port())
+    server = RestartableServer(workdir, dev.free_port(), graphs)
     try:
         server.start()
         yield server
