@@ -11,7 +11,7 @@ import sys
 from datetime import timedelta
 
 from bot import audit_cli
-from bot.config import BotSettings, ConfigError
+from bot.config import BotSettings, ConfigError, remote_from_env
 from bot.logs import configure_logging, parse_format, secrets_from_env
 from bot.policy import PolicyError
 
@@ -37,10 +37,10 @@ commands:
 EPILOG = """\
 transport:
   Socket Mode when SLACK_APP_TOKEN is set (no public URL needed); otherwise an HTTP server on
-  $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, not
-  shutting down; lists each MCP server's state) and GET /metrics (Prometheus). Request
-  signatures are always verified over HTTP, before a body is parsed (401); bodies over 1 MiB
-  are refused unread (413).
+  $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, the
+  agent server too with AGENT_URL, not shutting down; lists each MCP server's state) and
+  GET /metrics (Prometheus). Request signatures are always verified over HTTP, before a body
+  is parsed (401); bodies over 1 MiB are refused unread (413).
   On SIGTERM the bot stops taking requests, lets in-flight decisions and agent runs finish (up to
   25 s), then exits.
 
@@ -80,6 +80,13 @@ environment:
                          (default ~/.local/share/slack-approval-bot)
   DATABASE_POOL_SIZE     connections per pool; a process has two, the agent's and the
                          bot's (default 20)
+  AGENT_URL              drive a graph on LangGraph Server at this URL instead of running the
+                         agent in process (README "Use it with your LangGraph deployment"); the
+                         bot keeps its own database, the agent's state lives on the server, and
+                         the agent variables below are then the server's business
+  AGENT_ASSISTANT        with AGENT_URL: the assistant id or graph id to run (default: the
+                         first graph the server lists)
+  LANGGRAPH_API_KEY      with AGENT_URL: the key sent to the server (x-api-key)
   ANTHROPIC_API_KEY      use Claude; unset: the offline planner (a few fixed phrasings)
   ANTHROPIC_MODEL        Claude model (default claude-sonnet-5-5)
   ANTHROPIC_BASE_URL     Messages API base URL (proxies, gateways)
@@ -180,6 +187,19 @@ async def _prune(older_than: timedelta, audit_older_than: timedelta | None, dry_
     from graph.tools.registry import ToolRegistry
 
     settings = AgentSettings.from_env()
+    remote = remote_from_env(os.environ)
+    if remote is not None:  # the agent's threads are on LangGraph Server: deleted there
+        from graph.db import open_pool, resolve_database_url
+        from graph.remote import open_remote_agent
+
+        url = await resolve_database_url(settings.database_url, settings.data_dir)
+        async with open_remote_agent(remote) as server, open_pool(url) as pool:
+            await migrate_bot(pool)
+            report = await Pruner(pool, server).prune(
+                older_than, audit_older_than=audit_older_than, dry_run=dry_run
+            )
+        print("\n".join(report.lines()))
+        return
     # No tools: pruning runs no agent turn, so no MCP server is started for it.
     async with open_agent(settings, registry=ToolRegistry([])) as agent:
         await migrate_bot(agent.pool)

@@ -162,7 +162,8 @@ def _people(users: Sequence[str]) -> str:
 def review_blocks(
     request: ReviewRequest, ref: str, progress: Progress | None = None
 ) -> list[Block]:
-    """The review message: what will run, with what, for whom, and the three buttons.
+    """The review message: what will run, with what, for whom, and the three buttons (or the
+    ones the agent accepts).
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
     that is waiting for approvals as old -> new.
@@ -185,13 +186,21 @@ def review_blocks(
         {
             "type": "actions",
             "block_id": ACTIONS_BLOCK,
-            "elements": [
-                _button("Approve", APPROVE, ref, style="primary"),
-                _button("Edit", EDIT, ref),
-                _button("Feedback", FEEDBACK, ref),
-            ],
+            "elements": _allowed_buttons(request, ref),
         },
     ]
+
+
+def _allowed_buttons(request: ReviewRequest, ref: str) -> list[Block]:
+    """Approve, Edit and Feedback, or only those the agent accepts (``allowed_decisions``,
+    from a graph on LangGraph Server)."""
+    allowed = request.get("allowed_decisions")
+    buttons = [
+        ("approve", _button("Approve", APPROVE, ref, style="primary")),
+        ("edit", _button("Edit", EDIT, ref)),
+        ("feedback", _button("Feedback", FEEDBACK, ref)),
+    ]
+    return [button for kind, button in buttons if allowed is None or kind in allowed]
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:

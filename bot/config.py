@@ -11,6 +11,7 @@ from bot.limits import TurnLimits
 from bot.policy import Policy, load_policy
 from bot.retention import Retention, RetentionError, retention_from_env
 from graph import AgentSettings
+from graph.remote import RemoteSettings
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
@@ -54,6 +55,8 @@ class BotSettings:
     recover_after_seconds: float = 90.0
     turn_limits: TurnLimits = field(default_factory=TurnLimits)
     retention: Retention = field(default_factory=Retention)
+    remote: RemoteSettings | None = None
+    """``AGENT_URL``: drive a graph on LangGraph Server instead of running one in process."""
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -103,6 +106,7 @@ class BotSettings:
             agent=AgentSettings.from_env(env),
             turn_limits=turn_limits_from_env(env),
             retention=_retention(env),
+            remote=remote_from_env(env),
         )
 
 
@@ -111,6 +115,24 @@ def _retention(env: Mapping[str, str]) -> Retention:
         return retention_from_env(env)
     except RetentionError as error:
         raise ConfigError(str(error)) from None
+
+
+def remote_from_env(env: Mapping[str, str]) -> RemoteSettings | None:
+    """``AGENT_URL`` (with ``AGENT_ASSISTANT`` and ``LANGGRAPH_API_KEY``), or None: the agent
+    runs in process."""
+    url = env.get("AGENT_URL", "").strip()
+    if not url:
+        for name in ("AGENT_ASSISTANT", "LANGGRAPH_API_KEY"):
+            if env.get(name):
+                raise ConfigError(f"{name} is set but AGENT_URL is not (see python -m bot --help)")
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"AGENT_URL must be an http:// or https:// URL, not {url!r}")
+    return RemoteSettings(
+        url=url.rstrip("/"),
+        assistant=env.get("AGENT_ASSISTANT", "").strip() or None,
+        api_key=env.get("LANGGRAPH_API_KEY") or None,
+    )
 
 
 TURN_LIMIT_VARIABLES = {

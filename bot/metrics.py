@@ -22,7 +22,7 @@ import psycopg_pool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from graph import AgentBusy
+from graph import AgentBusy, AgentUnreachable
 from graph.db import Pool
 
 __all__ = ["CONTENT_TYPE_LATEST"]
@@ -93,6 +93,8 @@ def error_kind(error: BaseException | None) -> str:
         return "database"
     if isinstance(error, AgentBusy):
         return "busy"
+    if isinstance(error, AgentUnreachable):
+        return "agent_server"
     module = type(error).__module__
     if module.startswith(("anthropic", "httpx", "langchain_anthropic")):
         return "model"

@@ -27,14 +27,16 @@ from bot.limits import TurnLimiter
 from bot.migrations import migrate_bot
 from bot.payloads import log_context_middleware
 from bot.permissions import Approvers
+from bot.policy import Policy
 from bot.retention import RetentionTask
 from bot.store import BotStore
 from bot.sweeper import run_sweeper
 from bot.transport.http import serve_http
 from bot.transport.socket_mode import serve_socket_mode
-from graph import AgentService, open_agent
+from graph import Agent, AgentSettings, open_agent
 from graph.db import Pool, open_pool, resolve_database_url
 from graph.model import ChatModel
+from graph.remote import RemoteAgent, open_remote_agent
 from graph.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Bot:
     settings: BotSettings
-    service: AgentService
+    service: Agent
+    """The agent: in process (:class:`graph.AgentService`), or on LangGraph Server
+    (:class:`graph.remote.RemoteAgent`, with ``AGENT_URL``)."""
     app: AsyncApp
     flow: ReviewFlow
     pool: Pool
@@ -70,11 +74,11 @@ async def running_bot(
     agent_settings = settings.agent_with(policy)
     url = await resolve_database_url(agent_settings.database_url, agent_settings.data_dir)
     async with (
-        open_agent(agent_settings, model=model, registry=registry) as service,
+        opened_agent(settings, agent_settings, model=model, registry=registry) as service,
         open_pool(url, max_size=agent_settings.pool_max_size) as pool,
     ):
         await migrate_bot(pool)
-        policy.check_tools(service.tool_names, str(settings.policy_file or "APPROVERS"))
+        check_policy_tools(settings, policy, service)
         policy = policy.with_mcp_tools(service.mcp_tools)
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
@@ -104,6 +108,42 @@ async def running_bot(
                     await sweeper
             await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
             await session.close()
+
+
+@asynccontextmanager
+async def opened_agent(
+    settings: BotSettings,
+    agent_settings: AgentSettings,
+    *,
+    model: ChatModel | None = None,
+    registry: ToolRegistry | None = None,
+) -> AsyncIterator[Agent]:
+    """The agent in process, or, with ``AGENT_URL``, the one on LangGraph Server (whose state
+    lives there: only the bot's tables are in the bot's database then)."""
+    if settings.remote is not None:
+        logs.remember_configured_secrets([settings.remote.api_key or ""])
+        async with open_remote_agent(settings.remote) as remote:
+            yield remote
+        return
+    async with open_agent(agent_settings, model=model, registry=registry) as service:
+        yield service
+
+
+def check_policy_tools(settings: BotSettings, policy: Policy, agent: Agent) -> None:
+    """A policy naming a tool the agent does not have stops the start. A remote agent's
+    tools are not known before its graph proposes them, so that check is skipped (said in
+    the log): an entry for a tool the graph never calls is simply never used."""
+    source = str(settings.policy_file or "APPROVERS")
+    if isinstance(agent, RemoteAgent):
+        if policy.tools:
+            log.info(
+                "%s names %s; the agent server does not list its tools, so these names are "
+                "not checked at start-up",
+                source,
+                ", ".join(sorted(policy.tools)),
+            )
+        return
+    policy.check_tools(agent.tool_names, source)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from graph.decisions import (
     ReviewDecision,
 )
 from graph.runtime import open_agent
-from graph.seam import Agent, AgentBusy
+from graph.seam import Agent, AgentBusy, AgentUnreachable
 from graph.service import AgentService
 from graph.types import (
     Decision,
@@ -34,6 +34,7 @@ __all__ = [
     "AgentContext",
     "AgentService",
     "AgentSettings",
+    "AgentUnreachable",
     "Approve",
     "Decision",
     "DecisionKind",

@@ -8,7 +8,9 @@ in process; an agent hosted elsewhere would implement the same methods over its 
 and the review lifecycle would not change. Answers travel as :mod:`graph.decisions` records.
 
 :class:`AgentBusy` is the error a caller sees when a conversation stayed busy with another
-request for too long (today: the thread lease was not granted in time).
+request for too long (today: the thread lease was not granted in time, or LangGraph Server
+refused a second run on a busy thread). :class:`AgentUnreachable` is the error a caller sees
+when the agent is hosted elsewhere (``graph.remote``) and its server does not answer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from graph.types import PendingReview, Refused, RunOutcome
 
 AgentBusy = LeaseTimeout
 """Raised when the conversation is busy with another request (a :class:`TimeoutError`)."""
+
+
+class AgentUnreachable(ConnectionError):
+    """The agent's server could not be reached, or broke off mid-request.
+
+    Whether a request that broke off reached the server is unknown: a caller re-reads the
+    review (``pending_reviews``) before it gives a decision back, as after any failure."""
 
 
 class Agent(Protocol):

@@ -99,6 +99,10 @@ class ReviewRequest(TypedDict):
     """Agent Inbox: accept, edit, respond and ignore are all allowed."""
     description: NotRequired[str]
     """Agent Inbox: the question, the tool's description and any error, in Markdown."""
+    allowed_decisions: NotRequired[list[str]]
+    """The answers the agent accepts, as decision kinds (``approve``, ``edit``, ``feedback``);
+    absent: all three. Set for a graph on LangGraph Server whose interrupt says so (the HITL
+    middleware's ``allowed_decisions``); the card shows only these buttons."""
 
 
 class Decision(TypedDict, total=False):

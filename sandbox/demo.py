@@ -137,7 +137,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def _mcp_line(bot: Bot) -> str:
-    servers = bot.service.registry.servers
+    servers = bot.service.tool_servers
     return (
         ", ".join(
             f"{s.server}: {len(s.tools)} tools" if s.available else f"{s.server}: down ({s.error})"

@@ -27,6 +27,7 @@ from bot import metrics
 from bot.bolt_request import ParsedRequest
 from bot.inflight import SHUTDOWN_GRACE_SECONDS
 from bot.payloads import well_formed
+from graph.remote import RemoteAgent
 from graph.tools.mcp import McpStatus
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ def mcp_section(servers: Sequence[McpStatus]) -> dict[str, Any]:
 
 
 def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
-    """``POST /slack/events`` for Slack; ``/healthz`` (alive), ``/readyz`` (database, and not
-    shutting down) and ``/metrics`` (Prometheus).
+    """``POST /slack/events`` for Slack; ``/healthz`` (alive), ``/readyz`` (database, the agent
+    server with ``AGENT_URL``, and not shutting down) and ``/metrics`` (Prometheus).
 
     Socket Mode serves the last three only (``slack_events=False``): its requests are not
     signed, so an HTTP route into the same app would accept forged ones.
@@ -183,6 +184,8 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
             return JSONResponse(
                 {"status": "unavailable", "database": str(type(error).__name__)}, status_code=503
             )
+        if isinstance(bot.service, RemoteAgent) and (down := await bot.service.reachable()):
+            return JSONResponse({"status": "unavailable", "agent_server": down}, status_code=503)
         return JSONResponse({"status": "ready", **mcp_section(bot.service.tool_servers)})
 
     async def metrics_endpoint(_: Request) -> Response:

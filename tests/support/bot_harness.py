@@ -18,6 +18,7 @@ from bot.limits import TurnLimits
 from bot.server import Bot, http_app, running_bot
 from graph import AgentSettings
 from graph.model import ChatModel
+from graph.remote import RemoteSettings
 from graph.tools.registry import ToolRegistry
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox, running_sandbox
@@ -53,8 +54,10 @@ async def running_slack_env(
     sweep_seconds: float = 0,
     sandbox_options: Mapping[str, Any] | None = None,
     turn_limits: TurnLimits | None = None,
+    remote: RemoteSettings | None = None,
 ) -> AsyncIterator[SlackEnv]:
-    """``turn_limits``: none unless given (tests send many messages as one person quickly)."""
+    """``turn_limits``: none unless given (tests send many messages as one person quickly).
+    ``remote``: drive a graph on LangGraph Server (``AGENT_URL``) instead of one in process."""
     sock = listening_socket()
     bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     config = SandboxConfig(
@@ -70,6 +73,7 @@ async def running_slack_env(
             sweep_seconds=sweep_seconds,
             agent=AgentSettings(database_url=database_url),
             turn_limits=turn_limits or TurnLimits.unlimited(),
+            remote=remote,
         )
         async with running_bot(settings, model=model, registry=registry) as bot:
             server = uvicorn.Server(

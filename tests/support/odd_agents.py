@@ -1,0 +1,54 @@
+"""Graphs for LangGraph Server tests whose interrupts are not the common tool review.
+
+- ``free_form``: asks a question no vocabulary knows (``{"please": ..., "options": [...]}``)
+  and replies with whatever it is answered: the bot must show it as JSON and take words only.
+- ``approve_only``: a stock ``create_agent`` whose ``HumanInTheLoopMiddleware`` allows only
+  ``approve`` and ``reject`` for the weather tool: the card must offer no Edit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.messages import AIMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import interrupt
+
+from graph.tools.weather import weather_search
+from tests.support.hitl_agent import HITL_TOOL, ConversationScriptedChatModel
+
+FREE_FORM_QUESTION = {"please": "pick a colour", "options": ["red", "blue"]}
+
+
+def _ask(state: MessagesState) -> dict[str, Any]:
+    answer = interrupt(FREE_FORM_QUESTION)
+    return {"messages": [AIMessage(content=f"You said: {answer}")]}
+
+
+def make_free_form() -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask", _ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    return builder.compile(name="free_form")
+
+
+def make_approve_only() -> Any:
+    return create_agent(
+        model=ConversationScriptedChatModel(),
+        tools=[weather_search],
+        middleware=[
+            HumanInTheLoopMiddleware(
+                interrupt_on={HITL_TOOL: {"allowed_decisions": ["approve", "reject"]}}
+            )
+        ],
+        name="approve_only",
+    )
+
+
+GRAPHS = {
+    "free_form": "tests.support.odd_agents:make_free_form",
+    "approve_only": "tests.support.odd_agents:make_approve_only",
+}

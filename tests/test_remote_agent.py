@@ -1,0 +1,341 @@
+"""The bot driving graphs hosted on a real LangGraph Server (``langgraph dev``), through the
+Slack sandbox over signed HTTP, with its own real PostgreSQL: ``AGENT_URL`` set, nothing of the
+agent in process. The server hosts this project's graph (``agent``) and a stock LangChain v1
+``create_agent`` with ``HumanInTheLoopMiddleware`` (``hitl``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.failures import AGENT_DOWN
+from bot.store import BotStore
+from bot.sweeper import sweep_once
+from graph import Approve, Edit, Refused
+from graph.remote import DECISIONS, RemoteAgent, RemoteSettings, server_thread_id
+from sandbox.server import Sandbox
+from tests.support import odd_agents
+from tests.support.bot_harness import (
+    ALICE,
+    BOB,
+    BOT,
+    SlackEnv,
+    review_messages,
+    running_slack_env,
+    text_of,
+)
+from tests.support.langgraph_dev import LangGraphDev
+from tests.support.langgraph_server import RestartableServer, restartable_langgraph_dev
+
+WITHIN = 90.0
+"""Every wait: a run crosses two processes and a server on a busy 2-core machine."""
+
+
+@pytest.fixture
+async def env(database_url: str, langgraph_dev: LangGraphDev) -> AsyncIterator[SlackEnv]:
+    remote = RemoteSettings(url=langgraph_dev.url, assistant=langgraph_dev.agent)
+    async with running_slack_env(database_url, remote=remote) as slack_env:
+        yield slack_env
+
+
+@pytest.fixture
+async def hitl_env(database_url: str, langgraph_dev: LangGraphDev) -> AsyncIterator[SlackEnv]:
+    remote = RemoteSettings(url=langgraph_dev.url, assistant=langgraph_dev.hitl)
+    async with running_slack_env(database_url, remote=remote) as slack_env:
+        yield slack_env
+
+
+def agent_of(env: SlackEnv) -> RemoteAgent:
+    assert isinstance(env.bot.service, RemoteAgent)
+    return env.bot.service
+
+
+def message(sandbox: Sandbox, thread_ts: str, ts: str) -> dict[str, Any]:
+    return next(m for m in sandbox.replies("C0GENERAL", thread_ts) if m["ts"] == ts)
+
+
+def saying(sandbox: Sandbox, thread_ts: str, words: str) -> list[dict[str, Any]]:
+    return [m for m in sandbox.replies("C0GENERAL", thread_ts) if words in text_of(m)]
+
+
+def ref_of(review: dict[str, Any]) -> str:
+    return str(review["blocks"][-1]["elements"][0]["value"])
+
+
+async def start_review(
+    env: SlackEnv, text: str, count: int = 1
+) -> tuple[str, list[dict[str, Any]]]:
+    sandbox = env.sandbox
+    ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {text}")
+    reviews = await sandbox.wait_for(
+        lambda: found if len(found := review_messages(sandbox, "C0GENERAL", ts)) >= count else None,
+        WITHIN,
+    )
+    return ts, reviews
+
+
+async def server_runs(env: SlackEnv, ref: str) -> list[dict[str, Any]]:
+    row = await env.bot.flow.store.get(ref)
+    assert row is not None
+    agent = agent_of(env)
+    runs = await agent.client.runs.list(server_thread_id(row.thread_id), limit=100)
+    return [dict(run) for run in runs]
+
+
+async def test_mention_review_approve_runs_on_the_server(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, [review] = await start_review(env, "what's the weather in sf?")
+    assert "weather_search" in text_of(review)
+    assert "Requested by <@U0ALICE>" in text_of(review)  # who asked, read from the server
+    await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+    await sandbox.wait_for(
+        lambda: "Approved by" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+    )
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    assert "light rain, 2 °C in sf" in text_of(done)
+    runs = await server_runs(env, ref_of(review))
+    assert len(runs) == 2  # the turn and the one resume
+    [resume] = [run for run in runs if DECISIONS in (run["metadata"] or {})]
+    row = await env.bot.flow.store.get(ref_of(review))
+    assert row is not None
+    assert resume["metadata"][DECISIONS] == {row.interrupt_id: {"action": "continue", "by": BOB}}
+
+
+async def test_edit_runs_the_edited_call_on_the_server(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, [review] = await start_review(env, "what's the weather in sf?")
+    await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")
+    modal = await sandbox.wait_for(lambda: sandbox.open_modal(BOB), WITHIN)
+    assert [b["block_id"] for b in modal["blocks"] if b["type"] == "input"] == ["arg:city"]
+    done = await sandbox.submit_modal(BOB, {"arg:city": "Oslo"})
+    assert done.closed, done
+    await sandbox.wait_for(
+        lambda: "Edited and approved by" in text_of(message(sandbox, thread, review["ts"])),
+        WITHIN,
+    )
+    [result] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    assert "in Oslo" in text_of(result) and "in sf" not in text_of(result)
+
+
+async def test_feedback_reaches_the_model_and_a_new_review_arrives(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, [review] = await start_review(env, "what's the weather in sf?")
+    await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_feedback")
+    await sandbox.wait_for(lambda: sandbox.open_modal(BOB), WITHIN)
+    sent = await sandbox.submit_modal(BOB, {"feedback": 'use "San Francisco, USA"'})
+    assert sent.closed
+    await sandbox.wait_for(
+        lambda: "Feedback from <@U0BOB>" in text_of(message(sandbox, thread, review["ts"])),
+        WITHIN,
+    )
+    [second] = await sandbox.wait_for(
+        lambda: [
+            m for m in review_messages(sandbox, "C0GENERAL", thread) if m["ts"] != review["ts"]
+        ],
+        WITHIN,
+    )
+    assert "San Francisco, USA" in text_of(second)
+    assert not saying(sandbox, thread, "light rain")  # the call itself never ran
+
+
+async def test_twenty_simultaneous_clicks_make_one_run(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, [review] = await start_review(env, "what's the weather in Oslo?")
+    clicks = [
+        sandbox.click_button(user, "C0GENERAL", review["ts"], "review_approve")
+        for user in [ALICE, BOB] * 10
+    ]
+    responses = await asyncio.gather(*clicks)
+    assert all(response.status == 200 for response in responses)
+    await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    await sandbox.settle(10)
+    assert len(saying(sandbox, thread, "Done.")) == 1
+    assert len(await server_runs(env, ref_of(review))) == 2
+
+
+async def test_a_stale_click_is_told_who_decided(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, [review] = await start_review(env, "what's the weather in Lima?")
+    await asyncio.gather(
+        sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve"),
+        sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve"),
+    )
+    note = await sandbox.wait_for(
+        lambda: sandbox.ephemerals(BOB) or sandbox.ephemerals(ALICE), WITHIN
+    )
+    assert "already approved by <@U0" in note[0]["text"]
+    await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    assert len(await server_runs(env, ref_of(review))) == 2
+
+
+async def test_an_answer_the_server_already_has_is_refused_with_who_decided(
+    env: SlackEnv,
+) -> None:
+    """Past the bot's own claim (another bot, a script, a restored backup): the server's
+    record of the run says who decided, and nothing runs again."""
+    thread, [review] = await start_review(env, "what's the weather in Lima?")
+    await env.sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+    await env.sandbox.wait_for(lambda: saying(env.sandbox, thread, "Done."), WITHIN)
+    row = await env.bot.flow.store.get(ref_of(review))
+    assert row is not None
+    again = await agent_of(env).answer(row.thread_id, row.interrupt_id, Approve(ALICE))
+    assert isinstance(again, Refused) and again.reason == "not_pending"
+    assert again.previous is not None and again.previous.decided_by == BOB
+    assert len(await server_runs(env, ref_of(review))) == 2
+
+
+async def _age_claim(store: BotStore, ref: str) -> None:
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET decided_at = now() - interval '1 hour', "
+            "heartbeat_at = now() - interval '10 minutes' WHERE ref = %s",
+            (ref,),
+        )
+
+
+async def test_a_claim_whose_process_died_before_the_resume_is_finished_once(
+    env: SlackEnv,
+) -> None:
+    """The bot claimed the decision in its database, then died before it reached the server:
+    the sweeper (of any replica) resumes it, once."""
+    sandbox, store = env.sandbox, env.bot.flow.store
+    thread, [review] = await start_review(env, "what's the weather in Quito?")
+    ref = ref_of(review)
+    assert await store.claim(ref, Approve(BOB)) is not None
+    await _age_claim(store, ref)
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered == 1
+    await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    row = await store.get(ref)
+    assert row is not None and row.status == "decided"
+    assert len(await server_runs(env, ref)) == 2
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered == 0
+
+
+async def test_a_resume_the_server_took_before_the_bot_died_is_reported_not_rerun(
+    env: SlackEnv,
+) -> None:
+    """The bot claimed the decision and the server ran it, then the bot died before it could
+    finish the review or post the result: recovery reads the run back from the server (who
+    decided, what followed) and never resumes again."""
+    sandbox, store = env.sandbox, env.bot.flow.store
+    thread, [review] = await start_review(env, "what's the weather in Cairo?")
+    ref = ref_of(review)
+    assert await store.claim(ref, Approve(BOB)) is not None
+    row = await store.get(ref)
+    assert row is not None
+    applied = await agent_of(env).answer(row.thread_id, row.interrupt_id, Approve(BOB))
+    assert not isinstance(applied, Refused), applied  # the dead process's resume went through
+    await _age_claim(store, ref)
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered == 1
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+    assert "in Cairo" in text_of(done)
+    row = await store.get(ref)
+    assert row is not None and row.status == "decided" and row.decided_by == BOB
+    assert len(await server_runs(env, ref)) == 2
+
+
+async def test_two_action_requests_of_the_middleware_are_answered_together(
+    hitl_env: SlackEnv,
+) -> None:
+    env, sandbox = hitl_env, hitl_env.sandbox
+    thread, reviews = await start_review(env, "what's the weather in sf and nyc?", count=2)
+    first, second = sorted(reviews, key=lambda m: m["ts"])
+    assert "sf" in text_of(first) and "nyc" in text_of(second)
+    agent = agent_of(env)
+    row = await env.bot.flow.store.get(ref_of(first))
+    assert row is not None
+
+    await sandbox.click_button(BOB, "C0GENERAL", first["ts"], "review_approve")
+    await sandbox.wait_for(
+        lambda: "Approved by" in text_of(message(sandbox, thread, first["ts"])), WITHIN
+    )
+    await sandbox.settle(5)
+    assert not saying(sandbox, thread, "Done:")  # nothing runs before both are answered
+    assert len(await agent.pending_reviews(row.thread_id)) == 2  # still one interrupt on it
+
+    await sandbox.click_button(BOB, "C0GENERAL", second["ts"], "review_feedback")
+    await sandbox.wait_for(lambda: sandbox.open_modal(BOB), WITHIN)
+    assert (await sandbox.submit_modal(BOB, {"feedback": "not nyc"})).closed
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+    assert "light rain, 2 °C in sf" in text_of(done)
+    assert "rejected" in text_of(done) and "not nyc" in text_of(done)
+    runs = await server_runs(env, ref_of(first))
+    assert len(runs) == 2  # the turn, and one resume carrying both answers
+    assert await agent.pending_reviews(row.thread_id) == []
+
+
+async def test_the_server_down_is_said_and_the_decision_given_back_then_applied(
+    database_url: str,
+) -> None:
+    with restartable_langgraph_dev() as server:
+        remote = RemoteSettings(url=server.url, assistant="agent")
+        async with running_slack_env(database_url, remote=remote) as env:
+            sandbox = env.sandbox
+            ready_url = env.bot_url.replace("/slack/events", "/readyz")
+            thread, [review] = await start_review(env, "what's the weather in Bern?")
+            await asyncio.to_thread(server.stop)
+
+            await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+            [note] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB), WITHIN)
+            assert note["text"] == AGENT_DOWN
+            await sandbox.wait_for(
+                lambda: review_messages(sandbox, "C0GENERAL", thread), WITHIN
+            )  # the buttons are back
+            row = await env.bot.flow.store.get(ref_of(review))
+            assert row is not None and row.status == "pending"
+            async with httpx.AsyncClient(trust_env=False) as http:
+                down = await http.get(ready_url)
+                assert down.status_code == 503 and "agent_server" in down.json()
+
+                await asyncio.to_thread(server.start)
+                assert (await http.get(ready_url)).status_code == 200
+            await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+            [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done."), WITHIN)
+            assert "in Bern" in text_of(done)
+
+
+@pytest.fixture(scope="module")
+def odd_server() -> Iterator[RestartableServer]:
+    with restartable_langgraph_dev(odd_agents.GRAPHS) as server:
+        yield server
+
+
+async def test_an_interrupt_of_unknown_shape_is_shown_as_json_and_answered_in_words(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    remote = RemoteSettings(url=odd_server.url, assistant="free_form")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "hello")
+        shown = text_of(review).replace("&quot;", '"')
+        assert '"please": "pick a colour"' in shown and '"blue"' in shown
+        buttons = [e["action_id"] for e in review["blocks"][-1]["elements"]]
+        assert buttons == ["review_feedback"]
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_feedback")
+        await sandbox.wait_for(lambda: sandbox.open_modal(BOB), WITHIN)
+        assert (await sandbox.submit_modal(BOB, {"feedback": "blue, please"})).closed
+        await sandbox.wait_for(lambda: saying(sandbox, thread, "You said: blue, please"), WITHIN)
+
+
+async def test_only_the_decisions_the_middleware_allows_are_offered(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    remote = RemoteSettings(url=odd_server.url, assistant="approve_only")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "what's the weather in sf?")
+        buttons = [e["action_id"] for e in review["blocks"][-1]["elements"]]
+        assert buttons == ["review_approve", "review_feedback"]  # no Edit: not allowed
+        row = await env.bot.flow.store.get(ref_of(review))
+        assert row is not None
+        refused = await agent_of(env).answer(
+            row.thread_id, row.interrupt_id, Edit({"city": "Oslo"}, BOB)
+        )
+        assert isinstance(refused, Refused) and refused.reason == "invalid_decision"
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+        assert "light rain, 2 °C in sf" in text_of(done)
