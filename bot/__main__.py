@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import timedelta
 
-from bot import audit_cli
+from bot import audit_cli, policy_cli
 from bot.config import BotSettings, ConfigError, remote_from_env
 from bot.logs import configure_logging, parse_format, secrets_from_env
 from bot.policy import PolicyError
@@ -26,6 +26,10 @@ commands:
              Numbered steps per component (agent, bot), recorded in schema_migrations;
              --status lists applied and pending steps without changing anything
   audit      list or export the audit trail: python -m bot audit --help
+  policy     check a policy file as start-up does (python -m bot policy check FILE), or
+             say which rule a call meets and on which terms it is reviewed (python -m bot
+             policy explain FILE --tool T --args '{...}' --user U [--channel C] [--time T]);
+             no database or Slack needed
   prune      delete conversations idle for longer than --older-than (agent state, reviews,
              approvals; event claims by their own age), now, once: python -m bot prune
              --older-than 90d [--audit-older-than 365d] [--dry-run]. The sweeper does the
@@ -55,7 +59,9 @@ environment:
                          unset: anyone who can see the review); only for tools whose approvers
                          POLICY_FILE leaves unset, else the start stops naming both
   POLICY_FILE            TOML policy: per tool review/auto, approvers, four-eyes, quorum, time
-                         to live, reminders, redaction (see README "Policy"), and MCP servers
+                         to live, reminders, redaction, rules on arguments
+                         ([[tools.<name>.rules]] when = "args.amount > 1000" plus settings;
+                         the first that holds applies; see README "Policy"), and MCP servers
                          whose tools the agent gets, all reviewed by default:
                            [mcp.servers.<name>] command = "..." args = [...] (stdio)
                                                 or url = "https://..." (streamable HTTP)
@@ -110,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit,prune}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,migrate,audit,policy,prune}")
     commands.add_parser("run", help="run the bot (the default)")
     prune = commands.add_parser(
         "prune",
@@ -143,6 +149,13 @@ def parser() -> argparse.ArgumentParser:
         description="List or export the append-only audit trail of reviews, decisions and calls.",
     )
     audit_cli.add_arguments(audit)
+    policy = commands.add_parser(
+        "policy",
+        help="check a policy file, or explain which rule a call meets",
+        description="Check a policy file as start-up does, or explain which rule one call "
+        "meets (no database or Slack needed; MCP servers are not started).",
+    )
+    policy_cli.add_arguments(policy)
     return parser
 
 
@@ -229,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "audit":
         return asyncio.run(audit_cli.run(args, sys.stdout))
+    if args.command == "policy":
+        return policy_cli.run(args, sys.stdout, sys.stderr)
     if args.command == "prune":
         try:
             asyncio.run(_prune(args.older_than, args.audit_older_than, args.dry_run))

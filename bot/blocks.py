@@ -160,15 +160,19 @@ def _people(users: Sequence[str]) -> str:
 
 
 def review_blocks(
-    request: ReviewRequest, ref: str, progress: Progress | None = None
+    request: ReviewRequest,
+    ref: str,
+    progress: Progress | None = None,
+    policy_line: str | None = None,
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons (or the
     ones the agent accepts).
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
-    that is waiting for approvals as old -> new.
+    that is waiting for approvals as old -> new. ``policy_line``: which policy rule the call is
+    reviewed under (``bot.policy_blocks``), one context line.
     """
-    extra: list[Block] = []
+    extra: list[Block] = [_context(policy_line)] if policy_line else []
     if progress and progress.changes:
         extra.append(
             _changes_block(progress.changes, f"Edited by {user_mention(progress.edited_by)}")

@@ -34,7 +34,7 @@ PENDING_SQL = """
     SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
            request -> 'tool_call' -> 'args' AS args, proposed_edit,
            request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
-           created_at
+           created_at, policy_match
     FROM slack_reviews
     WHERE status = 'pending'
     ORDER BY created_at DESC, ref
@@ -56,6 +56,11 @@ class WaitingReview:
     created_at: datetime
     requesters: tuple[str, ...] = ()
     """Everyone whose words led to the call (four-eyes refuses all of them)."""
+    proposed: Mapping[str, Any] | None = None
+    """The arguments as the agent proposed them (``args`` has an edit awaiting its quorum)."""
+    policy_match: Mapping[str, Any] | None = None
+    """The policy rule the review was registered under (``bot.policy_rules``)."""
+    edit: Mapping[str, Any] | None = None
 
 
 def current_args(proposed: Mapping[str, Any], edit: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -105,6 +110,9 @@ async def pending_reviews(pool: Pool, limit: int = SCAN_LIMIT) -> list[WaitingRe
             thread_ts=row["thread_ts"],
             message_ts=row["message_ts"],
             created_at=row["created_at"],
+            proposed=row["args"] if isinstance(row["args"], dict) else {},
+            policy_match=row.get("policy_match"),
+            edit=row["proposed_edit"] if isinstance(row["proposed_edit"], dict) else None,
         )
         for row in rows
     ]

@@ -266,6 +266,13 @@ REMIND_INDEX: tuple[str, ...] = (
     """,
 )
 
+POLICY_MATCH: tuple[str, ...] = (
+    # The rule a review was registered under (bot.policy_rules.CallPolicy.stored), so every
+    # later step applies the same policy, whatever the clock says then. NULL: a review from
+    # before rules, resolved from its own row.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS policy_match jsonb",
+)
+
 BOT = Component(
     "bot",
     (
@@ -273,6 +280,7 @@ BOT = Component(
         Step(2, "drop the unused pending_for indexes", DROP_PENDING_FOR_INDEXES),
         Step(3, "retention: indexes, audit_cuts, the sanctioned audit cut", RETENTION),
         Step(4, "index the reminder query", REMIND_INDEX),
+        Step(5, "reviews remember the policy rule they were registered under", POLICY_MATCH),
     ),
 )
 

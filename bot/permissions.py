@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
+from bot.policy_rules import CallPolicy
 from bot.review import rules
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,16 @@ class Approvers:
         self._handles: tuple[float, dict[str, str]] | None = None
         self._names: dict[str, tuple[float, str | None]] = {}
 
-    def allowed_for(self, tool: str) -> frozenset[str] | None:
-        """The ids allowed to decide ``tool``; None means anyone who can see the message."""
-        return self.policy.for_tool(tool).approvers
+    async def may_decide(self, call: CallPolicy, user: str) -> bool:
+        """Whether ``user`` may decide a call under its policy: every approvers condition of
+        it must admit them (normally one; more when it failed closed or an edit moved it
+        under another rule, see :mod:`bot.policy_rules`)."""
+        for allowed in call.approver_conditions:
+            if not await self._admits(allowed, user):
+                return False
+        return True
 
-    async def may_decide(self, tool: str, user: str) -> bool:
-        allowed = self.allowed_for(tool)
+    async def _admits(self, allowed: frozenset[str] | None, user: str) -> bool:
         if rules.named_approver(allowed, user):
             return True
         for group in rules.approver_groups(allowed):
@@ -47,14 +52,13 @@ class Approvers:
 
     def own_call_forbidden(
         self,
-        tool: str,
+        call: CallPolicy,
         user: str,
         requested_by: str | None,
         requesters: Iterable[str] | None = None,
     ) -> bool:
-        """Four-eyes under the tool's policy (see :func:`bot.review.rules.four_eyes_forbids`)."""
-        four_eyes = self.policy.for_tool(tool).four_eyes
-        return rules.four_eyes_forbids(four_eyes, user, requested_by, requesters)
+        """Four-eyes under the call's policy (see :func:`bot.review.rules.four_eyes_forbids`)."""
+        return rules.four_eyes_forbids(call.policy.four_eyes, user, requested_by, requesters)
 
     async def _members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
@@ -106,10 +110,12 @@ class Approvers:
         names = {user: await self.user_name(user) for user in users}
         return {user: name for user, name in names.items() if name}
 
-    async def describe(self, tool: str) -> str:
-        """Who may decide ``tool``, in mrkdwn: people as mentions, groups as ``@handle``."""
-        allowed = self.allowed_for(tool) or frozenset()
-        handles = await self.group_handles() if any(i.startswith("S") for i in allowed) else {}
+    async def describe(self, call: CallPolicy) -> str:
+        """Who may decide a call, in mrkdwn: people as mentions, groups as ``@handle``; with
+        several conditions, each (someone must be in all of them)."""
+        sets = [allowed or frozenset() for allowed in call.approver_conditions]
+        ids = frozenset().union(*sets)
+        handles = await self.group_handles() if any(i.startswith("S") for i in ids) else {}
 
         def one(who: str) -> str:
             if not who.startswith("S"):
@@ -117,4 +123,5 @@ class Approvers:
             handle = handles.get(who)
             return f"@{escape(handle)}" if handle else f"user group `{escape(who)}`"
 
-        return ", ".join(one(who) for who in sorted(allowed)) or "nobody"
+        words = [", ".join(one(who) for who in sorted(allowed)) or "nobody" for allowed in sets]
+        return words[0] if len(words) == 1 else " who is also one of ".join(words)

@@ -24,10 +24,24 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.cel_check import DYN, from_json_schema
 from bot.mcp_config import McpConfigError, McpServerConfig, parse_server
+from bot.policy_rules import (
+    CallPolicy,
+    ConditionError,
+    Rule,
+    activation,
+    compile_condition,
+    conjoined,
+    default_name,
+    program_for,
+    resolve,
+    restored,
+)
 from graph.tools.mcp import McpServerSpec, is_destructive
 from graph.types import ModeRule
 
@@ -65,6 +79,11 @@ class Policy:
     ``[defaults]`` (the rest a tool table inherits), so precedence can name the line."""
     mcp: Mapping[str, McpServerConfig] = field(default_factory=dict)
     """``[mcp.servers.<name>]``: the MCP servers to connect to, by name."""
+    rules: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
+    """``[[tools.<name>.rules]]``, per table (and per MCP tool once :meth:`with_mcp_tools`
+    has run), in file order: see :mod:`bot.policy_rules`."""
+    readable: Mapping[str, str] = field(default_factory=dict)
+    """Model name -> the name people read (``server.tool``), the ``tool`` of a condition."""
 
     @property
     def mcp_servers(self) -> tuple[McpServerSpec, ...]:
@@ -86,9 +105,12 @@ class Policy:
         beats what a hint suggests.
         """
         tools = dict(self.tools)
+        rules = dict(self.rules)
         for name, (readable, hints) in catalog.items():
             table = name if name in self.tools else self._table_for(readable)
             policy = self.tools[table] if table else self.defaults
+            if table and table in self.rules:
+                rules[name] = self.rules[table]
             server = self.mcp.get(readable.split(".", 1)[0])
             quorum = server.destructive_quorum if server else None
             if (
@@ -98,7 +120,8 @@ class Policy:
             ):
                 policy = replace(policy, quorum=max(policy.quorum, quorum))
             tools[name] = policy
-        return replace(self, tools=tools)
+        names = {name: readable for name, (readable, _) in catalog.items()}
+        return replace(self, tools=tools, rules=rules, readable={**self.readable, **names})
 
     def _table_for(self, readable: str) -> str | None:
         if readable in self.tools:
@@ -107,16 +130,111 @@ class Policy:
         return next(patterns, None)
 
     def for_tool(self, name: str) -> ToolPolicy:
+        """The tool's own policy, before its rules (see :meth:`for_call` for one call's)."""
         return self.tools.get(name, self.defaults)
+
+    def for_call(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        *,
+        requester: str | None = None,
+        channel: str | None = None,
+        now: datetime | None = None,
+    ) -> CallPolicy:
+        """The policy of one call: the first of the tool's rules whose condition holds, else
+        the tool's own; a condition that cannot be evaluated fails closed (the strictest
+        policy, :func:`bot.policy_rules.strictest`). Resolve once per review (see
+        :meth:`for_stored`): ``time`` moves on."""
+        variables = activation(
+            args, self.readable.get(name, name), requester, channel, now or datetime.now(UTC)
+        )
+        return resolve(self.for_tool(name), self.rules.get(name, ()), variables)
+
+    def for_stored(
+        self,
+        name: str,
+        stored: Mapping[str, Any] | None,
+        args: Mapping[str, Any],
+        *,
+        requester: str | None,
+        channel: str | None,
+        created: datetime | None,
+    ) -> CallPolicy:
+        """The policy a registered review was created under, from what its row stored
+        (``stored``: :meth:`CallPolicy.stored`); a row from before rules were stored is
+        resolved from its own facts, at the time it was created."""
+        if stored is not None:
+            return restored(self.for_tool(name), self.rules.get(name, ()), stored)
+        return self.for_call(name, args, requester=requester, channel=channel, now=created)
+
+    def for_review(
+        self,
+        name: str,
+        stored: Mapping[str, Any] | None,
+        args: Mapping[str, Any],
+        changed: Mapping[str, Any] | None,
+        *,
+        requester: str | None,
+        channel: str | None,
+        created: datetime | None,
+    ) -> CallPolicy:
+        """The one policy of a registered review: the rule it was created under, and, when
+        its arguments were edited (``changed``), the rule of the edited arguments too, both
+        applying (:func:`bot.policy_rules.conjoined`). Edited arguments are resolved at the
+        review's creation time, so every step that asks gets the same answer."""
+        facts: dict[str, Any] = {"requester": requester, "channel": channel}
+        first = self.for_stored(name, stored, args, created=created, **facts)
+        if changed is None or not first.has_rules or dict(changed) == dict(args):
+            return first
+        return conjoined(first, self.for_call(name, changed, now=created, **facts))
+
+    def redacts(self, name: str) -> frozenset[str]:
+        """Every argument any of the tool's policies (its own, its rules') redacts: where the
+        call is not known (a tool's result, a reply), mask them all."""
+        base = self.for_tool(name)
+        return base.redact.union(*(rule.apply(base).redact for rule in self.rules.get(name, ())))
+
+    def check_rules(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
+        """Type-check every rule's condition against its tool's argument schema (a table no
+        known tool has, e.g. an MCP pattern while its server is down: against open arguments,
+        which still catches unknown variables and functions). All errors are named at once,
+        each with its file and line."""
+        errors: list[str] = []
+        for name, rules in self.rules.items():
+            schema = schemas.get(name)
+            args = from_json_schema(schema) if schema is not None else DYN
+            for rule in rules:
+                try:
+                    rule.type_check(args, self.readable.get(name, name))
+                except ConditionError as error:
+                    errors.append(str(error))
+        if errors:
+            raise PolicyError("\n".join(dict.fromkeys(errors)))
 
     def mode_rules(self, source: str) -> tuple[ModeRule, ...]:
         """The file's word on review, for the tool registry, each naming its line's table."""
-        return tuple(
+        written = tuple(
             ModeRule(name, mode, f'policy file {source} {_table(name)} mode = "{mode}"')
             for name, keys in self.written.items()
             if "mode" in keys
             for mode in [(self.defaults if name == "*" else self.for_tool(name)).mode]
         )
+        return written + self._rules_mode(source)
+
+    def _rules_mode(self, source: str) -> tuple[ModeRule, ...]:
+        """A tool with rules is reviewed by the agent whenever any of its policies (its own,
+        a rule's) says review: which one applies is decided per call, by the bot, which
+        answers a call whose rule says ``auto`` itself (``bot.turns``)."""
+        found = []
+        for name, rules in self.rules.items():
+            if name in self.readable:
+                continue  # an MCP tool's copy of its table's rules
+            base = self.for_tool(name)
+            if "review" in {base.mode, *(rule.apply(base).mode for rule in rules)}:
+                source_words = f"policy file {source} {_table(name)} rules (decided per call)"
+                found.append(ModeRule(name, "review", source_words))
+        return tuple(found)
 
     def check_tools(self, known: Iterable[str], source: str = "policy") -> None:
         """Every tool table must name a tool; a ``server.tool`` name or a pattern must name a
@@ -296,14 +414,84 @@ def parse_policy(text: str, source: str = "policy", env: Mapping[str, str] | Non
     tools_raw = data.get("tools", {})
     if not isinstance(tools_raw, Mapping):
         raise PolicyError(f"{source}: [tools] must contain one table per tool")
+    tables = {name: _without_rules(raw) for name, raw in tools_raw.items()}
     tools = {
         name: _tool_policy(raw, defaults, locator(("tools", name))(), locator(("tools", name)))
+        for name, raw in tables.items()
+    }
+    written = {name: frozenset(raw) for name, raw in [("*", defaults_raw), *tables.items()] if raw}
+    rules = {
+        name: _rules(name, raw["rules"], tools[name], text, source)
         for name, raw in tools_raw.items()
+        if isinstance(raw, Mapping) and "rules" in raw
     }
-    written = {
-        name: frozenset(raw) for name, raw in [("*", defaults_raw), *tools_raw.items()] if raw
-    }
-    return Policy(defaults, tools, written, _mcp_servers(data.get("mcp", {}), source, locator, env))
+    servers = _mcp_servers(data.get("mcp", {}), source, locator, env)
+    return Policy(defaults, tools, written, servers, {k: v for k, v in rules.items() if v})
+
+
+def _without_rules(raw: Any) -> Any:
+    return {k: v for k, v in raw.items() if k != "rules"} if isinstance(raw, Mapping) else raw
+
+
+def _rule_line(text: str, table: str, index: int, key: str | None) -> int | None:
+    """The line of the ``index``-th ``[[tools.<table>.rules]]`` (or of ``key`` in it)."""
+    dotted = r"\s*\.\s*".join(f"[\"']?{re.escape(p)}[\"']?" for p in ("tools", table, "rules"))
+    header = re.compile(rf"^\s*\[\[\s*{dotted}\s*\]\]")
+    lines = text.splitlines()
+    starts = [number for number, line in enumerate(lines, start=1) if header.match(line)]
+    if len(starts) < index:
+        return _line_of(text, ("tools", table), "rules")
+    start = starts[index - 1]
+    if key is None:
+        return start
+    for number, inner in enumerate(lines[start:], start=start + 1):
+        if re.match(r"^\s*\[", inner):
+            break
+        if re.match(rf"^\s*{re.escape(key)}\s*=", inner):
+            return number
+    return start
+
+
+def _rules(table: str, raw: Any, base: ToolPolicy, text: str, source: str) -> tuple[Rule, ...]:
+    """``[[tools.<table>.rules]]``: each a ``when``, an optional ``name``, and settings parsed
+    by the tool tables' own parser (so every setting a tool table takes works in a rule),
+    applied over the tool's resolved policy. Checked here for syntax and settings; types are
+    checked once the tools' schemas are known (:meth:`Policy.check_rules`)."""
+    if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
+        line = _line_of(text, ("tools", table), "rules")
+        where = f"{source}, line {line}" if line else source
+        raise PolicyError(f"{where}: rules is a list of tables: [[tools.{table}.rules]]")
+    rules: list[Rule] = []
+    for index, entry in enumerate(raw, start=1):
+
+        def locate(key: str | None = None, index: int = index) -> str:
+            line = _rule_line(text, table, index, key)
+            return f"{source}, line {line}" if line else source
+
+        if "when" not in entry:
+            raise PolicyError(f'{locate()}: a rule needs a condition: when = "args.x > 1"')
+        name = entry.get("name", default_name(index, table))
+        if not isinstance(name, str) or not name.strip():
+            raise PolicyError(f"{locate('name')}: a rule's name is a non-empty string")
+        if any(rule.name == name for rule in rules):
+            raise PolicyError(f"{locate('name')}: two rules of {table} are named {name!r}")
+        try:
+            tree = compile_condition(entry["when"])
+        except ConditionError as error:
+            raise PolicyError(f"{locate('when')}: {error}") from None
+        settings = {k: v for k, v in entry.items() if k not in ("when", "name")}
+
+        def apply(
+            policy: ToolPolicy, settings: Mapping[str, Any] = settings, locate: Any = locate
+        ) -> ToolPolicy:
+            return _tool_policy(settings, policy, locate(), locate)
+
+        apply(base)  # every setting checked now, naming its line
+        rule = Rule(
+            table, index, name, entry["when"], tree, locate("when"), apply, program_for(tree)
+        )
+        rules.append(rule)
+    return tuple(rules)
 
 
 def _mcp_servers(

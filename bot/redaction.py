@@ -28,7 +28,11 @@ that redacts a value this short cannot keep it out of free text, only out of arg
 
 def redacts_anything(policy: Policy) -> bool:
     """Whether any tool has redacted arguments at all (if not, there is nothing to look up)."""
-    return bool(policy.defaults.redact) or any(tool.redact for tool in policy.tools.values())
+    return (
+        bool(policy.defaults.redact)
+        or any(tool.redact for tool in policy.tools.values())
+        or any(policy.redacts(name) for name in policy.rules)
+    )
 
 
 def _forms(value: Any) -> Iterable[str]:

@@ -80,6 +80,7 @@ async def running_bot(
         await migrate_bot(pool)
         check_policy_tools(settings, policy, service)
         policy = policy.with_mcp_tools(service.mcp_tools)
+        policy.check_rules(service.tool_schemas)  # a typo in a rule stops the start, naming it
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,9 +65,10 @@ process that only seemed dead) gets no second event."""
 
 _ADD_REVIEW_SQL: LiteralString = """
     INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
-                               thread_ts, tool_name, request, expires_at, remind_at)
+                               thread_ts, tool_name, request, expires_at, remind_at,
+                               policy_match)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
-            now() + make_interval(secs => %s), now() + make_interval(secs => %s))
+            now() + make_interval(secs => %s), now() + make_interval(secs => %s), %s)
     ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 """
 _CLAIM_SET: LiteralString = """
@@ -222,6 +223,8 @@ class ReviewRow:
     lapsed: bool = False
     """Pending with its time run out, by the database's clock when the row was read."""
     message_copies: tuple[str, ...] = ()
+    policy_match: dict[str, Any] | None = None
+    """The rule the review was registered under (``bot.policy_rules.CallPolicy.stored``)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
@@ -396,6 +399,7 @@ class BotStore:
         ttl_seconds: float | None = None,
         remind_before_seconds: float | None = None,
         audit: AuditEvent | None = None,
+        policy_match: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Register a review to post; None if it was already registered (a replayed outcome).
 
@@ -421,6 +425,7 @@ class BotStore:
             Json(request),
             ttl_seconds,
             remind_after,
+            Json(dict(policy_match)) if policy_match is not None else None,
         )
         if audit is not None:
             try:

@@ -18,13 +18,15 @@ from bot import blocks, logs, metrics, redaction
 from bot.blocks import Progress
 from bot.failures import explain
 from bot.mrkdwn import decode_incoming
-from bot.review.audit_events import auto_event, requested_event
+from bot.policy_blocks import policy_line
+from bot.policy_rules import CallPolicy
+from bot.review.audit_events import audit_event, auto_event, requested_event
 from bot.review.deps import Deps
 from bot.review.shown import with_args
 from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
-from graph import Refused, ReviewRequest, RunOutcome, ToolResult
+from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +187,7 @@ class Turns:
         found: set[str] = set()
 
         def add(tool: str, args: Mapping[str, Any]) -> None:
-            found.update(redaction.secret_values(args, self.deps.policy(tool).redact))
+            found.update(redaction.secret_values(args, self.deps.approvers.policy.redacts(tool)))
 
         for result in outcome.tool_results if outcome else ():
             add(result.tool_name, result.args)
@@ -210,7 +212,16 @@ class Turns:
         one is posted. Should a second copy appear anyway, clicks on either act on the review
         and a decision paints both."""
         storage, slack = self.deps.storage, self.deps.slack
-        policy = self.deps.policy(request["tool_call"]["name"])
+        call = self.deps.approvers.policy.for_call(
+            request["tool_call"]["name"],
+            request["tool_call"]["args"],
+            requester=request.get("requested_by"),
+            channel=thread.channel_id,
+        )
+        if call.policy.mode == "auto":
+            await self._run_by_rule(thread, interrupt_id, request, call)
+            return
+        policy = call.policy
         ref = await storage.add_review(
             thread.thread_id,
             interrupt_id,
@@ -221,7 +232,10 @@ class Turns:
             ttl_seconds=policy.ttl_seconds,
             remind_before_seconds=policy.remind_before_seconds,
             # in the same statement: the trail has it before any click
-            audit=requested_event(thread, interrupt_id, request, policy),
+            audit=requested_event(
+                thread, interrupt_id, request, policy, call.label if call.has_rules else None
+            ),
+            policy_match=call.stored(),  # resolved once: every later step uses this rule
         )
         seen_before = ref is None
         if ref is None:
@@ -231,6 +245,10 @@ class Turns:
             ref = await storage.unposted_review(
                 thread.thread_id, interrupt_id, older_than_seconds=0 if recovering else 30
             )
+            registered = await storage.get(ref) if ref is not None else None
+            if registered is not None:  # shown under the policy it was registered under
+                call = self.deps.policy_of(registered)
+                policy = call.policy
         if ref is None:
             return
         logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
@@ -240,12 +258,42 @@ class Turns:
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
             ts = await slack.post(
                 thread,
-                blocks.review_blocks(shown, ref, progress),
+                blocks.review_blocks(shown, ref, progress, policy_line(call)),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )
         if ts:
             await storage.add_copy(ref, ts)
+
+    async def _run_by_rule(
+        self, thread: SlackThread, interrupt_id: str, request: ReviewRequest, call: CallPolicy
+    ) -> None:
+        """A call whose policy rule says ``mode = "auto"`` runs without a person: the bot
+        answers the agent's review itself (the agent asks for review of every call of a tool
+        whose rules may want one: ``Policy.mode_rules``), records ``auto_approved`` with the
+        rule, and posts what followed. Answered elsewhere already (a replayed outcome): the
+        agent refuses the second answer and nothing more is done here."""
+        requester = request.get("requested_by")
+        outcome = await self.deps.agent.answer(
+            thread.thread_id,
+            interrupt_id,
+            Approve(None),
+            context=self.deps.context(thread, requester),
+        )
+        if isinstance(outcome, Refused):
+            log.info("auto-approval by rule of %s: %s", interrupt_id, outcome.reason)
+            return
+        event = audit_event(
+            "auto_approved",
+            thread.thread_id,
+            interrupt_id,
+            request,
+            call.policy,
+            detail=f"policy rule: {call.label}",
+            channel_id=thread.channel_id,
+        )
+        await self.deps.append(event)
+        await self.present(thread, outcome, requester=requester)
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

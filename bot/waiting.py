@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import home
 from bot.permissions import Approvers
+from bot.policy_rules import CallPolicy
 from bot.store import BotStore
 from bot.visibility import Audience
 
@@ -58,17 +59,28 @@ class WaitingLister:
         mine = [
             self.shown(review)
             for review in reviews
-            if await approvers.may_decide(review.tool_name, user)
-            and not approvers.own_call_forbidden(
-                review.tool_name, user, review.requested_by, review.requesters
-            )
+            for call in [self.policy_of(review)]
+            if await approvers.may_decide(call, user)
+            and not approvers.own_call_forbidden(call, user, review.requested_by, review.requesters)
             and await self.audience.can_see(review.channel_id, user, review.requested_by)
         ]
         return home.waiting_from(mine, complete=len(reviews) < home.SCAN_LIMIT)
 
+    def policy_of(self, review: home.WaitingReview) -> CallPolicy:
+        """The review's one policy, as a click would see it (``Deps.policy_of``)."""
+        return self.approvers.policy.for_review(
+            review.tool_name,
+            review.policy_match,
+            review.proposed if review.proposed is not None else review.args,
+            review.edit,
+            requester=review.requested_by,
+            channel=review.channel_id,
+            created=review.created_at,
+        )
+
     def shown(self, review: home.WaitingReview) -> home.WaitingReview:
         """The review as the list may show it: redacted arguments masked."""
-        masked = self.approvers.policy.for_tool(review.tool_name).redacted(review.args)
+        masked = self.policy_of(review).policy.redacted(review.args)
         return dataclasses.replace(review, args=masked)
 
 

@@ -46,6 +46,12 @@ class Agent(Protocol):
         ...
 
     @property
+    def tool_schemas(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each tool's argument schema (JSON schema), so the policy's rules on arguments are
+        type-checked at start-up (read-only)."""
+        ...
+
+    @property
     def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
         """MCP tools by the model's name: the name people read (``server.tool``) and the
         server's hints, for the policy's hint rules."""

@@ -119,6 +119,10 @@ class AgentService:
         return self.registry.names
 
     @property
+    def tool_schemas(self) -> Mapping[str, Mapping[str, Any]]:
+        return {name: self.registry.info(name)["args_schema"] for name in self.registry.names}
+
+    @property
     def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
         return self.registry.mcp_tools()
 

@@ -58,11 +58,22 @@ def audit_event(
 
 
 def requested_event(
-    thread: SlackThread, interrupt_id: str, request: ReviewRequest, policy: ToolPolicy
+    thread: SlackThread,
+    interrupt_id: str,
+    request: ReviewRequest,
+    policy: ToolPolicy,
+    detail: str | None = None,
 ) -> AuditEvent:
-    """``register``: the review exists (written with it, before anyone can click)."""
+    """``register``: the review exists (written with it, before anyone can click);
+    ``detail``: the policy rule it is reviewed under, when the tool has rules."""
     return audit_event(
-        "requested", thread.thread_id, interrupt_id, request, policy, channel_id=thread.channel_id
+        "requested",
+        thread.thread_id,
+        interrupt_id,
+        request,
+        policy,
+        channel_id=thread.channel_id,
+        detail=detail,
     )
 
 

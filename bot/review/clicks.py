@@ -55,22 +55,38 @@ class Clicks:
         self.effects = effects
         self._expiring: set[asyncio.Task[None]] = set()
 
-    async def admissible(self, click: Click, kind: DecisionKind) -> ReviewRow | str:
-        """The review a click may act on, or the sentence to tell the clicker instead."""
-        approvers = self.deps.approvers
+    async def admissible(
+        self, click: Click, kind: DecisionKind, edit: Mapping[str, Any] | None = None
+    ) -> ReviewRow | str:
+        """The review a click may act on, or the sentence to tell the clicker instead.
+
+        ``edit``: the arguments an Edit submits; the clicker must then be allowed under the
+        policy of the edited call as well as the review's own (``Deps.policy_of``)."""
         review = await self.deps.storage.get(click.ref)
         if review is None:
             log.warning("click with unknown review ref from %s", click.user)
             return UNKNOWN
+        return await self.admit(review, click, kind, edit)
+
+    async def admit(
+        self,
+        review: ReviewRow,
+        click: Click,
+        kind: DecisionKind,
+        edit: Mapping[str, Any] | None = None,
+    ) -> ReviewRow | str:
+        """:meth:`admissible` for a review already read."""
+        approvers = self.deps.approvers
+        call = self.deps.policy_of(review, edit)
         elsewhere = bool(click.channel_id and click.channel_id != review.channel_id)
         facts = ClickFacts(
             kind=kind,
             clicked_in=click.channel_id,
             review_channel=review.channel_id,
             # group membership is looked up only for a click in the review's own channel
-            is_approver=elsewhere or await approvers.may_decide(review.tool_name, click.user),
+            is_approver=elsewhere or await approvers.may_decide(call, click.user),
             four_eyes_forbidden=approvers.own_call_forbidden(
-                review.tool_name,
+                call,
                 click.user,
                 review.request.get("requested_by"),
                 review.request.get("requesters"),
@@ -90,7 +106,7 @@ class Clicks:
             detail = rules.REFUSAL_DETAIL[verdict]
             await self.effects.record("refused", review, by=click.user, detail=detail)
         if verdict == "not_approver":
-            who = await approvers.describe(review.tool_name)
+            who = await approvers.describe(call)
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."
@@ -108,7 +124,7 @@ class Clicks:
             if isinstance(review, str):
                 await self.effects.tell(review, click, None)
                 return
-            policy = self.deps.policy(review.tool_name)
+            policy = self.deps.policy_of(review).policy
             view = (
                 modals.edit_modal(current_request(review), review.ref, policy.redact)
                 if modal == "edit"
@@ -136,11 +152,14 @@ class Clicks:
             if modal == "feedback":
                 text, errors = modals.parse_feedback(values)
                 return errors if errors or text is None else (review, Feedback(text, click.user))
-            policy = self.deps.policy(review.tool_name)
+            policy = self.deps.policy_of(review).policy
             request = current_request(review)
             parsed = modals.parse_edit(request, values, policy.redact)
             if parsed.errors:
                 return parsed.errors
+            under = await self.admit(review, click, modal, parsed.args)  # the edited call's terms
+            if isinstance(under, str):
+                return {first_block: await self.plain(under)}
             edit = Edit(parsed.args, click.user)
             refused = await self.deps.agent.check(review.thread_id, review.interrupt_id, edit)
         except Exception as error:
@@ -167,7 +186,8 @@ class Clicks:
     ) -> None:
         storage = self.deps.storage
         started = time.perf_counter()
-        found = review or await self.admissible(click, decision.kind)
+        edited = decision.args if isinstance(decision, Edit) else None
+        found = review or await self.admissible(click, decision.kind, edited)
         if isinstance(found, str):
             count(decision.kind, "rejected")
             await self.effects.tell(found, click, None)
@@ -181,7 +201,7 @@ class Clicks:
                 message_ts=found.message_ts or click.message_ts,
                 message_copies=(*found.messages, click.message_ts),
             )
-        policy = self.deps.policy(found.tool_name)
+        policy = self.deps.policy_of(found, edited).policy
         approvals: tuple[str, ...] = ()
         if rules.counts_towards_quorum(policy.quorum, decision.kind):
             reached = await self._count_approval(found, click, decision, policy.quorum)

@@ -5,6 +5,7 @@ audit trail."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from bot import logs, redaction
 from bot.audit import AuditEvent, AuditLog
 from bot.permissions import Approvers
 from bot.policy import ToolPolicy
+from bot.policy_rules import CallPolicy
 from bot.review.storage import ReviewStorage
 from bot.slack_out import SlackOut
 from bot.store import ReviewRow
@@ -30,7 +32,27 @@ class Deps:
     audit: AuditLog
 
     def policy(self, tool: str) -> ToolPolicy:
+        """A tool's own policy, before its rules: only where no one call is meant (a review
+        has :meth:`policy_of`)."""
         return self.approvers.policy.for_tool(tool)
+
+    def policy_of(self, review: ReviewRow, edit: Mapping[str, Any] | None = None) -> CallPolicy:
+        """The one policy of a review, wherever it is asked for (card, clicks, modals, quorum,
+        expiry, reminders, Home): the rule it was registered under (stored with the row), and,
+        once its arguments were edited (``edit``: arguments about to be proposed; else the
+        row's own edit), the rule of the edited arguments too, both applying
+        (:func:`bot.policy_rules.conjoined`). Edited arguments are resolved at the review's
+        creation time, so every step sees the same answer."""
+        request = review.request
+        return self.approvers.policy.for_review(
+            review.tool_name,
+            review.policy_match,
+            request["tool_call"]["args"],
+            edit if edit is not None else review.proposed_edit or review.edited_args,
+            requester=request.get("requested_by"),
+            channel=review.channel_id,
+            created=review.created_at,
+        )
 
     def context(self, thread: SlackThread, user: str | None) -> AgentContext:
         """What the agent's tools may use: Slack (as the bot), who asked, which workspace."""
@@ -48,7 +70,7 @@ class Deps:
 
     def review_secrets(self, review: ReviewRow) -> frozenset[str]:
         """The redacted values of one review: as proposed, edited, or awaiting a quorum."""
-        redact = self.policy(review.tool_name).redact
+        redact = self.policy_of(review).policy.redact
         sets: tuple[dict[str, Any] | None, ...] = (
             review.request["tool_call"]["args"],
             review.edited_args,

@@ -18,6 +18,7 @@ from bot.audit import Outcome
 from bot.blocks import Progress, Verdict
 from bot.failures import DB_DOWN, explain
 from bot.mrkdwn import escape
+from bot.policy_blocks import policy_line
 from bot.review.audit_events import decision_event, review_event
 from bot.review.deps import Deps, thread_of
 from bot.review.rules import expiry_words
@@ -76,7 +77,7 @@ class ReviewEffects:
     async def record(
         self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
     ) -> None:
-        policy = self.deps.policy(review.tool_name)
+        policy = self.deps.policy_of(review).policy
         await self.deps.append(review_event(outcome, review, policy, by=by, detail=detail))
 
     # -- apply, release, recover ---------------------------------------------------------
@@ -94,7 +95,7 @@ class ReviewEffects:
         If the decision cannot be applied (database down, model unreachable before the tool
         ran), the claim is released and the buttons come back, so nothing is lost.
         """
-        policy = self.deps.policy(claimed.tool_name)
+        policy = self.deps.policy_of(claimed).policy
         self.deps.remember_secrets(claimed)  # before the tool runs and logs
         await self.show_decided(claimed, verdict_of(claimed, policy, approvals))
         thread = thread_of(claimed)
@@ -125,7 +126,7 @@ class ReviewEffects:
         await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
     async def _finish(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
-        policy = self.deps.policy(review.tool_name)
+        policy = self.deps.policy_of(review).policy
         await self.deps.storage.finish(review.ref, decision_event(review, approvals, policy))
 
     async def _refused(self, review: ReviewRow, click: Click | None, refused: Refused) -> None:
@@ -170,7 +171,7 @@ class ReviewEffects:
                 decided_at=previous.decided_at,
                 edited_args=None,
             )
-            policy = self.deps.policy(review.tool_name)
+            policy = self.deps.policy_of(review).policy
             await storage.finish(
                 review.ref,
                 decision_event(theirs, (), policy, detail="applied before a restart"),
@@ -191,7 +192,7 @@ class ReviewEffects:
         )
         approvals = tuple(await storage.approvals(review.ref, review.version))
         await self._finish(review, approvals)
-        await self.show_decided(review, verdict_of(review, self.deps.policy(review.tool_name)))
+        await self.show_decided(review, verdict_of(review, self.deps.policy_of(review).policy))
         if resumed is not None:
             await self.turns.present(thread, resumed, recovering=True, requester=requester)
             return
@@ -233,7 +234,7 @@ class ReviewEffects:
     async def expire(self, review: ReviewRow) -> None:
         """``claim_expiry``, then apply: nobody decided in time, so the agent is told the call
         did not run (fail closed)."""
-        policy = self.deps.policy(review.tool_name)
+        policy = self.deps.policy_of(review).policy
         expiry = Expire(expiry_words(policy.ttl_seconds))
         claimed = await self.deps.storage.claim(review.ref, expiry)
         if isinstance(claimed, ReviewRow):  # None: decided meanwhile, or not yet expired
@@ -247,7 +248,8 @@ class ReviewEffects:
             log.exception("expiring %s after a late click failed", review.ref)
 
     async def remind(self, review: ReviewRow) -> None:
-        allowed = self.deps.approvers.allowed_for(review.tool_name) or frozenset()
+        call = self.deps.policy_of(review)
+        allowed = frozenset().union(*(ids or () for ids in call.approver_conditions))
         who = " ".join(
             f"<!subteam^{i}>" if i.startswith("S") else f"<@{i}>" for i in sorted(allowed)
         )
@@ -264,7 +266,7 @@ class ReviewEffects:
 
     async def sync(self, review: ReviewRow) -> None:
         """Repaint a message whose update Slack did not accept earlier."""
-        policy = self.deps.policy(review.tool_name)
+        policy = self.deps.policy_of(review).policy
         approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
         if review.status == "pending":
             await self.repaint_pending(review, approvals)
@@ -272,7 +274,8 @@ class ReviewEffects:
             await self.show_decided(review, verdict_of(review, policy, approvals))
 
     async def repaint_pending(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
-        policy = self.deps.policy(review.tool_name)
+        call = self.deps.policy_of(review)
+        policy = call.policy
         changes = None
         if review.proposed_edit is not None:
             changes = blocks.changed_args(
@@ -282,13 +285,15 @@ class ReviewEffects:
         progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
         await self._paint(
             review,
-            blocks.review_blocks(shown_request(review, policy), review.ref, progress),
+            blocks.review_blocks(
+                shown_request(review, policy), review.ref, progress, policy_line(call)
+            ),
             blocks.review_fallback_text(review.request),
         )
 
     async def show_decided(self, review: ReviewRow, verdict: Verdict) -> None:
         shown = shown_request(
-            dataclasses.replace(review, proposed_edit=None), self.deps.policy(review.tool_name)
+            dataclasses.replace(review, proposed_edit=None), self.deps.policy_of(review).policy
         )
         await self._paint(
             review,

@@ -4,6 +4,7 @@ changes a row is named by (or documented with) its transition in ``bot.review.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ class ReviewStorage(Protocol):
         ttl_seconds: float | None = None,
         remind_before_seconds: float | None = None,
         audit: AuditEvent | None = None,
+        policy_match: Mapping[str, Any] | None = None,
     ) -> str | None:
         """``register``."""
         ...
