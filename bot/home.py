@@ -30,8 +30,11 @@ EMPTY_TEXT = (
     "approve, it shows up here."
 )
 
+# A routed card (bot.routing) is linked, and shown to whoever can see the channel it lives in.
 PENDING_SQL = """
-    SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
+    SELECT ref, team_id, COALESCE(card_channel, channel_id) AS channel_id,
+           CASE WHEN card_channel IS NULL THEN thread_ts ELSE COALESCE(message_ts, thread_ts)
+           END AS thread_ts, message_ts, tool_name,
            request -> 'tool_call' -> 'args' AS args, proposed_edit,
            request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
            created_at

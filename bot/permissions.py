@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
 from bot.review import rules
+from bot.store import ReviewRow
 
 log = logging.getLogger(__name__)
 LOOKUP_SECONDS = 1.0  # names are a nicety: a modal error must still answer within Slack's 3 s
@@ -37,7 +38,19 @@ class Approvers:
         return self.policy.for_tool(tool).approvers
 
     async def may_decide(self, tool: str, user: str) -> bool:
-        allowed = self.allowed_for(tool)
+        return await self._among(self.allowed_for(tool), user)
+
+    async def may_decide_review(self, review: ReviewRow, user: str) -> bool:
+        """:meth:`may_decide`, and, once the review escalated (``escalated_at``, set once and
+        never cleared), its ``escalate_to`` too: they join the approvers from then on."""
+        if await self.may_decide(review.tool_name, user):
+            return True
+        targets = self.policy.for_tool(review.tool_name).escalate_to
+        return (
+            review.escalated_at is not None and bool(targets) and await self._among(targets, user)
+        )
+
+    async def _among(self, allowed: frozenset[str] | None, user: str) -> bool:
         if rules.named_approver(allowed, user):
             return True
         for group in rules.approver_groups(allowed):

@@ -62,13 +62,14 @@ class Clicks:
         if review is None:
             log.warning("click with unknown review ref from %s", click.user)
             return UNKNOWN
-        elsewhere = bool(click.channel_id and click.channel_id != review.channel_id)
+        home = review.card_channel_id  # where every copy of the card is (routed or not)
+        elsewhere = bool(click.channel_id and click.channel_id != home)
         facts = ClickFacts(
             kind=kind,
             clicked_in=click.channel_id,
-            review_channel=review.channel_id,
+            review_channel=home,
             # group membership is looked up only for a click in the review's own channel
-            is_approver=elsewhere or await approvers.may_decide(review.tool_name, click.user),
+            is_approver=elsewhere or await approvers.may_decide_review(review, click.user),
             four_eyes_forbidden=approvers.own_call_forbidden(
                 review.tool_name,
                 click.user,

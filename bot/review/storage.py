@@ -28,6 +28,9 @@ class ReviewStorage(Protocol):
         ttl_seconds: float | None = None,
         remind_before_seconds: float | None = None,
         audit: AuditEvent | None = None,
+        card_channel: str | None = None,
+        conversation_link: str | None = None,
+        escalate_after_seconds: float | None = None,
     ) -> str | None:
         """``register``."""
         ...
