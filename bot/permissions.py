@@ -43,14 +43,21 @@ class Approvers:
     async def may_decide_review(self, review: ReviewRow, user: str) -> bool:
         """:meth:`may_decide`, and, once the review escalated (``escalated_at``, set once and
         never cleared), its ``escalate_to`` too: they join the approvers from then on."""
-        if await self.may_decide(review.tool_name, user):
-            return True
-        targets = self.policy.for_tool(review.tool_name).escalate_to
-        return (
-            review.escalated_at is not None and bool(targets) and await self._among(targets, user)
+        return await self.may_decide_escalated(
+            review.tool_name, user, escalated=review.escalated_at is not None
         )
 
+    async def may_decide_escalated(self, tool: str, user: str, *, escalated: bool) -> bool:
+        if await self.may_decide(tool, user):
+            return True
+        return escalated and await self._among(self.escalation_targets(tool, escalated), user)
+
+    def escalation_targets(self, tool: str, escalated: bool) -> frozenset[str]:
+        """Who joined the approvers of an escalated review of ``tool`` (nobody before)."""
+        return self.policy.for_tool(tool).escalate_to if escalated else frozenset()
+
     async def _among(self, allowed: frozenset[str] | None, user: str) -> bool:
+        """Named, or in a named group; None names everyone, an empty set nobody."""
         if rules.named_approver(allowed, user):
             return True
         for group in rules.approver_groups(allowed):
@@ -119,9 +126,10 @@ class Approvers:
         names = {user: await self.user_name(user) for user in users}
         return {user: name for user, name in names.items() if name}
 
-    async def describe(self, tool: str) -> str:
-        """Who may decide ``tool``, in mrkdwn: people as mentions, groups as ``@handle``."""
-        allowed = self.allowed_for(tool) or frozenset()
+    async def describe(self, tool: str, also: frozenset[str] = frozenset()) -> str:
+        """Who may decide ``tool`` (and ``also``: an escalated review's targets), in mrkdwn:
+        people as mentions, groups as ``@handle``."""
+        allowed = (self.allowed_for(tool) or frozenset()) | also
         handles = await self.group_handles() if any(i.startswith("S") for i in allowed) else {}
 
         def one(who: str) -> str:

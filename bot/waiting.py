@@ -58,7 +58,9 @@ class WaitingLister:
         mine = [
             self.shown(review)
             for review in reviews
-            if await approvers.may_decide(review.tool_name, user)
+            if await approvers.may_decide_escalated(
+                review.tool_name, user, escalated=review.escalated
+            )
             and not approvers.own_call_forbidden(
                 review.tool_name, user, review.requested_by, review.requesters
             )

@@ -16,6 +16,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from bot.audit import AuditLog
+from bot.flow import ReviewFlow
 from bot.server import running_bot
 from bot.sweeper import sweep_once
 from graph.db import Pool
@@ -112,6 +113,10 @@ async def escalations(pool: Pool, thread: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["thread_id"].endswith(thread)]
 
 
+async def listed_to(flow: ReviewFlow, user: str) -> list[str]:
+    return [review.ref for review in (await flow.lister.waiting_for(user)).shown]
+
+
 async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
     env: SlackEnv,
 ) -> None:
@@ -121,6 +126,7 @@ async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
     await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
     [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB))
     assert "may decide" in refusal["text"]
+    assert ref not in await listed_to(flow, BOB)  # App Home and /approvals: not yet his
     assert (await sweep_once(flow)).escalated == 0  # not due for 30 minutes
     assert RUNS == [] and not pings(sandbox, GENERAL, thread)
 
@@ -130,6 +136,7 @@ async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
     assert f"<!subteam^{ONCALL}>" in ping and "record_note" in ping
     [event] = await escalations(pool, thread)
     assert event["detail"] == ONCALL and event["decided_by"] is None
+    assert ref in await listed_to(flow, BOB)
 
     await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
     await sandbox.wait_for(

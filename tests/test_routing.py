@@ -108,6 +108,10 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE))
         assert "may decide" in refusal["text"] and RUNS == []
 
+        # App Home and /approvals list it where it lives, to the approver who can see it there.
+        [waiting] = (await env.bot.flow.lister.waiting_for(BOB)).shown
+        assert (waiting.channel_id, waiting.message_ts) == (finance, card["ts"])
+
         await sandbox.click_button(BOB, finance, card["ts"], "review_approve")
         await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
         assert RUNS == ["ship it"]

@@ -91,7 +91,10 @@ class Clicks:
             detail = rules.REFUSAL_DETAIL[verdict]
             await self.effects.record("refused", review, by=click.user, detail=detail)
         if verdict == "not_approver":
-            who = await approvers.describe(review.tool_name)
+            escalated = review.escalated_at is not None
+            who = await approvers.describe(
+                review.tool_name, approvers.escalation_targets(review.tool_name, escalated)
+            )
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."
