@@ -263,3 +263,13 @@ def test_a_routed_card_stays_within_slacks_limits() -> None:
     assert_valid_blocks(routed)
     assert routed[-2] == conversation_block(link, "D0CAROL") and routed[-1]["type"] == "actions"
     assert_valid_blocks(with_conversation(body[:-1], None, GENERAL))
+
+
+@pytest.mark.parametrize("heading", ["#### Routing", "#### Escalation"])
+def test_the_readme_examples_parse(heading: str) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    start = section.index("```toml") + len("```toml")
+    policy = parse_policy(section[start : section.index("```\n", start)], "README")
+    tool = policy.for_tool("pay_invoice")
+    assert tool.channel == "#finance-approvals" or tool.escalate_to == frozenset({"S0ONCALL"})
