@@ -37,7 +37,8 @@ PENDING_SQL = """
            END AS thread_ts, message_ts, tool_name,
            request -> 'tool_call' -> 'args' AS args, proposed_edit,
            request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
-           created_at, escalated_at IS NOT NULL AS escalated
+           created_at,
+           CASE WHEN escalated_at IS NULL THEN '{}' ELSE escalate_to END AS escalated_to
     FROM slack_reviews
     WHERE status = 'pending'
     ORDER BY created_at DESC, ref
@@ -59,8 +60,8 @@ class WaitingReview:
     created_at: datetime
     requesters: tuple[str, ...] = ()
     """Everyone whose words led to the call (four-eyes refuses all of them)."""
-    escalated: bool = False
-    """Its escalation targets joined the approvers (README "Escalation")."""
+    escalated_to: frozenset[str] = frozenset()
+    """Who joined its approvers when it escalated (README "Escalation"); none before."""
 
 
 def current_args(proposed: Mapping[str, Any], edit: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -110,7 +111,7 @@ async def pending_reviews(pool: Pool, limit: int = SCAN_LIMIT) -> list[WaitingRe
             thread_ts=row["thread_ts"],
             message_ts=row["message_ts"],
             created_at=row["created_at"],
-            escalated=bool(row.get("escalated")),
+            escalated_to=frozenset(row.get("escalated_to") or ()),
         )
         for row in rows
     ]

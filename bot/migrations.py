@@ -273,6 +273,8 @@ ROUTING_AND_ESCALATION: tuple[str, ...] = (
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS conversation_link text",
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalate_at timestamptz",
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalated_at timestamptz",
+    # who joins the approvers on escalation, as the policy said when the review was asked
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalate_to text[] NOT NULL DEFAULT '{}'",
     # escalate reads pending reviews not escalated yet by escalate_at, like the reminders.
     """
     CREATE INDEX IF NOT EXISTS slack_reviews_escalate

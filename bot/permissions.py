@@ -42,19 +42,14 @@ class Approvers:
 
     async def may_decide_review(self, review: ReviewRow, user: str) -> bool:
         """:meth:`may_decide`, and, once the review escalated (``escalated_at``, set once and
-        never cleared), its ``escalate_to`` too: they join the approvers from then on."""
-        return await self.may_decide_escalated(
-            review.tool_name, user, escalated=review.escalated_at is not None
-        )
+        never cleared), its escalation targets too: they join its approvers from then on."""
+        return await self.may_decide_with(review.tool_name, user, review.escalated_to)
 
-    async def may_decide_escalated(self, tool: str, user: str, *, escalated: bool) -> bool:
+    async def may_decide_with(self, tool: str, user: str, escalated_to: frozenset[str]) -> bool:
+        """:meth:`may_decide`, or among ``escalated_to`` (an escalated review's targets)."""
         if await self.may_decide(tool, user):
             return True
-        return escalated and await self._among(self.escalation_targets(tool, escalated), user)
-
-    def escalation_targets(self, tool: str, escalated: bool) -> frozenset[str]:
-        """Who joined the approvers of an escalated review of ``tool`` (nobody before)."""
-        return self.policy.for_tool(tool).escalate_to if escalated else frozenset()
+        return bool(escalated_to) and await self._among(escalated_to, user)
 
     async def _among(self, allowed: frozenset[str] | None, user: str) -> bool:
         """Named, or in a named group; None names everyone, an empty set nobody."""

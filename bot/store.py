@@ -66,10 +66,10 @@ process that only seemed dead) gets no second event."""
 _ADD_REVIEW_SQL: LiteralString = """
     INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
                                thread_ts, tool_name, request, expires_at, remind_at,
-                               card_channel, conversation_link, escalate_at)
+                               card_channel, conversation_link, escalate_at, escalate_to)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
             now() + make_interval(secs => %s), now() + make_interval(secs => %s),
-            %s, %s, now() + make_interval(secs => %s))
+            %s, %s, now() + make_interval(secs => %s), %s)
     ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 """
 _CLAIM_SET: LiteralString = """
@@ -242,11 +242,19 @@ class ReviewRow:
     """A routed card's link back to the conversation (a permalink)."""
     escalated_at: datetime | None = None
     """When the escalation targets were pinged and joined the approvers (None: not yet)."""
+    escalate_to: tuple[str, ...] = ()
+    """Who joins the approvers on escalation (users and user groups), fixed at registration."""
+
+    @property
+    def escalated_to(self) -> frozenset[str]:
+        """Who decides this review besides its approvers: its targets, once it escalated."""
+        return frozenset(self.escalate_to) if self.escalated_at is not None else frozenset()
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
         fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
         fields["message_copies"] = tuple(fields.get("message_copies") or ())
+        fields["escalate_to"] = tuple(fields.get("escalate_to") or ())
         return cls(**fields)
 
     @property
@@ -424,12 +432,13 @@ class BotStore:
         card_channel: str | None = None,
         conversation_link: str | None = None,
         escalate_after_seconds: float | None = None,
+        escalate_to: frozenset[str] = frozenset(),
     ) -> str | None:
         """Register a review to post; None if it was already registered (a replayed outcome).
 
         ``card_channel``: where the card will be posted when routed away from the conversation
         (with ``conversation_link`` to show on it); ``escalate_after_seconds``: when the
-        sweeper escalates it if still undecided.
+        sweeper escalates it to ``escalate_to`` if still undecided.
 
         ``audit`` (the ``requested`` event) is appended in the same statement, so the trail
         shows the request before anyone can click on it. If the entry alone is refused, the
@@ -455,7 +464,8 @@ class BotStore:
             remind_after,
             card_channel,
             conversation_link,
-            escalate_after_seconds,
+            escalate_after_seconds if escalate_to else None,
+            sorted(escalate_to),
         )
         if audit is not None:
             try:

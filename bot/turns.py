@@ -233,6 +233,7 @@ class Turns:
             card_channel=route.channel,
             conversation_link=link,
             escalate_after_seconds=policy.escalate_after_seconds,
+            escalate_to=policy.escalate_to,
         )
         seen_before = ref is None
         if ref is not None and route.problem:

@@ -58,9 +58,7 @@ class WaitingLister:
         mine = [
             self.shown(review)
             for review in reviews
-            if await approvers.may_decide_escalated(
-                review.tool_name, user, escalated=review.escalated
-            )
+            if await approvers.may_decide_with(review.tool_name, user, review.escalated_to)
             and not approvers.own_call_forbidden(
                 review.tool_name, user, review.requested_by, review.requesters
             )

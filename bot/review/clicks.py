@@ -91,10 +91,7 @@ class Clicks:
             detail = rules.REFUSAL_DETAIL[verdict]
             await self.effects.record("refused", review, by=click.user, detail=detail)
         if verdict == "not_approver":
-            escalated = review.escalated_at is not None
-            who = await approvers.describe(
-                review.tool_name, approvers.escalation_targets(review.tool_name, escalated)
-            )
+            who = await approvers.describe(review.tool_name, review.escalated_to)
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."

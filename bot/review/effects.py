@@ -253,9 +253,7 @@ class ReviewEffects:
         """In the card's thread (the conversation's, or under a routed card): the approvers,
         and the escalation targets once they joined them."""
         allowed = self.deps.approvers.allowed_for(review.tool_name) or frozenset()
-        if review.escalated_at is not None:
-            allowed = allowed | self.deps.policy(review.tool_name).escalate_to
-        who = mentions(allowed)
+        who = mentions(allowed | review.escalated_to)
         when = ""
         if review.expires_at:
             when = f" It expires {blocks.when(review.expires_at)}."
@@ -268,11 +266,7 @@ class ReviewEffects:
     async def escalate(self, review: ReviewRow) -> None:
         """``escalate`` was claimed (by this replica only): ping the escalation targets in the
         card's thread, where they may decide from now on, and record it."""
-        policy = self.deps.policy(review.tool_name)
-        targets = policy.escalate_to
-        if not targets:  # the policy changed since the review was registered
-            log.info("review %s was due to escalate, but its policy names nobody now", review.ref)
-            return
+        targets = frozenset(review.escalate_to)  # as the policy said when it was asked
         when = f" It expires {blocks.when(review.expires_at)}." if review.expires_at else ""
         await self.deps.slack.say(
             card_thread_of(review),

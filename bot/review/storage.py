@@ -31,6 +31,7 @@ class ReviewStorage(Protocol):
         card_channel: str | None = None,
         conversation_link: str | None = None,
         escalate_after_seconds: float | None = None,
+        escalate_to: frozenset[str] = frozenset(),
     ) -> str | None:
         """``register``."""
         ...
