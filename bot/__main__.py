@@ -61,7 +61,8 @@ environment:
   POLICY_FILE            TOML policy: per tool review/auto, approvers, four-eyes, quorum, time
                          to live, reminders, redaction, rules on arguments
                          ([[tools.<name>.rules]] when = "args.amount > 1000" plus settings;
-                         the first that holds applies; see README "Policy"), and MCP servers
+                         the first that holds applies), routing to a channel, escalation
+                         (see README "Policy"), and MCP servers
                          whose tools the agent gets, all reviewed by default:
                            [mcp.servers.<name>] command = "..." args = [...] (stdio)
                                                 or url = "https://..." (streamable HTTP)
@@ -69,8 +70,8 @@ environment:
                            timeout = "30s", read_only = "auto", destructive_quorum = 2
                          (see README "MCP servers"); a server down at start is named in the
                          log and /readyz and its tools are missing; the bot still starts
-  SWEEP_SECONDS          how often each replica expires, reminds and finishes interrupted
-                         decisions (default 15; 0 turns it off)
+  SWEEP_SECONDS          how often each replica expires, escalates, reminds and finishes
+                         interrupted decisions (default 15; 0 turns it off)
   RECOVER_AFTER_SECONDS  a decision or message whose process showed no sign of life (its
                          heartbeat) for this long is finished by the sweeper (default 90)
   THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died

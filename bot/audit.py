@@ -32,6 +32,7 @@ Outcome = Literal[
     "expired",
     "refused",
     "auto_approved",
+    "escalated",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 

@@ -25,6 +25,7 @@ from bot.permissions import Approvers
 from bot.review.clicks import FOUR_EYES, Clicks
 from bot.review.deps import Deps
 from bot.review.effects import Click, ReviewEffects
+from bot.routing import ChannelDirectory, Router
 from bot.slack_out import SlackOut
 from bot.store import BotStore
 from bot.threads import SlackThread
@@ -57,7 +58,8 @@ class ReviewFlow:
         self.audit = AuditLog(store.pool)
         self.slack = SlackOut(client)
         deps = Deps(service, store, self.slack, approvers, self.audit)
-        self.turns = Turns(deps, store)
+        self.router = Router(ChannelDirectory(client), approvers)
+        self.turns = Turns(deps, store, self.router)
         self.effects = ReviewEffects(deps, self.turns)
         self.clicks = Clicks(deps, self.effects)
         self.lister = WaitingLister(store, client, approvers)

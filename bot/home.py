@@ -30,11 +30,15 @@ EMPTY_TEXT = (
     "approve, it shows up here."
 )
 
+# A routed card (bot.routing) is linked, and shown to whoever can see the channel it lives in.
 PENDING_SQL = """
-    SELECT ref, team_id, channel_id, thread_ts, message_ts, tool_name,
+    SELECT ref, team_id, COALESCE(card_channel, channel_id) AS channel_id,
+           CASE WHEN card_channel IS NULL THEN thread_ts ELSE COALESCE(message_ts, thread_ts)
+           END AS thread_ts, message_ts, tool_name,
            request -> 'tool_call' -> 'args' AS args, proposed_edit,
            request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
-           created_at, policy_match
+           created_at, policy_match,
+           CASE WHEN escalated_at IS NULL THEN '{}' ELSE escalate_to END AS escalated_to
     FROM slack_reviews
     WHERE status = 'pending'
     ORDER BY created_at DESC, ref
@@ -61,6 +65,8 @@ class WaitingReview:
     policy_match: Mapping[str, Any] | None = None
     """The policy rule the review was registered under (``bot.policy_rules``)."""
     edit: Mapping[str, Any] | None = None
+    escalated_to: frozenset[str] = frozenset()
+    """Who joined its approvers when it escalated (README "Escalation"); none before."""
 
 
 def current_args(proposed: Mapping[str, Any], edit: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -113,6 +119,7 @@ async def pending_reviews(pool: Pool, limit: int = SCAN_LIMIT) -> list[WaitingRe
             proposed=row["args"] if isinstance(row["args"], dict) else {},
             policy_match=row.get("policy_match"),
             edit=row["proposed_edit"] if isinstance(row["proposed_edit"], dict) else None,
+            escalated_to=frozenset(row.get("escalated_to") or ()),
         )
         for row in rows
     ]

@@ -273,6 +273,22 @@ POLICY_MATCH: tuple[str, ...] = (
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS policy_match jsonb",
 )
 
+ROUTING_AND_ESCALATION: tuple[str, ...] = (
+    # Where a routed review's card lives (NULL: in the conversation, as before) and the link
+    # back to the conversation the card shows; when the review escalates, and when it did.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS card_channel text",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS conversation_link text",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalate_at timestamptz",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalated_at timestamptz",
+    # who joins the approvers on escalation, as the policy said when the review was asked
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS escalate_to text[] NOT NULL DEFAULT '{}'",
+    # escalate reads pending reviews not escalated yet by escalate_at, like the reminders.
+    """
+    CREATE INDEX IF NOT EXISTS slack_reviews_escalate
+        ON slack_reviews (escalate_at) WHERE status = 'pending' AND escalated_at IS NULL
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -281,6 +297,7 @@ BOT = Component(
         Step(3, "retention: indexes, audit_cuts, the sanctioned audit cut", RETENTION),
         Step(4, "index the reminder query", REMIND_INDEX),
         Step(5, "reviews remember the policy rule they were registered under", POLICY_MATCH),
+        Step(6, "routing and escalation: card channel, escalation times", ROUTING_AND_ESCALATION),
     ),
 )
 

@@ -19,6 +19,7 @@ from bot.mrkdwn import escape, user_mention
 from bot.policy import Policy
 from bot.policy_rules import CallPolicy
 from bot.review import rules
+from bot.store import ReviewRow
 
 log = logging.getLogger(__name__)
 LOOKUP_SECONDS = 1.0  # names are a nicety: a modal error must still answer within Slack's 3 s
@@ -42,7 +43,21 @@ class Approvers:
                 return False
         return True
 
+    async def may_decide_review(self, call: CallPolicy, review: ReviewRow, user: str) -> bool:
+        """:meth:`may_decide`, and, once the review escalated (``escalated_at``, set once and
+        never cleared), its escalation targets too: they join its approvers from then on."""
+        return await self.may_decide_with(call, user, review.escalated_to)
+
+    async def may_decide_with(
+        self, call: CallPolicy, user: str, escalated_to: frozenset[str]
+    ) -> bool:
+        """:meth:`may_decide`, or among ``escalated_to`` (an escalated review's targets)."""
+        if await self.may_decide(call, user):
+            return True
+        return bool(escalated_to) and await self._admits(escalated_to, user)
+
     async def _admits(self, allowed: frozenset[str] | None, user: str) -> bool:
+        """Named, or in a named group; None names everyone, an empty set nobody."""
         if rules.named_approver(allowed, user):
             return True
         for group in rules.approver_groups(allowed):
@@ -110,10 +125,11 @@ class Approvers:
         names = {user: await self.user_name(user) for user in users}
         return {user: name for user, name in names.items() if name}
 
-    async def describe(self, call: CallPolicy) -> str:
-        """Who may decide a call, in mrkdwn: people as mentions, groups as ``@handle``; with
-        several conditions, each (someone must be in all of them)."""
-        sets = [allowed or frozenset() for allowed in call.approver_conditions]
+    async def describe(self, call: CallPolicy, also: frozenset[str] = frozenset()) -> str:
+        """Who may decide a call (and ``also``: an escalated review's targets), in mrkdwn:
+        people as mentions, groups as ``@handle``; with several conditions, each (someone
+        must be in all of them)."""
+        sets = [(allowed or frozenset()) | also for allowed in call.approver_conditions]
         ids = frozenset().union(*sets)
         handles = await self.group_handles() if any(i.startswith("S") for i in ids) else {}
 

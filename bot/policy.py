@@ -65,6 +65,16 @@ class ToolPolicy:
     ttl_seconds: float = DAY
     remind_before_seconds: float | None = None
     redact: frozenset[str] = frozenset()
+    channel: str | None = None
+    """Where every review of the tool is posted (a ``#name`` or a channel id), with links
+    between it and the conversation (``bot.routing``); None: in the conversation."""
+    review_channel: str | None = None
+    """Where a review from a DM goes when its requester may not decide it (not an approver, or
+    four-eyes): in the DM, nobody who may decide would see it."""
+    escalate_after_seconds: float | None = None
+    """After this long undecided, ``escalate_to`` is pinged in the card's thread and may decide."""
+    escalate_to: frozenset[str] = frozenset()
+    """Users (``U…``/``W…``) and user groups (``S…``) who join the approvers on escalation."""
 
     def redacted(self, args: Mapping[str, Any]) -> dict[str, Any]:
         return {k: ("[redacted]" if k in self.redact else v) for k, v in args.items()}
@@ -303,7 +313,20 @@ def _is_pattern(name: str) -> bool:
     return any(c in name for c in "*?[")
 
 
-_KEYS = {"mode", "approvers", "four_eyes", "quorum", "ttl", "remind_before", "redact"}
+_KEYS = {
+    "mode",
+    "approvers",
+    "four_eyes",
+    "quorum",
+    "ttl",
+    "remind_before",
+    "redact",
+    "channel",
+    "review_channel",
+    "escalate_after",
+    "escalate_to",
+}
+_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,})$")
 
 
 def parse_duration(value: Any, where: str) -> float:
@@ -384,6 +407,61 @@ def _tool_policy(
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise PolicyError(f"{locate('redact')}: redact must be a list of argument names")
         policy = replace(policy, redact=frozenset(names))
+    return _routing_and_escalation(raw, policy, locate)
+
+
+def _channel(raw: Mapping[str, Any], key: str, locate: Any) -> str:
+    value = raw[key]
+    if not isinstance(value, str) or not _CHANNEL.match(value):
+        raise PolicyError(
+            f'{locate(key)}: {key} must be a channel name like "#finance-approvals" '
+            f"or a channel id (C..., G...), got {value!r}"
+        )
+    return value
+
+
+def _routing_and_escalation(raw: Mapping[str, Any], policy: ToolPolicy, locate: Any) -> ToolPolicy:
+    """``channel``, ``review_channel``, ``escalate_after`` and ``escalate_to`` (README
+    "Policy", "Routing" and "Escalation"); checked together once the table is read."""
+    if "channel" in raw:
+        policy = replace(policy, channel=_channel(raw, "channel", locate))
+    if "review_channel" in raw:
+        policy = replace(policy, review_channel=_channel(raw, "review_channel", locate))
+    if "escalate_to" in raw:
+        ids = raw["escalate_to"]
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, str) and _ID.match(i) for i in ids)
+        ):
+            raise PolicyError(
+                f"{locate('escalate_to')}: escalate_to must be a non-empty list of Slack user "
+                "ids (U..., W...) or user group ids (S...)"
+            )
+        policy = replace(policy, escalate_to=frozenset(ids))
+    if "escalate_after" in raw:
+        policy = replace(
+            policy,
+            escalate_after_seconds=parse_duration(raw["escalate_after"], locate("escalate_after")),
+        )
+    if policy.escalate_after_seconds is not None and not policy.escalate_to:
+        raise PolicyError(f"{locate('escalate_after')}: escalate_after needs escalate_to (whom)")
+    if policy.escalate_to and policy.escalate_after_seconds is None:
+        raise PolicyError(f"{locate('escalate_to')}: escalate_to needs escalate_after (when)")
+    after = policy.escalate_after_seconds
+    if (
+        after is not None
+        and after >= policy.ttl_seconds
+        and raw.keys()
+        & {
+            "escalate_after",
+            "ttl",
+        }
+    ):
+        raise PolicyError(
+            f"{locate('escalate_after')}: escalate_after must be shorter than ttl, or the "
+            "review expires before anyone is pinged"
+        )
     return policy
 
 

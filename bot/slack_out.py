@@ -79,6 +79,39 @@ class SlackOut:
             return None
         return str(reply.get("ts")) if reply.get("ts") else None
 
+    async def post_in_channel(
+        self,
+        channel: str,
+        body: list[dict[str, Any]],
+        text: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Post at the top of a channel (a routed review card); its ts, or None."""
+        try:
+            reply = await self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=body,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=metadata,
+            )
+        except Exception:
+            log.exception("chat.postMessage failed in %s", channel)
+            return None
+        return str(reply.get("ts")) if reply.get("ts") else None
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to a message (``chat.getPermalink``), or None if Slack cannot give one."""
+        try:
+            reply = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except Exception:
+            log.warning("chat.getPermalink failed for %s in %s", ts, channel, exc_info=True)
+            return None
+        link = reply.get("permalink")
+        return link if isinstance(link, str) and link else None
+
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.post(thread, blocks.notice_blocks(text), text)
 

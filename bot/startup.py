@@ -85,6 +85,7 @@ async def running_bot(
         client = slack_client(settings, session)
         store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)
         flow = ReviewFlow(service, store, client, Approvers(policy, client))
+        await flow.router.check(policy, service.tool_names)  # says what it finds wrong
         app = build_app(settings, client, flow, TurnLimiter(pool, settings.turn_limits))
         app.use(log_context_middleware)
         bot = Bot(settings, service, app, flow, pool)

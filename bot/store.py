@@ -66,9 +66,11 @@ process that only seemed dead) gets no second event."""
 _ADD_REVIEW_SQL: LiteralString = """
     INSERT INTO slack_reviews (ref, thread_id, interrupt_id, team_id, channel_id,
                                thread_ts, tool_name, request, expires_at, remind_at,
-                               policy_match)
+                               policy_match, card_channel, conversation_link, escalate_at,
+                               escalate_to)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
-            now() + make_interval(secs => %s), now() + make_interval(secs => %s), %s)
+            now() + make_interval(secs => %s), now() + make_interval(secs => %s), %s,
+            %s, %s, now() + make_interval(secs => %s), %s)
     ON CONFLICT (thread_id, interrupt_id) DO NOTHING
 """
 _CLAIM_SET: LiteralString = """
@@ -110,6 +112,15 @@ _REMIND_SQL: LiteralString = """
         ORDER BY remind_at LIMIT %s FOR UPDATE SKIP LOCKED)
     RETURNING *
 """
+_ESCALATE_SQL: LiteralString = f"""
+    UPDATE slack_reviews SET escalated_at = now()
+    WHERE ref IN (
+        SELECT ref FROM slack_reviews
+        WHERE status = 'pending' AND escalated_at IS NULL AND escalate_at < now() AND {_LIVE}
+        ORDER BY escalate_at LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING *
+"""
+"""Claim due escalations: one replica each, only for a review still undecided and live."""
 _ADD_COPY_SQL: LiteralString = """
     UPDATE slack_reviews SET message_ts = COALESCE(message_ts, %s),
         message_copies = CASE WHEN %s = ANY (message_copies) THEN message_copies
@@ -158,6 +169,7 @@ SWEEPER_SQL: dict[str, tuple[LiteralString, tuple[Any, ...]]] = {
     "take_over": (_TAKE_OVER_SQL, (90, 50)),
     "due_for_expiry": (_DUE_SQL, (50,)),
     "remind_due": (_REMIND_SQL, (50,)),
+    "escalate": (_ESCALATE_SQL, (50,)),
     "unsynced": (_UNSYNCED_SQL, (50,)),
 }
 """Every query of a sweeper pass, with the parameters it runs with (each must use an index:
@@ -176,6 +188,7 @@ TRANSITION_SQL: dict[TransitionName, tuple[LiteralString, ...]] = {
     "approve": (_APPROVE_SQL,),
     "propose_edit": (_PROPOSE_EDIT_SQL,),
     "remind": (_REMIND_SQL,),
+    "escalate": (_ESCALATE_SQL,),
     "add_copy": (_ADD_COPY_SQL,),
     "mark_repaint": (_MARK_REPAINT_SQL,),
     "release": (_RELEASE_SQL,),
@@ -225,11 +238,26 @@ class ReviewRow:
     message_copies: tuple[str, ...] = ()
     policy_match: dict[str, Any] | None = None
     """The rule the review was registered under (``bot.policy_rules.CallPolicy.stored``)."""
+    card_channel: str | None = None
+    """Where the card lives when it was routed away from the conversation (``bot.routing``);
+    None: in the conversation's thread. Every copy (``messages``) is in this channel."""
+    conversation_link: str | None = None
+    """A routed card's link back to the conversation (a permalink)."""
+    escalated_at: datetime | None = None
+    """When the escalation targets were pinged and joined the approvers (None: not yet)."""
+    escalate_to: tuple[str, ...] = ()
+    """Who joins the approvers on escalation (users and user groups), fixed at registration."""
+
+    @property
+    def escalated_to(self) -> frozenset[str]:
+        """Who decides this review besides its approvers: its targets, once it escalated."""
+        return frozenset(self.escalate_to) if self.escalated_at is not None else frozenset()
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
         fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
         fields["message_copies"] = tuple(fields.get("message_copies") or ())
+        fields["escalate_to"] = tuple(fields.get("escalate_to") or ())
         return cls(**fields)
 
     @property
@@ -239,6 +267,11 @@ class ReviewRow:
         the ts is added when found (or clicked)."""
         first = (self.message_ts,) if self.message_ts else ()
         return tuple(dict.fromkeys((*first, *self.message_copies)))
+
+    @property
+    def card_channel_id(self) -> str:
+        """The channel every copy of the card is in."""
+        return self.card_channel or self.channel_id
 
     @property
     def decision(self) -> ReviewDecision | None:
@@ -400,8 +433,16 @@ class BotStore:
         remind_before_seconds: float | None = None,
         audit: AuditEvent | None = None,
         policy_match: Mapping[str, Any] | None = None,
+        card_channel: str | None = None,
+        conversation_link: str | None = None,
+        escalate_after_seconds: float | None = None,
+        escalate_to: frozenset[str] = frozenset(),
     ) -> str | None:
         """Register a review to post; None if it was already registered (a replayed outcome).
+
+        ``card_channel``: where the card will be posted when routed away from the conversation
+        (with ``conversation_link`` to show on it); ``escalate_after_seconds``: when the
+        sweeper escalates it to ``escalate_to`` if still undecided.
 
         ``audit`` (the ``requested`` event) is appended in the same statement, so the trail
         shows the request before anyone can click on it. If the entry alone is refused, the
@@ -426,6 +467,10 @@ class BotStore:
             ttl_seconds,
             remind_after,
             Json(dict(policy_match)) if policy_match is not None else None,
+            card_channel,
+            conversation_link,
+            escalate_after_seconds if escalate_to else None,
+            sorted(escalate_to),
         )
         if audit is not None:
             try:
@@ -606,6 +651,12 @@ class BotStore:
     async def remind_due(self, limit: int = 50) -> list[ReviewRow]:
         """Claim reminders atomically, so only one replica posts each."""
         rows = await self._rows(_REMIND_SQL, (limit,))
+        return [ReviewRow.from_row(row) for row in rows]
+
+    async def escalate(self, limit: int = 50) -> list[ReviewRow]:
+        """Claim due escalations atomically (``escalate``), so only one replica pings each and
+        a review decided first is never escalated."""
+        rows = await self._rows(_ESCALATE_SQL, (limit,))
         return [ReviewRow.from_row(row) for row in rows]
 
     def deciding(self, *refs: str) -> AbstractAsyncContextManager[None]:

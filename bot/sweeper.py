@@ -2,10 +2,12 @@
 
 Each pass (0) answers messages whose handler died after Slack saw them acknowledged, (1)
 finishes decisions whose process died between the claim and the result, (2) expires reviews
-nobody decided within their time to live (failing closed), (3) posts reminders before expiry,
-(4) repaints messages Slack refused to update, and (5), when a retention is set, deletes idle
-conversations and old event claims (at most hourly, ``bot.retention``). Every step claims its
-rows atomically in PostgreSQL, so replicas never do the same work twice. "Died" is judged by a
+nobody decided within their time to live (failing closed), (3) escalates reviews still
+undecided after their ``escalate_after`` (pinging ``escalate_to``, who may decide from then on),
+(4) posts reminders before expiry, (5) repaints messages Slack refused to update, and (6), when
+a retention is set, deletes idle conversations and old event claims (at most hourly,
+``bot.retention``). Every step claims its rows atomically in PostgreSQL, so replicas never do
+the same work twice. "Died" is judged by a
 heartbeat, not by age: whoever works on a claimed event or decision refreshes it (see
 ``BotStore.handling`` and ``BotStore.deciding``), so a live process waiting on a slow model is
 never taken over, however long it takes."""
@@ -29,6 +31,7 @@ class SweepReport:
     reanswered: int = 0
     recovered: int = 0
     expired: int = 0
+    escalated: int = 0
     reminded: int = 0
     repainted: int = 0
     pruned: int = 0
@@ -59,6 +62,9 @@ async def sweep_once(
     for review in await store.due_for_expiry():
         await effects.expire(review)
         report.expired += 1
+    for review in await store.escalate():  # transition escalate: one replica each
+        await effects.escalate(review)
+        report.escalated += 1
     for review in await store.remind_due():  # transition remind: one replica each
         await effects.remind(review)
         report.reminded += 1

@@ -23,6 +23,7 @@ from bot.policy_rules import CallPolicy
 from bot.review.audit_events import audit_event, auto_event, requested_event
 from bot.review.deps import Deps
 from bot.review.shown import with_args
+from bot.routing import ChannelDirectory, Router, waits_in_text, with_conversation
 from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
@@ -44,9 +45,10 @@ def event_thread(event: dict[str, Any], team_id: str | None) -> SlackThread:
 
 
 class Turns:
-    def __init__(self, deps: Deps, events: BotStore) -> None:
+    def __init__(self, deps: Deps, events: BotStore, router: Router | None = None) -> None:
         self.deps = deps
         self.events = events  # events and conversations (not reviews)
+        self.router = router or Router(ChannelDirectory(deps.slack.client), deps.approvers)
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -210,7 +212,11 @@ class Turns:
         screen all the same (its poster died between posting and storing the ts): the thread
         is searched for the message carrying its ref, and that message adopted, before a new
         one is posted. Should a second copy appear anyway, clicks on either act on the review
-        and a decision paints both."""
+        and a decision paints both.
+
+        Where the card goes is decided before it is registered (``bot.routing``), and stored
+        with it: a routed card is posted in its channel (never searched for again: a second
+        copy there is harmless), linked both ways with the conversation."""
         storage, slack = self.deps.storage, self.deps.slack
         call = self.deps.approvers.policy.for_call(
             request["tool_call"]["name"],
@@ -222,6 +228,8 @@ class Turns:
             await self._run_by_rule(thread, interrupt_id, request, call)
             return
         policy = call.policy
+        route = await self.router.route(thread, request, call)
+        link = await slack.permalink(thread.channel_id, thread.thread_ts) if route.channel else None
         ref = await storage.add_review(
             thread.thread_id,
             interrupt_id,
@@ -236,8 +244,14 @@ class Turns:
                 thread, interrupt_id, request, policy, call.label if call.has_rules else None
             ),
             policy_match=call.stored(),  # resolved once: every later step uses this rule
+            card_channel=route.channel,
+            conversation_link=link,
+            escalate_after_seconds=policy.escalate_after_seconds,
+            escalate_to=policy.escalate_to,
         )
         seen_before = ref is None
+        if ref is not None and route.problem:
+            await self.say(thread, route.problem)
         if ref is None:
             # Already registered: on screen (a sibling of the review just decided), or its
             # poster died before storing it, in which case it is shown now. A live run waits a
@@ -252,6 +266,13 @@ class Turns:
         if ref is None:
             return
         logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
+        if seen_before:  # where its first poster meant to show it
+            row = await storage.get(ref)
+            route = dataclasses.replace(route, channel=row.card_channel if row else None)
+            link = row.conversation_link if row else None
+        if route.channel is not None:
+            await self._post_routed(thread, ref, request, route.channel, link, call)
+            return
         ts = await slack.find_review_message(thread, ref) if seen_before else None
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
@@ -294,6 +315,37 @@ class Turns:
         )
         await self.deps.append(event)
         await self.present(thread, outcome, requester=requester)
+
+    async def _post_routed(
+        self,
+        thread: SlackThread,
+        ref: str,
+        request: ReviewRequest,
+        channel: str,
+        link: str | None,
+        call: CallPolicy,
+    ) -> None:
+        """Post a routed card in ``channel`` (linking the conversation), then tell the
+        conversation where it waits (linking the card)."""
+        storage, slack = self.deps.storage, self.deps.slack
+        policy = call.policy
+        shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
+        progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+        body = with_conversation(
+            blocks.review_blocks(shown, ref, progress, policy_line(call)), link, thread.channel_id
+        )
+        ts = await slack.post_in_channel(
+            channel, body, blocks.review_fallback_text(request), metadata=review_metadata(ref)
+        )
+        if ts is None:
+            await self.say(
+                thread,
+                f"I could not post this review in <#{channel}> (is the bot a member?), so "
+                "nobody can decide it yet; it will expire unless it is asked for again.",
+            )
+            return
+        await storage.add_copy(ref, ts)
+        await self.say(thread, waits_in_text(channel, await slack.permalink(channel, ts)))
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

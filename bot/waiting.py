@@ -60,7 +60,7 @@ class WaitingLister:
             self.shown(review)
             for review in reviews
             for call in [self.policy_of(review)]
-            if await approvers.may_decide(call, user)
+            if await approvers.may_decide_with(call, user, review.escalated_to)
             and not approvers.own_call_forbidden(call, user, review.requested_by, review.requesters)
             and await self.audience.can_see(review.channel_id, user, review.requested_by)
         ]

@@ -252,6 +252,12 @@ class RemoteAgent:
         """Unknown: the server does not list a graph's tools (see :attr:`knows_tools`)."""
         return ()
 
+    @property
+    def tool_schemas(self) -> Mapping[str, Mapping[str, Any]]:
+        """Unknown too: rules on arguments of a remote graph's tools are checked against no
+        schema at start-up (their conditions still fail closed at run time)."""
+        return {}
+
     knows_tools = False
     """The policy's start-up check of tool names is skipped (and said so): tool names come
     from the server's interrupts, so a policy entry naming no tool of the graph is simply

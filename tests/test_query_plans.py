@@ -60,6 +60,12 @@ FILL: tuple[LiteralString, ...] = (
                         CASE WHEN i %% 20 = 0 THEN 'pending' WHEN i %% 500 = 1 THEN 'deciding'
                              ELSE 'decided' END AS s) x
     """,
+    # Every review was due to escalate 30 minutes after it was asked; half of them did.
+    """
+    UPDATE slack_reviews SET escalate_at = created_at + interval '30 minutes',
+        escalated_at = CASE WHEN split_part(ref, '-', 2)::int %% 2 = 0
+                            THEN created_at + interval '30 minutes' END
+    """,
     """
     INSERT INTO slack_review_approvals (ref, version, user_id)
     SELECT 'ref-' || i, 0, 'U3' FROM generate_series(1, %(rows)s, 10) i
@@ -179,3 +185,14 @@ async def test_reminders_read_their_own_index(filled: Pool) -> None:
         row = await cursor.fetchone()
     assert row is not None
     assert "slack_reviews_remind" in set(indexes(row["QUERY PLAN"][0]["Plan"]))
+
+
+async def test_escalations_read_their_own_index(filled: Pool) -> None:
+    """Like the reminders: the pending reviews not escalated yet, by when they fall due."""
+    sql, params = SWEEPER_SQL["escalate"]
+    async with filled.connection() as conn:
+        cursor = psycopg.AsyncClientCursor(conn)
+        await cursor.execute(b"EXPLAIN (FORMAT JSON) " + sql.encode(), params)
+        row = await cursor.fetchone()
+    assert row is not None
+    assert "slack_reviews_escalate" in set(indexes(row["QUERY PLAN"][0]["Plan"]))

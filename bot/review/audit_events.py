@@ -95,7 +95,7 @@ def review_event(
         by=by,
         detail=detail,
         edited=review.edited_args if kind_of_action(review.action) == "edit" else None,
-        channel_id=review.channel_id,
+        channel_id=review.card_channel_id,  # the message's channel (a routed card's own)
         message_ts=review.message_ts,
     )
 

@@ -78,13 +78,14 @@ class Clicks:
         """:meth:`admissible` for a review already read."""
         approvers = self.deps.approvers
         call = self.deps.policy_of(review, edit)
-        elsewhere = bool(click.channel_id and click.channel_id != review.channel_id)
+        home = review.card_channel_id  # where every copy of the card is (routed or not)
+        elsewhere = bool(click.channel_id and click.channel_id != home)
         facts = ClickFacts(
             kind=kind,
             clicked_in=click.channel_id,
-            review_channel=review.channel_id,
+            review_channel=home,
             # group membership is looked up only for a click in the review's own channel
-            is_approver=elsewhere or await approvers.may_decide(call, click.user),
+            is_approver=elsewhere or await approvers.may_decide_review(call, review, click.user),
             four_eyes_forbidden=approvers.own_call_forbidden(
                 call,
                 click.user,
@@ -106,7 +107,7 @@ class Clicks:
             detail = rules.REFUSAL_DETAIL[verdict]
             await self.effects.record("refused", review, by=click.user, detail=detail)
         if verdict == "not_approver":
-            who = await approvers.describe(call)
+            who = await approvers.describe(call, review.escalated_to)
             return (
                 f"Only {who} may decide `{review.tool_name}` calls, so I did nothing. "
                 "Ask one of them to take a look."

@@ -23,6 +23,7 @@ from bot.review.audit_events import decision_event, review_event
 from bot.review.deps import Deps, thread_of
 from bot.review.rules import expiry_words
 from bot.review.shown import shown_request, verdict_of
+from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
 from bot.turns import Turns
 from graph import EXPIRY_ACTOR, Approve, Expire, Refused
@@ -59,12 +60,14 @@ class ReviewEffects:
                 review = await self.deps.storage.get(click.ref)
             except Exception:  # the database is down: still answer, outside the thread
                 log.warning("cannot look up %s to tell %s: %s", click.ref, click.user, text)
-        channel = click.channel_id or (review.channel_id if review else None)
+        channel = click.channel_id or (review.card_channel_id if review else None)
         if channel is None:
             log.warning("no channel to tell %s: %s", click.user, text)
             return
+        # a routed card is at the top of its channel: the note goes beside it, not in a thread
+        in_thread = review is not None and channel == review.channel_id
         await slack.ephemeral(
-            click.user, channel, text, thread_ts=review.thread_ts if review else None
+            click.user, channel, text, thread_ts=review.thread_ts if review and in_thread else None
         )
 
     async def notify(self, click: Click | None, review: ReviewRow, text: str) -> None:
@@ -248,19 +251,31 @@ class ReviewEffects:
             log.exception("expiring %s after a late click failed", review.ref)
 
     async def remind(self, review: ReviewRow) -> None:
+        """In the card's thread (the conversation's, or under a routed card): the approvers,
+        and the escalation targets once they joined them."""
         call = self.deps.policy_of(review)
         allowed = frozenset().union(*(ids or () for ids in call.approver_conditions))
-        who = " ".join(
-            f"<!subteam^{i}>" if i.startswith("S") else f"<@{i}>" for i in sorted(allowed)
-        )
+        who = mentions(allowed | review.escalated_to)
         when = ""
         if review.expires_at:
             when = f" It expires {blocks.when(review.expires_at)}."
         await self.deps.slack.say(
-            thread_of(review),
+            card_thread_of(review),
             f":alarm_clock: {who + ' ' if who else ''}`{review.tool_name}` is still waiting "
             f"for a decision.{when}",
         )
+
+    async def escalate(self, review: ReviewRow) -> None:
+        """``escalate`` was claimed (by this replica only): ping the escalation targets in the
+        card's thread, where they may decide from now on, and record it."""
+        targets = frozenset(review.escalate_to)  # as the policy said when it was asked
+        when = f" It expires {blocks.when(review.expires_at)}." if review.expires_at else ""
+        await self.deps.slack.say(
+            card_thread_of(review),
+            f":rotating_light: {mentions(targets)} `{escape(review.tool_name)}` is still "
+            f"waiting for a decision, so it is escalated to you: you may decide it now.{when}",
+        )
+        await self.record("escalated", review, by=None, detail=", ".join(sorted(targets)))
 
     # -- repainting ----------------------------------------------------------------------
 
@@ -306,8 +321,10 @@ class ReviewEffects:
         them all later (``mark_repaint``). The flag is cleared only when the row says it is
         set: almost every update finds it clear, and a flag set since the row was read only
         costs one more repaint."""
+        if review.card_channel:
+            body = with_conversation(body, review.conversation_link, review.channel_id)
         painted = await self.deps.slack.update_all(
-            review.channel_id, review.messages, body, text, what=review.ref
+            review.card_channel_id, review.messages, body, text, what=review.ref
         )
         if not painted:
             await self.deps.storage.mark_repaint(review.ref)

@@ -5,7 +5,8 @@
     (new) --register--> pending --claim / claim_expiry--> deciding --finish--> decided
                           ^  |                               |  |
                           |  +--approve / propose_edit /     |  +--beat / take_over (a lapsed
-                          |     remind / add_copy (stays)    |     claim becomes the expiry)
+                          |     remind / escalate /          |     claim becomes the expiry)
+                          |     add_copy (stays)             |
                           +-----------release----------------+
                           pending --finish--> decided  (the agent already had a decision)
 
@@ -32,6 +33,7 @@ TransitionName = Literal[
     "approve",
     "propose_edit",
     "remind",
+    "escalate",
     "add_copy",
     "release",
     "beat",
@@ -67,6 +69,7 @@ TRANSITIONS: dict[TransitionName, Transition] = {
         _t("approve", ("pending",), None, "one approval towards a quorum, if live"),
         _t("propose_edit", ("pending",), None, "an edit awaiting its quorum is the proposal"),
         _t("remind", ("pending",), None, "a reminder is claimed, so one replica posts it"),
+        _t("escalate", ("pending",), None, "an escalation is claimed, so one replica pings"),
         _t("add_copy", _ANY, None, "another message shows the review"),
         _t("mark_repaint", _ANY, None, "the Slack messages do (not) show the row yet"),
         _t("release", ("deciding",), "pending", "a claim not applied: the buttons come back"),

@@ -30,6 +30,10 @@ class ReviewStorage(Protocol):
         remind_before_seconds: float | None = None,
         audit: AuditEvent | None = None,
         policy_match: Mapping[str, Any] | None = None,
+        card_channel: str | None = None,
+        conversation_link: str | None = None,
+        escalate_after_seconds: float | None = None,
+        escalate_to: frozenset[str] = frozenset(),
     ) -> str | None:
         """``register``."""
         ...

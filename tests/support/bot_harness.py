@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +55,19 @@ async def running_slack_env(
     sandbox_options: Mapping[str, Any] | None = None,
     turn_limits: TurnLimits | None = None,
     remote: RemoteSettings | None = None,
+    before_bot: Callable[[Sandbox], None] | None = None,
 ) -> AsyncIterator[SlackEnv]:
     """``turn_limits``: none unless given (tests send many messages as one person quickly).
-    ``remote``: drive a graph on LangGraph Server (``AGENT_URL``) instead of one in process."""
+    ``remote``: drive a graph on LangGraph Server (``AGENT_URL``) instead of one in process.
+    ``before_bot``: set up the workspace (channels, user groups) before the bot starts."""
     sock = listening_socket()
     bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     config = SandboxConfig(
         port=0, bot_url=bot_url, retry_delays=(0.2, 0.4, 0.8), **dict(sandbox_options or {})
     )
     async with running_sandbox(config) as sandbox:
+        if before_bot is not None:
+            before_bot(sandbox)
         settings = BotSettings(
             bot_token=config.bot_token,
             signing_secret=config.signing_secret,
