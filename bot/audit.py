@@ -32,6 +32,8 @@ Outcome = Literal[
     "expired",
     "refused",
     "auto_approved",
+    "grant_created",
+    "grant_revoked",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 

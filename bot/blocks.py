@@ -21,6 +21,8 @@ Block = dict[str, Any]
 APPROVE = "review_approve"
 EDIT = "review_edit"
 FEEDBACK = "review_feedback"
+GRANT = "review_grant"
+"""Approve, and allow similar calls for a while (a standing approval: ``bot.grant_blocks``)."""
 ACTIONS_BLOCK = "review_actions"
 MAX_ARGS_SHOWN = 20
 MAX_VALUE_CHARS = 900
@@ -160,13 +162,15 @@ def _people(users: Sequence[str]) -> str:
 
 
 def review_blocks(
-    request: ReviewRequest, ref: str, progress: Progress | None = None
+    request: ReviewRequest, ref: str, progress: Progress | None = None, *, grantable: bool = False
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons.
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
-    that is waiting for approvals as old -> new.
+    that is waiting for approvals as old -> new. ``grantable``: the tool's policy allows
+    standing approvals, so a fourth button offers one.
     """
+    grant = [_button("Approve + allow similar…", GRANT, ref)] if grantable else []
     extra: list[Block] = []
     if progress and progress.changes:
         extra.append(
@@ -189,6 +193,7 @@ def review_blocks(
                 _button("Approve", APPROVE, ref, style="primary"),
                 _button("Edit", EDIT, ref),
                 _button("Feedback", FEEDBACK, ref),
+                *grant,
             ],
         },
     ]

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import blocks, logs, metrics, redaction
 from bot.blocks import Progress
@@ -25,6 +25,9 @@ from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
 from graph import Refused, ReviewRequest, RunOutcome, ToolResult
+
+if TYPE_CHECKING:
+    from bot.review.standing import StandingApprovals
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class Turns:
     def __init__(self, deps: Deps, events: BotStore) -> None:
         self.deps = deps
         self.events = events  # events and conversations (not reviews)
+        self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -235,12 +239,15 @@ class Turns:
             return
         logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
         ts = await slack.find_review_message(thread, ref) if seen_before else None
+        standing = self.standing
+        if ts is None and standing is not None and await standing.run_granted(thread, ref, request):
+            return  # a standing approval covered it: decided, nothing to review
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
             ts = await slack.post(
                 thread,
-                blocks.review_blocks(shown, ref, progress),
+                blocks.review_blocks(shown, ref, progress, grantable=policy.grants is not None),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )
