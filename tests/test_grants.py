@@ -5,8 +5,10 @@ for the last use on separate pools."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from bot.grants import (
 )
 from bot.migrations import migrate_bot
 from bot.policy import GrantLimits, PolicyError, ToolPolicy, parse_policy
+from graph import ReviewRequest
 from graph.db import open_pool
 from tests.support.block_kit import assert_valid_blocks, assert_valid_view
 
@@ -33,24 +36,25 @@ LIMITS = GrantLimits(3600.0, 10)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def grant(**changes: object) -> Grant:
-    fields: dict[str, object] = {
-        "id": 7,
-        "team_id": "T1",
-        "tool_name": "send",
-        "constraints": {"channel": canonical("#ops")},
-        "created_by": ("U0ALICE",),
-        "created_at": NOW,
-        "expires_at": NOW + timedelta(hours=1),
-        "max_uses": 10,
-        "uses": 3,
-        "channel_id": "C1",
-        "thread_id": "t",
-        "interrupt_id": "i",
-        "tool_call_id": "c",
-    }
-    fields.update(changes)
-    return Grant(**fields)  # type: ignore[arg-type]
+BASE = Grant(
+    id=7,
+    team_id="T1",
+    tool_name="send",
+    constraints={"channel": canonical("#ops")},
+    created_by=("U0ALICE",),
+    created_at=NOW,
+    expires_at=NOW + timedelta(hours=1),
+    max_uses=10,
+    uses=3,
+    channel_id="C1",
+    thread_id="t",
+    interrupt_id="i",
+    tool_call_id="c",
+)
+
+
+def grant(**changes: Any) -> Grant:
+    return dataclasses.replace(BASE, **changes)
 
 
 # -- the policy ------------------------------------------------------------------------------
@@ -110,13 +114,13 @@ def test_combined_terms_are_what_every_creator_agreed_to() -> None:
 
 
 def test_the_card_offers_the_grant_button_only_where_the_policy_allows() -> None:
-    request = {
-        "question": "",
-        "tool_call": {"name": "send", "args": {"channel": "#ops"}, "id": "c1"},
-        "tool": {"name": "send", "description": "Send", "args_schema": {}},
-    }
-    plain = blocks.review_blocks(request, "ref")  # type: ignore[arg-type]
-    offered = blocks.review_blocks(request, "ref", grantable=True)  # type: ignore[arg-type]
+    request = ReviewRequest(
+        question="",
+        tool_call={"name": "send", "args": {"channel": "#ops"}, "id": "c1"},
+        tool={"name": "send", "description": "Send", "args_schema": {}},
+    )
+    plain = blocks.review_blocks(request, "ref")
+    offered = blocks.review_blocks(request, "ref", grantable=True)
     assert_valid_blocks(offered)
     ids = [e["action_id"] for e in offered[-1]["elements"]]
     assert ids == [blocks.APPROVE, blocks.EDIT, blocks.FEEDBACK, blocks.GRANT]
@@ -223,7 +227,8 @@ async def test_two_replicas_racing_for_the_last_use_exactly_one_wins(database_ur
             assert made is not None
             won = await asyncio.gather(first.consume(made.id), second.consume(made.id))
             assert sum(g is not None for g in won) == 1
-            assert (await second.get(made.id)).uses == 1  # type: ignore[union-attr]
+            after = await second.get(made.id)
+            assert after is not None and after.uses == 1
             assert await first.consume(made.id) is None  # exhausted: nothing more
 
 

@@ -138,6 +138,13 @@ async def grant_on(
     return modal
 
 
+def grant_id(text: str) -> str:
+    """``G7`` from the line announcing a standing approval."""
+    found = re.search(r"Standing approval (G\d+)", text)
+    assert found, text
+    return found.group(1)
+
+
 VIEW_KEYS = {"type", "title", "blocks", "close", "submit", "private_metadata", "callback_id"}
 
 
@@ -155,7 +162,11 @@ async def test_a_grant_runs_similar_calls_until_it_is_used_up(
 ) -> None:
     sandbox = env.sandbox
     first = await ask(sandbox, f"channel={ops} text=one key=k1")
-    modal = await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL])
+    review = await card(sandbox, first)
+    await sandbox.click_button(CAROL, "C0GENERAL", review["ts"], GRANT)  # approvers only
+    [refused] = await sandbox.wait_for(lambda: sandbox.ephemerals(CAROL))
+    assert "Only" in refused["text"] and sandbox.open_modal(CAROL) is None
+    modal = await grant_on(sandbox, ALICE, review, [CHANNEL])
     shown = json.dumps(modal)
     assert (
         "k1" not in shown and "api_key = [redacted]" in shown and f"same channel = {ops}" in shown
@@ -171,7 +182,7 @@ async def test_a_grant_runs_similar_calls_until_it_is_used_up(
     second = await ask(sandbox, f"channel={ops} text=two key=k2")
     texts = await done(sandbox, second)
     assert not review_messages(sandbox, "C0GENERAL", second)
-    gid = re.search(r"Standing approval (G\d+)", made).group(1)  # type: ignore[union-attr]
+    gid = grant_id(made)
     assert f"Ran under standing approval {gid} by <@U0ALICE>, 1 of 2 uses left." in "\n".join(texts)
     third = await ask(sandbox, f"channel={ops} text=three key=k3")
     assert "0 of 2 uses left" in "\n".join(await done(sandbox, third))
@@ -261,7 +272,7 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
     first = await ask(sandbox, f"channel={ops} text=one key=k1")
     await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL, KEY])
     made = "\n".join(await done(sandbox, first))
-    gid = re.search(r"Standing approval G(\d+)", made).group(1)  # type: ignore[union-attr]
+    gid = grant_id(made)[1:]
 
     wrong_key = await ask(sandbox, f"channel={ops} text=other key=k2")
     await card(sandbox, wrong_key)
@@ -273,6 +284,8 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
     assert "k1" not in json.dumps(home) and "2 of 2 uses left" in json.dumps(home)
     assert "Standing approvals" not in json.dumps(await published_home(sandbox, CAROL))
 
+    refused = await env.bot.flow.standing.revoke(CAROL, int(gid))  # neither creator nor approver
+    assert refused.startswith("Only its creators")
     after = len(sandbox.calls_of("views.publish"))
     await sandbox.click_in_home(BOB, REVOKE, block_id=f"grant:{gid}")
     await sandbox.wait_for(lambda: len(sandbox.calls_of("views.publish")) > after)
