@@ -27,7 +27,7 @@ USES_BLOCK = "grant_uses"
 SCOPE_BLOCK = "grant_scope"
 CHECKBOXES_AT_MOST = 10  # Slack's limit for checkboxes; more arguments use a multi-select
 SCOPE_OPTIONS_AT_MOST = 100  # a multi-select's limit; arguments beyond it always stay equal
-MAX_HOME_GRANTS = 20
+MAX_HOME_GRANTS = 15  # with the longest list of reviews (63 blocks), the Home stays within 100
 _LADDER = (300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 604800, 2592000)
 
 
@@ -234,7 +234,7 @@ def home_blocks(
     grants: Sequence[tuple[Grant, str, Mapping[str, Any]]], notice: str | None = None
 ) -> list[Block]:
     """Active grants the viewer may revoke (``(grant, tool as people read it, constraints as
-    shown)``), each with *Revoke*; nothing when there are none and nothing to tell. At most 44
+    shown)``), each with *Revoke*; nothing when there are none and nothing to tell. At most 34
     blocks."""
     if not grants and not notice:
         return []

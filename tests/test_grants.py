@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot import blocks, grant_blocks
+from bot import blocks, grant_blocks, home
 from bot.audit import AuditEvent, AuditLog
 from bot.grants import (
     Grant,
@@ -178,14 +178,36 @@ def test_home_blocks_are_valid_and_masked() -> None:
     )
     assert_valid_blocks(shown, 100)
     ids = [b["block_id"] for b in shown if "block_id" in b]
-    assert len(ids) == len(set(ids)) == 20
+    assert len(ids) == len(set(ids)) == grant_blocks.MAX_HOME_GRANTS
     text = json.dumps(shown, ensure_ascii=False)
     assert "s3cret" not in text and "[redacted]" in text and "Revoked &lt;G1&gt;" in text
-    assert "7 of 10 uses left" in text and "…and 5 more." in text
+    assert "7 of 10 uses left" in text and "…and 10 more." in text
     assert grant_blocks.home_blocks([]) == []
     line = grant_blocks.ran_under_text(g)
     assert line.endswith("by <@U0ALICE>, 7 of 10 uses left.")
     assert_valid_blocks(grant_blocks.line_blocks(line))
+
+
+def test_the_longest_home_with_the_longest_list_of_grants_is_one_valid_view() -> None:
+    reviews = [
+        home.WaitingReview(
+            ref=f"r{i}",
+            tool_name="send",
+            args={"channel": "#ops"},
+            requested_by="U0CAROL",
+            channel_id="C1",
+            thread_ts="1.2",
+            message_ts="1.3",
+            created_at=NOW,
+        )
+        for i in range(40)
+    ]
+    view = home.home_view(home.waiting_from(reviews), now=NOW, workspace_url="https://x.slack.com/")
+    many = [grant(id=i) for i in range(40)]
+    view["blocks"].extend(
+        grant_blocks.home_blocks([(g, "send", {"channel": "#ops"}) for g in many], "Revoked.")
+    )
+    assert_valid_view(view)
 
 
 # -- the rows ----------------------------------------------------------------------------------

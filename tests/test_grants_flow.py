@@ -264,6 +264,29 @@ async def test_an_expired_grant_approves_nothing(env: SlackEnv, ops: str, dev: s
     await card(sandbox, later)
     assert SENT == ["one"]
 
+    # Creating a grant is an approval: a review that expired while the form was open
+    # approves nothing and creates no grant.
+    other = await ask(sandbox, f"channel={dev} text=slow key=k1")
+    review = await card(sandbox, other)
+    await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], GRANT)
+    await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
+    ref = review["blocks"][-1]["elements"][0]["value"]
+    async with env.bot.service.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
+            (ref,),
+        )
+    result = await sandbox.submit_modal(ALICE, {SCOPE_BLOCK: [CHANNEL]})
+    assert "This review expired at" in json.dumps(result.errors)
+    async with env.bot.service.pool.connection() as conn:
+        found = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM standing_grants WHERE thread_id LIKE %s", (f"%{other}",)
+            )
+        ).fetchone()
+    assert found is not None and found["n"] == 0
+    assert SENT == ["one"]
+
 
 async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
     env: SlackEnv, ops: str, dev: str
