@@ -18,6 +18,7 @@ a call; :class:`GrantStore` holds the rows. Nothing here talks to Slack.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -61,9 +62,28 @@ def combined(offers: Iterable[GrantTerms]) -> GrantTerms:
     )
 
 
-def constraints_of(args: Mapping[str, Any], scope: Collection[str]) -> dict[str, str]:
-    """The constraints a grant stores: each chosen argument's canonical value."""
-    return {name: canonical(args[name]) for name in args if name in scope}
+DIGEST = "sha256:"
+"""Prefix of a stored digest; no canonical JSON starts with it (``s`` begins no JSON value)."""
+
+
+def _digest(value: Any) -> str:
+    return DIGEST + hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def constraints_of(
+    args: Mapping[str, Any], scope: Collection[str], redact: Collection[str] = ()
+) -> dict[str, str]:
+    """The constraints a grant stores: each chosen argument's canonical value; a redacted
+    argument's as a digest, so the grant's row never holds the secret it keeps equal."""
+    return {
+        name: _digest(args[name]) if name in redact else canonical(args[name])
+        for name in args
+        if name in scope
+    }
+
+
+def _same(stored: str, value: Any) -> bool:
+    return (_digest(value) if stored.startswith(DIGEST) else canonical(value)) == stored
 
 
 @dataclass(frozen=True)
@@ -100,8 +120,11 @@ class Grant:
         """The constraints as people may see them: values decoded, redacted ones masked, by
         name (jsonb keeps no order of its own worth showing)."""
         return {
-            name: REDACTED if name in policy.redact else json.loads(self.constraints[name])
+            name: REDACTED
+            if name in policy.redact or value.startswith(DIGEST)
+            else json.loads(value)
             for name in sorted(self.constraints)
+            for value in [self.constraints[name]]
         }
 
 
@@ -112,9 +135,8 @@ def matches(grant: Grant, tool: str, team_id: str | None, args: Mapping[str, Any
     """Same tool and workspace, and every constrained argument present with an equal value."""
     if grant.tool_name != tool or grant.team_id != team_id:
         return False
-    return all(
-        name in args and canonical(args[name]) == value for name, value in grant.constraints.items()
-    )
+    wanted = grant.constraints
+    return all(name in args and _same(value, args[name]) for name, value in wanted.items())
 
 
 def refusal(

@@ -89,6 +89,15 @@ def test_a_grant_matches_on_canonical_json_of_the_constrained_arguments_only() -
     assert not matches(g, "send", "T2", {"opts": {"a": [1], "b": 1}})
 
 
+def test_a_redacted_argument_is_kept_equal_by_its_digest_never_its_value() -> None:
+    stored = constraints_of({"token": "s3cret", "channel": "#ops"}, {"token"}, {"token"})
+    assert "s3cret" not in json.dumps(stored) and stored["token"].startswith("sha256:")
+    g = grant(constraints=stored)
+    assert matches(g, "send", "T1", {"token": "s3cret"})
+    assert not matches(g, "send", "T1", {"token": "other"})
+    assert g.shown_constraints(ToolPolicy()) == {"token": "[redacted]"}  # even if unredacted
+
+
 def test_a_grant_never_allows_more_than_its_creators_could_approve() -> None:
     policy = ToolPolicy(grants=LIMITS)
     g = grant(created_by=("U0ALICE", "U0BOB"))

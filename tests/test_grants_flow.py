@@ -299,12 +299,14 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
 
     wrong_key = await ask(sandbox, f"channel={ops} text=other key=k2")
     await card(sandbox, wrong_key)
+    same_key = await ask(sandbox, f"channel={ops} text=same key=k1")  # kept equal by digest
+    assert "1 of 2 uses left" in "\n".join(await done(sandbox, same_key))
 
     home = await published_home(sandbox, BOB)  # an approver who did not create it
     [entry] = [b for b in home["blocks"] if b.get("block_id") == f"grant:{gid}"]
     shown = json.dumps(entry, ensure_ascii=False)
     assert f"api_key = [redacted], channel = {ops}" in shown
-    assert "k1" not in json.dumps(home) and "2 of 2 uses left" in json.dumps(home)
+    assert "k1" not in json.dumps(home) and "1 of 2 uses left" in json.dumps(home)
     assert "Standing approvals" not in json.dumps(await published_home(sandbox, CAROL))
 
     refused = await env.bot.flow.standing.revoke(CAROL, int(gid))  # neither creator nor approver
@@ -318,7 +320,7 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
 
     later = await ask(sandbox, f"channel={ops} text=late key=k1")
     await card(sandbox, later)
-    assert SENT == ["one"]
+    assert SENT == ["one", "same"]
     revoked = [e for e in await audit(env, first) if e[0] == "grant_revoked"]
     assert revoked and revoked[0][1] == BOB
 

@@ -165,7 +165,7 @@ class StandingApprovals:
         args = current_request(claimed)["tool_call"]["args"]
         if claimed.edited_args is not None:
             args = claimed.edited_args
-        constraints = constraints_of(args, terms.scope)
+        constraints = constraints_of(args, terms.scope, policy.redact)
         request = claimed.request
         new = NewGrant(
             team_id=claimed.team_id,
