@@ -33,6 +33,8 @@ Outcome = Literal[
     "refused",
     "auto_approved",
     "escalated",
+    "grant_created",
+    "grant_revoked",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 

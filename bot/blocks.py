@@ -21,6 +21,8 @@ Block = dict[str, Any]
 APPROVE = "review_approve"
 EDIT = "review_edit"
 FEEDBACK = "review_feedback"
+GRANT = "review_grant"
+"""Approve, and allow similar calls for a while (a standing approval: ``bot.grant_blocks``)."""
 ACTIONS_BLOCK = "review_actions"
 MAX_ARGS_SHOWN = 20
 MAX_VALUE_CHARS = 900
@@ -164,13 +166,16 @@ def review_blocks(
     ref: str,
     progress: Progress | None = None,
     policy_line: str | None = None,
+    *,
+    grantable: bool = False,
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons (or the
     ones the agent accepts).
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
     that is waiting for approvals as old -> new. ``policy_line``: which policy rule the call is
-    reviewed under (``bot.policy_blocks``), one context line.
+    reviewed under (``bot.policy_blocks``), one context line. ``grantable``: the call's policy
+    allows standing approvals, so a further button offers one (only where Approve is offered).
     """
     extra: list[Block] = [_context(policy_line)] if policy_line else []
     if progress and progress.changes:
@@ -190,20 +195,23 @@ def review_blocks(
         {
             "type": "actions",
             "block_id": ACTIONS_BLOCK,
-            "elements": _allowed_buttons(request, ref),
+            "elements": _allowed_buttons(request, ref, grantable),
         },
     ]
 
 
-def _allowed_buttons(request: ReviewRequest, ref: str) -> list[Block]:
+def _allowed_buttons(request: ReviewRequest, ref: str, grantable: bool = False) -> list[Block]:
     """Approve, Edit and Feedback, or only those the agent accepts (``allowed_decisions``,
-    from a graph on LangGraph Server)."""
+    from a graph on LangGraph Server); with ``grantable``, the standing-approval button, which
+    approves too, so it is offered only beside Approve."""
     allowed = request.get("allowed_decisions")
     buttons = [
         ("approve", _button("Approve", APPROVE, ref, style="primary")),
         ("edit", _button("Edit", EDIT, ref)),
         ("feedback", _button("Feedback", FEEDBACK, ref)),
     ]
+    if grantable:
+        buttons.append(("approve", _button("Approve + allow similar…", GRANT, ref)))
     return [button for kind, button in buttons if allowed is None or kind in allowed]
 
 

@@ -9,7 +9,10 @@ each handed what it needs. Read top to bottom:
 4. the review's effects (:class:`bot.review.effects.ReviewEffects`): apply, release, recover,
    expire, remind, repaint;
 5. clicks (:class:`bot.review.clicks.Clicks`): what a button press or modal submit does;
-6. the App Home / ``/approvals`` lister (:class:`bot.waiting.WaitingLister`).
+6. the App Home / ``/approvals`` lister (:class:`bot.waiting.WaitingLister`);
+7. standing approvals (:class:`bot.review.standing.StandingApprovals`), handed to
+   conversations (a proposed call a grant covers runs without a review) and to clicks (an
+   approval may create one).
 
 Listeners (``bot.listeners``) get the part they serve; the sweeper (``bot.sweeper``) gets the
 flow. Nothing here behaves: it only wires.
@@ -21,10 +24,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
 from bot.failures import BROKEN, BUSY, DB_DOWN, MODEL_DOWN, explain
+from bot.grants import GrantStore
 from bot.permissions import Approvers
 from bot.review.clicks import FOUR_EYES, Clicks
 from bot.review.deps import Deps
 from bot.review.effects import Click, ReviewEffects
+from bot.review.standing import StandingApprovals
 from bot.routing import ChannelDirectory, Router
 from bot.slack_out import SlackOut
 from bot.store import BotStore
@@ -63,6 +68,10 @@ class ReviewFlow:
         self.effects = ReviewEffects(deps, self.turns)
         self.clicks = Clicks(deps, self.effects)
         self.lister = WaitingLister(store, client, approvers)
+        self.standing = StandingApprovals(
+            deps, self.effects, self.clicks, GrantStore(store.pool), self.lister.audience
+        )
+        self.turns.standing = self.clicks.standing = self.standing
 
     async def present(
         self,

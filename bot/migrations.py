@@ -288,6 +288,46 @@ ROUTING_AND_ESCALATION: tuple[str, ...] = (
         ON slack_reviews (escalate_at) WHERE status = 'pending' AND escalated_at IS NULL
     """,
 )
+STANDING_GRANTS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS standing_grants (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        team_id text,
+        tool_name text NOT NULL,
+        constraints jsonb NOT NULL,
+        created_by text[] NOT NULL CHECK (cardinality(created_by) > 0),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        max_uses integer NOT NULL CHECK (max_uses > 0),
+        uses integer NOT NULL DEFAULT 0 CHECK (uses >= 0 AND uses <= max_uses),
+        channel_id text NOT NULL,
+        thread_id text NOT NULL,
+        interrupt_id text NOT NULL,
+        tool_call_id text NOT NULL,
+        source_ref text NOT NULL UNIQUE,
+        revoked_at timestamptz,
+        revoked_by text
+    )
+    """,
+    # The lookup when a call is proposed, and the App Home's list: active grants only.
+    "CREATE INDEX IF NOT EXISTS standing_grants_active ON standing_grants "
+    "(tool_name, expires_at) WHERE revoked_at IS NULL",
+    # Each approver's terms with their approval of one version of a review (quorum > 1).
+    """
+    CREATE TABLE IF NOT EXISTS standing_grant_offers (
+        ref text NOT NULL,
+        version integer NOT NULL,
+        user_id text NOT NULL,
+        seconds double precision NOT NULL,
+        max_uses integer NOT NULL,
+        scope text[] NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (ref, version, user_id)
+    )
+    """,
+)
+"""Standing approvals (``bot.grants``): the grants, and each approver's terms offered with
+their approval while a quorum is gathered."""
 
 BOT = Component(
     "bot",
@@ -298,6 +338,7 @@ BOT = Component(
         Step(4, "index the reminder query", REMIND_INDEX),
         Step(5, "reviews remember the policy rule they were registered under", POLICY_MATCH),
         Step(6, "routing and escalation: card channel, escalation times", ROUTING_AND_ESCALATION),
+        Step(7, "standing approvals: standing_grants, standing_grant_offers", STANDING_GRANTS),
     ),
 )
 

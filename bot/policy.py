@@ -57,6 +57,15 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
+class GrantLimits:
+    """``grants = { max_duration = "1h", max_uses = 10 }``: the most an approver may allow when
+    they approve a call *and* similar later calls (a standing approval, :mod:`bot.grants`)."""
+
+    max_duration_seconds: float
+    max_uses: int
+
+
+@dataclass(frozen=True)
 class ToolPolicy:
     mode: Mode = "review"
     approvers: frozenset[str] | None = None  # None: anyone who can see the review
@@ -75,6 +84,8 @@ class ToolPolicy:
     """After this long undecided, ``escalate_to`` is pinged in the card's thread and may decide."""
     escalate_to: frozenset[str] = frozenset()
     """Users (``U…``/``W…``) and user groups (``S…``) who join the approvers on escalation."""
+    grants: GrantLimits | None = None
+    """None: no standing approvals for this tool (every call is reviewed on its own)."""
 
     def redacted(self, args: Mapping[str, Any]) -> dict[str, Any]:
         return {k: ("[redacted]" if k in self.redact else v) for k, v in args.items()}
@@ -325,7 +336,9 @@ _KEYS = {
     "review_channel",
     "escalate_after",
     "escalate_to",
+    "grants",
 }
+MAX_GRANT_USES = 1000
 _CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,})$")
 
 
@@ -407,6 +420,8 @@ def _tool_policy(
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise PolicyError(f"{locate('redact')}: redact must be a list of argument names")
         policy = replace(policy, redact=frozenset(names))
+    if "grants" in raw:
+        policy = replace(policy, grants=_grant_limits(raw["grants"], locate("grants")))
     return _routing_and_escalation(raw, policy, locate)
 
 
@@ -463,6 +478,20 @@ def _routing_and_escalation(raw: Mapping[str, Any], policy: ToolPolicy, locate: 
             "review expires before anyone is pinged"
         )
     return policy
+
+
+def _grant_limits(raw: Any, where: str) -> GrantLimits | None:
+    """``grants = { max_duration = "1h", max_uses = 10 }``, or ``grants = false`` (none)."""
+    if raw is False:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"max_duration", "max_uses"}:
+        raise PolicyError(
+            f'{where}: grants must be {{ max_duration = "1h", max_uses = 10 }} (or false)'
+        )
+    uses = raw["max_uses"]
+    if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= MAX_GRANT_USES:
+        raise PolicyError(f"{where}: max_uses must be a whole number from 1 to {MAX_GRANT_USES}")
+    return GrantLimits(parse_duration(raw["max_duration"], where), uses)
 
 
 def parse_policy(text: str, source: str = "policy", env: Mapping[str, str] | None = None) -> Policy:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import blocks, logs, metrics, redaction
 from bot.blocks import Progress
@@ -28,6 +28,9 @@ from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
 from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult
+
+if TYPE_CHECKING:
+    from bot.review.standing import StandingApprovals
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Turns:
         self.deps = deps
         self.events = events  # events and conversations (not reviews)
         self.router = router or Router(ChannelDirectory(deps.slack.client), deps.approvers)
+        self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -270,16 +274,26 @@ class Turns:
             row = await storage.get(ref)
             route = dataclasses.replace(route, channel=row.card_channel if row else None)
             link = row.conversation_link if row else None
+        routed = route.channel is not None
+        ts = await slack.find_review_message(thread, ref) if seen_before and not routed else None
+        standing = self.standing
+        if (
+            ts is None
+            and standing is not None
+            and await standing.run_granted(thread, ref, request, call)
+        ):
+            return  # a standing approval covered it: decided, nothing to review (nor routed)
         if route.channel is not None:
             await self._post_routed(thread, ref, request, route.channel, link, call)
             return
-        ts = await slack.find_review_message(thread, ref) if seen_before else None
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
             ts = await slack.post(
                 thread,
-                blocks.review_blocks(shown, ref, progress, policy_line(call)),
+                blocks.review_blocks(
+                    shown, ref, progress, policy_line(call), grantable=policy.grants is not None
+                ),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )

@@ -201,6 +201,30 @@ class Actors:
         payload["actions"] = [self._action(block, element, value)]
         return await self.delivery.deliver_interaction(payload)
 
+    async def click_in_home(
+        self, user: str, action_id: str, block_id: str | None = None, value: str | None = None
+    ) -> BotResponse:
+        """Click an element of the Home view the bot last published for `user`: Slack sends
+        `block_actions` with a `view` container (no channel, no message)."""
+        view = self.ws.homes.get(user)
+        if view is None:
+            raise ApiError("view_not_found")
+        block, element = _find_element(view.data.get("blocks") or [], action_id, block_id)
+        payload: Json = {
+            "type": "block_actions",
+            "user": _user_obj(self.ws, user),
+            "api_app_id": self.config.api_app_id,
+            "token": self.config.verification_token,
+            "container": {"type": "view", "view_id": view.id},
+            "trigger_id": self.ws.new_trigger(user),
+            "team": TEAM,
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": dict(view.data),
+            "actions": [self._action(block, element, value)],
+        }
+        return await self.delivery.deliver_interaction(payload)
+
     def _message_container(self, user: str, chan: Channel, ts: str) -> Json:
         """The block_actions payload minus `actions`, for a normal or ephemeral message."""
         try:

@@ -78,6 +78,12 @@ class Sandbox:
     ) -> BotResponse:
         return await self.actors.click_button(user, channel, message_ts, action_id, block_id, value)
 
+    async def click_in_home(
+        self, user: str, action_id: str, block_id: str | None = None, value: str | None = None
+    ) -> BotResponse:
+        """Click an element of `user`'s published Home view (e.g. a button's accessory)."""
+        return await self.actors.click_in_home(user, action_id, block_id, value)
+
     async def submit_modal(self, user: str, values: dict[str, Any] | None = None) -> ModalResult:
         return await self.actors.submit_modal(user, values)
 

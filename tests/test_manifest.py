@@ -82,7 +82,7 @@ class SpyApp:
 
 def registered() -> SpyApp:
     spy = SpyApp()
-    parts = SimpleNamespace(turns=None, clicks=None, lister=None)  # registering reads none
+    parts = SimpleNamespace(turns=None, clicks=None, lister=None, standing=None)  # none read
     register_all(spy, parts)  # type: ignore[arg-type]
     return spy
 
@@ -103,7 +103,13 @@ def test_events_match_the_registered_listeners() -> None:
     spy = registered()
     expected = set().union(*(EVENT_SUBSCRIPTIONS[name] for name in spy.events))
     assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == expected
-    assert spy.actions == {"review_approve", "review_edit", "review_feedback"}
+    assert spy.actions == {
+        "review_approve",
+        "review_edit",
+        "review_feedback",
+        "review_grant",
+        "grant_revoke",
+    }
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
 
 

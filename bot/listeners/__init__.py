@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events, home, views
+from bot.listeners import actions, commands, events, grants, home, views
 
 if TYPE_CHECKING:
     from bot.flow import ReviewFlow
@@ -17,5 +17,6 @@ def register_all(app: AsyncApp, flow: ReviewFlow) -> None:
     events.register(app, flow.turns)
     actions.register(app, flow.clicks)
     views.register(app, flow.clicks)
-    home.register(app, flow.lister)
+    home.register(app, flow.lister, flow.standing)
+    grants.register(app, flow.standing, flow.lister)
     commands.register(app, flow.lister)

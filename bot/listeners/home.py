@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -17,6 +17,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import home
 from bot.failures import explain
 from bot.waiting import WaitingLister, lister_for
+
+if TYPE_CHECKING:
+    from bot.review.standing import StandingApprovals
 
 __all__ = ["WaitingLister", "error_view", "lister_for", "publish_home", "register"]
 
@@ -33,13 +36,24 @@ def error_view(text: str) -> dict[str, Any]:
     }
 
 
-async def publish_home(lister: WaitingLister, client: AsyncWebClient, user: str) -> None:
-    """Publish ``user``'s Home; a failure becomes a sentence in the tab, details in the log."""
+async def publish_home(
+    lister: WaitingLister,
+    client: AsyncWebClient,
+    user: str,
+    standing: StandingApprovals | None = None,
+    *,
+    notice: str | None = None,
+) -> None:
+    """Publish ``user``'s Home; a failure becomes a sentence in the tab, details in the log.
+    With ``standing``, the viewer's standing approvals follow the reviews (``notice``: what
+    their last click on one did)."""
     try:
         waiting = await lister.waiting_for(user)
         view = home.home_view(
             waiting, now=datetime.now(UTC), workspace_url=await lister.workspace_url()
         )
+        if standing is not None:
+            view["blocks"].extend(await standing.home_blocks(user, notice))
     except Exception as error:
         log.exception("could not list the reviews waiting for %s", user)
         view = error_view(explain(error))
@@ -49,10 +63,12 @@ async def publish_home(lister: WaitingLister, client: AsyncWebClient, user: str)
         log.exception("views.publish failed for %s", user)
 
 
-def register(app: AsyncApp, lister: WaitingLister) -> None:
+def register(
+    app: AsyncApp, lister: WaitingLister, standing: StandingApprovals | None = None
+) -> None:
     @app.event("app_home_opened")
     async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         user = event.get("user")
         if event.get("tab") != "home" or not isinstance(user, str):
             return  # the Messages tab is the DM; nothing to draw
-        await publish_home(lister, client, user)
+        await publish_home(lister, client, user, standing)

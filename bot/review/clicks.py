@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import blocks, metrics, modals, mrkdwn, redaction
 from bot.failures import explain
@@ -26,6 +26,10 @@ from bot.review.vocabulary import ModalKind
 from bot.store import Expired, ReviewRow
 from graph import Approve, DecisionKind, Edit, Feedback, ReviewDecision
 from graph.decisions import stored_action
+
+if TYPE_CHECKING:
+    from bot.grants import GrantTerms
+    from bot.review.standing import StandingApprovals
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class Clicks:
         self.deps = deps
         self.effects = effects
         self._expiring: set[asyncio.Task[None]] = set()
+        self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
 
     async def admissible(
         self, click: Click, kind: DecisionKind, edit: Mapping[str, Any] | None = None
@@ -173,17 +178,29 @@ class Clicks:
         return review, edit
 
     async def decide(
-        self, click: Click, decision: ReviewDecision, review: ReviewRow | None = None
+        self,
+        click: Click,
+        decision: ReviewDecision,
+        review: ReviewRow | None = None,
+        *,
+        offer: GrantTerms | None = None,
     ) -> None:
-        """Apply a person's decision; an outage before anything happened is said, not raised."""
+        """Apply a person's decision; an outage before anything happened is said, not raised.
+
+        ``offer``: an approval that also offers a standing approval on these terms (created
+        with the claim, under the same admission and quorum: ``bot.review.standing``)."""
         try:
-            await self._decide(click, decision, review)
+            await self._decide(click, decision, review, offer)
         except Exception as error:
             log.exception("deciding %s on %s failed", decision.kind, click.ref)
             await self.effects.tell(explain(error), click, review)
 
     async def _decide(
-        self, click: Click, decision: ReviewDecision, review: ReviewRow | None
+        self,
+        click: Click,
+        decision: ReviewDecision,
+        review: ReviewRow | None,
+        offer: GrantTerms | None = None,
     ) -> None:
         storage = self.deps.storage
         started = time.perf_counter()
@@ -204,7 +221,10 @@ class Clicks:
             )
         policy = self.deps.policy_of(found, edited).policy
         approvals: tuple[str, ...] = ()
+        standing = self.standing if isinstance(decision, Approve) else None
         if rules.counts_towards_quorum(policy.quorum, decision.kind):
+            if standing is not None and offer is not None:  # before the approval it goes with
+                await standing.offer(found, click.user, offer)
             reached = await self._count_approval(found, click, decision, policy.quorum)
             if reached is None:
                 return
@@ -219,6 +239,8 @@ class Clicks:
             await self.effects.tell(stale_words(await storage.get(found.ref)), click, found)
             return
         async with storage.deciding(claimed.ref):
+            if standing is not None:
+                await standing.create(claimed, approvals, click, offer)
             await self.effects.apply(claimed, approvals, click=click, started=started)
 
     async def _count_approval(

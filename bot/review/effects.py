@@ -92,11 +92,14 @@ class ReviewEffects:
         *,
         click: Click | None = None,
         started: float | None = None,
+        detail: str | None = None,
     ) -> None:
         """Show a claimed decision, resume the agent with it, and post what followed.
 
         If the decision cannot be applied (database down, model unreachable before the tool
         ran), the claim is released and the buttons come back, so nothing is lost.
+        ``detail``: the decision event's detail when no quorum names the approvers (a call
+        approved by a standing approval names the grant and its creators).
         """
         policy = self.deps.policy_of(claimed).policy
         self.deps.remember_secrets(claimed)  # before the tool runs and logs
@@ -125,12 +128,15 @@ class ReviewEffects:
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
-        await self._finish(claimed, approvals)
+        await self._finish(claimed, approvals, detail)
         await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
-    async def _finish(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
+    async def _finish(
+        self, review: ReviewRow, approvals: tuple[str, ...], detail: str | None = None
+    ) -> None:
         policy = self.deps.policy_of(review).policy
-        await self.deps.storage.finish(review.ref, decision_event(review, approvals, policy))
+        event = decision_event(review, approvals, policy, detail=detail)
+        await self.deps.storage.finish(review.ref, event)
 
     async def _refused(self, review: ReviewRow, click: Click | None, refused: Refused) -> None:
         if refused.reason == "not_pending":
@@ -301,7 +307,11 @@ class ReviewEffects:
         await self._paint(
             review,
             blocks.review_blocks(
-                shown_request(review, policy), review.ref, progress, policy_line(call)
+                shown_request(review, policy),
+                review.ref,
+                progress,
+                policy_line(call),
+                grantable=policy.grants is not None,
             ),
             blocks.review_fallback_text(review.request),
         )
