@@ -238,9 +238,10 @@ class Turns:
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+            names = await slack.names.names_for(shown)
             ts = await slack.post(
                 thread,
-                blocks.review_blocks(shown, ref, progress),
+                blocks.review_blocks(shown, ref, progress, names),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )

@@ -280,9 +280,11 @@ class ReviewEffects:
                 policy.redacted(review.proposed_edit),
             )
         progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
+        shown = shown_request(review, policy)
+        names = await self.deps.slack.names.names_for(shown)
         await self._paint(
             review,
-            blocks.review_blocks(shown_request(review, policy), review.ref, progress),
+            blocks.review_blocks(shown, review.ref, progress, names),
             blocks.review_fallback_text(review.request),
         )
 
@@ -290,9 +292,10 @@ class ReviewEffects:
         shown = shown_request(
             dataclasses.replace(review, proposed_edit=None), self.deps.policy(review.tool_name)
         )
+        names = await self.deps.slack.names.names_for(shown)
         await self._paint(
             review,
-            blocks.decided_blocks(shown, verdict),
+            blocks.decided_blocks(shown, verdict, names),
             blocks.decided_text(review.request, verdict),
         )
 
