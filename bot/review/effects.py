@@ -21,7 +21,7 @@ from bot.mrkdwn import escape
 from bot.review.audit_events import decision_event, review_event
 from bot.review.deps import Deps, thread_of
 from bot.review.rules import expiry_words
-from bot.review.shown import shown_request, verdict_of
+from bot.review.shown import shown_request, verdict_of, with_args
 from bot.store import ReviewRow
 from bot.turns import Turns
 from graph import EXPIRY_ACTOR, Approve, Expire, Refused
@@ -292,7 +292,9 @@ class ReviewEffects:
         shown = shown_request(
             dataclasses.replace(review, proposed_edit=None), self.deps.policy(review.tool_name)
         )
-        names = await self.deps.slack.names.names_for(shown)
+        after = {name: new for name, (_, new) in (verdict.changes or {}).items()}
+        final = with_args(shown, {**shown["tool_call"]["args"], **after})  # as it ran
+        names = await self.deps.slack.names.names_for(final)
         await self._paint(
             review,
             blocks.decided_blocks(shown, verdict, names),
