@@ -9,9 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel, Field
 
 from tests.support.bot_harness import (
     ALICE,
@@ -22,32 +19,7 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.counting_tools import registry_with
-from tests.support.scripted_model import ScriptedModel, tool_calls
-
-REMINDERS: list[dict[str, Any]] = []
-PROPOSED_AT = "2026-12-24T09:30:00+01:00"
-
-
-class ReminderArgs(BaseModel):
-    note: str = Field(description="What to remind of.")
-    at: str = Field(description="When.", json_schema_extra={"format": "date-time"})
-    day: str = Field(description="Which day it is about.", json_schema_extra={"format": "date"})
-
-
-@tool(args_schema=ReminderArgs)
-def set_reminder(note: str, at: str, day: str) -> str:
-    """Set a reminder (a test tool: no built-in tool takes a date)."""
-    REMINDERS.append({"note": note, "at": at, "day": day})
-    return f"reminder set for {at} ({day})"
-
-
-def reminder_model() -> ScriptedModel:
-    return ScriptedModel(
-        [
-            tool_calls(("set_reminder", {"note": "ship", "at": PROPOSED_AT, "day": "2026-12-24"})),
-            AIMessage(content="Reminder set."),
-        ]
-    )
+from tests.support.dated_tools import PROPOSED_AT, REMINDERS, reminder_model, set_reminder
 
 
 @pytest.fixture
