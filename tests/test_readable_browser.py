@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from playwright.async_api import expect
+from slack_sdk.web.async_client import AsyncWebClient
 
+from sandbox import SandboxConfig, running_sandbox
 from tests.support.bot_harness import SlackEnv, running_slack_env
 from tests.support.counting_tools import registry_with
 from tests.support.dated_tools import PROPOSED_AT, REMINDERS, reminder_model, set_reminder
@@ -74,3 +76,55 @@ async def test_a_picked_moment_runs_and_reads_in_the_readers_zone(chat: ChatPage
     result = chat.thread.get_by_test_id("message").filter(has_text="set_reminder returned:")
     await expect(result).to_contain_text(f"reminder set for {ran} (2026-12-25)")
     assert [{"note": "ship", "at": ran, "day": "2026-12-25"}] == REMINDERS
+
+
+async def test_the_sandbox_renders_slack_markup_as_slack_does(chat_page: ChatPage) -> None:
+    """Without the bot: what a card is made of, posted through the sandbox's Web API, as the
+    page shows it: bold code, a date token in the reader's zone, a link labelled by itself,
+    people and channels by name, emoji, indented list lines; and emoji in a Home view."""
+    config = SandboxConfig(port=0, bot_url="http://127.0.0.1:9/none", retry_delays=())
+    async with running_sandbox(config) as sandbox:
+        client = AsyncWebClient(token=config.bot_token, base_url=sandbox.api_url)
+        epoch = 1_798_099_200
+        text = (
+            "*`U0BOB`* :electric_plug: "
+            f"<!date^{epoch}^{{date_num}} at {{time}}|2026-12-24 08:00 UTC> "
+            "<https://example.com/a?b=1&amp;c=2|https://example.com/a?b=1&amp;c=2> "
+            '<@U0CAROL> <#C0RANDOM>\n• *tags*:\n      ◦ `"a"`'
+        )
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+        await client.chat_postMessage(channel="C0GENERAL", text="markup", blocks=[section])
+        home = {
+            "type": "home",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": ":sparkles: Reviews"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": ":hourglass: *`one`*"}},
+            ],
+        }
+        await client.views_publish(user_id="U0ALICE", view=home)
+
+        await chat_page.open(sandbox.url)
+        message = chat_page.channel_message("tags")
+        await expect(message.locator("b > code")).to_have_text("U0BOB")
+        await expect(message).to_contain_text("🔌")
+        date = message.get_by_test_id("date")
+        await expect(date).to_have_attribute("data-epoch", str(epoch))
+        day = await chat_page.page.evaluate(
+            "s => { const d = new Date(s * 1000), two = (n) => String(n).padStart(2, '0');"
+            " return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`; }",
+            epoch,
+        )
+        await expect(date).to_contain_text(f"{day} at ")
+        link = message.get_by_role("link", name="https://example.com/a?b=1&c=2")
+        await expect(link).to_have_attribute("href", "https://example.com/a?b=1&c=2")
+        await expect(message.locator(".mention")).to_have_text(["@carol", "#random"])
+        indent = await message.locator(".section-text").evaluate(
+            "el => getComputedStyle(el).whiteSpace"
+        )
+        assert indent == "pre-wrap"  # the nested line keeps its indent, as in Slack
+
+        await chat_page.page.get_by_test_id("home-bot").click()
+        view = chat_page.page.get_by_test_id("home-view")
+        await expect(view).to_contain_text("✨ Reviews")
+        await expect(view).to_contain_text("⌛")
+        await expect(view.locator("b > code")).to_have_text("one")

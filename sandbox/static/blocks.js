@@ -92,7 +92,7 @@
         const fields = (b.fields || []).map((f) => `<div class="field">${textObj(f)}</div>`).join("");
         const acc = b.accessory ? `<div class="accessory">${element(b, b.accessory)}</div>` : "";
         const fieldHtml = fields ? `<div class="fields">${fields}</div>` : "";
-        return `<div class="blk blk-section" ${id}><div class="section-main"><div>${textObj(b.text)}</div>${fieldHtml}</div>${acc}</div>`;
+        return `<div class="blk blk-section" ${id}><div class="section-main"><div class="section-text">${textObj(b.text)}</div>${fieldHtml}</div>${acc}</div>`;
       }
       case "divider":
         return `<hr class="blk blk-divider" ${id}>`;
