@@ -47,7 +47,7 @@ DATE = "date"
 URI = "uri"
 FORMATS = frozenset({USER, USERS, CHANNEL, CHANNELS, DATE_TIME, DATE, URI})
 MASK = "[redacted]"  # bot.policy.ToolPolicy.redacted writes this in place of a value
-READABLE_LIMIT = 900
+READABLE_LIMIT = 1500  # of a section's 3,000: room for the argument's name and a card of many
 MAX_DEPTH = 4
 NAME_CHARS = 80
 
@@ -55,6 +55,7 @@ USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s<>|`]+", re.IGNORECASE)
 _BULLETS = ("•", "◦", "▪", "▫")
+_MARKUP = re.compile(r"[*~`:\n]|^_|_$|\s_|_\s")  # would read as formatting or an emoji
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,8 @@ def _tree(value: Any, depth: int, lines: list[str]) -> bool:
     pad, bullet = "      " * depth, _BULLETS[depth % len(_BULLETS)]
     items = value.items() if isinstance(value, Mapping) else enumerate(value)
     for key, item in items:
+        if isinstance(value, Mapping) and _MARKUP.search(str(key)):
+            return False  # a key that would read as formatting: the exact JSON instead
         label = f"*{escape(visible(str(key)))}*: " if isinstance(value, Mapping) else ""
         if isinstance(item, Mapping | list) and item:
             lines.append(f"{pad}{bullet} {label.rstrip(' ')}")

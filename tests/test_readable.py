@@ -117,6 +117,7 @@ def test_nested_json_is_a_list_whose_leaves_are_exact() -> None:
         "      ◦ *x*: `null`",
     ]
     assert readable_value({"code": "a`b"}, None) is None  # no exact inline form: raw JSON
+    assert readable_value({"*bold*": 1}, None) is None  # a key that would read as markup
     assert readable_value({"a": "x" * 2000}, None) is None  # too long: raw, cut with a note
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +119,19 @@ async def test_an_unchanged_moment_runs_exactly_as_written(database_url: str) ->
         assert (await sandbox.submit_modal(ALICE, {})).closed  # the pickers as they started
         await sandbox.wait_for(lambda: REMINDERS)
         assert REMINDERS == [{"note": "ship", "at": PROPOSED_AT, "day": "2026-12-24"}]
+
+
+async def test_redacted_people_are_never_looked_up_nor_shown(
+    database_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[tools.invite_users]\nredact = ["users"]\n')
+    async with running_slack_env(database_url, policy_file=policy) as env:
+        sandbox = env.sandbox
+        _, review = await start_review(env, "invite <@U0CAROL> to #general")
+        shown = text_of(review)
+        assert "[redacted]" in shown and "U0CAROL" not in shown and "carol" not in shown
+        assert not sandbox.calls_of("users.info")
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
+        modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
+        assert "arg:users" not in [b.get("block_id") for b in modal["blocks"]]
