@@ -130,7 +130,8 @@ def picker_element(kind: str, schema: Mapping[str, Any], value: Any, action_id: 
             element["initial_users"] = list(value)
     elif kind == CHANNEL_PICKER:
         element.update(type="conversations_select", placeholder=_placeholder("Choose a channel"))
-        element["filter"] = dict(_CHANNEL_FILTER)
+        if not (value and value.startswith("D")):  # a DM proposed stays choosable
+            element["filter"] = dict(_CHANNEL_FILTER)
         if value:
             element["initial_conversation"] = value
     elif kind == CHANNELS_PICKER:
