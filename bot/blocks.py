@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
+from bot.readable import NO_NAMES, Names, property_schema, readable_value, value_format
 from graph import ReviewRequest, ToolResult
 from graph.types import ToolInfo
 
@@ -75,9 +76,20 @@ def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     return f"{clipped}{note}"
 
 
-def argument_blocks(args: Mapping[str, Any]) -> list[Block]:
+def shown_argument(
+    name: str, value: Any, schema: Mapping[str, Any], names: Names = NO_NAMES
+) -> str:
+    """One argument as people read it (`bot.readable`: names, dates, links, lists, each with
+    its exact value), or its exact value when it has no readable form."""
+    fmt = value_format(property_schema(schema, name), schema)
+    return readable_value(value, fmt, names) or format_value(value)
+
+
+def argument_blocks(
+    args: Mapping[str, Any], schema: Mapping[str, Any] | None = None, names: Names = NO_NAMES
+) -> list[Block]:
     blocks = [
-        _section(f"*{escape(visible(name))}*\n{format_value(value)}")
+        _section(f"*{escape(visible(name))}*\n{shown_argument(name, value, schema or {}, names)}")
         for name, value in list(args.items())[:MAX_ARGS_SHOWN]
     ]
     hidden = len(args) - MAX_ARGS_SHOWN
@@ -167,6 +179,7 @@ def review_blocks(
     progress: Progress | None = None,
     policy_line: str | None = None,
     *,
+    names: Names = NO_NAMES,
     grantable: bool = False,
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons (or the
@@ -190,7 +203,7 @@ def review_blocks(
         )
     return [
         *_heading(request, ":raised_hand:", "Approval needed"),
-        *argument_blocks(request["tool_call"]["args"]),
+        *argument_blocks(request["tool_call"]["args"], request["tool"]["args_schema"], names),
         *extra,
         {
             "type": "actions",
@@ -240,7 +253,9 @@ _VERDICT_LABELS = {
 }
 
 
-def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
+def decided_blocks(
+    request: ReviewRequest, verdict: Verdict, names: Names = NO_NAMES
+) -> list[Block]:
     """The review message after a decision: no buttons, and who decided what, when."""
     icon, label, who_label = _VERDICT_LABELS[verdict.action]
     args = dict(request["tool_call"]["args"])
@@ -249,7 +264,8 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
     at = when(verdict.at)
     deciders = verdict.approvers or ((verdict.by,) if verdict.by else ())
     who = f"{who_label} {_people(deciders)}" if deciders else who_label
-    blocks = [*_heading(request, icon, label), *argument_blocks(args)]
+    schema = request["tool"]["args_schema"]
+    blocks = [*_heading(request, icon, label), *argument_blocks(args, schema, names)]
     if verdict.changes:
         blocks.append(_changes_block(verdict.changes, "Changes"))
     if verdict.feedback:

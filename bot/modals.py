@@ -14,6 +14,8 @@ from typing import Any
 
 from bot.blocks import shown_name
 from bot.mrkdwn import escape, escape_within, has_invisible, to_plain, truncate, visible
+from bot.pickers import KINDS as PICKERS
+from bot.pickers import picker_element, picker_kind, read_picker
 from graph import ReviewRequest
 
 EDIT_CALLBACK = "review_edit_submit"
@@ -67,6 +69,8 @@ def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str,
 
 
 def _input_element(kind: str, schema: Mapping[str, Any], value: Any) -> dict[str, Any]:
+    if kind in PICKERS:  # Slack's own picker for people, channels and dates (bot.pickers)
+        return picker_element(kind, schema, value, VALUE_ACTION)
     element: dict[str, Any] = {"action_id": VALUE_ACTION}
     if kind == "enum":
         options = [
@@ -161,9 +165,9 @@ class Field:
 def form_field(request: ReviewRequest, name: str) -> Field:
     schema = request["tool"]["args_schema"]
     field = _resolve(schema.get("properties", {}).get(name, {}), schema)
-    kind = field_kind(field)
     args = request["tool_call"]["args"]
     value = args.get(name, field.get("default"))
+    kind = picker_kind(field, value) or field_kind(field)
     protected = protected_reason(kind, field, value) if name in args else None
     return Field(name, field, kind, value, protected)
 
@@ -418,8 +422,12 @@ def parse_edit(
                     "Tick “Replace it” to use this text, or clear it to keep the proposed value."
                 )
             continue
+        raw = _submitted(state_values, block_id)
         try:
-            present, value = _read(kind, field, _submitted(state_values, block_id))
+            if kind in PICKERS:
+                present, value = read_picker(kind, field, raw, form.value)
+            else:
+                present, value = _read(kind, field, raw)
         except ValueError as error:
             errors[block_id] = str(error)
             continue

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
+from bot.names import NameCache
 from bot.repeats import RepeatFilter
 from bot.threads import SlackThread
 
@@ -45,6 +46,7 @@ class SlackOut:
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+        self.names = NameCache(client)  # names for the arguments cards show
         self._bot_user_id: str | None = None
         self._told = RepeatFilter()
 

@@ -289,10 +289,16 @@ class Turns:
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+            names = await slack.names.names_for(shown)
             ts = await slack.post(
                 thread,
                 blocks.review_blocks(
-                    shown, ref, progress, policy_line(call), grantable=policy.grants is not None
+                    shown,
+                    ref,
+                    progress,
+                    policy_line(call),
+                    names=names,
+                    grantable=policy.grants is not None,
                 ),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
@@ -345,9 +351,16 @@ class Turns:
         policy = call.policy
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
         progress = Progress((), policy.quorum) if policy.quorum > 1 else None
-        body = with_conversation(
-            blocks.review_blocks(shown, ref, progress, policy_line(call)), link, thread.channel_id
+        names = await slack.names.names_for(shown)
+        card = blocks.review_blocks(
+            shown,
+            ref,
+            progress,
+            policy_line(call),
+            names=names,
+            grantable=policy.grants is not None,
         )
+        body = with_conversation(card, link, thread.channel_id)
         ts = await slack.post_in_channel(
             channel, body, blocks.review_fallback_text(request), metadata=review_metadata(ref)
         )

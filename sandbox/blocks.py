@@ -7,6 +7,7 @@ like Slack's (`must be less than 3001 characters [json-pointer:/blocks/0/text/te
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Callable
@@ -109,6 +110,48 @@ def _image_el(el: dict[str, Any], ptr: str, errors: Errors) -> None:
     _max_len(el.get("alt_text"), 2000, f"{ptr}/alt_text", errors)
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ID = re.compile(r"[A-Z0-9]+")
+# picker type -> (its initial-value key, whether that is a list of ids)
+_PICKER_INITIAL = {
+    "users_select": ("initial_user", False),
+    "multi_users_select": ("initial_users", True),
+    "conversations_select": ("initial_conversation", False),
+    "multi_conversations_select": ("initial_conversations", True),
+    "channels_select": ("initial_channel", False),
+    "multi_channels_select": ("initial_channels", True),
+}
+
+
+def _picker(el: dict[str, Any], ptr: str, errors: Errors) -> None:
+    """A people or channel picker: its initial value(s) are ids, ``max_selected_items`` >= 1."""
+    _select(el, ptr, errors)
+    key, many = _PICKER_INITIAL[str(el.get("type"))]
+    if key in el:
+        initial = el[key]
+        items = initial if many and isinstance(initial, list) else [initial]
+        if (many and not isinstance(initial, list)) or not all(
+            isinstance(item, str) and _ID.fullmatch(item) for item in items
+        ):
+            _err(errors, "must be a valid id" + ("s" if many else ""), f"{ptr}/{key}")
+    if "max_selected_items" in el and not (
+        isinstance(el["max_selected_items"], int) and el["max_selected_items"] >= 1
+    ):
+        _err(errors, "must be at least 1", f"{ptr}/max_selected_items")
+
+
+def _datepicker(el: dict[str, Any], ptr: str, errors: Errors) -> None:
+    initial = el.get("initial_date")
+    if initial is not None and not (isinstance(initial, str) and _DATE.fullmatch(initial)):
+        _err(errors, "must match the format YYYY-MM-DD", f"{ptr}/initial_date")
+
+
+def _datetimepicker(el: dict[str, Any], ptr: str, errors: Errors) -> None:
+    initial = el.get("initial_date_time")
+    if initial is not None and (isinstance(initial, bool) or not isinstance(initial, int)):
+        _err(errors, "must be an integer (Unix seconds)", f"{ptr}/initial_date_time")
+
+
 def _lenient(el: dict[str, Any], ptr: str, errors: Errors) -> None:
     """Element types we accept with only the generic id checks."""
 
@@ -119,12 +162,12 @@ ELEMENTS: dict[str, Check] = {
     "multi_static_select": _select,
     "external_select": _select,
     "multi_external_select": _select,
-    "users_select": _select,
-    "multi_users_select": _select,
-    "conversations_select": _select,
-    "multi_conversations_select": _select,
-    "channels_select": _select,
-    "multi_channels_select": _select,
+    "users_select": _picker,
+    "multi_users_select": _picker,
+    "conversations_select": _picker,
+    "multi_conversations_select": _picker,
+    "channels_select": _picker,
+    "multi_channels_select": _picker,
     "checkboxes": _choices,
     "radio_buttons": _choices,
     "overflow": _overflow,
@@ -133,9 +176,9 @@ ELEMENTS: dict[str, Check] = {
     "url_text_input": _text_input,
     "number_input": _number_input,
     "rich_text_input": _lenient,
-    "datepicker": _lenient,
+    "datepicker": _datepicker,
     "timepicker": _lenient,
-    "datetimepicker": _lenient,
+    "datetimepicker": _datetimepicker,
     "file_input": _lenient,
     "workflow_button": _lenient,
     "image": _image_el,

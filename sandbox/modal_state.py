@@ -60,8 +60,21 @@ def element_state(element: Json, value: Any, given: bool) -> tuple[Json, bool]:
         entry["selected_options"] = chosen if given else element.get("initial_options", [])
         return entry, not entry["selected_options"]
     key, initial_key = SINGLE_KEYS.get(kind, ("value", "initial_value"))
-    entry[key] = value if given else element.get(initial_key)
+    entry[key] = _picked(kind, value) if given else element.get(initial_key)
     return entry, entry[key] in (None, "", [])
+
+
+def _picked(kind: str, value: Any) -> Any:
+    """A picker's value as Slack sends it: a list for the multi_ pickers, Unix seconds (an
+    integer) for a datetimepicker, a string otherwise."""
+    if kind.startswith("multi_"):
+        items = value if isinstance(value, list) else [value]
+        return [str(item) for item in items if item not in (None, "")]
+    if value in (None, ""):
+        return None
+    if kind == "datetimepicker":
+        return int(value)
+    return str(value)
 
 
 def _number_error(element: Json, value: str | None) -> str | None:

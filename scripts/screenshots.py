@@ -6,7 +6,7 @@ sandbox's chat page in headless Chromium through one review and saves:
 
 * ``docs/images/review.png``: a pending review with its Approve / Edit / Feedback buttons,
   in the thread pane;
-* ``docs/images/edit-modal.png``: the Edit modal with a typed value and its inline error;
+* ``docs/images/edit-modal.png``: the Edit modal with Slack's people picker, two people picked;
 * ``docs/images/decided.png``: the same message after "Edited and approved by", with the
   tool's result and the agent's reply below it.
 
@@ -112,14 +112,11 @@ async def drive(url: str, out: Path) -> list[Path]:
             await shoot_thread(chat, shots[0])
 
             await review.get_by_role("button", name="Edit", exact=True).click()
-            users = chat.modal_input("arg:users")
-            await users.fill('["bob"]')
-            await chat.modal.get_by_test_id("modal-submit").click()
-            await expect(chat.modal_error("arg:users")).to_contain_text("not Slack user ids")
+            users = chat.modal_input("arg:users")  # Slack's people picker (format slack-users)
+            await users.select_option(["U0BOB", "U0CAROL"])
             await users.blur()
             await shoot_modal(page, shots[1])
 
-            await users.fill('["U0BOB", "U0CAROL"]')
             await chat.modal.get_by_test_id("modal-submit").click()
             await expect(chat.modal).to_have_count(0)
             await expect(review).to_contain_text("Edited and approved by")

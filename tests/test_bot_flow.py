@@ -71,13 +71,14 @@ async def test_edit_shows_inline_errors_then_applies_the_edit(env: SlackEnv) -> 
     inputs = [b["block_id"] for b in modal["blocks"] if b["type"] == "input"]
     assert inputs == ["arg:channel", "arg:users"]  # the tool's order, as stored
 
-    broken = await sandbox.submit_modal(ALICE, {"arg:users": "[oops"})
-    assert "Not valid JSON" in broken.errors["arg:users"] and not broken.closed
-    invalid = await sandbox.submit_modal(ALICE, {"arg:users": '["bob"]'})
+    # users is Slack's people picker (its schema says slack-users; see test_readable_flow)
+    broken = await sandbox.submit_modal(ALICE, {"arg:users": []})
+    assert broken.errors["arg:users"] and not broken.closed
+    invalid = await sandbox.submit_modal(ALICE, {"arg:users": ["bob"]})
     assert "not Slack user ids" in invalid.errors.get("arg:users", str(invalid)), invalid
     assert not sandbox.calls_of("conversations.invite")
 
-    done = await sandbox.submit_modal(ALICE, {"arg:users": '["U0BOB", "U0CAROL"]'})
+    done = await sandbox.submit_modal(ALICE, {"arg:users": ["U0BOB", "U0CAROL"]})
     assert done.closed
     invite = await sandbox.wait_for_call("conversations.invite")
     assert invite.args["users"] == "U0BOB,U0CAROL"

@@ -78,28 +78,24 @@ async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
     )
     await chat.open_thread("invite")
     _, review = await chat.pending_review("invite_users")
+    await expect(review).to_contain_text("@bob (U0BOB)")  # named, with the id that runs
     await review.get_by_role("button", name="Edit", exact=True).click()
 
     await expect(chat.modal).to_be_visible()
     await expect(chat.modal.get_by_test_id("modal-title")).to_have_text("Edit tool call")
-    users = chat.modal_input("arg:users")
-    await expect(users).to_have_value(re.compile(r'^\[\s*"U0BOB"\s*\]$'))
+    users = chat.modal_input("arg:users")  # Slack's people picker: the schema says slack-users
+    await expect(users).to_have_attribute("data-type", "multi_users_select")
+    await expect(users).to_have_values(["U0BOB"])
     error = chat.modal_error("arg:users")
     await expect(error).to_be_hidden()
 
-    await users.fill("[oops")
+    await users.select_option([])
     await chat.modal.get_by_test_id("modal-submit").click()
-    await expect(error).to_contain_text("Not valid JSON")
-    await expect(chat.modal).to_be_visible()
-    await expect(users).to_have_value("[oops")  # what was typed survives the error
-
-    await users.fill('["bob"]')
-    await chat.modal.get_by_test_id("modal-submit").click()
-    await expect(error).to_contain_text("not Slack user ids")
+    await expect(error).to_contain_text("required")
     await expect(chat.modal).to_be_visible()
     await expect(review.get_by_role("button", name="Approve", exact=True)).to_be_visible()
 
-    await users.fill('["U0BOB", "U0CAROL"]')
+    await users.select_option(["U0BOB", "U0CAROL"])
     await chat.modal.get_by_test_id("modal-submit").click()
     await expect(chat.modal).to_have_count(0)
 
@@ -107,6 +103,7 @@ async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
     await expect(review.get_by_role("button")).to_have_count(0)
     await expect(review.locator("s")).to_have_text('["U0BOB"]')  # old value, struck through
     await expect(review).to_contain_text('["U0BOB"] → ["U0BOB", "U0CAROL"]')
+    await expect(review).to_contain_text("@carol (U0CAROL)")
     result = chat.thread.get_by_test_id("message").filter(has_text="invite_users returned:")
     await expect(result).to_contain_text("✅")
     await expect(result).to_contain_text("Invited U0BOB, U0CAROL to #launch-plan.")

@@ -22,7 +22,7 @@ from bot.policy_blocks import policy_line
 from bot.review.audit_events import decision_event, review_event
 from bot.review.deps import Deps, thread_of
 from bot.review.rules import expiry_words
-from bot.review.shown import shown_request, verdict_of
+from bot.review.shown import shown_request, verdict_of, with_args
 from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
 from bot.turns import Turns
@@ -304,13 +304,16 @@ class ReviewEffects:
                 policy.redacted(review.proposed_edit),
             )
         progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
+        shown = shown_request(review, policy)
+        names = await self.deps.slack.names.names_for(shown)
         await self._paint(
             review,
             blocks.review_blocks(
-                shown_request(review, policy),
+                shown,
                 review.ref,
                 progress,
                 policy_line(call),
+                names=names,
                 grantable=policy.grants is not None,
             ),
             blocks.review_fallback_text(review.request),
@@ -320,9 +323,12 @@ class ReviewEffects:
         shown = shown_request(
             dataclasses.replace(review, proposed_edit=None), self.deps.policy_of(review).policy
         )
+        after = {name: new for name, (_, new) in (verdict.changes or {}).items()}
+        final = with_args(shown, {**shown["tool_call"]["args"], **after})  # as it ran
+        names = await self.deps.slack.names.names_for(final)
         await self._paint(
             review,
-            blocks.decided_blocks(shown, verdict),
+            blocks.decided_blocks(shown, verdict, names),
             blocks.decided_text(review.request, verdict),
         )
 

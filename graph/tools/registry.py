@@ -216,8 +216,23 @@ def args_schema(tool: BaseTool) -> dict[str, Any]:
     if isinstance(schema, dict):
         return dict(schema)
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
+        return _with_declared_formats(schema.model_json_schema(), tool)
     return schema.schema()  # a pydantic v1 model
+
+
+def _with_declared_formats(schema: dict[str, Any], tool: BaseTool) -> dict[str, Any]:
+    """LangChain's ``tool_call_schema`` rebuilds the fields and drops ``json_schema_extra``;
+    the ``format`` a tool's own args model declares (how an argument is read: a person, a
+    channel, a date; see ``bot.readable``) is copied back from it."""
+    declared = tool.args_schema
+    if not (isinstance(declared, type) and issubclass(declared, BaseModel)):
+        return schema
+    own = declared.model_json_schema().get("properties", {})
+    for name, prop in schema.get("properties", {}).items():
+        fmt = own.get(name, {}).get("format")
+        if isinstance(prop, dict) and isinstance(fmt, str) and "format" not in prop:
+            prop["format"] = fmt
+    return schema
 
 
 def builtin_entries() -> list[ToolEntry]:

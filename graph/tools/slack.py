@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, Field, field_validator
+from pydantic.config import JsonDict
 
 from graph.context import AgentContext, SlackWebAPI, slack_reply
 
@@ -140,8 +141,18 @@ async def _created_by_me(client: SlackWebAPI, name: str) -> str | None:
     return channel_id if info.get("channel", {}).get("creator") == me else None
 
 
+# How an argument is read (README, "Your own tools"): the JSON-schema ``format`` of a
+# property tells the bot to show an id as a name and to offer Slack's own picker in Edit.
+SLACK_USERS: JsonDict = {"format": "slack-users"}
+SLACK_CHANNEL: JsonDict = {"format": "slack-channel"}
+
+
 class PostMessageArgs(BaseModel):
-    channel: str = Field(description="Channel to post in: #name or a channel id.", min_length=1)
+    channel: str = Field(
+        description="Channel to post in: #name or a channel id.",
+        min_length=1,
+        json_schema_extra=SLACK_CHANNEL,
+    )
     text: str = Field(
         description=(
             "The message, posted exactly as written. *bold*, _italic_ and `code` work; "
@@ -209,7 +220,9 @@ async def create_channel(
 
 
 class SetTopicArgs(BaseModel):
-    channel: str = Field(description="Channel: #name or a channel id.", min_length=1)
+    channel: str = Field(
+        description="Channel: #name or a channel id.", min_length=1, json_schema_extra=SLACK_CHANNEL
+    )
     topic: str = Field(description="The new topic, shown exactly as written.", max_length=250)
 
 
@@ -229,9 +242,14 @@ async def set_channel_topic(
 
 
 class InviteArgs(BaseModel):
-    channel: str = Field(description="Channel: #name or a channel id.", min_length=1)
+    channel: str = Field(
+        description="Channel: #name or a channel id.", min_length=1, json_schema_extra=SLACK_CHANNEL
+    )
     users: list[str] = Field(
-        description="Slack user ids to invite, e.g. U0123ABC.", min_length=1, max_length=100
+        description="Slack user ids to invite, e.g. U0123ABC.",
+        min_length=1,
+        max_length=100,
+        json_schema_extra=SLACK_USERS,
     )
 
     @field_validator("users")

@@ -92,7 +92,7 @@
         const fields = (b.fields || []).map((f) => `<div class="field">${textObj(f)}</div>`).join("");
         const acc = b.accessory ? `<div class="accessory">${element(b, b.accessory)}</div>` : "";
         const fieldHtml = fields ? `<div class="fields">${fields}</div>` : "";
-        return `<div class="blk blk-section" ${id}><div class="section-main"><div>${textObj(b.text)}</div>${fieldHtml}</div>${acc}</div>`;
+        return `<div class="blk blk-section" ${id}><div class="section-main"><div class="section-text">${textObj(b.text)}</div>${fieldHtml}</div>${acc}</div>`;
       }
       case "divider":
         return `<hr class="blk blk-divider" ${id}>`;
@@ -141,13 +141,44 @@
         return `<input type="date" ${a} value="${esc(el.initial_date || "")}">`;
       case "timepicker":
         return `<input type="time" ${a} value="${esc(el.initial_time || "")}">`;
-      case "users_select": {
-        const opts = Object.values(SB.users).filter((u) => !u.is_bot).map((u) => `<option value="${esc(u.id)}"${u.id === el.initial_user ? " selected" : ""}>${esc(u.name)}</option>`).join("");
-        return `<select ${a}><option value="">Select a person</option>${opts}</select>`;
-      }
+      case "datetimepicker":
+        return `<input type="datetime-local" ${a} value="${esc(localMinute(el.initial_date_time))}">`;
+      case "users_select":
+      case "multi_users_select":
+        return picker(el, a, Object.values(SB.users).filter((u) => !u.is_bot), el.initial_users || [el.initial_user], "Select a person", (u) => u.name);
+      case "conversations_select":
+      case "multi_conversations_select":
+      case "channels_select":
+      case "multi_channels_select":
+        return picker(el, a, conversations(el), el.initial_conversations || el.initial_channels || [el.initial_conversation || el.initial_channel], "Select a channel", (c) => `#${c.label || c.name}`);
       default:
         return `<span class="unsupported">[${esc(el.type)}]</span>`;
     }
+  }
+
+  // Slack's people and channel pickers: one <select> (multiple for the multi_ kinds), its
+  // options the workspace's people or the channels this person can see; ids as values.
+  function picker(el, a, items, initial, prompt, label) {
+    const multi = el.type.startsWith("multi_");
+    const chosen = new Set(initial.filter(Boolean));
+    const opts = items.map((i) => `<option value="${esc(i.id)}"${chosen.has(i.id) ? " selected" : ""}>${esc(label(i))}</option>`).join("");
+    const max = el.max_selected_items ? ` data-max="${esc(el.max_selected_items)}"` : "";
+    const first = multi ? "" : `<option value="">${esc(el.placeholder ? el.placeholder.text : prompt)}</option>`;
+    return `<select ${a}${multi ? " multiple" : ""}${max}>${first}${opts}</select>`;
+  }
+
+  // conversations_select's filter: include public / private / im / mpim (all by default).
+  function conversations(el) {
+    const include = new Set((el.filter && el.filter.include) || ["public", "private", "im", "mpim"]);
+    return Object.values(SB.channels).filter((c) => (c.is_im ? include.has("im") : include.has(c.is_private ? "private" : "public")));
+  }
+
+  // A datetimepicker shows the moment in the reader's own time zone, to the minute.
+  function localMinute(seconds) {
+    if (typeof seconds !== "number") return "";
+    const d = new Date(seconds * 1000);
+    const two = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}`;
   }
 
   function choices(b, el, a) {
@@ -188,8 +219,11 @@
       } else if (type === "radio_buttons") {
         const c = node.querySelector("input:checked");
         values[b.block_id] = c ? c.value : null;
-      } else if (type === "multi_static_select") {
+      } else if (type.startsWith("multi_")) {
         values[b.block_id] = [...node.selectedOptions].map((o) => o.value);
+      } else if (type === "datetimepicker") {
+        // Slack sends the picked moment as Unix seconds, read in the picker's time zone.
+        values[b.block_id] = node.value === "" ? null : Math.floor(new Date(node.value).getTime() / 1000);
       } else {
         values[b.block_id] = node.value === "" ? null : node.value;
       }

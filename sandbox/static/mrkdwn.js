@@ -13,7 +13,10 @@ const EMOJI = {
   large_green_circle: "🟢", red_circle: "🔴", large_yellow_circle: "🟡", arrows_counterclockwise: "🔄",
   mag: "🔍", page_facing_up: "📄", file_folder: "📁", calendar: "📅", link: "🔗",
   raised_hand: "✋", ballot_box_with_check: "☑️", alarm_clock: "⏰", grey_question: "❔",
-  hourglass_done: "⌛", no_good: "🙅", lock_with_ink_pen: "🔏",
+  hourglass_done: "⌛", no_good: "🙅", lock_with_ink_pen: "🔏", electric_plug: "🔌",
+  sparkles: "✨", inbox_tray: "📥", outbox_tray: "📤", clipboard: "📋", bust_in_silhouette: "👤",
+  busts_in_silhouette: "👥", date: "📅", spiral_calendar_pad: "🗓️", house: "🏠",
+  information_source: "ℹ️", white_circle: "⚪", black_circle: "⚫", hourglass_flowing: "⏳",
 };
 
 const SB = (window.SB = window.SB || {});
@@ -53,6 +56,32 @@ function channelName(id) {
   return c ? c.label || c.name : id;
 }
 
+// Slack's date tokens ({date_num}, {date}, {date_short}, {date_long}, their _pretty forms,
+// {time}, {time_secs}, {ago}), in the reader's own time zone; other text kept as written.
+function slackDate(seconds, format) {
+  const d = new Date(seconds * 1000);
+  const day = (opts) => d.toLocaleDateString("en-US", opts);
+  const two = (n) => String(n).padStart(2, "0");
+  const pretty = (plainForm) => {
+    const days = Math.round((new Date(d).setHours(0, 0, 0, 0) - new Date().setHours(0, 0, 0, 0)) / 86400000);
+    return { 0: "today", 1: "tomorrow", "-1": "yesterday" }[days] || plainForm;
+  };
+  const forms = {
+    date_num: `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`,
+    date: day({ month: "long", day: "numeric", year: "numeric" }),
+    date_short: day({ month: "short", day: "numeric", year: "numeric" }),
+    date_long: day({ weekday: "long", month: "long", day: "numeric", year: "numeric" }),
+    time: d.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit" }),
+    time_secs: d.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit", second: "2-digit" }),
+  };
+  forms.date_pretty = pretty(forms.date);
+  forms.date_short_pretty = pretty(forms.date_short);
+  forms.date_long_pretty = pretty(forms.date_long);
+  const ago = Math.round((Date.now() - d.getTime()) / 60000);
+  forms.ago = ago >= 0 ? `${ago} minutes ago` : `in ${-ago} minutes`;
+  return format.replace(/\{([a-z_]+)\}/g, (m, key) => (key in forms ? forms[key] : m));
+}
+
 // One <...> control sequence: mentions, channels, specials, links.
 function controlSeq(inner) {
   const [target, label] = unent(inner).split("|", 2);
@@ -63,12 +92,11 @@ function controlSeq(inner) {
     return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
   }
   if (target.startsWith("!date^")) {
-    // <!date^unix^format|fallback>: Slack shows it in the reader's own time zone.
-    const seconds = Number(target.split("^")[1]);
-    const shown = Number.isFinite(seconds)
-      ? new Date(seconds * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })
-      : label || "";
-    return `<time data-testid="date" title="${esc(label || "")}">${esc(shown)}</time>`;
+    // <!date^unix^format[^link]|fallback>: Slack shows it in the reader's own time zone.
+    const [, secs, format] = target.split("^");
+    const seconds = Number(secs);
+    const shown = Number.isFinite(seconds) && format ? slackDate(seconds, format) : label || "";
+    return `<time data-testid="date" data-epoch="${esc(secs)}" title="${esc(label || "")}">${esc(shown)}</time>`;
   }
   if (target.startsWith("!subteam^")) {
     const id = target.slice("!subteam^".length);
@@ -101,11 +129,15 @@ function inlineSpan(text) {
   return html + styled(text.slice(last));
 }
 
+// Code spans first (their text is literal), held by placeholders so emphasis around them
+// still applies: *`code`* is bold code, as in Slack.
 function inline(line) {
-  return line
-    .split(/`([^`\n]+)`/)
-    .map((seg, i) => (i % 2 ? `<code>${esc(unent(seg))}</code>` : inlineSpan(seg)))
-    .join("");
+  const codes = [];
+  const held = line.replace(/\u0000/g, "").replace(/`([^`\n]+)`/g, (m, code) => {
+    codes.push(`<code>${esc(unent(code))}</code>`);
+    return `\u0000${codes.length - 1}\u0000`;
+  });
+  return inlineSpan(held).replace(/\u0000(\d+)\u0000/g, (m, i) => codes[Number(i)]);
 }
 
 function paragraphs(text) {
