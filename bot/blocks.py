@@ -160,12 +160,16 @@ def _people(users: Sequence[str]) -> str:
 
 
 def review_blocks(
-    request: ReviewRequest, ref: str, progress: Progress | None = None
+    request: ReviewRequest,
+    ref: str,
+    progress: Progress | None = None,
+    preview: Sequence[Block] = (),
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons.
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
-    that is waiting for approvals as old -> new.
+    that is waiting for approvals as old -> new. ``preview``: what the call would do
+    (``bot.preview_blocks``), under the arguments.
     """
     extra: list[Block] = []
     if progress and progress.changes:
@@ -181,6 +185,7 @@ def review_blocks(
     return [
         *_heading(request, ":raised_hand:", "Approval needed"),
         *argument_blocks(request["tool_call"]["args"]),
+        *preview,
         *extra,
         {
             "type": "actions",
@@ -219,8 +224,11 @@ _VERDICT_LABELS = {
 }
 
 
-def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
-    """The review message after a decision: no buttons, and who decided what, when."""
+def decided_blocks(
+    request: ReviewRequest, verdict: Verdict, receipt: Sequence[Block] = ()
+) -> list[Block]:
+    """The review message after a decision: no buttons, and who decided what, when;
+    ``receipt``: what the call did, once it ran (``bot.preview_blocks``)."""
     icon, label, who_label = _VERDICT_LABELS[verdict.action]
     args = dict(request["tool_call"]["args"])
     for name, (_, new) in (verdict.changes or {}).items():
@@ -237,6 +245,7 @@ def decided_blocks(request: ReviewRequest, verdict: Verdict) -> list[Block]:
         blocks.append(_context(at))
     else:
         blocks.append(_context(f"{who} · {at}"))
+    blocks.extend(receipt)
     return blocks
 
 

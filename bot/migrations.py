@@ -266,6 +266,26 @@ REMIND_INDEX: tuple[str, ...] = (
     """,
 )
 
+PREVIEWS_AND_RECEIPTS: tuple[str, ...] = (
+    # What a call would do (bot.previews), per review, with the digest of the arguments it
+    # describes; and what it did. Both go with their review (retention deletes reviews).
+    """
+    CREATE TABLE IF NOT EXISTS review_previews (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        args_digest text NOT NULL,
+        preview jsonb,
+        made_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS review_receipts (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        receipt jsonb NOT NULL,
+        made_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -273,6 +293,7 @@ BOT = Component(
         Step(2, "drop the unused pending_for indexes", DROP_PENDING_FOR_INDEXES),
         Step(3, "retention: indexes, audit_cuts, the sanctioned audit cut", RETENTION),
         Step(4, "index the reminder query", REMIND_INDEX),
+        Step(5, "previews and receipts of reviews", PREVIEWS_AND_RECEIPTS),
     ),
 )
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bot import blocks, logs, metrics, redaction
+from bot import blocks, logs, metrics, preview_blocks, redaction
 from bot.blocks import Progress
 from bot.failures import explain
 from bot.mrkdwn import decode_incoming
@@ -24,7 +24,7 @@ from bot.review.shown import with_args
 from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
-from graph import Refused, ReviewRequest, RunOutcome, ToolResult
+from graph import Refused, ReviewRequest, RunOutcome, ToolResult, failure_words
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ class Turns:
         for result in outcome.tool_results:
             await self._record_auto(thread, result, requester)
         for result in outcome.tool_results:
-            if result.status != "declined":
+            if result.status == "error":
+                await self._post_failure(thread, result, secrets)
+            elif result.status != "declined":
                 shown = dataclasses.replace(
                     result,
                     tool_name=self.shown_name(result.tool_name),
@@ -165,6 +167,25 @@ class Turns:
             await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def _post_failure(
+        self, thread: SlackThread, result: ToolResult, secrets: frozenset[str]
+    ) -> None:
+        """A failed call in plain words (``graph.failure_words``); the tool's error text, with
+        redacted values masked, goes to the log only."""
+        name = self.shown_name(result.tool_name)
+        log.warning(
+            "tool %s failed in %s: %s",
+            name,
+            thread.thread_id,
+            redaction.mask(result.content, secrets),
+        )
+        words = redaction.mask(failure_words(result.content), secrets)
+        await self.deps.slack.post(
+            thread,
+            preview_blocks.failure_blocks(name, words),
+            preview_blocks.failure_text(name, words),
+        )
 
     def shown_name(self, tool_name: str) -> str:
         """The name people read: an MCP tool's ``server.tool``, not the model's
@@ -238,14 +259,24 @@ class Turns:
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
             progress = Progress((), policy.quorum) if policy.quorum > 1 else None
+            waiting = preview_blocks.placeholder_blocks() if self._previews(request) else []
             ts = await slack.post(
                 thread,
-                blocks.review_blocks(shown, ref, progress),
+                blocks.review_blocks(shown, ref, progress, waiting),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )
         if ts:
             await storage.add_copy(ref, ts)
+        if ts and self._previews(request) and self.deps.cards is not None:
+            # Asked only now, so the card is on screen first, and its repaint finds the ts.
+            context = self.deps.context(thread, request.get("requested_by"))
+            self.deps.cards.ask(
+                ref, request["tool_call"]["name"], request["tool_call"]["args"], context
+            )
+
+    def _previews(self, request: ReviewRequest) -> bool:
+        return self.deps.cards is not None and bool(request["tool"].get("preview"))
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import logs, redaction
 from bot.audit import AuditEvent, AuditLog
@@ -18,6 +18,9 @@ from bot.store import ReviewRow
 from bot.threads import SlackThread
 from graph import Agent, AgentContext
 
+if TYPE_CHECKING:
+    from bot.previews import CardExtras
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +31,8 @@ class Deps:
     slack: SlackOut
     approvers: Approvers
     audit: AuditLog
+    cards: CardExtras | None = None
+    """Previews and receipts on the cards (``bot.previews``); None shows neither."""
 
     def policy(self, tool: str) -> ToolPolicy:
         return self.approvers.policy.for_tool(tool)

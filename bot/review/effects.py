@@ -24,7 +24,7 @@ from bot.review.rules import expiry_words
 from bot.review.shown import shown_request, verdict_of
 from bot.store import ReviewRow
 from bot.turns import Turns
-from graph import EXPIRY_ACTOR, Approve, Expire, Refused
+from graph import EXPIRY_ACTOR, Approve, Expire, Refused, RunOutcome
 from graph.decisions import stored_action
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class ReviewEffects:
             return
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals)
+        await self.show_receipt(claimed, outcome, approvals)
         await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
     async def _finish(self, review: ReviewRow, approvals: tuple[str, ...]) -> None:
@@ -193,9 +194,11 @@ class ReviewEffects:
         await self._finish(review, approvals)
         await self.show_decided(review, verdict_of(review, self.deps.policy(review.tool_name)))
         if resumed is not None:
+            await self.show_receipt(review, resumed, approvals)
             await self.turns.present(thread, resumed, recovering=True, requester=requester)
             return
         recap = await agent.recap(review.thread_id, review.request["tool_call"]["id"])
+        await self.show_receipt(review, recap, approvals)
         await self.turns.present(thread, recap, recovering=True, requester=requester)
 
     async def _after_failure(
@@ -280,9 +283,10 @@ class ReviewEffects:
                 policy.redacted(review.proposed_edit),
             )
         progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
+        preview = await self._preview_of(review)
         await self._paint(
             review,
-            blocks.review_blocks(shown_request(review, policy), review.ref, progress),
+            blocks.review_blocks(shown_request(review, policy), review.ref, progress, preview),
             blocks.review_fallback_text(review.request),
         )
 
@@ -290,11 +294,65 @@ class ReviewEffects:
         shown = shown_request(
             dataclasses.replace(review, proposed_edit=None), self.deps.policy(review.tool_name)
         )
+        receipt = await self._receipt_of(review)
         await self._paint(
             review,
-            blocks.decided_blocks(shown, verdict),
+            blocks.decided_blocks(shown, verdict, receipt),
             blocks.decided_text(review.request, verdict),
         )
+
+    # -- previews and receipts (bot.previews) --------------------------------------------
+
+    async def _preview_of(self, review: ReviewRow) -> list[dict[str, Any]]:
+        """The preview part of a pending card; a failure to read it shows the card without."""
+        cards = self.deps.cards
+        if cards is None:
+            return []
+        try:
+            context = self.deps.context(thread_of(review), review.request.get("requested_by"))
+            return await cards.pending_blocks(review, self.deps.review_secrets(review), context)
+        except Exception:
+            log.warning("could not read the preview of %s", review.ref, exc_info=True)
+            return []
+
+    async def _receipt_of(self, review: ReviewRow) -> list[dict[str, Any]]:
+        cards = self.deps.cards
+        if cards is None:
+            return []
+        try:
+            return await cards.decided_blocks(review, self.deps.review_secrets(review))
+        except Exception:
+            log.warning("could not read the receipt of %s", review.ref, exc_info=True)
+            return []
+
+    async def show_receipt(
+        self, review: ReviewRow, outcome: RunOutcome, approvals: tuple[str, ...] = ()
+    ) -> None:
+        """Keep what the review's call did and repaint the decided card with it."""
+        cards = self.deps.cards
+        if cards is None:
+            return
+        try:
+            kept = await cards.keep_receipt(review, outcome)
+        except Exception:
+            log.warning("could not keep the receipt of %s", review.ref, exc_info=True)
+            return
+        if kept:
+            policy = self.deps.policy(review.tool_name)
+            await self.show_decided(review, verdict_of(review, policy, approvals))
+
+    async def refresh_preview(self, ref: str) -> None:
+        """Repaint a card whose preview just came in. Only a pending card is repainted; if a
+        decision painted it meanwhile, the row is read again after and the card painted as
+        it now stands, so the last paint is always the current state."""
+        review = await self.deps.storage.get(ref)
+        if review is None or review.status != "pending":
+            return
+        approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
+        await self.repaint_pending(review, approvals)
+        after = await self.deps.storage.get(ref)
+        if after is not None and (after.status != "pending" or after.version != review.version):
+            await self.sync(after)
 
     async def _paint(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
         """Every message showing the review; if Slack still refuses one, the sweeper repaints
