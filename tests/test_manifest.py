@@ -39,6 +39,7 @@ METHOD_SCOPES = {
     "auth.test": set(),
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
+    "chat.getPermalink": set(),  # a receipt's link to the posted message; no scope needed
     "reactions.add": {"reactions:write"},
     "reactions.remove": {"reactions:write"},
     "views.open": set(),

@@ -13,7 +13,8 @@ const EMOJI = {
   large_green_circle: "🟢", red_circle: "🔴", large_yellow_circle: "🟡", arrows_counterclockwise: "🔄",
   mag: "🔍", page_facing_up: "📄", file_folder: "📁", calendar: "📅", link: "🔗",
   raised_hand: "✋", ballot_box_with_check: "☑️", alarm_clock: "⏰", grey_question: "❔",
-  hourglass_done: "⌛", no_good: "🙅", lock_with_ink_pen: "🔏",
+  hourglass_done: "⌛", no_good: "🙅", lock_with_ink_pen: "🔏", receipt: "🧾",
+  electric_plug: "🔌",
 };
 
 const SB = (window.SB = window.SB || {});
@@ -60,7 +61,9 @@ function controlSeq(inner) {
     return `<span class="mention" data-user-id="${esc(target.slice(1))}">@${esc(label || userName(target.slice(1)))}</span>`;
   }
   if (target.startsWith("#")) {
-    return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
+    // A channel link, as in Slack: clicking it opens the channel (app.js).
+    const id = target.slice(1);
+    return `<a class="mention" data-testid="channel-link" data-link-channel="${esc(id)}" href="#channel=${encodeURIComponent(id)}">#${esc(label || channelName(id))}</a>`;
   }
   if (target.startsWith("!date^")) {
     // <!date^unix^format|fallback>: Slack shows it in the reader's own time zone.
@@ -78,7 +81,7 @@ function controlSeq(inner) {
     const special = target.slice(1).split("^")[0];
     return `<span class="mention">@${esc(label || special)}</span>`;
   }
-  return `<a href="${esc(safeUrl(target))}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
+  return `<a data-testid="link" href="${esc(safeUrl(target))}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
 }
 
 function styled(text) {
