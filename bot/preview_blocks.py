@@ -130,7 +130,7 @@ def receipt_blocks(receipt: Mapping[str, Any], secrets: Collection[str] = ()) ->
         words = escape(_masked(str(receipt.get("link_text") or "open it"), secrets))
         words = words.replace("|", "¦")
         shown = f"{summary} · <{link}|{words}>"
-    return [_section(_fit(f":receipt: *Done:* {shown}", SECTION_LIMIT))]
+    return [_section(_fit(f":receipt: *What it did:* {shown}", SECTION_LIMIT))]
 
 
 def failure_blocks(tool_name: str, words: str) -> list[Block]:

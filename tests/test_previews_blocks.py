@@ -54,6 +54,26 @@ def test_every_preview_block_is_within_slack_limits() -> None:
     assert_valid_blocks(preview_blocks.failure_blocks("t" * 80, "w" * 2900))
 
 
+def test_a_card_with_every_argument_and_the_longest_preview_fits_one_message() -> None:
+    from bot import blocks as card_blocks
+    from bot.blocks import Progress
+
+    args = {f"arg{i}": "v" * 3000 for i in range(30)}
+    request: Any = {
+        "question": "?",
+        "tool_call": {"name": "post_message", "args": args, "id": "t1"},
+        "tool": {"name": "post_message", "description": "d" * 500, "args_schema": {}},
+        "requested_by": "U0ALICE",
+    }
+    preview = Preview(summary="s" * 3000, message=slack_text(HUGE), before="b", notes=("n",))
+    shown = preview_blocks.preview_blocks(preview)
+    body = card_blocks.review_blocks(request, "ref", Progress(("U0BOB",), 2), shown)
+    assert_valid_blocks(body)
+    receipt = receipt_blocks({"summary": "r" * 3000, "link": "https://x.test/p1"})
+    verdict = card_blocks.Verdict("continue", "U0BOB", __import__("datetime").datetime.now())
+    assert_valid_blocks(card_blocks.decided_blocks(request, verdict, receipt))
+
+
 def test_a_long_message_is_split_whole_never_inside_an_entity_or_reference() -> None:
     message = slack_text(HUGE) + " <@U0BOB> <#C0GENERAL>"
     pieces = split_mrkdwn(message)

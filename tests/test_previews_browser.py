@@ -45,7 +45,7 @@ async def test_a_post_preview_renders_as_the_message_and_its_receipt_links_to_it
     await expect(review.get_by_test_id("channel-link").first).to_have_text("#general")
     await review.get_by_role("button", name="Approve", exact=True).click()
 
-    await expect(review).to_contain_text("Done: Posted in #general")
+    await expect(review).to_contain_text("What it did: Posted in #general")
     link = review.get_by_test_id("link").filter(has_text="the message")
     await expect(link).to_have_attribute("href", re.compile(r"/archives/C0GENERAL/p\d+$"))
     href = await link.get_attribute("href")
@@ -65,7 +65,9 @@ async def test_topic_and_invite_previews_then_a_channel_link_in_the_receipt(
     await expect(review).to_contain_text("Now: Ship & celebrate")
     await expect(review).to_contain_text("After: Launch on Friday")
     await review.get_by_role("button", name="Approve", exact=True).click()
-    await expect(review).to_contain_text("Done: The topic of #general is now: Launch on Friday")
+    await expect(review).to_contain_text(
+        "What it did: The topic of #general is now: Launch on Friday"
+    )
 
     side = env.sandbox.workspace.create_channel("side", BOT)
     env.sandbox.workspace.invite(side.id, [BOB])
@@ -76,7 +78,7 @@ async def test_topic_and_invite_previews_then_a_channel_link_in_the_receipt(
     await expect(invite).to_contain_text("Will invite @carol to #side.")
     await expect(invite).to_contain_text("@bob is already in #side.")
     await invite.get_by_role("button", name="Approve", exact=True).click()
-    await expect(invite).to_contain_text("Done: Invited @bob, @carol to #side")
+    await expect(invite).to_contain_text("What it did: Invited @bob, @carol to #side")
     await invite.get_by_test_id("channel-link").filter(has_text="#side").last.click()
     await expect(chat.page.get_by_test_id("channel-title")).to_have_attribute(
         "data-channel-id", side.id

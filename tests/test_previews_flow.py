@@ -89,7 +89,7 @@ async def test_post_message_shows_the_message_then_links_to_it(env: SlackEnv) ->
     assert not [c for c in sandbox.calls_of("chat.postMessage") if not c.args.get("thread_ts")]
 
     await approve(sandbox, review)
-    decided = await card_with(sandbox, thread, review["ts"], "Done:")
+    decided = await card_with(sandbox, thread, review["ts"], "What it did:")
     [posted] = [m for m in sandbox.messages("C0GENERAL") if m.get("text", "").startswith("hello")]
     link = re.search(r"<(https?://[^|>]+)\|the message>", text_of(decided))
     assert link, text_of(decided)
@@ -104,7 +104,7 @@ async def test_set_topic_shows_old_and_new_then_the_new_topic(env: SlackEnv) -> 
     shown = await card_with(sandbox, thread, review["ts"], "Preview:")
     assert "*Now:* Ship &amp; celebrate\n*After:* Launch on Friday" in text_of(shown)
     await approve(sandbox, review)
-    decided = await card_with(sandbox, thread, review["ts"], "Done:")
+    decided = await card_with(sandbox, thread, review["ts"], "What it did:")
     assert "The topic of <#C0GENERAL> is now: Launch on Friday" in text_of(decided)
     assert sandbox.workspace.channel("C0GENERAL").topic == "Launch on Friday"
 
@@ -120,7 +120,7 @@ async def test_invite_says_who_is_already_in_then_who_was_invited(env: SlackEnv)
     assert [c.method for c in sandbox.calls_of("conversations.members")]
     assert not sandbox.calls_of("conversations.invite")
     await approve(sandbox, review, ALICE)
-    decided = await card_with(sandbox, thread, review["ts"], "Done:")
+    decided = await card_with(sandbox, thread, review["ts"], "What it did:")
     assert f"Invited <@{BOB}>, <@{CAROL}> to <#{side.id}>" in text_of(decided)
 
 
@@ -134,7 +134,7 @@ async def test_create_channel_says_whether_the_name_is_free(env: SlackEnv) -> No
     shown = await card_with(sandbox, thread, review["ts"], "Preview:")
     assert "#launch-plan is free: a public channel will be created" in text_of(shown)
     await approve(sandbox, review)
-    decided = await card_with(sandbox, thread, review["ts"], "Done:")
+    decided = await card_with(sandbox, thread, review["ts"], "What it did:")
     [made] = [c for c in sandbox.workspace.channels.values() if c.name == "launch-plan"]
     assert f"Created <#{made.id}>" in text_of(decided)
 
@@ -206,7 +206,7 @@ async def test_redacted_arguments_never_show_in_a_preview_or_receipt(
         shown = await card_with(sandbox, thread, review["ts"], "Preview:")
         assert "*After:* [redacted]" in text_of(shown)
         await approve(sandbox, review)
-        decided = await card_with(sandbox, thread, review["ts"], "Done:")
+        decided = await card_with(sandbox, thread, review["ts"], "What it did:")
         assert "is now: [redacted]" in text_of(decided)
         await sandbox.wait_for(lambda: "Done." in thread_text(sandbox, thread), WAIT)
         assert "hunter2" not in thread_text(sandbox, thread)
@@ -282,3 +282,26 @@ async def test_a_slow_and_a_failing_preview_do_not_delay_the_card(database_url: 
             assert len(review_messages(sandbox, "C0GENERAL", thread)) == 2  # still waiting
         finally:
             slow.release.set()
+
+
+async def test_a_preview_that_comes_in_after_the_decision_leaves_the_decided_card(
+    database_url: str,
+) -> None:
+    slow = SlowPreview()
+    registry = ToolRegistry([*builtin_entries(), ToolEntry(slow_note, preview=slow)])
+    model = ScriptedModel([tool_calls(("slow_note", {"note": "a"})), AIMessage(content="ok")])
+    async with running_slack_env(database_url, model=model, registry=registry) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note a")
+        try:
+            await asyncio.wait_for(slow.started.wait(), WAIT)
+            [review] = review_messages(sandbox, "C0GENERAL", thread)
+            await approve(sandbox, review)
+            await card_with(sandbox, thread, review["ts"], "Approved by")
+        finally:
+            slow.release.set()  # the preview answers now, after the decision
+        await env.bot.flow.cards.settled()
+        decided = card(sandbox, thread, review["ts"])
+        assert "Approved by" in text_of(decided)
+        assert not review_messages(sandbox, "C0GENERAL", thread)  # no buttons came back
+        assert "too late to matter" not in text_of(decided)
