@@ -181,6 +181,7 @@ def review_blocks(
     *,
     names: Names = NO_NAMES,
     grantable: bool = False,
+    preview: Sequence[Block] = (),
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons (or the
     ones the agent accepts).
@@ -189,6 +190,7 @@ def review_blocks(
     that is waiting for approvals as old -> new. ``policy_line``: which policy rule the call is
     reviewed under (``bot.policy_blocks``), one context line. ``grantable``: the call's policy
     allows standing approvals, so a further button offers one (only where Approve is offered).
+    ``preview``: what the call would do (``bot.preview_blocks``), under the arguments.
     """
     extra: list[Block] = [_context(policy_line)] if policy_line else []
     if progress and progress.changes:
@@ -204,6 +206,7 @@ def review_blocks(
     return [
         *_heading(request, ":raised_hand:", "Approval needed"),
         *argument_blocks(request["tool_call"]["args"], request["tool"]["args_schema"], names),
+        *preview,
         *extra,
         {
             "type": "actions",
@@ -254,9 +257,14 @@ _VERDICT_LABELS = {
 
 
 def decided_blocks(
-    request: ReviewRequest, verdict: Verdict, names: Names = NO_NAMES
+    request: ReviewRequest,
+    verdict: Verdict,
+    *,
+    names: Names = NO_NAMES,
+    receipt: Sequence[Block] = (),
 ) -> list[Block]:
-    """The review message after a decision: no buttons, and who decided what, when."""
+    """The review message after a decision: no buttons, and who decided what, when;
+    ``receipt``: what the call did, once it ran (``bot.preview_blocks``)."""
     icon, label, who_label = _VERDICT_LABELS[verdict.action]
     args = dict(request["tool_call"]["args"])
     for name, (_, new) in (verdict.changes or {}).items():
@@ -274,6 +282,7 @@ def decided_blocks(
         blocks.append(_context(at))
     else:
         blocks.append(_context(f"{who} · {at}"))
+    blocks.extend(receipt)
     return blocks
 
 

@@ -4,7 +4,8 @@ each handed what it needs. Read top to bottom:
 1. Slack output (:class:`bot.slack_out.SlackOut`) over the Web API client;
 2. the shared collaborators (:class:`bot.review.deps.Deps`): the agent through its seam
    (:class:`graph.Agent`), the review storage (:class:`bot.store.BotStore`), the approvers,
-   the audit trail;
+   the audit trail, the cards' previews and receipts (:class:`bot.previews.CardExtras`, whose
+   finished previews repaint through the effects);
 3. conversations (:class:`bot.turns.Turns`): messages become agent turns, outcomes messages;
 4. the review's effects (:class:`bot.review.effects.ReviewEffects`): apply, release, recover,
    expire, remind, repaint;
@@ -26,6 +27,7 @@ from bot.audit import AuditLog
 from bot.failures import BROKEN, BUSY, DB_DOWN, MODEL_DOWN, explain
 from bot.grants import GrantStore
 from bot.permissions import Approvers
+from bot.previews import CardExtras
 from bot.review.clicks import FOUR_EYES, Clicks
 from bot.review.deps import Deps
 from bot.review.effects import Click, ReviewEffects
@@ -62,10 +64,12 @@ class ReviewFlow:
         self.approvers = approvers
         self.audit = AuditLog(store.pool)
         self.slack = SlackOut(client)
-        deps = Deps(service, store, self.slack, approvers, self.audit)
+        self.cards = CardExtras(store.pool, service)
+        deps = Deps(service, store, self.slack, approvers, self.audit, self.cards)
         self.router = Router(ChannelDirectory(client), approvers)
         self.turns = Turns(deps, store, self.router)
         self.effects = ReviewEffects(deps, self.turns)
+        self.cards.on_ready = self.effects.refresh_preview
         self.clicks = Clicks(deps, self.effects)
         self.lister = WaitingLister(store, client, approvers)
         self.standing = StandingApprovals(

@@ -329,6 +329,26 @@ STANDING_GRANTS: tuple[str, ...] = (
 """Standing approvals (``bot.grants``): the grants, and each approver's terms offered with
 their approval while a quorum is gathered."""
 
+PREVIEWS_AND_RECEIPTS: tuple[str, ...] = (
+    # What a call would do (bot.previews), per review, with the digest of the arguments it
+    # describes; and what it did. Both go with their review (retention deletes reviews).
+    """
+    CREATE TABLE IF NOT EXISTS review_previews (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        args_digest text NOT NULL,
+        preview jsonb,
+        made_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS review_receipts (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        receipt jsonb NOT NULL,
+        made_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -339,6 +359,7 @@ BOT = Component(
         Step(5, "reviews remember the policy rule they were registered under", POLICY_MATCH),
         Step(6, "routing and escalation: card channel, escalation times", ROUTING_AND_ESCALATION),
         Step(7, "standing approvals: standing_grants, standing_grant_offers", STANDING_GRANTS),
+        Step(8, "previews and receipts of reviews", PREVIEWS_AND_RECEIPTS),
     ),
 )
 

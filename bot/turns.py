@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bot import blocks, logs, metrics, redaction
+from bot import blocks, logs, metrics, preview_blocks, redaction
 from bot.blocks import Progress
 from bot.failures import explain
 from bot.mrkdwn import decode_incoming
@@ -27,7 +27,7 @@ from bot.routing import ChannelDirectory, Router, waits_in_text, with_conversati
 from bot.slack_out import review_metadata
 from bot.store import BotStore
 from bot.threads import SlackThread
-from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult
+from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult, failure_words
 
 if TYPE_CHECKING:
     from bot.review.standing import StandingApprovals
@@ -159,7 +159,9 @@ class Turns:
         for result in outcome.tool_results:
             await self._record_auto(thread, result, requester)
         for result in outcome.tool_results:
-            if result.status != "declined":
+            if result.status == "error":
+                await self._post_failure(thread, result, secrets)
+            elif result.status != "declined":
                 shown = dataclasses.replace(
                     result,
                     tool_name=self.shown_name(result.tool_name),
@@ -173,6 +175,25 @@ class Turns:
             await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def _post_failure(
+        self, thread: SlackThread, result: ToolResult, secrets: frozenset[str]
+    ) -> None:
+        """A failed call in plain words (``graph.failure_words``); the tool's error text, with
+        redacted values masked, goes to the log only."""
+        name = self.shown_name(result.tool_name)
+        log.warning(
+            "tool %s failed in %s: %s",
+            name,
+            thread.thread_id,
+            redaction.mask(result.content, secrets),
+        )
+        words = redaction.mask(failure_words(result.content), secrets)
+        await self.deps.slack.post(
+            thread,
+            preview_blocks.failure_blocks(name, words),
+            preview_blocks.failure_text(name, words),
+        )
 
     def shown_name(self, tool_name: str) -> str:
         """The name people read: an MCP tool's ``server.tool``, not the model's
@@ -299,12 +320,29 @@ class Turns:
                     policy_line(call),
                     names=names,
                     grantable=policy.grants is not None,
+                    preview=self._waiting_preview(request),
                 ),
                 blocks.review_fallback_text(request),
                 metadata=review_metadata(ref),
             )
         if ts:
             await storage.add_copy(ref, ts)
+        if ts:
+            self._ask_preview(thread, ref, request)
+
+    def _previews(self, request: ReviewRequest) -> bool:
+        return self.deps.cards is not None and bool(request["tool"].get("preview"))
+
+    def _waiting_preview(self, request: ReviewRequest) -> list[dict[str, Any]]:
+        return preview_blocks.placeholder_blocks() if self._previews(request) else []
+
+    def _ask_preview(self, thread: SlackThread, ref: str, request: ReviewRequest) -> None:
+        """Asked only once the card is on screen, so its repaint finds the ts."""
+        if self._previews(request) and self.deps.cards is not None:
+            context = self.deps.context(thread, request.get("requested_by"))
+            self.deps.cards.ask(
+                ref, request["tool_call"]["name"], request["tool_call"]["args"], context
+            )
 
     async def _run_by_rule(
         self, thread: SlackThread, interrupt_id: str, request: ReviewRequest, call: CallPolicy
@@ -359,6 +397,7 @@ class Turns:
             policy_line(call),
             names=names,
             grantable=policy.grants is not None,
+            preview=self._waiting_preview(request),
         )
         body = with_conversation(card, link, thread.channel_id)
         ts = await slack.post_in_channel(
@@ -372,6 +411,7 @@ class Turns:
             )
             return
         await storage.add_copy(ref, ts)
+        self._ask_preview(thread, ref, request)
         await self.say(thread, waits_in_text(channel, await slack.permalink(channel, ts)))
 
     async def _record_auto(

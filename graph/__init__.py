@@ -14,6 +14,8 @@ from graph.decisions import (
     Feedback,
     ReviewDecision,
 )
+from graph.previews import Preview
+from graph.receipts import Receipt, failure_words
 from graph.runtime import open_agent
 from graph.seam import Agent, AgentBusy, AgentUnreachable
 from graph.service import AgentService
@@ -43,11 +45,14 @@ __all__ = [
     "Feedback",
     "PastDecision",
     "PendingReview",
+    "Preview",
+    "Receipt",
     "Refused",
     "ReviewDecision",
     "ReviewRequest",
     "RunOutcome",
     "SlackWebAPI",
     "ToolResult",
+    "failure_words",
     "open_agent",
 ]

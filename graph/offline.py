@@ -24,6 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
 from graph.protocols import DISMISSED
+from graph.receipts import failure_words
 
 OFFLINE_HELP = (
     "I'm running offline (no `ANTHROPIC_API_KEY` is set), so I understand only a few phrasings:\n"
@@ -191,8 +192,7 @@ class OfflinePlanner:
         feedback = [m for m in results if _is_feedback(m)]
         if feedback:
             return self._answer_feedback(feedback, messages)
-        lines = [f"• `{m.name}`: {_result_text(m)}" for m in results]
-        return AIMessage(content="Done.\n" + "\n".join(lines))
+        return AIMessage(content=outcome_words(results))
 
     def _answer_feedback(
         self, feedback: list[ToolMessage], messages: list[BaseMessage]
@@ -231,6 +231,25 @@ class OfflinePlanner:
                 "request I understand. You can also use *Edit* to change the arguments directly."
             )
         )
+
+
+def outcome_words(results: Sequence[ToolMessage]) -> str:
+    """The reply after tools ran: "Done." only when every call worked; a failed call is said
+    in plain words (``graph.receipts.failure_words``), never with the tool's error text."""
+    failed = [m for m in results if m.status == "error"]
+    lines = [f"• `{m.name}`: {_said(m)}" for m in results]
+    if not failed:
+        opening = "Done."
+    elif len(failed) == len(results):
+        opening = "That did not work." if len(results) == 1 else "None of that worked."
+    else:
+        opening = f"Partly done: {len(failed)} of {len(results)} calls failed."
+    return opening + "\n" + "\n".join(lines)
+
+
+def _said(message: ToolMessage) -> str:
+    text = _result_text(message)
+    return failure_words(text) if message.status == "error" else text
 
 
 def _result_text(message: ToolMessage) -> str:

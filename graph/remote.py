@@ -49,6 +49,7 @@ from graph.decisions import (
     ReviewDecision,
     stored_action,
 )
+from graph.previews import Preview
 from graph.protocols import Unanswerable
 from graph.remote_reviews import Ask, asks_of, interrupt_of, resume_value
 from graph.remote_reviews import allowed as allows
@@ -338,6 +339,13 @@ class RemoteAgent:
         return thread is not None and any(
             m.get("id") == message_id for m in messages_of(thread.get("values"))
         )
+
+    async def preview(
+        self, tool_name: str, args: Mapping[str, Any], *, context: AgentContext | None = None
+    ) -> Preview | None:
+        """None: a graph on LangGraph Server offers no previews through the server's API (its
+        tools run there, not here), so its cards show the arguments alone."""
+        return None
 
     async def pending_reviews(self, thread_id: str) -> list[PendingReview]:
         thread = await self._thread(thread_id)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from graph.context import AgentContext
 from graph.decisions import ReviewDecision
 from graph.locks import LeaseTimeout
+from graph.previews import Preview
 from graph.tools.mcp import McpStatus
 from graph.types import PendingReview, Refused, RunOutcome
 
@@ -73,6 +74,14 @@ class Agent(Protocol):
     ) -> RunOutcome | Refused: ...
 
     async def has_message(self, thread_id: str, message_id: str) -> bool: ...
+
+    async def preview(
+        self, tool_name: str, args: Mapping[str, Any], *, context: AgentContext | None = None
+    ) -> Preview | None:
+        """What a call of ``tool_name`` with ``args`` would do (``graph.previews``), without
+        doing it; None when the tool offers no preview, or its preview failed or took longer
+        than ``graph.previews.PREVIEW_SECONDS``. Never raises for a preview's own failure."""
+        ...
 
     async def pending_reviews(self, thread_id: str) -> list[PendingReview]: ...
 

@@ -25,6 +25,8 @@ from graph.db import Pool, PooledPostgresSaver, delete_thread_rows, thread_activ
 from graph.decisions import Approve, Edit, Expire, Feedback, ReviewDecision, to_wire
 from graph.locks import LeaseTimeout, ThreadLeases
 from graph.nodes import AUTO_RULE, RAN_WITH
+from graph.previews import Preview, plain, run_preview
+from graph.receipts import failure_receipt, receipt_of
 from graph.review import InvalidDecision, parse_decision, validate_args
 from graph.seam import Agent
 from graph.tools.mcp import McpStatus
@@ -81,6 +83,7 @@ def tool_result(message: ToolMessage) -> ToolResult:
     content = message.content if isinstance(message.content, str) else _blocks_text(message)
     ran_with = message.additional_kwargs.get(RAN_WITH)
     auto_rule = message.additional_kwargs.get(AUTO_RULE)
+    receipt = failure_receipt(content) if status == "error" else receipt_of(message.artifact)
     return ToolResult(
         tool_call_id=message.tool_call_id,
         tool_name=message.name or "",
@@ -88,6 +91,7 @@ def tool_result(message: ToolMessage) -> ToolResult:
         status=status,
         args=dict(ran_with) if isinstance(ran_with, dict) else {},
         auto_rule=auto_rule if isinstance(auto_rule, str) and status != "declined" else None,
+        receipt=dict(receipt) if receipt and status != "declined" else None,
     )
 
 
@@ -161,6 +165,24 @@ class AgentService:
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         messages = snapshot.values.get("messages", []) if snapshot.values else []
         return any(message.id == message_id for message in messages)
+
+    async def preview(
+        self, tool_name: str, args: Mapping[str, Any], *, context: AgentContext | None = None
+    ) -> Preview | None:
+        """See :meth:`graph.seam.Agent.preview`. Arguments the tool would refuse get a preview
+        saying so (the call would not run as proposed); the tool's own preview sees them as
+        the tool would (validated, normalised)."""
+        preview, tool = self.registry.preview(tool_name), self.registry.get(tool_name)
+        if preview is None or tool is None:
+            return None
+        try:
+            checked = validate_args(tool, args)
+        except InvalidDecision as error:
+            return Preview(
+                summary=f":warning: The tool would refuse these arguments: {plain(str(error))}",
+                ok=False,
+            )
+        return await run_preview(preview, checked, context or AgentContext())
 
     async def pending_reviews(self, thread_id: str) -> list[PendingReview]:
         return pending_from(thread_id, await self.graph.aget_state(thread_config(thread_id)))

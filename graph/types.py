@@ -55,6 +55,9 @@ class ToolInfo(TypedDict):
     """``server.tool``: how people read an MCP tool's name (the model sees ``server__tool``)."""
     annotations: NotRequired[dict[str, Any]]
     """The MCP server's hints about the tool (``readOnlyHint``, ``destructiveHint``, ...)."""
+    preview: NotRequired[bool]
+    """True when the tool offers a preview (``graph.previews``), so the card can say one is
+    on its way."""
 
 
 class InboxActionRequest(TypedDict):
@@ -156,6 +159,9 @@ class ToolResult:
     """The arguments the call ran with (after any edit); empty when declined or unknown."""
     auto_rule: str | None = None
     """Why the call ran without a review (e.g. ``AGENT_AUTO_APPROVE``); None if it was reviewed."""
+    receipt: dict[str, Any] | None = None
+    """What the call did, for people (a ``graph.receipts.Receipt``): the tool's own, or a
+    failure in plain words; None when the tool gives none."""
 
 
 @dataclass(frozen=True)

@@ -398,12 +398,19 @@ class WebApi:
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def conversations_list(self, args: Json) -> Json:
+        """Public channels, and the private channels and DMs the bot is in: as in Slack, a
+        private channel the caller is not in is not listed (so its name looks free)."""
         types = set(_users(args.get("types") or "public_channel"))
         wanted = [
             c
             for c in self.ws.channels.values()
-            if (c.is_im and "im" in types)
-            or (not c.is_im and c.is_private and "private_channel" in types)
+            if (c.is_im and "im" in types and BOT_USER_ID in c.members)
+            or (
+                not c.is_im
+                and c.is_private
+                and "private_channel" in types
+                and BOT_USER_ID in c.members
+            )
             or (not c.is_im and not c.is_private and "public_channel" in types)
         ]
         page, cursor = _page([c.to_dict() for c in wanted], args)

@@ -39,7 +39,7 @@ METHOD_SCOPES = {
     "auth.test": set(),
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
-    "chat.getPermalink": set(),  # links between a routed review and its conversation
+    "chat.getPermalink": set(),  # routed reviews' links, a receipt's link; no scope needed
     "reactions.add": {"reactions:write"},
     "reactions.remove": {"reactions:write"},
     "views.open": set(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import logs, redaction
 from bot.audit import AuditEvent, AuditLog
@@ -20,6 +20,9 @@ from bot.store import ReviewRow
 from bot.threads import SlackThread
 from graph import Agent, AgentContext
 
+if TYPE_CHECKING:
+    from bot.previews import CardExtras
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +33,8 @@ class Deps:
     slack: SlackOut
     approvers: Approvers
     audit: AuditLog
+    cards: CardExtras | None = None
+    """Previews and receipts on the cards (``bot.previews``); None shows neither."""
 
     def policy(self, tool: str) -> ToolPolicy:
         """A tool's own policy, before its rules: only where no one call is meant (a review

@@ -26,7 +26,7 @@ from bot.review.shown import shown_request, verdict_of, with_args
 from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
 from bot.turns import Turns
-from graph import EXPIRY_ACTOR, Approve, Expire, Refused
+from graph import EXPIRY_ACTOR, Approve, Expire, Refused, RunOutcome
 from graph.decisions import stored_action
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class ReviewEffects:
             return
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals, detail)
+        await self.show_receipt(claimed, outcome, approvals)
         await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
 
     async def _finish(
@@ -203,9 +204,11 @@ class ReviewEffects:
         await self._finish(review, approvals)
         await self.show_decided(review, verdict_of(review, self.deps.policy_of(review).policy))
         if resumed is not None:
+            await self.show_receipt(review, resumed, approvals)
             await self.turns.present(thread, resumed, recovering=True, requester=requester)
             return
         recap = await agent.recap(review.thread_id, review.request["tool_call"]["id"])
+        await self.show_receipt(review, recap, approvals)
         await self.turns.present(thread, recap, recovering=True, requester=requester)
 
     async def _after_failure(
@@ -306,6 +309,7 @@ class ReviewEffects:
         progress = Progress(approvals, policy.quorum, review.proposed_by, changes)
         shown = shown_request(review, policy)
         names = await self.deps.slack.names.names_for(shown)
+        preview = await self._preview_of(review)
         await self._paint(
             review,
             blocks.review_blocks(
@@ -315,6 +319,7 @@ class ReviewEffects:
                 policy_line(call),
                 names=names,
                 grantable=policy.grants is not None,
+                preview=preview,
             ),
             blocks.review_fallback_text(review.request),
         )
@@ -326,11 +331,65 @@ class ReviewEffects:
         after = {name: new for name, (_, new) in (verdict.changes or {}).items()}
         final = with_args(shown, {**shown["tool_call"]["args"], **after})  # as it ran
         names = await self.deps.slack.names.names_for(final)
+        receipt = await self._receipt_of(review)
         await self._paint(
             review,
-            blocks.decided_blocks(shown, verdict, names),
+            blocks.decided_blocks(shown, verdict, names=names, receipt=receipt),
             blocks.decided_text(review.request, verdict),
         )
+
+    # -- previews and receipts (bot.previews) --------------------------------------------
+
+    async def _preview_of(self, review: ReviewRow) -> list[dict[str, Any]]:
+        """The preview part of a pending card; a failure to read it shows the card without."""
+        cards = self.deps.cards
+        if cards is None:
+            return []
+        try:
+            context = self.deps.context(thread_of(review), review.request.get("requested_by"))
+            return await cards.pending_blocks(review, self.deps.review_secrets(review), context)
+        except Exception:
+            log.warning("could not read the preview of %s", review.ref, exc_info=True)
+            return []
+
+    async def _receipt_of(self, review: ReviewRow) -> list[dict[str, Any]]:
+        cards = self.deps.cards
+        if cards is None:
+            return []
+        try:
+            return await cards.decided_blocks(review, self.deps.review_secrets(review))
+        except Exception:
+            log.warning("could not read the receipt of %s", review.ref, exc_info=True)
+            return []
+
+    async def show_receipt(
+        self, review: ReviewRow, outcome: RunOutcome, approvals: tuple[str, ...] = ()
+    ) -> None:
+        """Keep what the review's call did and repaint the decided card with it."""
+        cards = self.deps.cards
+        if cards is None:
+            return
+        try:
+            kept = await cards.keep_receipt(review, outcome)
+        except Exception:
+            log.warning("could not keep the receipt of %s", review.ref, exc_info=True)
+            return
+        if kept:
+            policy = self.deps.policy(review.tool_name)
+            await self.show_decided(review, verdict_of(review, policy, approvals))
+
+    async def refresh_preview(self, ref: str) -> None:
+        """Repaint a card whose preview just came in. Only a pending card is repainted; if a
+        decision painted it meanwhile, the row is read again after and the card painted as
+        it now stands, so the last paint is always the current state."""
+        review = await self.deps.storage.get(ref)
+        if review is None or review.status != "pending":
+            return
+        approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
+        await self.repaint_pending(review, approvals)
+        after = await self.deps.storage.get(ref)
+        if after is not None and (after.status != "pending" or after.version != review.version):
+            await self.sync(after)
 
     async def _paint(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
         """Every message showing the review; if Slack still refuses one, the sweeper repaints

@@ -28,6 +28,8 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from graph.tools.mcp_previews import McpPreview, split_companions
+
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY = "idempotency_key"
@@ -191,15 +193,17 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _renamed(tool: BaseTool, spec: McpServerSpec) -> BaseTool:
+def _renamed(tool: BaseTool, spec: McpServerSpec, companion: str | None = None) -> BaseTool:
     original = tool.name
     hints = {k: v for k, v in (tool.metadata or {}).items() if k in HINTS and v is not None}
-    facts = {
+    facts: dict[str, Any] = {
         "server": spec.name,
         "tool": original,
         "readable": f"{spec.name}.{original}",
         "annotations": hints,
     }
+    if companion is not None:
+        facts["preview"] = McpPreview(spec, companion)
     return tool.model_copy(
         update={
             "name": model_name(spec.name, original),
@@ -227,8 +231,9 @@ async def load_server(spec: McpServerSpec) -> tuple[list[BaseTool], McpStatus]:
         return [], McpStatus(spec.name, spec.transport, error=error)
     except Exception as failure:
         return [], McpStatus(spec.name, spec.transport, error=_reason(failure))
+    offered, companions = split_companions(found, spec.name)
     tools: dict[str, BaseTool] = {}
-    for tool in (_renamed(tool, spec) for tool in found):
+    for tool in (_renamed(tool, spec, companions.get(tool.name)) for tool in offered):
         if tool.name in tools:
             log.warning("MCP server %s: two tools become %s; kept the first", spec.name, tool.name)
             continue

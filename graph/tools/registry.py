@@ -12,6 +12,7 @@ runs unreviewed only when some source says ``auto`` and none says ``review``; an
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import logging
@@ -22,8 +23,11 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
+from graph.previews import PreviewFn
 from graph.tools.mcp import McpStatus, hints_of, mcp_facts, readable_name, unavailable_note
+from graph.tools.mcp_previews import mcp_preview
 from graph.tools.slack import slack_tools
+from graph.tools.slack_previews import SLACK_PREVIEWS
 from graph.tools.weather import weather_search
 from graph.types import ModeRule, ReviewPolicy, ToolInfo
 
@@ -43,6 +47,8 @@ class ToolEntry:
     rule: str | None = None
     """Where the policy comes from, for the audit trail (e.g. ``AGENT_AUTO_APPROVE``); None for
     the default ``review`` that nobody asked for, which any ``auto`` source may lift."""
+    preview: PreviewFn | None = None
+    """What a call would do, said before the review (``graph.previews``); None: no preview."""
 
     @property
     def opinion(self) -> tuple[ReviewPolicy, str] | None:
@@ -66,9 +72,9 @@ def combined(entry: ToolEntry, rules: Sequence[ModeRule]) -> tuple[ToolEntry, st
             if autos
             else None
         )
-        return ToolEntry(entry.tool, "review", reviews[0]), warning
+        return dataclasses.replace(entry, policy="review", rule=reviews[0]), warning
     if autos:
-        return ToolEntry(entry.tool, "auto", "; ".join(autos)), None
+        return dataclasses.replace(entry, policy="auto", rule="; ".join(autos)), None
     return entry, None
 
 
@@ -107,6 +113,11 @@ class ToolRegistry:
         entry = self._entries.get(name)
         return entry.policy if entry else "review"
 
+    def preview(self, name: str) -> PreviewFn | None:
+        """The tool's preview (``graph.previews``), or None when it offers none."""
+        entry = self._entries.get(name)
+        return entry.preview if entry else None
+
     def auto_rule(self, name: str) -> str | None:
         """Why calls of ``name`` run without review; None when they are reviewed."""
         entry = self._entries.get(name)
@@ -137,6 +148,8 @@ class ToolRegistry:
             info["server"] = str(facts["server"])
             info["display_name"] = str(facts["readable"])
             info["annotations"] = dict(facts["annotations"])
+        if self.preview(name) is not None:
+            info["preview"] = True
         return info
 
     def with_policies(
@@ -149,7 +162,9 @@ class ToolRegistry:
             raise ToolConfigError(f"policy names unknown tools: {', '.join(unknown)}")
         return ToolRegistry(
             (
-                ToolEntry(entry.tool, policies[name], rule) if name in policies else entry
+                dataclasses.replace(entry, policy=policies[name], rule=rule)
+                if name in policies
+                else entry
                 for name, entry in self._entries.items()
             ),
             self.overruled,
@@ -237,7 +252,10 @@ def _with_declared_formats(schema: dict[str, Any], tool: BaseTool) -> dict[str, 
 
 def builtin_entries() -> list[ToolEntry]:
     """The seed's weather tool and the Slack workspace tools, all reviewed by default."""
-    return [ToolEntry(weather_search), *(ToolEntry(tool) for tool in slack_tools())]
+    return [
+        ToolEntry(weather_search),
+        *(ToolEntry(tool, preview=SLACK_PREVIEWS.get(tool.name)) for tool in slack_tools()),
+    ]
 
 
 def load_tool_module(module_name: str) -> list[ToolEntry]:
@@ -255,18 +273,37 @@ def load_tool_module(module_name: str) -> list[ToolEntry]:
     if not tools or not all(isinstance(tool, BaseTool) for tool in tools):
         raise ToolConfigError(f"{module_name!r} defines no LangChain tools")
     policies = getattr(module, "REVIEW_POLICY", {})
+    previews = module_previews(module_name, getattr(module, "PREVIEWS", {}), tools)
     entries = []
     for tool in tools:
+        preview = previews.get(tool.name)
         if tool.name not in policies:
-            entries.append(ToolEntry(tool))  # the default: reviewed, unless configured otherwise
+            # the default: reviewed, unless configured otherwise
+            entries.append(ToolEntry(tool, preview=preview))
             continue
         policy = policies[tool.name]
         if policy not in POLICIES:
             raise ToolConfigError(
                 f"{module_name}.REVIEW_POLICY[{tool.name!r}] must be 'review' or 'auto'"
             )
-        entries.append(ToolEntry(tool, policy, f"{module_name}.REVIEW_POLICY"))
+        entries.append(ToolEntry(tool, policy, f"{module_name}.REVIEW_POLICY", preview))
     return entries
+
+
+def module_previews(
+    module_name: str, previews: Any, tools: Sequence[BaseTool]
+) -> dict[str, PreviewFn]:
+    """A module's ``PREVIEWS``: tool name -> async ``preview(args, context)``; a name that is
+    not one of the module's tools, or a value that is not callable, is a configuration error."""
+    if not isinstance(previews, Mapping):
+        raise ToolConfigError(f"{module_name}.PREVIEWS must map tool names to functions")
+    names = {tool.name for tool in tools}
+    for name, preview in previews.items():
+        if name not in names:
+            raise ToolConfigError(f"{module_name}.PREVIEWS names no tool of it: {name!r}")
+        if not callable(preview):
+            raise ToolConfigError(f"{module_name}.PREVIEWS[{name!r}] is not a function")
+    return dict(previews)
 
 
 def build_registry(
@@ -285,7 +322,7 @@ def build_registry(
     entries = builtin_entries()
     for module_name in modules:
         entries.extend(load_tool_module(module_name))
-    entries.extend(ToolEntry(tool) for tool in mcp_tools)
+    entries.extend(ToolEntry(tool, preview=mcp_preview(tool)) for tool in mcp_tools)
     from_env = [ModeRule(name, "auto", "AGENT_AUTO_APPROVE") for name in auto_approve]
     registry = ToolRegistry(entries, servers=servers)
     return registry.with_rules(from_env).with_rules(rules).with_rules(hint_rules)

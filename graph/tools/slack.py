@@ -17,6 +17,31 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.config import JsonDict
 
 from graph.context import AgentContext, SlackWebAPI, slack_reply
+from graph.receipts import Receipt
+
+Answer = tuple[str, dict[str, Receipt]]
+"""What a tool returns: the text for the model, and its receipt for people."""
+
+
+def _receipt(summary: str, link: str | None = None, link_text: str = "") -> dict[str, Receipt]:
+    receipt = Receipt(summary=summary)
+    if link:
+        receipt["link"] = link
+        receipt["link_text"] = link_text or link
+    return {"receipt": receipt}
+
+
+async def _permalink(client: SlackWebAPI, channel: str, ts: str | None) -> str | None:
+    """The posted message's permalink; None if Slack cannot say (the receipt goes without)."""
+    if not ts:
+        return None
+    try:
+        reply = await _call(client, "chat.getPermalink", channel=channel, message_ts=ts)
+    except Exception:
+        return None
+    link = reply.get("permalink")
+    return str(link) if isinstance(link, str) else None
+
 
 IDEMPOTENCY_EVENT = "approval_bot_tool_call"
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")  # ids are upper case; names never are
@@ -164,14 +189,22 @@ class PostMessageArgs(BaseModel):
     )
 
 
-@tool(args_schema=PostMessageArgs)
-async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContext, Any]) -> str:
+@tool(args_schema=PostMessageArgs, response_format="content_and_artifact")
+async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContext, Any]) -> Answer:
     """Post a message to a Slack channel as the bot."""
     client = _client(runtime)
     key = runtime.tool_call_id
     earlier = await _posted_before(client, channel, key) if key else None
     if earlier:
-        return f"Posted to {channel} (message ts {earlier}; already done before a restart)."
+        channel_id = await _channel_id(client, channel)
+        return (
+            f"Posted to {channel} (message ts {earlier}; already done before a restart).",
+            _receipt(
+                f"Posted in <#{channel_id}> (before a restart)",
+                await _permalink(client, channel_id, earlier),
+                "the message",
+            ),
+        )
     reply = await _call(
         client,
         "chat.postMessage",
@@ -182,7 +215,16 @@ async def post_message(channel: str, text: str, runtime: ToolRuntime[AgentContex
             "event_payload": {"tool_call_id": runtime.tool_call_id},
         },
     )
-    return f"Posted to {channel} (message ts {reply.get('ts')})."
+    channel_id = str(reply.get("channel") or _channel_ref(channel))
+    ts = reply.get("ts")
+    return (
+        f"Posted to {channel} (message ts {ts}).",
+        _receipt(
+            f"Posted in <#{channel_id}>",
+            await _permalink(client, channel_id, str(ts) if ts else None),
+            "the message",
+        ),
+    )
 
 
 class CreateChannelArgs(BaseModel):
@@ -200,10 +242,10 @@ class CreateChannelArgs(BaseModel):
         return name
 
 
-@tool(args_schema=CreateChannelArgs)
+@tool(args_schema=CreateChannelArgs, response_format="content_and_artifact")
 async def create_channel(
     name: str, runtime: ToolRuntime[AgentContext, Any], is_private: bool = False
-) -> str:
+) -> Answer:
     """Create a new Slack channel."""
     client = _client(runtime)
     try:
@@ -214,9 +256,15 @@ async def create_channel(
         mine = await _created_by_me(client, name) if "name_taken" in str(error) else None
         if mine is None:
             raise
-        return f"#{name} already exists ({mine}); it was created by me, so nothing changed."
+        return (
+            f"#{name} already exists ({mine}); it was created by me, so nothing changed.",
+            _receipt(f"<#{mine}> already existed (I created it before); nothing changed"),
+        )
     created = reply.get("channel", {})
-    return f"Created #{created.get('name', name)} ({created.get('id')})."
+    return (
+        f"Created #{created.get('name', name)} ({created.get('id')}).",
+        _receipt(f"Created <#{created.get('id')}>"),
+    )
 
 
 class SetTopicArgs(BaseModel):
@@ -226,19 +274,18 @@ class SetTopicArgs(BaseModel):
     topic: str = Field(description="The new topic, shown exactly as written.", max_length=250)
 
 
-@tool(args_schema=SetTopicArgs)
+@tool(args_schema=SetTopicArgs, response_format="content_and_artifact")
 async def set_channel_topic(
     channel: str, topic: str, runtime: ToolRuntime[AgentContext, Any]
-) -> str:
+) -> Answer:
     """Set a Slack channel's topic."""
     client = _client(runtime)
-    await _call(
-        client,
-        "conversations.setTopic",
-        channel=await _channel_id(client, channel),
-        topic=slack_text(topic),
+    channel_id = await _channel_id(client, channel)
+    await _call(client, "conversations.setTopic", channel=channel_id, topic=slack_text(topic))
+    return (
+        f"Set the topic of {channel} to: {topic}",
+        _receipt(f"The topic of <#{channel_id}> is now: {_entities(topic)}"),
     )
-    return f"Set the topic of {channel} to: {topic}"
 
 
 class InviteArgs(BaseModel):
@@ -262,24 +309,27 @@ class InviteArgs(BaseModel):
         return cleaned
 
 
-@tool(args_schema=InviteArgs)
+@tool(args_schema=InviteArgs, response_format="content_and_artifact")
 async def invite_users(
     channel: str, users: list[str], runtime: ToolRuntime[AgentContext, Any]
-) -> str:
+) -> Answer:
     """Invite users to a Slack channel."""
     client = _client(runtime)
+    channel_id = await _channel_id(client, channel)
+    people = ", ".join(f"<@{user}>" for user in users)
     try:
-        await _call(
-            client,
-            "conversations.invite",
-            channel=await _channel_id(client, channel),
-            users=",".join(users),
-        )
+        await _call(client, "conversations.invite", channel=channel_id, users=",".join(users))
     except SlackToolError as error:
         if "already_in_channel" not in str(error):
             raise
-        return f"{', '.join(users)} already in {channel}; no change."
-    return f"Invited {', '.join(users)} to {channel}."
+        return (
+            f"{', '.join(users)} already in {channel}; no change.",
+            _receipt(f"{people}: already in <#{channel_id}>; nothing changed"),
+        )
+    return (
+        f"Invited {', '.join(users)} to {channel}.",
+        _receipt(f"Invited {people} to <#{channel_id}>"),
+    )
 
 
 def slack_tools() -> list[BaseTool]:

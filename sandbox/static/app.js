@@ -380,6 +380,11 @@
         e.preventDefault();
         return openThread(t.dataset.ts);
       }
+      const channelLink = e.target.closest("[data-link-channel]");
+      if (channelLink) {
+        e.preventDefault();
+        return selectChannel(channelLink.dataset.linkChannel);
+      }
       const btn = e.target.closest(".msg [data-testid=block-button]");
       if (btn) return act(btn, btn.dataset.value);
       if (e.target.closest("#modal-root [data-close]")) return closeModal();

@@ -17,6 +17,7 @@ const EMOJI = {
   sparkles: "✨", inbox_tray: "📥", outbox_tray: "📤", clipboard: "📋", bust_in_silhouette: "👤",
   busts_in_silhouette: "👥", date: "📅", spiral_calendar_pad: "🗓️", house: "🏠",
   information_source: "ℹ️", white_circle: "⚪", black_circle: "⚫", hourglass_flowing: "⏳",
+  receipt: "🧾",
 };
 
 const SB = (window.SB = window.SB || {});
@@ -89,7 +90,9 @@ function controlSeq(inner) {
     return `<span class="mention" data-user-id="${esc(target.slice(1))}">@${esc(label || userName(target.slice(1)))}</span>`;
   }
   if (target.startsWith("#")) {
-    return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
+    // A channel link, as in Slack: clicking it opens the channel (app.js).
+    const id = target.slice(1);
+    return `<a class="mention" data-testid="channel-link" data-link-channel="${esc(id)}" href="#channel=${encodeURIComponent(id)}">#${esc(label || channelName(id))}</a>`;
   }
   if (target.startsWith("!date^")) {
     // <!date^unix^format[^link]|fallback>: Slack shows it in the reader's own time zone.
@@ -106,7 +109,7 @@ function controlSeq(inner) {
     const special = target.slice(1).split("^")[0];
     return `<span class="mention">@${esc(label || special)}</span>`;
   }
-  return `<a href="${esc(safeUrl(target))}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
+  return `<a data-testid="link" href="${esc(safeUrl(target))}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
 }
 
 function styled(text) {

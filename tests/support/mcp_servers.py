@@ -6,7 +6,8 @@ its answers; every call is appended to ``MCP_CALL_LOG`` (JSON lines: tool, args,
 ``_meta.idempotency_key``) *before* it acts, so a test knows a call began.
 
 Tools: ``lookup`` (read-only), ``create_ticket`` (typed: text, integer, boolean; not
-destructive), ``remove_ticket`` (destructive), ``wait`` (sleeps), ``die`` (the process exits
+destructive; its preview is ``preview_create_ticket``, named in its ``_meta``, which is not
+logged), ``remove_ticket`` (destructive), ``wait`` (sleeps), ``die`` (the process exits
 mid-call), ``hang`` (never answers), ``big`` (a huge result).
 """
 
@@ -28,6 +29,9 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
 HERE = Path(__file__).resolve()
+MCP_PREVIEW_KEY = "slack-approval-bot/preview"
+"""``graph.previews.MCP_PREVIEW_KEY``, written out: this file runs as its own process, where
+the project may not be importable (a test checks the two agree)."""
 
 
 def _server() -> FastMCP:
@@ -56,7 +60,8 @@ def _server() -> FastMCP:
             destructiveHint=False,
             idempotentHint=False,
             openWorldHint=True,
-        )
+        ),
+        meta={MCP_PREVIEW_KEY: "preview_create_ticket"},
     )
     def create_ticket(
         title: str, priority: int, ctx: Context[Any, Any, Any], urgent: bool = False
@@ -64,6 +69,12 @@ def _server() -> FastMCP:
         """Create a ticket with a priority from 1 to 5."""
         record("create_ticket", {"title": title, "priority": priority, "urgent": urgent}, ctx)
         return f"{name}: created {title!r} (priority {priority}, urgent {urgent})"
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def preview_create_ticket(title: str, priority: int, urgent: bool = False) -> str:
+        """What create_ticket would do (its preview: never offered to the model, not logged)."""
+        queue = "the urgent queue" if urgent else f"queue P{priority}"
+        return f"{name} would file <{title}> in {queue}\nTickets open in {queue}: 3"
 
     @server.tool(
         annotations=ToolAnnotations(
