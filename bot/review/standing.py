@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from bot import grant_blocks
+from bot import blocks, grant_blocks
 from bot.audit import AuditEvent
+from bot.blocks import Verdict
 from bot.grants import (
     Grant,
     GrantStore,
@@ -244,12 +246,21 @@ class StandingApprovals:
         claimed = await storage.claim(ref, Approve(grant.created_by[0]))
         if not isinstance(claimed, ReviewRow):
             return False  # decided or expired meanwhile: the usual path says so
-        text = grant_blocks.ran_under_text(grant)
-        await self.deps.slack.post(thread, grant_blocks.line_blocks(text), text)
+        await self._show_ran_under(thread, claimed, grant)
         async with storage.deciding(ref):
             await self.effects.apply(claimed, detail=grant_blocks.used_detail(grant))
         row = await storage.get(ref)
         return row is None or row.status != "pending"  # released: show it for review
+
+    async def _show_ran_under(self, thread: SlackThread, claimed: ReviewRow, grant: Grant) -> None:
+        """What runs, as a decided card would show it (redacted values masked), and on whose
+        authority: the call is not reviewed, but it is seen."""
+        shown = shown_request(claimed, self.deps.policy(claimed.tool_name))
+        at = claimed.decided_at or datetime.now(UTC)
+        verdict = Verdict("continue", grant.created_by[0], at, approvers=grant.created_by)
+        text = grant_blocks.ran_under_text(grant)
+        body = [*blocks.decided_blocks(shown, verdict), *grant_blocks.line_blocks(text)]
+        await self.deps.slack.post(thread, body, text)
 
     # -- the App Home ----------------------------------------------------------------------
 
