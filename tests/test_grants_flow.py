@@ -248,6 +248,7 @@ async def test_with_a_quorum_the_grant_needs_the_quorum_to_choose_it(
     await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
     texts = await done(sandbox, plain)
     assert not any("Standing approval G" in t for t in texts)
+    assert any("No standing approval was made" in t and "1 did" in t for t in texts)
     again = await ask(sandbox, f"channel={dev} text=two key=k1")
     await card(sandbox, again)
 

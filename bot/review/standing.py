@@ -145,10 +145,9 @@ class StandingApprovals:
                 offers = {user: stored[user] for user in approvals if user in stored}
             if not offers:
                 return None
-            if len(offers) < policy.quorum:
-                if offer is not None:
-                    text = NOT_ENOUGH.format(quorum=policy.quorum, chose=len(offers))
-                    await self.effects.tell(text, click, claimed)
+            if len(offers) < policy.quorum:  # said in the thread: whoever offered may be away
+                text = NOT_ENOUGH.format(quorum=policy.quorum, chose=len(offers))
+                await self.deps.slack.say(thread_of(claimed), text)
                 return None
             return await self._make(claimed, tuple(offers), combined(offers.values()))
         except Exception:
