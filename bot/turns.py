@@ -3,7 +3,8 @@
 
 A review is registered (transition ``register``, with its ``requested`` audit entry) before it
 is shown, and shown once: a copy a dead poster left on screen is found by its metadata and
-adopted. Calls that ran without review are audited here, once each.
+adopted. Calls that ran without review are audited here, once each. A call that a standing
+approval covers is decided on its authority instead of shown (``bot.review.standing``).
 """
 
 from __future__ import annotations

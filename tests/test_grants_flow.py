@@ -182,6 +182,9 @@ async def test_a_grant_runs_similar_calls_until_it_is_used_up(
     second = await ask(sandbox, f"channel={ops} text=two key=k2")
     texts = await done(sandbox, second)
     assert not review_messages(sandbox, "C0GENERAL", second)
+    [ran] = [m for m in sandbox.replies("C0GENERAL", second) if "Ran under" in text_of(m)]
+    assert_valid_blocks(ran["blocks"])  # what ran, as a decided card shows it, masked
+    assert "two" in text_of(ran) and "k2" not in json.dumps(ran) and "Approved" in text_of(ran)
     gid = grant_id(made)
     assert f"Ran under standing approval {gid} by <@U0ALICE>, 1 of 2 uses left." in "\n".join(texts)
     third = await ask(sandbox, f"channel={ops} text=three key=k3")
@@ -245,6 +248,7 @@ async def test_with_a_quorum_the_grant_needs_the_quorum_to_choose_it(
     await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
     texts = await done(sandbox, plain)
     assert not any("Standing approval G" in t for t in texts)
+    assert any("No standing approval was made" in t and "1 did" in t for t in texts)
     again = await ask(sandbox, f"channel={dev} text=two key=k1")
     await card(sandbox, again)
 

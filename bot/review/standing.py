@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from bot import grant_blocks
+from bot import blocks, grant_blocks
 from bot.audit import AuditEvent
+from bot.blocks import Verdict
 from bot.grants import (
     Grant,
     GrantStore,
@@ -144,10 +146,9 @@ class StandingApprovals:
                 offers = {user: stored[user] for user in approvals if user in stored}
             if not offers:
                 return None
-            if len(offers) < policy.quorum:
-                if offer is not None:
-                    text = NOT_ENOUGH.format(quorum=policy.quorum, chose=len(offers))
-                    await self.effects.tell(text, click, claimed)
+            if len(offers) < policy.quorum:  # said in the thread: whoever offered may be away
+                text = NOT_ENOUGH.format(quorum=policy.quorum, chose=len(offers))
+                await self.deps.slack.say(thread_of(claimed), text)
                 return None
             return await self._make(claimed, tuple(offers), combined(offers.values()))
         except Exception:
@@ -253,12 +254,21 @@ class StandingApprovals:
         claimed = await storage.claim(ref, Approve(grant.created_by[0]))
         if not isinstance(claimed, ReviewRow):
             return False  # decided or expired meanwhile: the usual path says so
-        text = grant_blocks.ran_under_text(grant)
-        await self.deps.slack.post(thread, grant_blocks.line_blocks(text), text)
+        await self._show_ran_under(thread, claimed, grant)
         async with storage.deciding(ref):
             await self.effects.apply(claimed, detail=grant_blocks.used_detail(grant))
         row = await storage.get(ref)
         return row is None or row.status != "pending"  # released: show it for review
+
+    async def _show_ran_under(self, thread: SlackThread, claimed: ReviewRow, grant: Grant) -> None:
+        """What runs, as a decided card would show it (redacted values masked), and on whose
+        authority: the call is not reviewed, but it is seen."""
+        shown = shown_request(claimed, self.deps.policy(claimed.tool_name))
+        at = claimed.decided_at or datetime.now(UTC)
+        verdict = Verdict("continue", grant.created_by[0], at, approvers=grant.created_by)
+        text = grant_blocks.ran_under_text(grant)
+        body = [*blocks.decided_blocks(shown, verdict), *grant_blocks.line_blocks(text)]
+        await self.deps.slack.post(thread, body, text)
 
     # -- the App Home ----------------------------------------------------------------------
 
