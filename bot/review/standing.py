@@ -263,7 +263,7 @@ class StandingApprovals:
     async def _show_ran_under(self, thread: SlackThread, claimed: ReviewRow, grant: Grant) -> None:
         """What runs, as a decided card would show it (redacted values masked), and on whose
         authority: the call is not reviewed, but it is seen."""
-        shown = shown_request(claimed, self.deps.policy(claimed.tool_name))
+        shown = shown_request(claimed, self.deps.policy_of(claimed).policy)
         at = claimed.decided_at or datetime.now(UTC)
         verdict = Verdict("continue", grant.created_by[0], at, approvers=grant.created_by)
         text = grant_blocks.ran_under_text(grant)
