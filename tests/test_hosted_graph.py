@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.tools import StructuredTool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from graph.agent import build_graph
 from graph.protocols import is_human_interrupt
-from graph.tools.weather import demo_weather
+from graph.tools.registry import ToolEntry, ToolRegistry
+from graph.tools.weather import demo_weather, weather_search
+from tests.support.scripted_model import ScriptedModel, tool_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,3 +228,34 @@ async def test_invalid_answers_in_any_vocabulary_re_ask_with_the_error(
     assert words in again.value["error"]
     assert again.value.get("error_argument") == field
     assert words in again.value["description"]  # Agent Inbox shows why, too
+
+
+async def _shout(text: str) -> str:
+    return text.upper()
+
+
+def _async_only_graph() -> Any:
+    """A model with only ``ainvoke`` (the scripted one) and a tool with only a coroutine (as
+    MCP tools are): the sync faces must run them to completion, not fail."""
+    shout = StructuredTool.from_function(coroutine=_shout, name="shout", description="Shout.")
+    registry = ToolRegistry([ToolEntry(weather_search), ToolEntry(shout)])
+    model = ScriptedModel([tool_calls(("shout", {"text": "hi"})), AIMessage("done")])
+    return build_graph(model, registry, InMemorySaver())
+
+
+def _run_async_only_graph_sync(graph: Any) -> None:
+    config = {"configurable": {"thread_id": "async-only"}}
+    first = graph.invoke({"messages": [{"role": "user", "content": "shout hi"}]}, config)
+    assert first["__interrupt__"][0].value["tool_call"]["args"] == {"text": "hi"}
+    done = graph.invoke(Command(resume=[{"type": "accept", "args": None}]), config)
+    assert [m.content for m in done["messages"][-2:]] == ["HI", "done"]
+
+
+def test_sync_runs_drive_an_async_only_model_and_tool() -> None:
+    _run_async_only_graph_sync(_async_only_graph())
+
+
+async def test_sync_runs_work_when_called_from_inside_an_event_loop() -> None:
+    """``graph.invoke`` called from async code: the coroutines run on a worker thread (this
+    thread's loop is busy waiting for the call), with LangGraph's context carried over."""
+    _run_async_only_graph_sync(_async_only_graph())
