@@ -14,12 +14,9 @@ share everything but the one call. So the hosted graph serves ``invoke``/``strea
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -41,10 +38,9 @@ from graph.review import (
     validate_args,
 )
 from graph.state import AgentState, ReviewTask
+from graph.sync import run_sync
 from graph.tools.registry import ToolRegistry
 from graph.types import DecisionRecord, ToolCallData
-
-T = TypeVar("T")
 
 RAN_WITH = "ran_with"
 """``ToolMessage.additional_kwargs`` key: the arguments the call ran with (after any edit)."""
@@ -131,23 +127,6 @@ class ToolBatch:
     runnable: list[Any]
     refused: list[ToolMessage]
     decisions: dict[str, DecisionRecord]
-
-
-def run_sync(start: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from sync code, keeping the caller's context variables
-    (LangGraph's config lives there): on this thread when no event loop runs on it, else on a
-    short-lived worker thread (a sync ``invoke`` called from inside async code)."""
-
-    async def main() -> T:
-        return await start()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, main()).result()
 
 
 class AgentNodes:

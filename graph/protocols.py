@@ -93,7 +93,7 @@ class Dismiss:
     kind: Literal["dismiss"] = field(default="dismiss", init=False)
 
 
-AnyDecision = ReviewDecision | Dismiss
+ProtocolDecision = ReviewDecision | Dismiss
 """Every decision these vocabularies can carry: ours, plus :class:`Dismiss`."""
 
 
@@ -118,7 +118,7 @@ class Answer:
     """One decision read from a resume value; ``action`` is the tool an edit names, when its
     vocabulary carries one (Agent Inbox, the middleware), so a caller can refuse a switch."""
 
-    decision: AnyDecision
+    decision: ProtocolDecision
     action: str | None = None
 
 
@@ -163,8 +163,9 @@ def is_seed_request(value: Any) -> bool:
 
 def is_human_interrupt(value: Any) -> bool:
     """Agent Inbox's own check (``isAgentInboxInterruptSchema``): an ``action_request`` object
-    with an ``action``, and a ``config`` object; for a list, its first item. Stricter than it in
-    one respect: ``action`` must be text and ``args`` an object, since that is what is shown."""
+    with an ``action``, and a ``config`` object; for a list, its first item. Stricter than it:
+    ``action`` must be text and ``args`` an object (that is what is shown), and every item of a
+    list must pass."""
     if isinstance(value, list):
         return bool(value) and all(is_human_interrupt(item) for item in value)
     if not _is_mapping(value):
@@ -261,9 +262,10 @@ def _hitl_configs(value: Mapping[str, Any]) -> list[Mapping[str, Any] | None]:
         c.get("action_name") in (None, r["name"]) for c, r in zip(configs, requests, strict=True)
     ):
         return list(configs)
-    by_name: dict[Any, Mapping[str, Any]] = {}
+    by_name: dict[str, Mapping[str, Any]] = {}
     for config in configs:
-        by_name.setdefault(config.get("action_name"), config)
+        if isinstance(config.get("action_name"), str):
+            by_name.setdefault(config["action_name"], config)
     return [by_name.get(r["name"]) for r in requests]
 
 
@@ -328,7 +330,7 @@ def pending_actions(value: Any) -> tuple[PendingAction, ...]:
 # Writing resume values
 
 
-def needs(decision: AnyDecision) -> Allowed:
+def needs(decision: ProtocolDecision) -> Allowed:
     """Which permission a decision needs (``Expire`` is words to the model: feedback)."""
     needed: dict[DecisionKind | Literal["dismiss"], Allowed] = {
         "approve": "approve",
@@ -340,11 +342,11 @@ def needs(decision: AnyDecision) -> Allowed:
     return needed[decision.kind]
 
 
-def _words(decision: AnyDecision) -> str | None:
+def _words(decision: ProtocolDecision) -> str | None:
     return decision.text if isinstance(decision, Feedback | Expire) else None
 
 
-def seed_resume(decision: AnyDecision) -> dict[str, Any]:
+def seed_resume(decision: ProtocolDecision) -> dict[str, Any]:
     """The seed's resume value; a dismissal becomes feedback saying so (the seed has no word)."""
     if isinstance(decision, Dismiss):
         wire: dict[str, Any] = {"action": "feedback", "data": DISMISSED}
@@ -354,7 +356,7 @@ def seed_resume(decision: AnyDecision) -> dict[str, Any]:
     return dict(to_wire(decision))
 
 
-def inbox_response(decision: AnyDecision, action: PendingAction) -> dict[str, Any]:
+def inbox_response(decision: ProtocolDecision, action: PendingAction) -> dict[str, Any]:
     """One Agent Inbox ``HumanResponse`` for ``action``."""
     if isinstance(decision, Approve):
         return {"type": "accept", "args": None}
@@ -368,7 +370,7 @@ def inbox_response(decision: AnyDecision, action: PendingAction) -> dict[str, An
 
 
 def hitl_decision(
-    decision: AnyDecision, action: PendingAction, allowed_words: Sequence[str] = ("reject",)
+    decision: ProtocolDecision, action: PendingAction, allowed_words: Sequence[str] = ("reject",)
 ) -> dict[str, Any]:
     """One middleware decision for ``action``; words go as ``reject`` with a message unless
     only ``respond`` is allowed."""
@@ -384,7 +386,7 @@ def hitl_decision(
     return {"type": "reject", "message": words}
 
 
-def _refusal(actions: Sequence[PendingAction], decisions: Sequence[AnyDecision]) -> str | None:
+def _refusal(actions: Sequence[PendingAction], decisions: Sequence[ProtocolDecision]) -> str | None:
     if len(decisions) != len(actions):
         return (
             f"this interrupt asks about {len(actions)} action(s); "
@@ -400,7 +402,7 @@ def _refusal(actions: Sequence[PendingAction], decisions: Sequence[AnyDecision])
     return None
 
 
-def resume_value(value: Any, decisions: Sequence[AnyDecision]) -> Any | Unanswerable:
+def resume_value(value: Any, decisions: Sequence[ProtocolDecision]) -> Any | Unanswerable:
     """The ``Command(resume=...)`` value that answers interrupt ``value`` with ``decisions``,
     one per :func:`pending_actions` entry, in order (the middleware answers all together)."""
     shape = classify(value)
@@ -539,7 +541,10 @@ def parse_resume(resume: Any) -> ParsedResume | Unreadable:
             return Unreadable("an empty list of responses decides nothing")
         return _answers(resume, "agent_inbox")
     if _is_mapping(resume) and "type" in resume:
-        shape: Shape = "hitl_call" if resume.get("type") in HITL_ALLOWED else "agent_inbox"
+        kind = resume.get("type")
+        shape: Shape = (
+            "hitl_call" if isinstance(kind, str) and kind in HITL_ALLOWED else "agent_inbox"
+        )
         return _answers([resume], shape)
     return Unreadable(
         "a decision must be the seed's {'action': ...}, Agent Inbox's [{'type': ...}] or the "

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.tools import StructuredTool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from graph import AgentSettings
+from graph.agent import build_graph
+from graph.model import build_model
 from graph.protocols import is_human_interrupt
-from graph.tools.weather import demo_weather
+from graph.tools.registry import ToolEntry, ToolRegistry, build_registry
+from graph.tools.weather import demo_weather, weather_search
+from tests.support.anthropic_stub import running_anthropic_stub
+from tests.support.scripted_model import ScriptedModel, tool_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,3 +232,60 @@ async def test_invalid_answers_in_any_vocabulary_re_ask_with_the_error(
     assert words in again.value["error"]
     assert again.value.get("error_argument") == field
     assert words in again.value["description"]  # Agent Inbox shows why, too
+
+
+async def _shout(text: str) -> str:
+    return text.upper()
+
+
+def _async_only_graph() -> Any:
+    """A model with only ``ainvoke`` (the scripted one) and a tool with only a coroutine (as
+    MCP tools are): the sync faces must run them to completion, not fail."""
+    shout = StructuredTool.from_function(coroutine=_shout, name="shout", description="Shout.")
+    registry = ToolRegistry([ToolEntry(weather_search), ToolEntry(shout)])
+    model = ScriptedModel([tool_calls(("shout", {"text": "hi"})), AIMessage("done")])
+    return build_graph(model, registry, InMemorySaver())
+
+
+def _run_async_only_graph_sync(graph: Any) -> None:
+    config = {"configurable": {"thread_id": "async-only"}}
+    first = graph.invoke({"messages": [{"role": "user", "content": "shout hi"}]}, config)
+    assert first["__interrupt__"][0].value["tool_call"]["args"] == {"text": "hi"}
+    done = graph.invoke(Command(resume=[{"type": "accept", "args": None}]), config)
+    assert [m.content for m in done["messages"][-2:]] == ["HI", "done"]
+
+
+def test_sync_runs_drive_an_async_only_model_and_tool() -> None:
+    _run_async_only_graph_sync(_async_only_graph())
+
+
+async def test_sync_runs_work_when_called_from_inside_an_event_loop() -> None:
+    """``graph.invoke`` called from async code: the coroutines run on a worker thread (this
+    thread's loop is busy waiting for the call), with LangGraph's context carried over."""
+    _run_async_only_graph_sync(_async_only_graph())
+
+
+async def test_sync_runs_with_claude_use_its_own_invoke() -> None:
+    """Claude through langchain-anthropic, driven sync (``graph.invoke`` on a worker thread, so
+    this loop keeps serving the loopback Anthropic stub): the model's sync ``invoke`` answers,
+    and every proposed call gets its one result."""
+    registry = build_registry()
+    async with running_anthropic_stub() as stub:
+        settings = AgentSettings(
+            anthropic_api_key=stub.api_key,
+            anthropic_base_url=stub.url,
+            anthropic_model="claude-sonnet-4-6",
+            model_timeout_seconds=20,
+        )
+        graph = build_graph(build_model(settings, registry.tools), registry, InMemorySaver())
+        [call] = stub.reply_tool_calls([("weather_search", {"city": "sf"})], text="Checking.")
+        stub.reply_text("Sunny.")
+        config = {"configurable": {"thread_id": "sync-claude"}}
+        question = {"messages": [{"role": "user", "content": "what's the weather in sf?"}]}
+        first = await asyncio.to_thread(graph.invoke, question, config)
+        assert first["__interrupt__"][0].value["tool_call"]["id"] == call.id
+        resume = Command(resume={"decisions": [{"type": "approve"}]})
+        done = await asyncio.to_thread(graph.invoke, resume, config)
+        assert done["messages"][-1].content == "Sunny."
+        assert done["messages"][-2].content == demo_weather("sf")
+        assert [r.status for r in stub.recorded] == [200, 200]

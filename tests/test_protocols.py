@@ -20,9 +20,9 @@ from graph.protocols import (
     ALL_ALLOWED,
     DISMISSED,
     Answer,
-    AnyDecision,
     Dismiss,
     ParsedResume,
+    ProtocolDecision,
     Unanswerable,
     Unreadable,
     classify,
@@ -282,7 +282,7 @@ _args = st.dictionaries(
     max_size=4,
 )
 _by = st.none() | st.sampled_from(["U1", "U2"])
-decisions: st.SearchStrategy[AnyDecision] = st.one_of(
+decisions: st.SearchStrategy[ProtocolDecision] = st.one_of(
     st.builds(Approve, _by),
     st.builds(Edit, _args, _by),
     st.builds(Feedback, _text, _by),
@@ -291,7 +291,7 @@ decisions: st.SearchStrategy[AnyDecision] = st.one_of(
 )
 
 
-def _without_by(decision: AnyDecision) -> AnyDecision:
+def _without_by(decision: ProtocolDecision) -> ProtocolDecision:
     """What survives a vocabulary that cannot say who decided, nor that time ran out."""
     if isinstance(decision, Approve):
         return Approve()
@@ -303,7 +303,7 @@ def _without_by(decision: AnyDecision) -> AnyDecision:
 
 
 @given(decisions)
-def test_seed_round_trip_keeps_everything(decision: AnyDecision) -> None:
+def test_seed_round_trip_keeps_everything(decision: ProtocolDecision) -> None:
     parsed = parse_resume(resume_value(SEED, [decision]))
     assert isinstance(parsed, ParsedResume)
     [answer] = parsed.answers
@@ -312,7 +312,7 @@ def test_seed_round_trip_keeps_everything(decision: AnyDecision) -> None:
 
 
 @given(st.lists(decisions, min_size=1, max_size=3))
-def test_agent_inbox_round_trip(chosen: list[AnyDecision]) -> None:
+def test_agent_inbox_round_trip(chosen: list[ProtocolDecision]) -> None:
     value = [
         {**INBOX, "action_request": {"action": f"tool{i}", "args": {}}} for i in range(len(chosen))
     ]
@@ -325,7 +325,7 @@ def test_agent_inbox_round_trip(chosen: list[AnyDecision]) -> None:
 
 
 @given(st.lists(decisions, min_size=1, max_size=3))
-def test_hitl_round_trip(chosen: list[AnyDecision]) -> None:
+def test_hitl_round_trip(chosen: list[ProtocolDecision]) -> None:
     value = {
         "action_requests": [{"name": f"t{i}", "args": {}} for i in range(len(chosen))],
         "review_configs": [
@@ -339,3 +339,63 @@ def test_hitl_round_trip(chosen: list[AnyDecision]) -> None:
     parsed = parse_resume(resume)
     assert isinstance(parsed, ParsedResume) and parsed.shape == "hitl"
     assert [a.decision for a in parsed.answers] == [_without_by(d) for d in chosen]
+
+
+@given(decisions)
+def test_per_call_round_trip(decision: ProtocolDecision) -> None:
+    resume = resume_value(PER_CALL, [decision])
+    parsed = parse_resume(resume)
+    assert isinstance(parsed, ParsedResume) and parsed.shape == "hitl_call"
+    assert [a.decision for a in parsed.answers] == [_without_by(decision)]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["type", "args", "action", "data", "decisions", "message", "name", "x"]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json, st.lists(decisions, max_size=3))
+def test_every_function_is_total(value: Any, chosen: list[ProtocolDecision]) -> None:
+    """Whatever a client or a graph sends: a shape, a list, a refusal; never an exception."""
+    assert classify(value) in ("seed", "agent_inbox", "hitl", "hitl_call", "unknown")
+    assert isinstance(pending_actions(value), tuple)
+    resume_value(value, chosen)
+    assert isinstance(parse_resume(value), ParsedResume | Unreadable)
+    assert isinstance(single_seed_resume(value, "w"), dict | Unreadable)
+
+
+def _damaged(value: Any, path: list[int], replacement: Any) -> Any:
+    """``value`` with the item that ``path`` walks to (indexes into keys or items) replaced."""
+    if not path or not isinstance(value, dict | list) or not value:
+        return replacement
+    keys = list(value) if isinstance(value, dict) else list(range(len(value)))
+    key = keys[path[0] % len(keys)]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[key] = _damaged(value[key], path[1:], replacement)  # type: ignore[index]
+    return copy
+
+
+@given(
+    st.sampled_from([SEED, INBOX, [INBOX, INBOX], HITL, PER_CALL]),
+    st.lists(st.integers(min_value=0, max_value=9), min_size=1, max_size=4),
+    _json,
+    st.lists(decisions, min_size=1, max_size=2),
+)
+def test_damaged_interrupts_are_refused_not_raised(
+    value: Any, path: list[int], replacement: Any, chosen: list[ProtocolDecision]
+) -> None:
+    damaged = _damaged(value, path, replacement)
+    for action in pending_actions(damaged):
+        assert isinstance(action.name, str) and isinstance(action.args, dict)
+    resume_value(damaged, chosen)
