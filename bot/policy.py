@@ -195,6 +195,22 @@ class Policy:
         base = self.for_tool(name)
         return base.redact.union(*(rule.apply(base).redact for rule in self.rules.get(name, ())))
 
+    def check_auto_rules(self, sources: Mapping[str, str]) -> None:
+        """Review wins: a rule's ``mode = "auto"`` may refine the file's own word on a tool,
+        but never lift a review another source asks for (a module's ``REVIEW_POLICY``);
+        such a rule stops the start, naming both (``sources``: the agent's review sources)."""
+        problems = [
+            f'{rule.where}: mode = "auto" cannot lift the review {source} asks for '
+            "(review wins; remove one of the two)"
+            for name, rules in self.rules.items()
+            for source in [sources.get(name)]
+            if source is not None and not source.startswith("policy file ")
+            for rule in rules
+            if rule.apply(self.for_tool(name)).mode == "auto"
+        ]
+        if problems:
+            raise PolicyError("\n".join(dict.fromkeys(problems)))
+
     def check_rules(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         """Type-check every rule's condition against its tool's argument schema (a table no
         known tool has, e.g. an MCP pattern while its server is down: against open arguments,

@@ -303,4 +303,7 @@ class Turns:
         if result.auto_rule is None:
             return
         policy = self.deps.policy(result.tool_name)
+        # which rule the call met is not known here: mask what any of them redacts
+        redact = self.deps.approvers.policy.redacts(result.tool_name)
+        policy = dataclasses.replace(policy, redact=redact)
         await self.deps.append(auto_event(thread, result, requester, policy))
