@@ -146,10 +146,13 @@ class Policy:
         the tool's own; a condition that cannot be evaluated fails closed (the strictest
         policy, :func:`bot.policy_rules.strictest`). Resolve once per review (see
         :meth:`for_stored`): ``time`` moves on."""
+        rules = self.rules.get(name, ())
+        if not rules:  # the common case: nothing to evaluate
+            return CallPolicy(self.for_tool(name))
         variables = activation(
             args, self.readable.get(name, name), requester, channel, now or datetime.now(UTC)
         )
-        return resolve(self.for_tool(name), self.rules.get(name, ()), variables)
+        return resolve(self.for_tool(name), rules, variables)
 
     def for_stored(
         self,
