@@ -4,6 +4,8 @@ A TOML file (``POLICY_FILE``) sets, per tool and by default: review or auto-appr
 (users and user groups), four-eyes (the requester may not approve their own call), a quorum of
 distinct approvals, a time to live after which the review expires (failing closed), a reminder
 before expiry, and arguments to redact. It is validated at start-up; every error names its line.
+A tool table may also hold rules on arguments (``[[tools.<name>.rules]]``, CEL conditions, the
+first that holds applies): :mod:`bot.policy_rules`; one call's policy is :meth:`Policy.for_call`.
 
 Precedence, where other settings speak about the same thing (README "Policy"):
 

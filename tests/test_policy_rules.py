@@ -389,3 +389,24 @@ def test_a_rules_auto_never_lifts_a_modules_review(
     mine = parse_policy(text.replace("wipe", "post_message").replace("args.q", "args.text"))
     reg = build_registry((), (), mine.mode_rules("p"))
     mine.check_auto_rules({n: s for n in reg.names if (s := reg.review_source(n))})
+
+
+def test_a_setting_strictest_does_not_know_falls_back_to_its_default() -> None:
+    """Settings added later (routing, standing approvals, ...) never loosen a review that
+    failed closed: they take the value a tool nobody configured has."""
+    import dataclasses
+
+    from bot import policy_rules
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(ToolPolicy):
+        standing_grant: str | None = None
+
+    base = Wider(standing_grant="everyone, forever")
+    text = "[tools.x]\n[[tools.x.rules]]\nwhen = 'true'\nquorum = 2\n"
+    [rule] = parse_policy(text).rules["x"]
+    closed = strictest(base, [rule], "why")
+    assert isinstance(closed.policy, Wider) and closed.policy.standing_grant is None
+    assert closed.policy.quorum == 2
+    edited = policy_rules.combined([base, ToolPolicy()])
+    assert isinstance(edited, Wider) and edited.standing_grant == "everyone, forever"
