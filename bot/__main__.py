@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = BotSettings.from_env()
         settings.load_policy()  # fail at start-up, naming the line, not at the first click
+        if settings.policy_file:  # rules type-checked before the database is opened
+            policy_cli.checked(settings.policy_file, os.environ)
     except (ConfigError, PolicyError) as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

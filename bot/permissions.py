@@ -140,4 +140,6 @@ class Approvers:
             return f"@{escape(handle)}" if handle else f"user group `{escape(who)}`"
 
         words = [", ".join(one(who) for who in sorted(allowed)) or "nobody" for allowed in sets]
-        return words[0] if len(words) == 1 else " who is also one of ".join(words)
+        if len(words) == 1:
+            return words[0]
+        return "someone who is one of " + " and one of ".join(words)

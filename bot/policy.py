@@ -4,6 +4,8 @@ A TOML file (``POLICY_FILE``) sets, per tool and by default: review or auto-appr
 (users and user groups), four-eyes (the requester may not approve their own call), a quorum of
 distinct approvals, a time to live after which the review expires (failing closed), a reminder
 before expiry, and arguments to redact. It is validated at start-up; every error names its line.
+A tool table may also hold rules on arguments (``[[tools.<name>.rules]]``, CEL conditions, the
+first that holds applies): :mod:`bot.policy_rules`; one call's policy is :meth:`Policy.for_call`.
 
 Precedence, where other settings speak about the same thing (README "Policy"):
 
@@ -167,10 +169,13 @@ class Policy:
         the tool's own; a condition that cannot be evaluated fails closed (the strictest
         policy, :func:`bot.policy_rules.strictest`). Resolve once per review (see
         :meth:`for_stored`): ``time`` moves on."""
+        rules = self.rules.get(name, ())
+        if not rules:  # the common case: nothing to evaluate
+            return CallPolicy(self.for_tool(name))
         variables = activation(
             args, self.readable.get(name, name), requester, channel, now or datetime.now(UTC)
         )
-        return resolve(self.for_tool(name), self.rules.get(name, ()), variables)
+        return resolve(self.for_tool(name), rules, variables)
 
     def for_stored(
         self,
@@ -215,6 +220,22 @@ class Policy:
         call is not known (a tool's result, a reply), mask them all."""
         base = self.for_tool(name)
         return base.redact.union(*(rule.apply(base).redact for rule in self.rules.get(name, ())))
+
+    def check_auto_rules(self, sources: Mapping[str, str]) -> None:
+        """Review wins: a rule's ``mode = "auto"`` may refine the file's own word on a tool,
+        but never lift a review another source asks for (a module's ``REVIEW_POLICY``);
+        such a rule stops the start, naming both (``sources``: the agent's review sources)."""
+        problems = [
+            f'{rule.where}: mode = "auto" cannot lift the review {source} asks for '
+            "(review wins; remove one of the two)"
+            for name, rules in self.rules.items()
+            for source in [sources.get(name)]
+            if source is not None and not source.startswith("policy file ")
+            for rule in rules
+            if rule.apply(self.for_tool(name)).mode == "auto"
+        ]
+        if problems:
+            raise PolicyError("\n".join(dict.fromkeys(problems)))
 
     def check_rules(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         """Type-check every rule's condition against its tool's argument schema (a table no

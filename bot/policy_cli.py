@@ -70,6 +70,8 @@ def checked(path: Path, env: Mapping[str, str]) -> tuple[Policy, ToolRegistry]:
         raise PolicyError(str(error)) from None
     policy.check_tools(registry.names, str(path))
     policy.check_rules({name: args_schema(tool) for name, tool in _tools(registry)})
+    reviewed = ((name, registry.review_source(name)) for name in registry.names)
+    policy.check_auto_rules({name: source for name, source in reviewed if source})
     return policy, registry
 
 

@@ -218,20 +218,36 @@ STRICTER: dict[str, Callable[[Sequence[Any]], Any]] = {
     "ttl_seconds": min,
     "redact": lambda values: frozenset().union(*values),
 }
-"""How several policies combine into the strictest, per :class:`ToolPolicy` field. A field
-without an entry takes the first policy's value (the tool's own policy, or the one the review
-was created under). ``approvers`` is not combined here: each set must admit the decider
-(:attr:`CallPolicy.approver_sets`). ``remind_before_seconds`` follows the shortest ttl."""
+"""How several policies combine into the strictest, per :class:`ToolPolicy` field.
+``approvers`` is not combined here: each set must admit the decider
+(:attr:`CallPolicy.approver_sets`); ``remind_before_seconds`` follows the shortest ttl. A field
+without an entry (a setting added since) takes, when a review fails closed, its default (what
+a tool nobody configured has), so it can never loosen the strictest policy; after an edit, the
+value of the policy the review was created under. A new setting that knows better registers
+its combination here."""
+
+
+def _default(spec: dataclasses.Field[Any]) -> Any:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return dataclasses.MISSING
 
 
 def combined(parts: Sequence[ToolPolicy], *, four_eyes: bool = False) -> ToolPolicy:
-    """The field-wise strictest of ``parts`` (see :data:`STRICTER`); ``four_eyes`` forces it."""
+    """The field-wise strictest of ``parts`` (see :data:`STRICTER`); ``four_eyes``: failing
+    closed (four-eyes forced on, unknown fields at their defaults)."""
     first = parts[0]
     changes: dict[str, Any] = {}
     for spec in dataclasses.fields(first):
         combine = STRICTER.get(spec.name)
         if combine is not None:
             changes[spec.name] = combine([getattr(p, spec.name) for p in parts])
+        elif four_eyes and spec.name not in ("approvers", "remind_before_seconds"):
+            default = _default(spec)
+            if default is not dataclasses.MISSING:
+                changes[spec.name] = default
     shortest = min(parts, key=lambda p: p.ttl_seconds)
     changes["remind_before_seconds"] = shortest.remind_before_seconds
     approvers = [p.approvers for p in parts if p.approvers is not None]

@@ -81,6 +81,7 @@ async def running_bot(
         check_policy_tools(settings, policy, service)
         policy = policy.with_mcp_tools(service.mcp_tools)
         policy.check_rules(service.tool_schemas)  # a typo in a rule stops the start, naming it
+        policy.check_auto_rules(service.review_sources)
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)

@@ -354,12 +354,15 @@ class Turns:
         rule, and posts what followed. Answered elsewhere already (a replayed outcome): the
         agent refuses the second answer and nothing more is done here."""
         requester = request.get("requested_by")
-        outcome = await self.deps.agent.answer(
-            thread.thread_id,
-            interrupt_id,
-            Approve(None),
-            context=self.deps.context(thread, requester),
-        )
+        args = request["tool_call"]["args"]
+        logs.remember_secrets(redaction.secret_values(args, call.policy.redact))  # before it runs
+        with metrics.agent_run("resume"):
+            outcome = await self.deps.agent.answer(
+                thread.thread_id,
+                interrupt_id,
+                Approve(None),
+                context=self.deps.context(thread, requester),
+            )
         if isinstance(outcome, Refused):
             log.info("auto-approval by rule of %s: %s", interrupt_id, outcome.reason)
             return
@@ -423,4 +426,7 @@ class Turns:
         if result.auto_rule is None:
             return
         policy = self.deps.policy(result.tool_name)
+        # which rule the call met is not known here: mask what any of them redacts
+        redact = self.deps.approvers.policy.redacts(result.tool_name)
+        policy = dataclasses.replace(policy, redact=redact)
         await self.deps.append(auto_event(thread, result, requester, policy))

@@ -259,6 +259,11 @@ class RemoteAgent:
         schema at start-up (their conditions still fail closed at run time)."""
         return {}
 
+    @property
+    def review_sources(self) -> Mapping[str, str]:
+        """None known: the graph on the server decides which calls it interrupts for."""
+        return {}
+
     knows_tools = False
     """The policy's start-up check of tool names is skipped (and said so): tool names come
     from the server's interrupts, so a policy entry naming no tool of the graph is simply

@@ -53,6 +53,12 @@ class Agent(Protocol):
         ...
 
     @property
+    def review_sources(self) -> Mapping[str, str]:
+        """Where each reviewed tool's review comes from (``bot.policy`` refuses a rule whose
+        ``mode = "auto"`` would lift a review another source asks for: review wins)."""
+        ...
+
+    @property
     def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
         """MCP tools by the model's name: the name people read (``server.tool``) and the
         server's hints, for the policy's hint rules."""

@@ -127,6 +127,14 @@ class AgentService:
         return {name: self.registry.info(name)["args_schema"] for name in self.registry.names}
 
     @property
+    def review_sources(self) -> Mapping[str, str]:
+        return {
+            name: source
+            for name in self.registry.names
+            if (source := self.registry.review_source(name)) is not None
+        }
+
+    @property
     def mcp_tools(self) -> Mapping[str, tuple[str, dict[str, Any]]]:
         return self.registry.mcp_tools()
 

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage
 
 from bot.audit import AuditLog
+from bot.policy import PolicyError
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
     ALICE,
@@ -145,7 +147,10 @@ async def test_an_edit_into_a_stricter_rule_needs_its_approvers(
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
         await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
         refused = await sandbox.submit_modal(ALICE, {"arg:note": "the secret plan"})
-        assert not refused.closed and "may decide" in str(refused.errors)
+        assert not refused.closed, refused
+        assert refused.errors["arg:note"].startswith(
+            "Only someone who is one of @alice, @bob, @carol and one of @bob may decide"
+        )
         await sandbox.close_modal(ALICE)
         assert RUNS == []
         # Bob is allowed under both: his edit runs.
@@ -156,3 +161,18 @@ async def test_an_edit_into_a_stricter_rule_needs_its_approvers(
         assert RUNS == ["the secret plan"]
         outcomes = [e["outcome"] for e in await trail(env, "record_note", thread)]
         assert outcomes == ["requested", "refused", "edited"]
+
+
+async def test_the_running_bot_type_checks_rules_against_its_tools(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The agent's tools (here one the CLI would not know: record_note) give the schemas,
+    across the seam; a typo stops the start naming the file and line."""
+    path = tmp_path / "policy.toml"
+    path.write_text("[[tools.record_note.rules]]\nquorum = 2\nwhen = 'args.nota == \"x\"'\n")
+    with pytest.raises(PolicyError) as error:
+        async with running_slack_env(database_url, registry=registry_with(), policy_file=path):
+            pass
+    assert f"{path}, line 3: the arguments of record_note have no 'nota' (known: note)" in str(
+        error.value
+    )

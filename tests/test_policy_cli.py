@@ -124,3 +124,28 @@ def test_help_lists_the_policy_commands() -> None:
     assert "policy     check a policy file" in done.stdout
     sub = bot("policy", "explain", "--help")
     assert "--tool" in sub.stdout and "--channel" in sub.stdout
+
+
+def test_the_bot_refuses_to_start_on_a_rule_typo_naming_the_line(tmp_path: Path) -> None:
+    """Before a database is opened or Slack is reached: exit 2, the file and line named."""
+    path = tmp_path / "policy.toml"
+    path.write_text(CHANNELS.replace("time.getHours()", "time.getHour()"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPROVERS", "AGENT_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_SIGNING_SECRET="secret",
+        POLICY_FILE=str(path),
+        DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",  # never reached
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"configuration error: {path}, line 20: unknown method .getHour()" in done.stderr

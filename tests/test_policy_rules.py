@@ -338,3 +338,75 @@ def test_the_readme_rules_examples_work_as_described() -> None:
     assert sandbox.policy.mode == "auto"
     other = channels.for_call("post_message", {"channel": "#random", "text": "hi"})
     assert other.policy.mode == "review" and not other.policy.four_eyes
+
+
+def test_the_cards_policy_line_is_valid_block_kit_and_escaped() -> None:
+    from bot import blocks
+    from bot.policy_blocks import policy_line
+    from tests.support.block_kit import assert_valid_blocks
+
+    name = "<!channel> & " + "a very long rule name " * 200
+    text = f"[tools.refund]\n[[tools.refund.rules]]\nname = '{name}'\nwhen = 'true'\n"
+    resolved = parse_policy(text).for_call("refund", {"amount": 1})
+    line = policy_line(resolved)
+    assert line is not None and line.startswith("Policy: &lt;!channel&gt; &amp; a very")
+    request: Any = {
+        "question": "?",
+        "tool_call": {"name": "refund", "args": {"amount": 1}, "id": "c1"},
+        "tool": {"name": "refund", "description": "Refund", "args_schema": {}},
+        "requested_by": "U0CAROL",
+    }
+    card = blocks.review_blocks(request, "ref", None, line)
+    assert_valid_blocks(card)
+    assert any("Policy:" in str(block) for block in card)
+    assert policy_line(parse_policy("").for_call("refund", {})) is None  # no rules: no line
+    assert blocks.review_blocks(request, "ref") == blocks.review_blocks(request, "ref", None, None)
+
+
+def test_a_rules_auto_never_lifts_a_modules_review(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "rules_mod_tools.py").write_text(
+        "from langchain_core.tools import tool\n"
+        "@tool\n"
+        "def wipe(q: str) -> str:\n"
+        '    """Wipe something."""\n'
+        "    return q\n"
+        'REVIEW_POLICY = {"wipe": "review"}\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = '[tools.wipe]\n\n[[tools.wipe.rules]]\nwhen = \'args.q == "x"\'\nmode = "auto"\n'
+    policy = parse_policy(text, "p.toml")
+    registry = build_registry(("rules_mod_tools",), (), policy.mode_rules("p.toml"))
+    assert registry.review_source("wipe") == "rules_mod_tools.REVIEW_POLICY"
+    sources = {n: s for n in registry.names if (s := registry.review_source(n))}
+    with pytest.raises(PolicyError) as error:
+        policy.check_auto_rules(sources)
+    assert 'p.toml, line 4: mode = "auto" cannot lift the review rules_mod_tools' in str(
+        error.value
+    )
+    # The file's own review (a table's mode, or its rules) may be refined by a rule.
+    mine = parse_policy(text.replace("wipe", "post_message").replace("args.q", "args.text"))
+    reg = build_registry((), (), mine.mode_rules("p"))
+    mine.check_auto_rules({n: s for n in reg.names if (s := reg.review_source(n))})
+
+
+def test_a_setting_strictest_does_not_know_falls_back_to_its_default() -> None:
+    """Settings added later (routing, standing approvals, ...) never loosen a review that
+    failed closed: they take the value a tool nobody configured has."""
+    import dataclasses
+
+    from bot import policy_rules
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(ToolPolicy):
+        standing_grant: str | None = None
+
+    base = Wider(standing_grant="everyone, forever")
+    text = "[tools.x]\n[[tools.x.rules]]\nwhen = 'true'\nquorum = 2\n"
+    [rule] = parse_policy(text).rules["x"]
+    closed = strictest(base, [rule], "why")
+    assert isinstance(closed.policy, Wider) and closed.policy.standing_grant is None
+    assert closed.policy.quorum == 2
+    edited = policy_rules.combined([base, ToolPolicy()])
+    assert isinstance(edited, Wider) and edited.standing_grant == "everyone, forever"

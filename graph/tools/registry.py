@@ -118,6 +118,12 @@ class ToolRegistry:
         entry = self._entries.get(name)
         return entry.preview if entry else None
 
+    def review_source(self, name: str) -> str | None:
+        """Where a reviewed tool's review comes from (e.g. ``my_tools.REVIEW_POLICY``); None
+        when it runs unreviewed or nobody asked for its review (the default)."""
+        entry = self._entries.get(name)
+        return entry.rule if entry is not None and entry.policy == "review" else None
+
     def auto_rule(self, name: str) -> str | None:
         """Why calls of ``name`` run without review; None when they are reviewed."""
         entry = self._entries.get(name)
