@@ -315,7 +315,8 @@ def test_redaction_from_rules_reaches_every_output() -> None:
 def _readme_section() -> str:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start = readme.index("#### Rules on arguments")
-    return readme[start : readme.index("\n### ", start)]
+    ends = [i for mark in ("\n### ", "\n#### ") if (i := readme.find(mark, start + 1)) != -1]
+    return readme[start : min(ends, default=len(readme))]
 
 
 def test_the_readme_rules_examples_work_as_described() -> None:
