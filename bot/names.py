@@ -90,10 +90,11 @@ class NameCache:
             users, channels = wanted_ids(
                 request["tool_call"]["args"], request["tool"]["args_schema"]
             )
-            return Names(
-                users=await self.resolve("user", users, self._user),
-                channels=await self.resolve("channel", channels, self._channel),
+            people, rooms = await asyncio.gather(
+                self.resolve("user", users, self._user),
+                self.resolve("channel", channels, self._channel),
             )
+            return Names(users=people, channels=rooms)
         except Exception:
             log.exception("looking up names failed; showing ids")
             return Names()

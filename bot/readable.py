@@ -5,8 +5,9 @@ as a `Names` the caller looked up (`bot.names`), so every shape is unit-tested o
 What you see is what runs, so every readable form keeps the exact value beside it:
 
 - a person is ``@Name`` in plain words *and* their id in code, ``@Bob Lee (`U0BOB`)``. Never
-  a ``<@U…>`` mention: a mention in a posted message notifies the person, and a card about
-  inviting someone must not ping them before anyone has approved it;
+  a ``<@U…>`` mention: a mention in a posted message notifies the person (so does a
+  ``rich_text`` ``user`` element, which is how Slack's own client writes a mention), and a card
+  about inviting someone must not ping them before anyone has approved it;
 - a channel is ``#name (`C0GEN`)``, a plain word too (no ``<#C…>`` link that Slack would
   render from its own, possibly different, view of the channel);
 - a moment (``date-time``) is Slack's date token, which each reader sees in their own time

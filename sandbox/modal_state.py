@@ -73,7 +73,10 @@ def _picked(kind: str, value: Any) -> Any:
     if value in (None, ""):
         return None
     if kind == "datetimepicker":
-        return int(value)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return value  # not a moment: passed on, so the app's own check is exercised
     return str(value)
 
 

@@ -150,3 +150,12 @@ async def test_a_slack_that_never_answers_is_waited_for_a_bounded_time() -> None
         for conn in held:
             conn.close()
         server.close()
+
+
+async def test_the_cache_is_bounded(sandbox: Sandbox) -> None:
+    cache = NameCache(client_for(sandbox), max_entries=2)
+    for users in (["U0ALICE"], ["U0BOB"], ["U0CAROL"], ["U0CAROL"], ["U0ALICE"]):
+        await cache.names_for(invite(users, channel="#general"))  # a name: nothing to ask
+    # two entries at most: alice, least recently used, was forgotten and is asked again;
+    # carol, kept, is not
+    assert asked(sandbox, "users.info") == ["U0ALICE", "U0BOB", "U0CAROL", "U0ALICE"]

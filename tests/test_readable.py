@@ -13,6 +13,8 @@ from bot.blocks import Verdict
 from bot.readable import Names, readable_value, wanted_ids
 from graph import ReviewRequest
 from graph.tools.registry import build_registry
+from sandbox import blocks as sandbox_blocks
+from sandbox import modal_state
 from tests.support.block_kit import assert_valid_blocks, assert_valid_view
 
 REGISTRY = build_registry()
@@ -284,3 +286,30 @@ def test_every_picker_is_valid_block_kit() -> None:
         "datetimepicker",
     ]
     assert_valid_blocks(blocks.review_blocks(request, "ref", names=NAMES))
+
+
+def test_the_sandbox_checks_pickers_as_slack_does() -> None:
+    request = request_for("invite_users", {"channel": "C0GEN", "users": ["U0BOB"]})
+    view = modals.edit_modal(request, "ref")
+    assert sandbox_blocks.validate_view(view) == []
+    bad = [dict(b) for b in view["blocks"]]
+    users = next(b for b in bad if b.get("block_id") == modals.arg_block_id("users"))
+    users["element"] = {**users["element"], "initial_users": "U0BOB", "max_selected_items": 0}
+    errors = sandbox_blocks.validate_view({**view, "blocks": bad})
+    assert any("initial_users" in e for e in errors) and any("max_selected" in e for e in errors)
+    day = {"type": "datepicker", "action_id": "v", "initial_date": "24/12/2026"}
+    moment = {"type": "datetimepicker", "action_id": "v", "initial_date_time": "noon"}
+    for element in (day, moment):
+        block = {"type": "input", "block_id": "b", "label": {"type": "plain_text", "text": "x"}}
+        assert sandbox_blocks.validate_view({**view, "blocks": [{**block, "element": element}]})
+
+
+def test_the_sandbox_gives_picked_values_slack_shaped() -> None:
+    people = {"type": "multi_users_select", "action_id": "v"}
+    assert modal_state.element_state(people, "U0BOB", True)[0]["selected_users"] == ["U0BOB"]
+    moment = {"type": "datetimepicker", "action_id": "v"}
+    assert modal_state.element_state(moment, "1798099200", True)[0] == {
+        "type": "datetimepicker",
+        "selected_date_time": 1_798_099_200,
+    }
+    assert modal_state.element_state(moment, "noon", True)[0]["selected_date_time"] == "noon"
