@@ -5,7 +5,9 @@ there by the same rules, every copy painted, the result in the conversation."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -13,11 +15,13 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
+from psycopg.types.json import Jsonb
 
 from bot.audit import AuditLog
 from bot.blocks import Progress, review_blocks
 from bot.policy import PolicyError, parse_policy
 from bot.routing import conversation_block, with_conversation
+from bot.sweeper import sweep_once
 from graph.types import ReviewRequest
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks
@@ -275,3 +279,57 @@ def test_the_readme_examples_parse(heading: str) -> None:
     policy = parse_policy(section[start : section.index("```\n", start)], "README")
     tool = policy.for_tool("pay_invoice")
     assert tool.channel == "#finance-approvals" or tool.escalate_to == frozenset({"S0ONCALL"})
+
+
+async def handled(env: SlackEnv, event_id: str, within: float = 10.0) -> None:
+    """Until the first handler marked the event done (it posts the review first)."""
+    deadline = time.monotonic() + within
+    while True:
+        async with env.bot.service.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT status FROM slack_events WHERE event_id = %s", (event_id,)
+            )
+            row = await cursor.fetchone()
+        if row is not None and row["status"] == "done":
+            return
+        assert time.monotonic() < deadline, f"event {event_id} still being handled"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_routed_card_shown_before_a_crash_is_found_again_not_posted_twice(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The poster died after posting the card in its channel and before storing it: whoever
+    finishes the work finds the card there (by its metadata) and adopts it."""
+    async with env_with(
+        database_url, tmp_path, ROUTED, channel_with("finance-approvals", BOB)
+    ) as env:
+        sandbox = env.sandbox
+        finance = channel_id(sandbox, "finance-approvals")
+        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
+        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance))
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"))
+        [mention] = [
+            d.body
+            for d in sandbox.workspace.deliveries
+            if d.body.get("event", {}).get("type") == "app_mention"
+            and d.body["event"]["ts"] == thread
+        ]
+        await handled(env, mention["event_id"])
+        async with env.bot.service.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE slack_reviews SET message_ts = NULL, message_copies = '{}' "
+                "WHERE thread_ts = %s",
+                (thread,),
+            )
+            await conn.execute(
+                "UPDATE slack_events SET status = 'handling', body = %s, "
+                "claimed_at = now() - interval '1 hour' WHERE event_id = %s",
+                (Jsonb(mention), mention["event_id"]),
+            )
+        assert (await sweep_once(env.bot.flow, stuck_after=60)).reanswered == 1
+        assert [m["ts"] for m in cards(sandbox, finance)] == [card["ts"]]
+        assert len(said(sandbox, GENERAL, thread, "waits for")) == 1
+        await sandbox.click_button(BOB, finance, card["ts"], "review_approve")
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
+        assert "Approved by" in text_of(cards(sandbox, finance)[0])
