@@ -6,10 +6,12 @@ there by the same rules, every copy painted, the result in the conversation."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ from psycopg.types.json import Jsonb
 from bot.audit import AuditLog
 from bot.blocks import Progress, review_blocks
 from bot.policy import PolicyError, parse_policy
-from bot.routing import conversation_block, with_conversation
+from bot.routing import card_thread_of, conversation_block, mentions, with_conversation
+from bot.store import ReviewRow
 from bot.sweeper import sweep_once
+from bot.threads import SlackThread
 from graph.types import ReviewRequest
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks
@@ -126,6 +130,8 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         assert conversation in text_of(painted)  # the link survives the repaint
         assert not any(b.get("type") == "actions" for b in painted["blocks"])
         assert not [m for m in sandbox.messages(finance) if "Noted." in text_of(m)]
+        # The name was resolved once, at start-up, and cached.
+        assert len(sandbox.calls_of("conversations.list")) == 1
         trail = await AuditLog(env.bot.service.pool).query(tool="record_note")
         assert [(r["outcome"], r["decided_by"]) for r in trail if r["thread_id"].endswith(thread)][
             -1
@@ -333,3 +339,18 @@ async def test_a_routed_card_shown_before_a_crash_is_found_again_not_posted_twic
         await sandbox.click_button(BOB, finance, card["ts"], "review_approve")
         await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
         assert "Approved by" in text_of(cards(sandbox, finance)[0])
+
+
+def test_a_cards_thread_and_who_joined_its_approvers() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    here = ReviewRow(
+        "r", "t", "i", "T1", GENERAL, "1.0", "2.0", "record_note", {}, "pending", None, None, None
+    )  # type: ignore[arg-type]
+    assert card_thread_of(here) == SlackThread("T1", GENERAL, "1.0")
+    routed = dataclasses.replace(here, card_channel="C0FIN")
+    assert card_thread_of(routed) == SlackThread("T1", "C0FIN", "2.0")
+    assert card_thread_of(dataclasses.replace(routed, message_ts=None)).channel_id == GENERAL
+    waiting = dataclasses.replace(here, escalate_to=("S0ONCALL", "U0BOB"))
+    assert waiting.escalated_to == frozenset()
+    assert dataclasses.replace(waiting, escalated_at=at).escalated_to == {"S0ONCALL", "U0BOB"}
+    assert mentions({"U0BOB", "S0ONCALL"}) == "<!subteam^S0ONCALL> <@U0BOB>"
