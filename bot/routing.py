@@ -63,6 +63,19 @@ class ChannelDirectory:
             self._ids[name] = found
         return found
 
+    async def exists(self, spec: str) -> bool:
+        """Start-up: a name resolves, an id names a channel the bot can see
+        (``conversations.info``)."""
+        channel = await self.resolve(spec)
+        if channel is None or spec.startswith("#"):
+            return channel is not None
+        try:
+            await self.client.conversations_info(channel=channel)
+        except Exception:
+            log.warning("could not find channel %s", spec, exc_info=True)
+            return False
+        return True
+
     async def _look_up(self, name: str) -> str | None:
         cursor: str | None = None
         for _ in range(LIST_PAGES):
@@ -106,7 +119,7 @@ def no_review_channel_text(tool: str) -> str:
     return (
         f"You may not decide `{escape(tool)}` calls yourself, and nobody who may can see this "
         "DM: the policy names no `review_channel` for this tool, so this review waits here "
-        "until it expires. Ask an approver to set one, or ask in a channel instead."
+        "until it expires. Ask whoever runs the bot to set one, or ask in a channel instead."
     )
 
 
@@ -196,7 +209,7 @@ class Router:
             if spec
         }
         for spec in sorted(specs):
-            if await self.directory.resolve(spec) is None:
+            if not await self.directory.exists(spec):
                 problems.append(
                     f"policy: channel {spec} not found (create it, or invite the bot if it is "
                     "private); its reviews will wait in their conversations"

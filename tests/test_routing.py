@@ -222,9 +222,12 @@ async def test_a_channel_that_cannot_be_found_is_said_at_start_up_and_in_the_con
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.routing")
-    policy = '[tools.record_note]\nchannel = "#nowhere"\n'
+    policy = (
+        '[tools.record_note]\nchannel = "#nowhere"\n\n[tools.weather_search]\nchannel = "C0NOPE"\n'
+    )
     async with env_with(database_url, tmp_path, policy, None) as env:
         assert "channel #nowhere not found" in caplog.text
+        assert "channel C0NOPE not found" in caplog.text
         sandbox = env.sandbox
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
         [card] = await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread))
