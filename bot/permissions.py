@@ -38,7 +38,7 @@ class Approvers:
         return self.policy.for_tool(tool).approvers
 
     async def may_decide(self, tool: str, user: str) -> bool:
-        return await self._among(self.allowed_for(tool), user)
+        return await self.is_among(self.allowed_for(tool), user)
 
     async def may_decide_review(self, review: ReviewRow, user: str) -> bool:
         """:meth:`may_decide`, and, once the review escalated (``escalated_at``, set once and
@@ -49,9 +49,9 @@ class Approvers:
         """:meth:`may_decide`, or among ``escalated_to`` (an escalated review's targets)."""
         if await self.may_decide(tool, user):
             return True
-        return bool(escalated_to) and await self._among(escalated_to, user)
+        return bool(escalated_to) and await self.is_among(escalated_to, user)
 
-    async def _among(self, allowed: frozenset[str] | None, user: str) -> bool:
+    async def is_among(self, allowed: frozenset[str] | None, user: str) -> bool:
         """Named, or in a named group; None names everyone, an empty set nobody."""
         if rules.named_approver(allowed, user):
             return True

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.mrkdwn import escape
 from bot.permissions import Approvers
 from bot.policy import Policy, ToolPolicy
+from bot.review import rules
 from bot.store import ReviewRow
 from bot.threads import SlackThread
 from bot.visibility import is_dm
@@ -170,7 +171,7 @@ class Router:
         tool = request["tool_call"]["name"]
         wanted = policy.channel
         if wanted is None and is_dm(thread.channel_id):
-            if await self._requester_may_decide(tool, request):
+            if await self._requester_may_decide(policy, request):
                 return Route()
             if policy.review_channel is None:
                 return Route(problem=no_review_channel_text(tool))
@@ -188,14 +189,15 @@ class Router:
             return Route(problem=not_found_text(wanted, tool))
         return Route() if channel == thread.channel_id else Route(channel)
 
-    async def _requester_may_decide(self, tool: str, request: ReviewRequest) -> bool:
+    async def _requester_may_decide(self, policy: ToolPolicy, request: ReviewRequest) -> bool:
+        """Under this call's policy (as a rule may have made it): approvers and four-eyes."""
         requester = request.get("requested_by")
         if not requester:
             return False
-        forbidden = self.approvers.own_call_forbidden(
-            tool, requester, requester, request.get("requesters")
-        )
-        return not forbidden and await self.approvers.may_decide(tool, requester)
+        requesters = request.get("requesters")
+        if rules.four_eyes_forbids(policy.four_eyes, requester, requester, requesters):
+            return False
+        return await self.approvers.is_among(policy.approvers, requester)
 
     async def check(self, policy: Policy, tools: Iterable[str]) -> list[str]:
         """Start-up: every channel the policy names is found, and every tool a DM requester

@@ -18,11 +18,21 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 from psycopg.types.json import Jsonb
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
 from bot.blocks import Progress, review_blocks
+from bot.permissions import Approvers
 from bot.policy import PolicyError, parse_policy
-from bot.routing import card_thread_of, conversation_block, mentions, with_conversation
+from bot.routing import (
+    ChannelDirectory,
+    Route,
+    Router,
+    card_thread_of,
+    conversation_block,
+    mentions,
+    with_conversation,
+)
 from bot.store import ReviewRow
 from bot.sweeper import sweep_once
 from bot.threads import SlackThread
@@ -43,6 +53,7 @@ from tests.support.counting_tools import RUNS, registry_with
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 GENERAL = "C0GENERAL"
+WAIT = 20.0  # seconds for a turn, a click and their posts, on a busy machine
 
 
 def note_model() -> ScriptedModel:
@@ -101,8 +112,10 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         sandbox = env.sandbox
         finance = channel_id(sandbox, "finance-approvals")
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance))
-        pointer = await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"))
+        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
+        pointer = await sandbox.wait_for(
+            lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT
+        )
 
         # Both ways: the card links the conversation, the conversation links the card.
         conversation = f"/archives/{GENERAL}/p{thread.replace('.', '')}"
@@ -113,7 +126,7 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
 
         # The same rules on the routed card: Alice is not an approver of record_note.
         await sandbox.click_button(ALICE, finance, card["ts"], "review_approve")
-        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE))
+        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), within=WAIT)
         assert "may decide" in refusal["text"] and RUNS == []
 
         # App Home and /approvals list it where it lives, to the approver who can see it there.
@@ -123,7 +136,7 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         assert (waiting.channel_id, waiting.message_ts) == (finance, card["ts"])
 
         await sandbox.click_button(BOB, finance, card["ts"], "review_approve")
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."), within=WAIT)
         assert RUNS == ["ship it"]
         [painted] = cards(sandbox, finance)
         assert "Approved by <@U0BOB>" in text_of(painted)
@@ -148,14 +161,14 @@ async def test_a_click_on_the_routed_card_from_the_conversation_channel_is_refus
         sandbox = env.sandbox
         finance = channel_id(sandbox, "finance-approvals")
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance))
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"))
+        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT)
         sandbox.workspace.post(
             sandbox.workspace.channel(GENERAL), BOT, "copy", blocks=card["blocks"], thread_ts=thread
         )
         [copy] = review_messages(sandbox, GENERAL, thread)
         await sandbox.click_button(BOB, GENERAL, copy["ts"], "review_approve")
-        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB))
+        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB), within=WAIT)
         assert "doesn't belong" in refusal["text"] and RUNS == []
 
 
@@ -176,14 +189,14 @@ async def test_a_dm_review_its_requester_may_not_decide_goes_to_the_review_chann
         desk = channel_id(sandbox, "approvals-desk")
         dm = sandbox.open_dm(CAROL)
         asked = await sandbox.post_message(CAROL, BOT, "note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, desk))
-        pointer = await sandbox.wait_for(lambda: said(sandbox, dm, asked, "waits for"))
+        [card] = await sandbox.wait_for(lambda: cards(sandbox, desk), within=WAIT)
+        pointer = await sandbox.wait_for(lambda: said(sandbox, dm, asked, "waits for"), within=WAIT)
         assert f"<#{desk}>" in pointer[0]
         assert "a direct message" in text_of(card)
         assert not review_messages(sandbox, dm, asked)
 
         await sandbox.click_button(BOB, desk, card["ts"], "review_approve")
-        await sandbox.wait_for(lambda: said(sandbox, dm, asked, "Noted."))
+        await sandbox.wait_for(lambda: said(sandbox, dm, asked, "Noted."), within=WAIT)
         assert RUNS == ["ship it"]
         assert "Approved by <@U0BOB>" in text_of(cards(sandbox, desk)[0])
 
@@ -197,10 +210,10 @@ async def test_a_dm_review_its_requester_may_decide_stays_in_the_dm(
         sandbox = env.sandbox
         dm = sandbox.open_dm(BOB)
         asked = await sandbox.post_message(BOB, BOT, "note: ship it")
-        [card] = await sandbox.wait_for(lambda: review_messages(sandbox, dm, asked))
+        [card] = await sandbox.wait_for(lambda: review_messages(sandbox, dm, asked), within=WAIT)
         assert not cards(sandbox, channel_id(sandbox, "approvals-desk"))
         await sandbox.click_button(BOB, dm, card["ts"], "review_approve")
-        await sandbox.wait_for(lambda: said(sandbox, dm, asked, "Noted."))
+        await sandbox.wait_for(lambda: said(sandbox, dm, asked, "Noted."), within=WAIT)
 
 
 async def test_without_a_review_channel_the_dm_is_told_and_start_up_warns(
@@ -213,8 +226,10 @@ async def test_without_a_review_channel_the_dm_is_told_and_start_up_warns(
         sandbox = env.sandbox
         dm = sandbox.open_dm(CAROL)
         asked = await sandbox.post_message(CAROL, BOT, "note: ship it")
-        await sandbox.wait_for(lambda: review_messages(sandbox, dm, asked))
-        [told] = await sandbox.wait_for(lambda: said(sandbox, dm, asked, "review_channel"))
+        await sandbox.wait_for(lambda: review_messages(sandbox, dm, asked), within=WAIT)
+        [told] = await sandbox.wait_for(
+            lambda: said(sandbox, dm, asked, "review_channel"), within=WAIT
+        )
         assert "nobody who may can see this DM" in told
 
 
@@ -230,11 +245,15 @@ async def test_a_channel_that_cannot_be_found_is_said_at_start_up_and_in_the_con
         assert "channel C0NOPE not found" in caplog.text
         sandbox = env.sandbox
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread))
-        [told] = await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "#nowhere"))
+        [card] = await sandbox.wait_for(
+            lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
+        )
+        [told] = await sandbox.wait_for(
+            lambda: said(sandbox, GENERAL, thread, "#nowhere"), within=WAIT
+        )
         assert "could not find the channel" in told
         await sandbox.click_button(BOB, GENERAL, card["ts"], "review_approve")
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."), within=WAIT)
 
 
 # -- the pure parts -------------------------------------------------------------------------
@@ -290,7 +309,7 @@ def test_the_readme_examples_parse(heading: str) -> None:
     assert tool.channel == "#finance-approvals" or tool.escalate_to == frozenset({"S0ONCALL"})
 
 
-async def handled(env: SlackEnv, event_id: str, within: float = 10.0) -> None:
+async def handled(env: SlackEnv, event_id: str, within: float = WAIT) -> None:
     """Until the first handler marked the event done (it posts the review first)."""
     deadline = time.monotonic() + within
     while True:
@@ -316,8 +335,8 @@ async def test_a_routed_card_shown_before_a_crash_is_found_again_not_posted_twic
         sandbox = env.sandbox
         finance = channel_id(sandbox, "finance-approvals")
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance))
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"))
+        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT)
         [mention] = [
             d.body
             for d in sandbox.workspace.deliveries
@@ -340,7 +359,7 @@ async def test_a_routed_card_shown_before_a_crash_is_found_again_not_posted_twic
         assert [m["ts"] for m in cards(sandbox, finance)] == [card["ts"]]
         assert len(said(sandbox, GENERAL, thread, "waits for")) == 1
         await sandbox.click_button(BOB, finance, card["ts"], "review_approve")
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."))
+        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "Noted."), within=WAIT)
         assert "Approved by" in text_of(cards(sandbox, finance)[0])
 
 
@@ -357,3 +376,22 @@ def test_a_cards_thread_and_who_joined_its_approvers() -> None:
     assert waiting.escalated_to == frozenset()
     assert dataclasses.replace(waiting, escalated_at=at).escalated_to == {"S0ONCALL", "U0BOB"}
     assert mentions({"U0BOB", "S0ONCALL"}) == "<!subteam^S0ONCALL> <@U0BOB>"
+
+
+async def test_four_eyes_sends_a_dm_review_to_the_review_channel() -> None:
+    """Anyone may approve, but not the person who asked: in their DM nobody else would see it."""
+    policy = parse_policy('[defaults]\nfour_eyes = true\nreview_channel = "C0DESK"\n')
+    client = AsyncWebClient(token="xoxb-unused", base_url="http://127.0.0.1:9/")  # never called
+    router = Router(ChannelDirectory(client), Approvers(policy, client))
+    request = ReviewRequest(
+        question="",
+        tool_call={"name": "record_note", "args": {}, "id": "call-1"},
+        tool={"name": "record_note", "description": "", "args_schema": {}},
+        requested_by=CAROL,
+    )
+    dm = SlackThread("T1", "D0CAROL", "1.0")
+    tool = policy.for_tool("record_note")
+    assert await router.route(dm, request, tool) == Route("C0DESK")
+    relaxed = dataclasses.replace(tool, four_eyes=False)
+    assert await router.route(dm, request, relaxed) == Route()  # she may decide it herself
+    assert await router.route(SlackThread("T1", GENERAL, "1.0"), request, tool) == Route()
