@@ -136,9 +136,17 @@ def card_thread_of(review: ReviewRow) -> SlackThread:
     return SlackThread(review.team_id, review.channel_id, review.thread_ts)
 
 
+def safe_link(url: str | None) -> str | None:
+    """A link that can go into ``<url|label>``: http(s), none of the characters that end it."""
+    if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n"):
+        return url
+    return None
+
+
 def waits_in_text(channel: str, card_link: str | None) -> str:
     """The conversation's pointer to a routed card."""
     where = f"<#{channel}>"
+    card_link = safe_link(card_link)
     link = f" <{card_link}|Open the review>." if card_link else ""
     return f":arrow_right: This review waits for a decision in {where}.{link}"
 
@@ -146,6 +154,7 @@ def waits_in_text(channel: str, card_link: str | None) -> str:
 def conversation_block(link: str | None, channel: str) -> dict[str, Any]:
     """The context block on a routed card: where the call was asked for (a pure builder)."""
     place = "a direct message" if is_dm(channel) else f"<#{channel}>"
+    link = safe_link(link)
     text = f"Asked in <{link}|this conversation> ({place})" if link else f"Asked in {place}"
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 

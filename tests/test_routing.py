@@ -31,6 +31,7 @@ from bot.routing import (
     card_thread_of,
     conversation_block,
     mentions,
+    waits_in_text,
     with_conversation,
 )
 from bot.store import ReviewRow
@@ -395,3 +396,10 @@ async def test_four_eyes_sends_a_dm_review_to_the_review_channel() -> None:
     relaxed = dataclasses.replace(tool, four_eyes=False)
     assert await router.route(dm, request, relaxed) == Route()  # she may decide it herself
     assert await router.route(SlackThread("T1", GENERAL, "1.0"), request, tool) == Route()
+
+
+def test_a_link_that_could_break_out_of_its_label_is_left_out() -> None:
+    assert conversation_block("https://x/a|<!channel>", GENERAL)["elements"][0]["text"] == (
+        f"Asked in <#{GENERAL}>"
+    )
+    assert "<" not in waits_in_text("C0FIN", "javascript:alert(1)").replace("<#C0FIN>", "")
