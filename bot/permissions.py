@@ -39,7 +39,7 @@ class Approvers:
         it must admit them (normally one; more when it failed closed or an edit moved it
         under another rule, see :mod:`bot.policy_rules`)."""
         for allowed in call.approver_conditions:
-            if not await self._admits(allowed, user):
+            if not await self.is_among(allowed, user):
                 return False
         return True
 
@@ -54,9 +54,9 @@ class Approvers:
         """:meth:`may_decide`, or among ``escalated_to`` (an escalated review's targets)."""
         if await self.may_decide(call, user):
             return True
-        return bool(escalated_to) and await self._admits(escalated_to, user)
+        return bool(escalated_to) and await self.is_among(escalated_to, user)
 
-    async def _admits(self, allowed: frozenset[str] | None, user: str) -> bool:
+    async def is_among(self, allowed: frozenset[str] | None, user: str) -> bool:
         """Named, or in a named group; None names everyone, an empty set nobody."""
         if rules.named_approver(allowed, user):
             return True

@@ -457,43 +457,35 @@ def _channel(raw: Mapping[str, Any], key: str, locate: Any) -> str:
 
 
 def _routing_and_escalation(raw: Mapping[str, Any], policy: ToolPolicy, locate: Any) -> ToolPolicy:
-    """``channel``, ``review_channel``, ``escalate_after`` and ``escalate_to`` (README
-    "Policy", "Routing" and "Escalation"); checked together once the table is read."""
+    """``channel`` and ``review_channel`` (README "Routing"), then the escalation."""
     if "channel" in raw:
         policy = replace(policy, channel=_channel(raw, "channel", locate))
     if "review_channel" in raw:
         policy = replace(policy, review_channel=_channel(raw, "review_channel", locate))
+    return _escalation(raw, policy, locate)
+
+
+def _escalation(raw: Mapping[str, Any], policy: ToolPolicy, locate: Any) -> ToolPolicy:
+    """``escalate_after`` and ``escalate_to`` (README "Escalation"), checked together on the
+    table's result (what it writes and what it inherits): neither goes without the other, and
+    an escalation due at or after the expiry would never happen."""
     if "escalate_to" in raw:
         ids = raw["escalate_to"]
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, str) and _ID.match(i) for i in ids)
-        ):
+        if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
             raise PolicyError(
                 f"{locate('escalate_to')}: escalate_to must be a non-empty list of Slack user "
                 "ids (U..., W...) or user group ids (S...)"
             )
         policy = replace(policy, escalate_to=frozenset(ids))
     if "escalate_after" in raw:
-        policy = replace(
-            policy,
-            escalate_after_seconds=parse_duration(raw["escalate_after"], locate("escalate_after")),
-        )
-    if policy.escalate_after_seconds is not None and not policy.escalate_to:
+        after = parse_duration(raw["escalate_after"], locate("escalate_after"))
+        policy = replace(policy, escalate_after_seconds=after)
+    due = policy.escalate_after_seconds
+    if due is not None and not policy.escalate_to:
         raise PolicyError(f"{locate('escalate_after')}: escalate_after needs escalate_to (whom)")
-    if policy.escalate_to and policy.escalate_after_seconds is None:
+    if policy.escalate_to and due is None:
         raise PolicyError(f"{locate('escalate_to')}: escalate_to needs escalate_after (when)")
-    after = policy.escalate_after_seconds
-    if (
-        after is not None
-        and after >= policy.ttl_seconds
-        and raw.keys()
-        & {
-            "escalate_after",
-            "ttl",
-        }
-    ):
+    if due is not None and due >= policy.ttl_seconds and raw.keys() & {"escalate_after", "ttl"}:
         raise PolicyError(
             f"{locate('escalate_after')}: escalate_after must be shorter than ttl, or the "
             "review expires before anyone is pinged"
@@ -513,6 +505,10 @@ def _grant_limits(raw: Any, where: str) -> GrantLimits | None:
     if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= MAX_GRANT_USES:
         raise PolicyError(f"{where}: max_uses must be a whole number from 1 to {MAX_GRANT_USES}")
     return GrantLimits(parse_duration(raw["max_duration"], where), uses)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ID.match(value))
 
 
 def parse_policy(text: str, source: str = "policy", env: Mapping[str, str] | None = None) -> Policy:

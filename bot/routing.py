@@ -64,6 +64,19 @@ class ChannelDirectory:
             self._ids[name] = found
         return found
 
+    async def exists(self, spec: str) -> bool:
+        """Start-up: a name resolves, an id names a channel the bot can see
+        (``conversations.info``)."""
+        channel = await self.resolve(spec)
+        if channel is None or spec.startswith("#"):
+            return channel is not None
+        try:
+            await self.client.conversations_info(channel=channel)
+        except Exception:
+            log.warning("could not find channel %s", spec, exc_info=True)
+            return False
+        return True
+
     async def _look_up(self, name: str) -> str | None:
         cursor: str | None = None
         for _ in range(LIST_PAGES):
@@ -107,7 +120,7 @@ def no_review_channel_text(tool: str) -> str:
     return (
         f"You may not decide `{escape(tool)}` calls yourself, and nobody who may can see this "
         "DM: the policy names no `review_channel` for this tool, so this review waits here "
-        "until it expires. Ask an approver to set one, or ask in a channel instead."
+        "until it expires. Ask whoever runs the bot to set one, or ask in a channel instead."
     )
 
 
@@ -123,9 +136,17 @@ def card_thread_of(review: ReviewRow) -> SlackThread:
     return SlackThread(review.team_id, review.channel_id, review.thread_ts)
 
 
+def safe_link(url: str | None) -> str | None:
+    """A link that can go into ``<url|label>``: http(s), none of the characters that end it."""
+    if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n"):
+        return url
+    return None
+
+
 def waits_in_text(channel: str, card_link: str | None) -> str:
     """The conversation's pointer to a routed card."""
     where = f"<#{channel}>"
+    card_link = safe_link(card_link)
     link = f" <{card_link}|Open the review>." if card_link else ""
     return f":arrow_right: This review waits for a decision in {where}.{link}"
 
@@ -133,6 +154,7 @@ def waits_in_text(channel: str, card_link: str | None) -> str:
 def conversation_block(link: str | None, channel: str) -> dict[str, Any]:
     """The context block on a routed card: where the call was asked for (a pure builder)."""
     place = "a direct message" if is_dm(channel) else f"<#{channel}>"
+    link = safe_link(link)
     text = f"Asked in <{link}|this conversation> ({place})" if link else f"Asked in {place}"
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
@@ -198,7 +220,7 @@ class Router:
             if spec
         }
         for spec in sorted(specs):
-            if await self.directory.resolve(spec) is None:
+            if not await self.directory.exists(spec):
                 problems.append(
                     f"policy: channel {spec} not found (create it, or invite the bot if it is "
                     "private); its reviews will wait in their conversations"

@@ -104,6 +104,33 @@ class SlackOut:
             return None
         return str(reply.get("ts")) if reply.get("ts") else None
 
+    async def find_channel_review(self, channel: str, ref: str, oldest: str) -> str | None:
+        """The ts of our message at the top of ``channel`` (a routed card) that carries ``ref``
+        in its metadata, posted after ``oldest``; None when there is none or Slack cannot say
+        (then it is posted again, as in :meth:`find_review_message`)."""
+        me = await self.bot_user_id()
+        cursor: str | None = None
+        for _ in range(REPLY_PAGES):
+            try:
+                page = await self.client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            except Exception:
+                log.warning("could not look for review %s in %s", ref, channel)
+                return None
+            for message in page.get("messages") or []:
+                if message.get("user") == me and review_ref_of(message) == ref:
+                    log.info("review %s was shown before; adopting its message", ref)
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        return None
+
     async def permalink(self, channel: str, ts: str) -> str | None:
         """A link to a message (``chat.getPermalink``), or None if Slack cannot give one."""
         try:

@@ -241,8 +241,8 @@ class Turns:
         and a decision paints both.
 
         Where the card goes is decided before it is registered (``bot.routing``), and stored
-        with it: a routed card is posted in its channel (never searched for again: a second
-        copy there is harmless), linked both ways with the conversation."""
+        with it: a routed card is posted (or found again) in its channel, linked both ways
+        with the conversation."""
         storage, slack = self.deps.storage, self.deps.slack
         call = self.deps.approvers.policy.for_call(
             request["tool_call"]["name"],
@@ -292,10 +292,13 @@ class Turns:
         if ref is None:
             return
         logs.remember_secrets(redaction.secret_values(request["tool_call"]["args"], policy.redact))
-        if seen_before:  # where its first poster meant to show it
+        since: str | None = None
+        if seen_before:  # where its first poster meant to show it, and since when
             row = await storage.get(ref)
             route = dataclasses.replace(route, channel=row.card_channel if row else None)
             link = row.conversation_link if row else None
+            if row is not None and row.created_at is not None:
+                since = f"{row.created_at.timestamp() - 60:.6f}"  # a minute for clock skew
         routed = route.channel is not None
         ts = await slack.find_review_message(thread, ref) if seen_before and not routed else None
         standing = self.standing
@@ -306,7 +309,7 @@ class Turns:
         ):
             return  # a standing approval covered it: decided, nothing to review (nor routed)
         if route.channel is not None:
-            await self._post_routed(thread, ref, request, route.channel, link, call)
+            await self._post_routed(thread, ref, request, route.channel, link, call, since)
             return
         if ts is None:
             shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
@@ -386,10 +389,21 @@ class Turns:
         channel: str,
         link: str | None,
         call: CallPolicy,
+        shown_since: str | None = None,
     ) -> None:
         """Post a routed card in ``channel`` (linking the conversation), then tell the
-        conversation where it waits (linking the card)."""
+        conversation where it waits (linking the card).
+
+        ``shown_since``: the review may have been posted by a poster that died before storing
+        it (since then): a card found in the channel is adopted instead (its pointer in the
+        conversation was posted right after it, or is missing: the card, the App Home and
+        ``/approvals`` still show the review)."""
         storage, slack = self.deps.storage, self.deps.slack
+        if shown_since is not None:
+            found = await slack.find_channel_review(channel, ref, shown_since)
+            if found is not None:
+                await storage.add_copy(ref, found)
+                return
         policy = call.policy
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
         progress = Progress((), policy.quorum) if policy.quorum > 1 else None
@@ -411,7 +425,7 @@ class Turns:
             await self.say(
                 thread,
                 f"I could not post this review in <#{channel}> (is the bot a member?), so "
-                "nobody can decide it yet; it will expire unless it is asked for again.",
+                "nobody can decide it, and it will expire.",
             )
             return
         await storage.add_copy(ref, ts)

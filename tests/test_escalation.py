@@ -35,6 +35,7 @@ from tests.support.counting_tools import RUNS, registry_with
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 GENERAL = "C0GENERAL"
+WAIT = 20.0  # seconds for a turn, a click and their posts, on a busy machine
 ONCALL = "S0ONCALL"
 POLICY = """\
 [tools.record_note]
@@ -89,7 +90,9 @@ async def env(database_url: str, tmp_path: Path) -> AsyncIterator[SlackEnv]:
 
 async def open_review(sandbox: Sandbox) -> tuple[str, dict[str, Any], str]:
     thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: ship it")
-    [review] = await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread))
+    [review] = await sandbox.wait_for(
+        lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
+    )
     return thread, review, review["blocks"][-1]["elements"][0]["value"]
 
 
@@ -129,7 +132,7 @@ async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
     thread, review, ref = await open_review(sandbox)
 
     await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
-    [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB))
+    [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB), within=WAIT)
     assert "may decide" in refusal["text"]
     assert ref not in await listed_to(flow, BOB)  # App Home and /approvals: not yet his
     await sweep_once(flow)  # not due for 30 minutes
@@ -139,7 +142,7 @@ async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
     await due_now(pool, ref)
     assert (await sweep_once(flow)).escalated >= 1  # other tests' reviews share the database
     assert await escalated(flow, ref)
-    [ping] = await sandbox.wait_for(lambda: pings(sandbox, GENERAL, thread))
+    [ping] = await sandbox.wait_for(lambda: pings(sandbox, GENERAL, thread), within=WAIT)
     assert f"<!subteam^{ONCALL}>" in ping and "record_note" in ping
     [event] = await escalations(pool, thread)
     assert event["detail"] == ONCALL and event["decided_by"] is None
@@ -147,7 +150,7 @@ async def test_an_escalation_target_may_decide_after_escalation_and_not_before(
 
     await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
     await sandbox.wait_for(
-        lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)]
+        lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)], within=WAIT
     )
     assert RUNS == ["ship it"]
     await sweep_once(flow)
@@ -160,7 +163,7 @@ async def test_a_review_decided_before_its_escalation_pings_nobody(env: SlackEnv
     thread, review, ref = await open_review(sandbox)
     await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
     await sandbox.wait_for(
-        lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)]
+        lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)], within=WAIT
     )
     await due_now(pool, ref)
     await sweep_once(flow)
@@ -186,12 +189,14 @@ async def test_four_eyes_still_applies_to_an_escalation_target(
     ) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(BOB, "#general", f"<@{BOT}> note: ship it")
-        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread))
+        [review] = await sandbox.wait_for(
+            lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
+        )
         await due_now(env.bot.service.pool, review["blocks"][-1]["elements"][0]["value"])
         await sweep_once(env.bot.flow)
         assert await escalated(env.bot.flow, review["blocks"][-1]["elements"][0]["value"])
         await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
-        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB))
+        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB), within=WAIT)
         assert "four-eyes" in refusal["text"] and RUNS == []
 
 
@@ -210,7 +215,7 @@ async def test_escalation_happens_once_across_two_replicas(env: SlackEnv) -> Non
         ]
     assert sum(r.escalated for r in reports) >= 3  # (and others' left due in the database)
     for thread, _, _ in opened:
-        await sandbox.wait_for(lambda: pings(sandbox, GENERAL, thread))  # noqa: B023
+        await sandbox.wait_for(lambda: pings(sandbox, GENERAL, thread), within=WAIT)  # noqa: B023
         assert len(pings(sandbox, GENERAL, thread)) == 1
         assert len(await escalations(pool, thread)) == 1
 
@@ -238,15 +243,16 @@ async def test_a_routed_card_is_escalated_in_its_own_thread(
         )
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: ship it")
         [card] = await sandbox.wait_for(
-            lambda: [m for m in sandbox.messages(room) if m.get("bot_id")]
+            lambda: [m for m in sandbox.messages(room) if m.get("bot_id")], within=WAIT
         )
         await due_now(env.bot.service.pool, card["blocks"][-1]["elements"][0]["value"])
         await sweep_once(env.bot.flow)
-        [ping] = await sandbox.wait_for(lambda: pings(sandbox, room, card["ts"]))
+        [ping] = await sandbox.wait_for(lambda: pings(sandbox, room, card["ts"]), within=WAIT)
         assert f"<!subteam^{ONCALL}>" in ping
         assert not pings(sandbox, GENERAL, thread)
         await sandbox.click_button(BOB, room, card["ts"], "review_approve")
         await sandbox.wait_for(
-            lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)]
+            lambda: [m for m in sandbox.replies(GENERAL, thread) if "Noted." in text_of(m)],
+            within=WAIT,
         )
         assert RUNS == ["ship it"]

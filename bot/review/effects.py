@@ -375,7 +375,7 @@ class ReviewEffects:
             log.warning("could not keep the receipt of %s", review.ref, exc_info=True)
             return
         if kept:
-            policy = self.deps.policy(review.tool_name)
+            policy = self.deps.policy_of(review).policy
             await self.show_decided(review, verdict_of(review, policy, approvals))
 
     async def refresh_preview(self, ref: str) -> None:
