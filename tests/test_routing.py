@@ -391,9 +391,9 @@ async def test_four_eyes_sends_a_dm_review_to_the_review_channel() -> None:
         requested_by=CAROL,
     )
     dm = SlackThread("T1", "D0CAROL", "1.0")
-    tool = policy.for_tool("record_note")
+    tool = policy.for_call("record_note", {})
     assert await router.route(dm, request, tool) == Route("C0DESK")
-    relaxed = dataclasses.replace(tool, four_eyes=False)
+    relaxed = dataclasses.replace(tool, policy=dataclasses.replace(tool.policy, four_eyes=False))
     assert await router.route(dm, request, relaxed) == Route()  # she may decide it herself
     assert await router.route(SlackThread("T1", GENERAL, "1.0"), request, tool) == Route()
 
