@@ -305,3 +305,23 @@ async def test_a_preview_that_comes_in_after_the_decision_leaves_the_decided_car
         assert "Approved by" in text_of(decided)
         assert not review_messages(sandbox, "C0GENERAL", thread)  # no buttons came back
         assert "too late to matter" not in text_of(decided)
+
+
+async def test_a_lost_preview_is_asked_again_by_the_next_repaint(env: SlackEnv) -> None:
+    """Painting a pending card asks for a preview it lacks: a preview lost (to a restart, a
+    failed write) comes back with the sweeper's next repaint."""
+    sandbox, flow = env.sandbox, env.bot.flow
+    thread, review = await start(env, "set the topic of #general to Launch on Friday")
+    await card_with(sandbox, thread, review["ts"], "*After:* Launch on Friday")
+    await flow.cards.settled()
+    ref = review["metadata"]["event_payload"]["ref"]
+    async with flow.store.pool.connection() as conn:
+        await conn.execute("DELETE FROM review_previews WHERE ref = %s", (ref,))
+    asked = len(sandbox.calls_of("conversations.info"))
+    row = await flow.store.get(ref)
+    assert row is not None
+    await flow.effects.sync(row)
+    await flow.cards.settled()
+    again = await card_with(sandbox, thread, review["ts"], "*After:* Launch on Friday")
+    assert len(sandbox.calls_of("conversations.info")) > asked
+    assert review_messages(sandbox, "C0GENERAL", thread) and "Approve" in str(again["blocks"])
