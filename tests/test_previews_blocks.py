@@ -202,3 +202,9 @@ def test_a_secret_is_masked_also_as_the_slack_tools_send_it() -> None:
     assert "<@U0BOB> &amp; co" in texts(preview_blocks.preview_blocks(preview, forms))  # the gap
     shown = texts(preview_blocks.preview_blocks(preview, posted_forms(forms)))
     assert "U0BOB" not in shown and "[redacted]" in shown
+
+
+def test_claude_is_told_a_failed_call_is_not_done() -> None:
+    from graph.prompts import SYSTEM_PROMPT
+
+    assert "never reply as if it was done" in SYSTEM_PROMPT
