@@ -325,3 +325,24 @@ async def test_a_lost_preview_is_asked_again_by_the_next_repaint(env: SlackEnv) 
     again = await card_with(sandbox, thread, review["ts"], "*After:* Launch on Friday")
     assert len(sandbox.calls_of("conversations.info")) > asked
     assert review_messages(sandbox, "C0GENERAL", thread) and "Approve" in str(again["blocks"])
+
+
+async def test_a_call_that_ran_without_review_shows_its_receipt_under_its_result(
+    database_url: str,
+) -> None:
+    registry = ToolRegistry(builtin_entries()).with_policies({"post_message": "auto"}, "test")
+    async with running_slack_env(database_url, registry=registry) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(
+            ALICE, "#general", f'<@{BOT}> post "hi all" to #general'
+        )
+        [result] = await sandbox.wait_for(
+            lambda: [m for m in sandbox.replies("C0GENERAL", thread) if "returned:" in text_of(m)],
+            WAIT,
+        )
+        assert_valid_blocks(result["blocks"])
+        assert re.search(
+            r"What it did:\* Posted in <#C0GENERAL> · <https?://[^|]+/archives/C0GENERAL/p\d+\|",
+            text_of(result),
+        ), text_of(result)
+        assert not review_messages(sandbox, "C0GENERAL", thread)
