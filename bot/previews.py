@@ -13,7 +13,8 @@ asked again by the next repaint. Nothing waits for a preview; a decision never d
 failure in plain words) is stored with the review and shown on the decided card, on every
 repaint after.
 
-Both tables cascade with their review, so retention removes them with it.
+Both tables (``review_previews``, ``review_receipts``: the bot's migration step "previews and
+receipts of reviews") cascade with their review, so retention removes them with it.
 """
 
 from __future__ import annotations
