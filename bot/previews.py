@@ -13,7 +13,8 @@ asked again by the next repaint. Nothing waits for a preview; a decision never d
 failure in plain words) is stored with the review and shown on the decided card, on every
 repaint after.
 
-Both tables cascade with their review, so retention removes them with it.
+Both tables (``review_previews``, ``review_receipts``: the bot's migration step "previews and
+receipts of reviews") cascade with their review, so retention removes them with it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.store import ReviewRow
 from graph import Agent, AgentContext, Preview, RunOutcome
 from graph.db import Pool
 from graph.previews import PREVIEW_SECONDS
+from graph.tools.slack import slack_text
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class CardExtras:
         args = current_request(review)["tool_call"]["args"]
         stored = await self.stored_preview(review.ref)
         if stored is not None and stored[0] == digest(args):
-            return preview_blocks.preview_blocks(stored[1], secrets)
+            return preview_blocks.preview_blocks(stored[1], posted_forms(secrets))
         self.ask(review.ref, review.tool_name, args, context)
         return preview_blocks.placeholder_blocks()
 
@@ -133,6 +135,16 @@ class CardExtras:
         """Wait for every preview being asked (tests, shutdown)."""
         while self._asking:
             await asyncio.gather(*list(self._asking.values()), return_exceptions=True)
+
+    async def close(self, within: float = PREVIEW_SECONDS + 2 * BOT_GRACE_SECONDS) -> None:
+        """Let the previews being asked finish (each is bounded) before the pool closes; the
+        few a sweep started outside any request are not adopted by the in-flight work."""
+        try:
+            async with asyncio.timeout(within):
+                await self.settled()
+        except TimeoutError:
+            for task in list(self._asking.values()):
+                task.cancel()
 
     # -- receipts ------------------------------------------------------------------------
 
@@ -162,7 +174,15 @@ class CardExtras:
         if row is None:
             return []
         (data,) = _values(row, "receipt")
-        return preview_blocks.receipt_blocks(data, secrets) if isinstance(data, dict) else []
+        if not isinstance(data, dict):
+            return []
+        return preview_blocks.receipt_blocks(data, posted_forms(secrets))
+
+
+def posted_forms(secrets: Collection[str]) -> frozenset[str]:
+    """The secrets, also as the Slack tools encode text they send (``slack_text`` keeps
+    mentions unescaped, unlike ``bot.mrkdwn.escape``): a preview or receipt quotes that form."""
+    return frozenset(secrets) | {slack_text(secret) for secret in secrets}
 
 
 def _values(row: Any, *names: str) -> tuple[Any, ...]:

@@ -110,6 +110,7 @@ async def running_bot(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await bot.work.drain(SHUTDOWN_GRACE_SECONDS)
+            await flow.cards.close()
             await session.close()
 
 

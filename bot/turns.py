@@ -21,6 +21,7 @@ from bot.failures import explain
 from bot.mrkdwn import decode_incoming
 from bot.policy_blocks import policy_line
 from bot.policy_rules import CallPolicy
+from bot.previews import posted_forms
 from bot.review.audit_events import audit_event, auto_event, requested_event
 from bot.review.deps import Deps
 from bot.review.shown import with_args
@@ -168,9 +169,8 @@ class Turns:
                     tool_name=self.shown_name(result.tool_name),
                     content=redaction.mask(result.content, secrets),
                 )
-                await slack.post(
-                    thread, blocks.tool_result_blocks(shown), blocks.tool_result_text(shown)
-                )
+                body = [*blocks.tool_result_blocks(shown), *self._auto_receipt(result, secrets)]
+                await slack.post(thread, body, blocks.tool_result_text(shown))
         if outcome.reply:
             reply = redaction.mask(outcome.reply, secrets)
             await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
@@ -195,6 +195,14 @@ class Turns:
             preview_blocks.failure_blocks(name, words),
             preview_blocks.failure_text(name, words),
         )
+
+    @staticmethod
+    def _auto_receipt(result: ToolResult, secrets: frozenset[str]) -> list[dict[str, Any]]:
+        """What a call that ran without review did (it has no card to show it on): its
+        receipt under its result. A reviewed call's receipt is on its decided card."""
+        if result.auto_rule is None or result.receipt is None:
+            return []
+        return preview_blocks.receipt_blocks(result.receipt, posted_forms(secrets))
 
     def shown_name(self, tool_name: str) -> str:
         """The name people read: an MCP tool's ``server.tool``, not the model's

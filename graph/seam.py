@@ -1,8 +1,9 @@
 """The one interface through which the bot reaches the agent.
 
-The bot depends on :class:`Agent` only: start a turn, list and check and answer a review, read
-back what followed, finish a run a dead process left half-way, name the tools (for the policy's
-start-up checks), and, for retention, tell when threads were last active and delete idle ones
+The bot depends on :class:`Agent` only: start a turn, list and check and answer a review,
+preview what a call would do (``graph.previews``), read back what followed, finish a run a
+dead process left half-way, name the tools (for the policy's start-up checks), and, for
+retention, tell when threads were last active and delete idle ones
 (the bot never touches the agent's tables). :class:`graph.service.AgentService` implements it
 in process; an agent hosted elsewhere would implement the same methods over its own transport,
 and the review lifecycle would not change. Answers travel as :mod:`graph.decisions` records.

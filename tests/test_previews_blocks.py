@@ -190,3 +190,21 @@ def test_a_tool_module_declares_previews_next_to_its_tools() -> None:
         load_tool_module(_module("previews_bad_name", PREVIEWS={"other": note_preview}))
     with pytest.raises(ToolConfigError, match="not a function"):
         load_tool_module(_module("previews_bad_value", PREVIEWS={"noted": "nope"}))
+
+
+def test_a_secret_is_masked_also_as_the_slack_tools_send_it() -> None:
+    from bot.previews import posted_forms
+    from bot.redaction import secret_values
+
+    secret = "ping <@U0BOB> & co"
+    forms = secret_values({"text": secret}, ["text"])
+    preview = Preview(summary="s", message=slack_text(secret))
+    assert "<@U0BOB> &amp; co" in texts(preview_blocks.preview_blocks(preview, forms))  # the gap
+    shown = texts(preview_blocks.preview_blocks(preview, posted_forms(forms)))
+    assert "U0BOB" not in shown and "[redacted]" in shown
+
+
+def test_claude_is_told_a_failed_call_is_not_done() -> None:
+    from graph.prompts import SYSTEM_PROMPT
+
+    assert "never reply as if it was done" in SYSTEM_PROMPT

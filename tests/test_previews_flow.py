@@ -305,3 +305,44 @@ async def test_a_preview_that_comes_in_after_the_decision_leaves_the_decided_car
         assert "Approved by" in text_of(decided)
         assert not review_messages(sandbox, "C0GENERAL", thread)  # no buttons came back
         assert "too late to matter" not in text_of(decided)
+
+
+async def test_a_lost_preview_is_asked_again_by_the_next_repaint(env: SlackEnv) -> None:
+    """Painting a pending card asks for a preview it lacks: a preview lost (to a restart, a
+    failed write) comes back with the sweeper's next repaint."""
+    sandbox, flow = env.sandbox, env.bot.flow
+    thread, review = await start(env, "set the topic of #general to Launch on Friday")
+    await card_with(sandbox, thread, review["ts"], "*After:* Launch on Friday")
+    await flow.cards.settled()
+    ref = review["metadata"]["event_payload"]["ref"]
+    async with flow.store.pool.connection() as conn:
+        await conn.execute("DELETE FROM review_previews WHERE ref = %s", (ref,))
+    asked = len(sandbox.calls_of("conversations.info"))
+    row = await flow.store.get(ref)
+    assert row is not None
+    await flow.effects.sync(row)
+    await flow.cards.settled()
+    again = await card_with(sandbox, thread, review["ts"], "*After:* Launch on Friday")
+    assert len(sandbox.calls_of("conversations.info")) > asked
+    assert review_messages(sandbox, "C0GENERAL", thread) and "Approve" in str(again["blocks"])
+
+
+async def test_a_call_that_ran_without_review_shows_its_receipt_under_its_result(
+    database_url: str,
+) -> None:
+    registry = ToolRegistry(builtin_entries()).with_policies({"post_message": "auto"}, "test")
+    async with running_slack_env(database_url, registry=registry) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(
+            ALICE, "#general", f'<@{BOT}> post "hi all" to #general'
+        )
+        [result] = await sandbox.wait_for(
+            lambda: [m for m in sandbox.replies("C0GENERAL", thread) if "returned:" in text_of(m)],
+            WAIT,
+        )
+        assert_valid_blocks(result["blocks"])
+        assert re.search(
+            r"What it did:\* Posted in <#C0GENERAL> · <https?://[^|]+/archives/C0GENERAL/p\d+\|",
+            text_of(result),
+        ), text_of(result)
+        assert not review_messages(sandbox, "C0GENERAL", thread)

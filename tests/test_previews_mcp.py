@@ -4,6 +4,7 @@ the model, never run as the call."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from graph.tools.mcp_previews import split_companions
 from tests.support import mcp_servers
 from tests.support.block_kit import assert_valid_blocks
 from tests.support.bot_harness import ALICE, BOT, CAROL, review_messages, running_slack_env, text_of
-from tests.support.mcp_servers import calls, environment, stdio_table
+from tests.support.mcp_servers import HttpServer, calls, environment, stdio_table
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WAIT = 60.0  # a stdio server is a fresh Python process per call on a busy machine
@@ -31,6 +32,14 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in environment(path, "tickets").items():
         monkeypatch.setenv(name, value)
     return path
+
+
+@pytest.fixture
+def remote(log: Path) -> Iterator[HttpServer]:
+    server = HttpServer(log, "remote")
+    server.start()
+    yield server
+    server.kill()
 
 
 def test_the_test_server_spells_the_key_as_the_agent_does() -> None:
@@ -60,7 +69,7 @@ def test_only_a_read_only_companion_is_a_preview_and_it_is_hidden_from_the_model
 
 
 async def test_an_mcp_preview_is_asked_of_its_companion_and_shown_on_the_card(
-    database_url: str, tmp_path: Path, log: Path
+    database_url: str, tmp_path: Path, log: Path, remote: HttpServer
 ) -> None:
     table = stdio_table("tickets", log, extra='timeout = "60s"\n')
     registry = await configured_registry(AgentSettings(mcp_servers=(_spec(table, tmp_path),)))
@@ -72,14 +81,16 @@ async def test_an_mcp_preview_is_asked_of_its_companion_and_shown_on_the_card(
     said = await direct({"title": "Printer", "priority": 2}, AgentContext())
     assert said.summary == "tickets would file &lt;Printer&gt; in queue P2"
 
+    # On the card: over HTTP, where a call needs no new process (a stdio server starts one per
+    # call, which a busy machine may not do within the preview's 2 s).
     model = ScriptedModel(
         [
-            tool_calls(("tickets__create_ticket", {"title": "Printer", "priority": 2})),
+            tool_calls(("remote__create_ticket", {"title": "Printer", "priority": 2})),
             AIMessage("Filed."),
         ]
     )
     path = tmp_path / "policy.toml"
-    path.write_text(table)
+    path.write_text(f'[mcp.servers.remote]\nurl = "{remote.url}"\ntimeout = "60s"\n')
     async with running_slack_env(database_url, model=model, policy_file=path) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> file a ticket")
@@ -93,7 +104,7 @@ async def test_an_mcp_preview_is_asked_of_its_companion_and_shown_on_the_card(
 
         card = await sandbox.wait_for(shown, WAIT)
         assert_valid_blocks(card["blocks"])
-        assert "tickets would file &lt;Printer&gt; in queue P2" in text_of(card)
+        assert "remote would file &lt;Printer&gt; in queue P2" in text_of(card)
         assert "Tickets open in queue P2: 3" in text_of(card)
         assert calls(log) == []  # the preview is not the call
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")

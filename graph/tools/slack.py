@@ -284,7 +284,7 @@ async def set_channel_topic(
     await _call(client, "conversations.setTopic", channel=channel_id, topic=slack_text(topic))
     return (
         f"Set the topic of {channel} to: {topic}",
-        _receipt(f"The topic of <#{channel_id}> is now: {_entities(topic)}"),
+        _receipt(f"The topic of <#{channel_id}> is now: {slack_text(topic)}"),
     )
 
 
