@@ -67,11 +67,11 @@ def test_a_card_with_every_argument_and_the_longest_preview_fits_one_message() -
     }
     preview = Preview(summary="s" * 3000, message=slack_text(HUGE), before="b", notes=("n",))
     shown = preview_blocks.preview_blocks(preview)
-    body = card_blocks.review_blocks(request, "ref", Progress(("U0BOB",), 2), shown)
+    body = card_blocks.review_blocks(request, "ref", Progress(("U0BOB",), 2), preview=shown)
     assert_valid_blocks(body)
     receipt = receipt_blocks({"summary": "r" * 3000, "link": "https://x.test/p1"})
     verdict = card_blocks.Verdict("continue", "U0BOB", __import__("datetime").datetime.now())
-    assert_valid_blocks(card_blocks.decided_blocks(request, verdict, receipt))
+    assert_valid_blocks(card_blocks.decided_blocks(request, verdict, receipt=receipt))
 
 
 def test_a_long_message_is_split_whole_never_inside_an_entity_or_reference() -> None:
