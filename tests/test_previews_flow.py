@@ -115,8 +115,10 @@ async def test_invite_says_who_is_already_in_then_who_was_invited(env: SlackEnv)
     sandbox.workspace.invite(side.id, [BOB])
     thread, review = await start(env, f"invite <@{BOB}> <@{CAROL}> to #side")
     shown = await card_with(sandbox, thread, review["ts"], "Preview:")
-    assert f"Will invite <@{CAROL}> to <#{side.id}>." in text_of(shown)
-    assert f"<@{BOB}> is already in <#{side.id}>." in text_of(shown)
+    # named, not mentioned: nobody is pinged by a card before anyone approved
+    assert f"Will invite carol (`{CAROL}`) to <#{side.id}>." in text_of(shown)
+    assert f"bob (`{BOB}`) is already in <#{side.id}>." in text_of(shown)
+    assert f"<@{CAROL}>" not in text_of(shown).split("Preview:", 1)[1]
     assert [c.method for c in sandbox.calls_of("conversations.members")]
     assert not sandbox.calls_of("conversations.invite")
     await approve(sandbox, review, ALICE)

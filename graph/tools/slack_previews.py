@@ -7,6 +7,7 @@ Each gets the arguments as proposed (or edited), checked against the tool's own 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from graph.context import AgentContext, SlackWebAPI
@@ -102,8 +103,20 @@ async def _members(client: SlackWebAPI, channel_id: str) -> tuple[set[str], bool
     return members, False
 
 
-def _people(users: list[str]) -> str:
-    return ", ".join(f"<@{user}>" for user in users)
+async def _person(client: SlackWebAPI, user: str) -> str:
+    """A person as words, never a mention: a card naming someone must not ping them before
+    anyone approved (``users.info``; the id alone when Slack cannot say)."""
+    try:
+        found = (await _call(client, "users.info", user=user)).get("user") or {}
+    except SlackToolError:
+        return f"`{user}`"
+    profile = found.get("profile") or {}
+    name = profile.get("display_name") or profile.get("real_name") or found.get("name")
+    return f"{plain(str(name))} (`{user}`)" if name else f"`{user}`"
+
+
+async def _people(client: SlackWebAPI, users: list[str]) -> str:
+    return ", ".join(await asyncio.gather(*(_person(client, user) for user in users)))
 
 
 async def preview_invite_users(args: dict[str, Any], context: AgentContext) -> Preview:
@@ -119,11 +132,11 @@ async def preview_invite_users(args: dict[str, Any], context: AgentContext) -> P
     notes: list[str] = []
     if already:
         verb = "is" if len(already) == 1 else "are"
-        notes.append(f"{_people(already)} {verb} already in {_link(info)}.")
+        notes.append(f"{await _people(client, already)} {verb} already in {_link(info)}.")
     if not complete:
         notes.append("The channel is too big to check every member.")
     summary = (
-        f"Will invite {_people(new)} to {_link(info)}."
+        f"Will invite {await _people(client, new)} to {_link(info)}."
         if new
         else f"Everyone named is already in {_link(info)}: nothing would change."
     )
