@@ -25,7 +25,9 @@ commands:
              new version, e.g. as a one-off job; safe to run while replicas are running).
              Numbered steps per component (agent, bot), recorded in schema_migrations;
              --status lists applied and pending steps without changing anything
-  audit      list or export the audit trail: python -m bot audit --help
+  audit      list or export the audit trail: python -m bot audit --help;
+             python -m bot audit verify checks its hash chain (exit 1 at the first broken
+             link: a deleted, reordered or altered event)
   prune      delete conversations idle for longer than --older-than (agent state, reviews,
              approvals; event claims by their own age), now, once: python -m bot prune
              --older-than 90d [--audit-older-than 365d] [--dry-run]. The sweeper does the
@@ -133,7 +135,8 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="list or export the audit trail (table, JSON lines or CSV)",
-        description="List or export the append-only audit trail of reviews, decisions and calls.",
+        description="List or export the append-only audit trail of reviews, decisions and calls "
+        "(`audit verify`: check its hash chain).",
     )
     audit_cli.add_arguments(audit)
     return parser

@@ -74,10 +74,17 @@ class ReviewEffects:
             await self.deps.slack.say(thread_of(review), text)
 
     async def record(
-        self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
+        self,
+        outcome: Outcome,
+        review: ReviewRow,
+        *,
+        by: str | None,
+        detail: str | None = None,
+        digest: str | None = None,
     ) -> None:
         policy = self.deps.policy(review.tool_name)
-        await self.deps.append(review_event(outcome, review, policy, by=by, detail=detail))
+        event = review_event(outcome, review, policy, by=by, detail=detail, digest=digest)
+        await self.deps.append(event)
 
     # -- apply, release, recover ---------------------------------------------------------
 
