@@ -266,6 +266,45 @@ REMIND_INDEX: tuple[str, ...] = (
     """,
 )
 
+_CHAIN_FIELDS: tuple[str, ...] = (
+    "workspace",
+    "chain_seq::text",
+    "id::text",
+    "to_char({row}.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+    "outcome",
+    "thread_id",
+    "interrupt_id",
+    "tool_call_id",
+    "tool_name",
+    "proposed_args::text",
+    "edited_args::text",
+    "executed_args::text",
+    "requested_by",
+    "decided_by",
+    "channel_id",
+    "message_ts",
+    "detail",
+    "args_digest",
+)
+"""The hashed columns of step 5, in order (``bot.audit_chain`` documents the encoding). Part of
+a released step: never change it; a new encoding is a new tag (``v2``) in a new step."""
+
+
+def _chain_content(row: str) -> str:
+    """The SQL expression of an event's hashed content: ``audit_events v1;`` then each field
+    as ``-`` (NULL) or its UTF-8 length, ``:`` and its text, as UTF-8 bytes."""
+
+    def field(expression: str) -> str:
+        value = expression.format(row=row) if "{row}" in expression else f"{row}.{expression}"
+        return (
+            f"CASE WHEN {value} IS NULL THEN '-' "
+            f"ELSE octet_length(convert_to({value}, 'UTF8'))::text || ':' || {value} END"
+        )
+
+    fields = " || ".join(map(field, _CHAIN_FIELDS))
+    return f"convert_to('audit_events v1;' || {fields}, 'UTF8')"
+
+
 ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
     # The digest (graph.digest) each decision and each quorum vote is bound to, and the one an
     # audit event records (issue 15: approval bound to the exact arguments).
@@ -305,30 +344,12 @@ ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
                     ELSE '' END
     $$
     """,
-    # One field of the hashed content: '-' for NULL, else its UTF-8 length, ':', its bytes.
-    """
-    CREATE OR REPLACE FUNCTION audit_field(value text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE AS $$
-        SELECT CASE WHEN value IS NULL THEN convert_to('-', 'UTF8')
-                    ELSE convert_to(octet_length(convert_to(value, 'UTF8'))::text || ':', 'UTF8')
-                         || convert_to(value, 'UTF8') END
-    $$
-    """,
-    # The content an event's hash covers (bot.audit_chain.content computes the same bytes).
-    """
+    # The content an event's hash covers (bot.audit_chain.content computes the same bytes),
+    # for the backfill below; the trigger computes the same expression inline (a function
+    # call per event costs more than the hashing).
+    f"""
     CREATE OR REPLACE FUNCTION audit_event_content(e audit_events) RETURNS bytea
-    LANGUAGE sql IMMUTABLE AS $$
-        SELECT convert_to('audit_events v1;', 'UTF8')
-            || audit_field(e.workspace) || audit_field(e.chain_seq::text)
-            || audit_field(e.id::text)
-            || audit_field(to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'))
-            || audit_field(e.outcome) || audit_field(e.thread_id) || audit_field(e.interrupt_id)
-            || audit_field(e.tool_call_id) || audit_field(e.tool_name)
-            || audit_field(e.proposed_args::text) || audit_field(e.edited_args::text)
-            || audit_field(e.executed_args::text) || audit_field(e.requested_by)
-            || audit_field(e.decided_by) || audit_field(e.channel_id)
-            || audit_field(e.message_ts) || audit_field(e.detail) || audit_field(e.args_digest)
-    $$
+    LANGUAGE sql IMMUTABLE AS $$ SELECT {_chain_content("e")} $$
     """,
     # Link the existing rows, oldest first per workspace (the append-only trigger is set
     # aside for this one transaction: the rows gain their links, nothing else changes).
@@ -379,7 +400,7 @@ ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
     # index refuses a fork outright. The predecessor is read from the chain's index, not from
     # the head row: a bulk insert in one transaction would otherwise rewrite that row once per
     # event (a version chain that grows with every row).
-    """
+    f"""
     CREATE OR REPLACE FUNCTION audit_events_chain() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
@@ -408,7 +429,7 @@ ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
         END IF;
         NEW.chain_seq := last_seq + 1;
         NEW.prev_hash := last_hash;
-        NEW.hash := sha256(last_hash || audit_event_content(NEW));
+        NEW.hash := sha256(last_hash || {_chain_content("NEW")});
         RETURN NEW;
     END
     $$

@@ -176,6 +176,7 @@ class ReviewEffects:
                 decided_by=previous.decided_by,
                 decided_at=previous.decided_at,
                 edited_args=None,
+                args_digest=None,  # ours was not the decision applied
             )
             policy = self.deps.policy(review.tool_name)
             await storage.finish(
