@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage
 
 from bot.audit import AuditLog
 from bot.migrations import migrate_bot
-from bot.store import BotStore
+from bot.store import BotStore, ReviewRow
 from graph import Edit, ReviewRequest
 from graph.db import Pool, open_pool
 from graph.digest import args_digest
@@ -71,19 +71,21 @@ async def test_a_stored_edit_changed_under_its_claim_is_refused_and_nothing_runs
         assert ref is not None
         approved = {"note": "b"}
         claimed = await store.claim(ref, Edit(approved, "U0ALICE", args_digest(approved)))
-        assert claimed is not None and not isinstance(claimed, type(None))
+        assert isinstance(claimed, ReviewRow)
         async with pool.connection() as conn:  # changed after the approval was recorded
             await conn.execute(
                 'UPDATE slack_reviews SET edited_args = \'{"note": "c"}\' WHERE ref = %s', (ref,)
             )
         row = await store.get(ref)
         assert row is not None and row.args_digest == args_digest(approved)
+        assert row.decision is not None
 
-        refused = refusal(await agent.answer(thread, review.interrupt_id, row.decision))  # type: ignore[arg-type]
+        refused = refusal(await agent.answer(thread, review.interrupt_id, row.decision))
         assert refused.reason == "args_changed"
         assert RUNS == []
-        unchanged = dataclasses.replace(row, edited_args=approved)
-        outcome(await agent.answer(thread, review.interrupt_id, unchanged.decision))  # type: ignore[arg-type]
+        unchanged = dataclasses.replace(row, edited_args=approved).decision
+        assert unchanged is not None
+        outcome(await agent.answer(thread, review.interrupt_id, unchanged))
         assert RUNS == ["b"]
 
 

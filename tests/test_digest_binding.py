@@ -8,6 +8,7 @@ Every test counts real tool executions (a recording tool), so "nothing ran" is o
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -43,10 +44,9 @@ def test_the_digest_is_rfc_8785_over_the_arguments() -> None:
     # no Unicode normalisation: composed and decomposed é are different arguments
     assert args_digest({"a": "\u00e9"}) != args_digest({"a": "e\u0301"})
     # the RFC's own canonical form of this object, hashed
-    assert args_digest({"b": [1, 2.5e-7, True, None], "a": "\u20ac"}) == (
-        "sha256:"
-        + __import__("hashlib").sha256('{"a":"€","b":[1,2.5e-7,true,null]}'.encode()).hexdigest()
-    )
+    canonical = '{"a":"€","b":[1,2.5e-7,true,null]}'.encode()
+    expected = "sha256:" + hashlib.sha256(canonical).hexdigest()
+    assert args_digest({"b": [1, 2.5e-7, True, None], "a": "\u20ac"}) == expected
 
 
 def test_what_rfc_8785_cannot_hold_exactly_is_digested_under_another_tag() -> None:
