@@ -65,12 +65,12 @@ TEXT_FIELDS: tuple[str, ...] = (
 )
 """The hashed columns after workspace, chain_seq, id and at, in order."""
 
-_ROWS_SQL: LiteralString = """
+ROWS_SQL: LiteralString = """
     SELECT id, at, workspace, chain_seq, prev_hash, hash, outcome, thread_id, interrupt_id,
         tool_call_id, tool_name, proposed_args::text AS proposed_args,
         edited_args::text AS edited_args, executed_args::text AS executed_args, requested_by,
         decided_by, channel_id, message_ts, detail, args_digest
-    FROM audit_events ORDER BY workspace, chain_seq, id
+    FROM audit_events ORDER BY workspace, chain_seq
 """
 _CUTS_SQL: LiteralString = """
     SELECT id, workspace, first_seq, first_prev_hash, last_seq, last_hash FROM audit_cuts
@@ -93,7 +93,7 @@ def moment(at: datetime) -> str:
 
 def content(row: Mapping[str, Any]) -> bytes:
     """The bytes an event's hash covers (the trigger's ``audit_event_content``); ``row`` holds
-    the argument columns as text, as :data:`_ROWS_SQL` reads them."""
+    the argument columns as text, as :data:`ROWS_SQL` reads them."""
     head = (row["workspace"], str(row["chain_seq"]), str(row["id"]), moment(row["at"]))
     return VERSION_TAG + b"".join(_field(v) for v in (*head, *(row[n] for n in TEXT_FIELDS)))
 
@@ -213,7 +213,7 @@ async def verify(pool: Pool, *, batch: int = 1000) -> Verified:
         heads = {r["workspace"]: (int(r["seq"]), bytes(r["hash"])) for r in head_rows}
         cursor = conn.cursor(name="audit_verify")
         cursor.itersize = batch
-        await cursor.execute(_ROWS_SQL)
+        await cursor.execute(ROWS_SQL)
         found.broken = await _walk(cursor, cuts, heads, found)
     if found.broken is None:
         for workspace in sorted(set(heads) - set(found.heads)):  # every event of it was cut
