@@ -149,3 +149,31 @@ async def test_a_quorum_counts_only_approvals_of_the_arguments_that_run(
         [decided] = await eventually(lambda: events("edited"))
         assert decided["args_digest"] == edit
         assert decided["detail"] == f"{BOB}, {CAROL}"
+
+
+def test_the_audit_shows_no_digest_for_a_call_with_a_redacted_argument() -> None:
+    """A digest of a short secret can be reversed by trying guesses: the trail leaves it out
+    for such calls (the review row keeps it, beside the arguments themselves)."""
+    from bot.policy import ToolPolicy
+    from bot.review.binding import audited_digest
+
+    row = ReviewRow(
+        ref="r",
+        thread_id="t",
+        interrupt_id="i",
+        team_id="T1",
+        channel_id="C1",
+        thread_ts="1.0",
+        message_ts=None,
+        tool_name="record_note",
+        request=request({"note": "1234", "tag": "x"}),
+        status="deciding",
+        action="continue",
+        decided_by="U0ALICE",
+        decided_at=None,
+    )
+    digest = args_digest({"note": "1234", "tag": "x"})
+    assert audited_digest(digest, row, ToolPolicy()) == digest
+    assert audited_digest(digest, row, ToolPolicy(redact=frozenset({"note"}))) is None
+    edited = dataclasses.replace(row, action="update", edited_args={"secret": "1"})
+    assert audited_digest(digest, edited, ToolPolicy(redact=frozenset({"secret"}))) is None
