@@ -25,7 +25,9 @@ commands:
              new version, e.g. as a one-off job; safe to run while replicas are running).
              Numbered steps per component (agent, bot), recorded in schema_migrations;
              --status lists applied and pending steps without changing anything
-  audit      list or export the audit trail: python -m bot audit --help
+  audit      list or export the audit trail: python -m bot audit --help;
+             python -m bot audit verify checks its hash chain (exit 1 at the first broken
+             link: a deleted, reordered or altered event)
   policy     check a policy file as start-up does (python -m bot policy check FILE), or
              say which rule a call meets and on which terms it is reviewed (python -m bot
              policy explain FILE --tool T --args '{...}' --user U [--channel C] [--time T]);
@@ -147,7 +149,8 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="list or export the audit trail (table, JSON lines or CSV)",
-        description="List or export the append-only audit trail of reviews, decisions and calls.",
+        description="List or export the append-only audit trail of reviews, decisions and calls "
+        "(`audit verify`: check its hash chain).",
     )
     audit_cli.add_arguments(audit)
     policy = commands.add_parser(

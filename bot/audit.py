@@ -7,8 +7,9 @@ Reviews in ``slack_reviews`` are working state (a claim is released, a status mo
 audit trail is the record an operator or auditor reads later: who asked for what, who decided,
 what actually ran. It is append-only, and the database enforces that (a trigger refuses UPDATE,
 DELETE and TRUNCATE), so a bug or a careless script in the bot cannot rewrite history; only a
-superuser dropping the trigger could. Arguments arrive already redacted by the caller (the policy
-knows which ones are secret); this module stores what it is given.
+superuser dropping the trigger could, and the hash chain (``bot.audit_chain``, checked by
+``python -m bot audit verify``) then shows where. Arguments arrive already redacted by the
+caller (the policy knows which ones are secret); this module stores what it is given.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ COLUMNS: tuple[str, ...] = (
     "channel_id",
     "message_ts",
     "detail",
+    "args_digest",
+    "workspace",
+    "chain_seq",
+    "prev_hash",
+    "hash",
 )
+"""Every column, as read and exported; the last four are the hash chain's
+(``bot.audit_chain``), written by the database itself."""
 _JSON_COLUMNS = frozenset({"proposed_args", "edited_args", "executed_args"})
 
 
@@ -77,6 +85,8 @@ class AuditEvent:
     channel_id: str | None = None
     message_ts: str | None = None
     detail: str | None = None
+    args_digest: str | None = None
+    """The digest (``graph.digest``) of the arguments the decision was bound to."""
 
 
 _EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent))

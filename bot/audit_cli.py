@@ -1,4 +1,4 @@
-"""``python -m bot audit``: read or export the audit trail.
+"""``python -m bot audit``: read or export the audit trail; ``audit verify`` checks its chain.
 
 An auditor asks "who approved what, when"; an operator pipes the answer into a spreadsheet or a
 log pipeline. So the same filters feed three formats: a table for eyes, JSON lines for tools,
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.audit import COLUMNS, OUTCOMES, AuditLog
+from bot.audit_chain import verify
 from bot.migrations import migrate_bot
 from graph.config import AgentSettings
 from graph.db import open_pool, resolve_database_url
@@ -87,12 +88,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
+    commands = parser.add_subparsers(dest="audit_command", metavar="{verify}")
+    commands.add_parser(
+        "verify",
+        help="check the trail's hash chain: exit 0 if intact, 1 naming the first broken link",
+        description="Recompute every audit event's hash, per workspace, from the previous "
+        "event's hash and its own content, stepping over sanctioned retention cuts. Prints "
+        "each workspace's head if the trail is intact (exit 0); else the first broken link: "
+        "the event id and what is wrong (a deleted, reordered or altered event; exit 1). "
+        "Exit 2 if the database cannot be read.",
+    )
 
 
 def _plain(value: Any) -> Any:
-    """A value as JSON can carry it: timestamps in ISO 8601 (UTC), the rest unchanged."""
+    """A value as JSON can carry it: timestamps in ISO 8601 (UTC), hashes in hex, the rest
+    unchanged."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
+    if isinstance(value, bytes | memoryview):  # the chain's hashes
+        return bytes(value).hex()
     return value
 
 
@@ -213,11 +227,26 @@ async def export(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
     return count
 
 
+async def run_verify(out: TextIO) -> int:
+    """``audit verify``: 0 if the chain is intact, 1 at its first broken link, 2 if the
+    database cannot be read (said on stderr)."""
+    try:
+        async with audit_log() as log:
+            found = await verify(log.pool)
+    except Exception as error:
+        print(f"cannot read the audit trail: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    out.write("\n".join(found.lines()) + "\n")
+    return 0 if found.broken is None else 1
+
+
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    """List or export; 0 on success, 1 when the database cannot be read or the file cannot be
-    written (said on stderr). A regular file is written beside ``--output`` and renamed into
-    place only once complete, so a failed export never leaves a truncated file, nor clobbers
-    one."""
+    """List or export (or ``verify``: :func:`run_verify`); 0 on success, 1 when the database
+    cannot be read or the file cannot be written (said on stderr). A regular file is written
+    beside ``--output`` and renamed into place only once complete, so a failed export never
+    leaves a truncated file, nor clobbers one."""
+    if getattr(args, "audit_command", None) == "verify":
+        return await run_verify(out)
     try:
         async with audit_log() as log:
             if args.output is None:

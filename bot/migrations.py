@@ -349,6 +349,213 @@ PREVIEWS_AND_RECEIPTS: tuple[str, ...] = (
     """,
 )
 
+_CHAIN_FIELDS: tuple[str, ...] = (
+    "workspace",
+    "chain_seq::text",
+    "id::text",
+    "to_char({row}.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+    "outcome",
+    "thread_id",
+    "interrupt_id",
+    "tool_call_id",
+    "tool_name",
+    "proposed_args::text",
+    "edited_args::text",
+    "executed_args::text",
+    "requested_by",
+    "decided_by",
+    "channel_id",
+    "message_ts",
+    "detail",
+    "args_digest",
+)
+"""The hashed columns of step 5, in order (``bot.audit_chain`` documents the encoding). Part of
+a released step: never change it; a new encoding is a new tag (``v2``) in a new step."""
+
+
+def _chain_content(row: str) -> str:
+    """The SQL expression of an event's hashed content: ``audit_events v1;`` then each field
+    as ``-`` (NULL) or its UTF-8 length, ``:`` and its text, as UTF-8 bytes."""
+
+    def field(expression: str) -> str:
+        value = expression.format(row=row) if "{row}" in expression else f"{row}.{expression}"
+        return (
+            f"CASE WHEN {value} IS NULL THEN '-' "
+            f"ELSE octet_length(convert_to({value}, 'UTF8'))::text || ':' || {value} END"
+        )
+
+    fields = " || ".join(map(field, _CHAIN_FIELDS))
+    return f"convert_to('audit_events v1;' || {fields}, 'UTF8')"
+
+
+ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
+    # The digest (graph.digest) each decision and each quorum vote is bound to, and the one an
+    # audit event records (issue 15: approval bound to the exact arguments).
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS args_digest text",
+    "ALTER TABLE slack_review_approvals ADD COLUMN IF NOT EXISTS args_digest text",
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS args_digest text",
+    # The hash chain (bot.audit_chain): per workspace, each event's hash covers the previous
+    # event's hash and its own content, so a deleted, reordered or altered row is detected.
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS workspace text",
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS chain_seq bigint",
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS prev_hash bytea",
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS hash bytea",
+    # The trigger stamps the time after it holds the chain's head, so along a chain time
+    # only moves forward (retention then cuts a prefix); an explicit time (an import) is kept.
+    "ALTER TABLE audit_events ALTER COLUMN at DROP DEFAULT",
+    """
+    CREATE TABLE IF NOT EXISTS audit_chain_heads (
+        workspace text PRIMARY KEY,
+        seq bigint NOT NULL,
+        hash bytea NOT NULL,
+        at timestamptz
+    )
+    """,
+    # What each sanctioned cut removed from each chain: verify steps over it from the hash
+    # before its first event to the hash of its last.
+    "ALTER TABLE audit_cuts ADD COLUMN IF NOT EXISTS workspace text",
+    "ALTER TABLE audit_cuts ADD COLUMN IF NOT EXISTS first_seq bigint",
+    "ALTER TABLE audit_cuts ADD COLUMN IF NOT EXISTS first_prev_hash bytea",
+    "ALTER TABLE audit_cuts ADD COLUMN IF NOT EXISTS last_seq bigint",
+    "ALTER TABLE audit_cuts ADD COLUMN IF NOT EXISTS last_hash bytea",
+    # The workspace of a thread id built by bot.threads.SlackThread (slack:TEAM:CHANNEL:TS);
+    # any other thread id belongs to the chain ''.
+    """
+    CREATE OR REPLACE FUNCTION audit_workspace(thread_id text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN thread_id LIKE 'slack:%:%' THEN split_part(thread_id, ':', 2)
+                    ELSE '' END
+    $$
+    """,
+    # The content an event's hash covers (bot.audit_chain.content computes the same bytes),
+    # for the backfill below; the trigger computes the same expression inline (a function
+    # call per event costs more than the hashing).
+    f"""
+    CREATE OR REPLACE FUNCTION audit_event_content(e audit_events) RETURNS bytea
+    LANGUAGE sql IMMUTABLE AS $$ SELECT {_chain_content("e")} $$
+    """,
+    # Link the existing rows, oldest first per workspace (the append-only trigger is set
+    # aside for this one transaction: the rows gain their links, nothing else changes).
+    "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change",
+    """
+    DO $$
+    DECLARE
+        e audit_events;
+        current_workspace text := NULL;
+        seq bigint := 0;
+        previous bytea;
+        genesis constant bytea := decode(repeat('00', 32), 'hex');
+    BEGIN
+        FOR e IN SELECT * FROM audit_events WHERE hash IS NULL
+                 ORDER BY audit_workspace(thread_id), at, id LOOP
+            e.workspace := audit_workspace(e.thread_id);
+            IF current_workspace IS DISTINCT FROM e.workspace THEN
+                IF current_workspace IS NOT NULL THEN
+                    INSERT INTO audit_chain_heads (workspace, seq, hash)
+                    VALUES (current_workspace, seq, previous);
+                END IF;
+                current_workspace := e.workspace;
+                seq := 0;
+                previous := genesis;
+            END IF;
+            seq := seq + 1;
+            e.chain_seq := seq;
+            e.prev_hash := previous;
+            e.hash := sha256(previous || audit_event_content(e));
+            UPDATE audit_events SET workspace = e.workspace, chain_seq = e.chain_seq,
+                prev_hash = e.prev_hash, hash = e.hash WHERE id = e.id;
+            previous := e.hash;
+        END LOOP;
+        IF current_workspace IS NOT NULL THEN
+            INSERT INTO audit_chain_heads (workspace, seq, hash)
+            VALUES (current_workspace, seq, previous);
+        END IF;
+        UPDATE audit_chain_heads h SET at = (
+            SELECT max(at) FROM audit_events WHERE workspace = h.workspace);
+    END
+    $$
+    """,
+    "ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change",
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_events_chain ON audit_events (workspace, chain_seq)",
+    # Every insert joins its workspace's chain. A per-workspace advisory lock, held until the
+    # inserting transaction ends, queues appenders on every replica (other workspaces never
+    # wait), so each sees its predecessor committed and the chain stays linear; the unique
+    # index refuses a fork outright. The predecessor is read from the chain's index, not from
+    # the head row: a bulk insert in one transaction would otherwise rewrite that row once per
+    # event (a version chain that grows with every row).
+    f"""
+    CREATE OR REPLACE FUNCTION audit_events_chain() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        last_seq bigint;
+        last_hash bytea;
+        last_at timestamptz;
+    BEGIN
+        NEW.workspace := audit_workspace(NEW.thread_id);
+        PERFORM pg_advisory_xact_lock(1096107081, hashtext(NEW.workspace));
+        SELECT chain_seq, hash, at INTO last_seq, last_hash, last_at FROM audit_events
+        WHERE workspace = NEW.workspace AND chain_seq IS NOT NULL
+        ORDER BY chain_seq DESC LIMIT 1;
+        IF NOT FOUND THEN  -- a new chain, or every event of it was cut
+            SELECT seq, hash, at INTO last_seq, last_hash, last_at FROM audit_chain_heads
+            WHERE workspace = NEW.workspace;
+            IF NOT FOUND THEN
+                last_seq := 0;
+                last_hash := decode(repeat('00', 32), 'hex');
+            END IF;
+        END IF;
+        IF NEW.at IS NULL THEN
+            NEW.at := clock_timestamp();
+            IF last_at IS NOT NULL AND NEW.at <= last_at THEN
+                NEW.at := last_at + interval '1 microsecond';
+            END IF;
+        END IF;
+        NEW.chain_seq := last_seq + 1;
+        NEW.prev_hash := last_hash;
+        NEW.hash := sha256(last_hash || {_chain_content("NEW")});
+        RETURN NEW;
+    END
+    $$
+    """,
+    # The heads, once per statement (in its transaction, under the same lock): what verify
+    # compares the last event with, so events deleted from the end are found too.
+    """
+    CREATE OR REPLACE FUNCTION audit_chain_heads_advance() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO audit_chain_heads AS h (workspace, seq, hash, at)
+        SELECT DISTINCT ON (workspace) workspace, chain_seq, hash, at FROM appended
+        ORDER BY workspace, chain_seq DESC
+        ON CONFLICT (workspace) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+            at = GREATEST(h.at, excluded.at)
+        WHERE excluded.seq > h.seq;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_events_chain' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_events_chain BEFORE INSERT ON audit_events
+                FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'audit_chain_heads_advance' AND tgrelid = 'audit_events'::regclass
+        ) THEN
+            CREATE TRIGGER audit_chain_heads_advance AFTER INSERT ON audit_events
+                REFERENCING NEW TABLE AS appended
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_heads_advance();
+        END IF;
+    END
+    $$
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -360,6 +567,11 @@ BOT = Component(
         Step(6, "routing and escalation: card channel, escalation times", ROUTING_AND_ESCALATION),
         Step(7, "standing approvals: standing_grants, standing_grant_offers", STANDING_GRANTS),
         Step(8, "previews and receipts of reviews", PREVIEWS_AND_RECEIPTS),
+        Step(
+            9,
+            "args digests on decisions and votes; the audit trail's hash chain",
+            ARGS_DIGEST_AND_AUDIT_CHAIN,
+        ),
     ),
 )
 

@@ -14,9 +14,11 @@ aged out by their own age (claimed and last heard of before the cut).
 The audit trail is kept unless ``AUDIT_RETENTION_DAYS`` is set. Its table refuses DELETE (a
 trigger); the one sanctioned path is :meth:`Pruner.prune_audit`, which declares the cut in a
 transaction-local setting (``bot.audit_prune_before``) that the trigger honours for rows older
-than the cut only, and records each cut (ids, count, last time) in ``audit_cuts`` in the same
-transaction, so what is missing from the trail is itself on record. The setting guards against
-accidents, not against a database owner, who can drop the trigger anyway.
+than the cut only, and records each cut (ids, count, last time; per workspace, the range of the
+hash chain removed and the hashes at its ends) in ``audit_cuts`` in the same transaction, so
+what is missing from the trail is itself on record and ``audit verify`` still passes. The
+setting guards against accidents, not against a database owner, who can drop the trigger
+anyway.
 
 Every step works in bounded batches, each its own short transaction; conversations are claimed
 with ``FOR UPDATE SKIP LOCKED``, so replicas pruning at once take disjoint batches and every
@@ -167,11 +169,21 @@ _DELETE_AUDIT_SQL: LiteralString = """
         DELETE FROM audit_events WHERE id = ANY (ARRAY (
             SELECT id FROM audit_events WHERE at < %(cut)s
             ORDER BY at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
-        RETURNING id, at)
-    INSERT INTO audit_cuts (cut_before, deleted, first_id, last_id, last_at)
-    SELECT %(cut)s, count(*), min(id), max(id), max(at) FROM gone HAVING count(*) > 0
-    RETURNING deleted
+        RETURNING id, at, workspace, chain_seq, prev_hash, hash),
+    cuts AS (
+        INSERT INTO audit_cuts (cut_before, deleted, first_id, last_id, last_at, workspace,
+                                first_seq, first_prev_hash, last_seq, last_hash)
+        SELECT %(cut)s, count(*), min(id), max(id), max(at), workspace, min(chain_seq),
+            (array_agg(prev_hash ORDER BY chain_seq))[1], max(chain_seq),
+            (array_agg(hash ORDER BY chain_seq DESC))[1]
+        FROM gone GROUP BY workspace
+        RETURNING deleted)
+    SELECT COALESCE(sum(deleted), 0) AS deleted FROM cuts
 """
+"""One batch of the cut, recorded per workspace: the range of the chain it removed, the hash
+before its first event and the hash of its last, so ``audit verify`` steps over exactly that
+range (``bot.audit_chain``). Along a chain time only moves forward (the chain's trigger stamps
+it), so the oldest events are a prefix of each chain."""
 
 PRUNE_SQL: dict[str, LiteralString] = {
     "candidates": _CLAIM_CANDIDATES_SQL,

@@ -28,7 +28,15 @@ from bot.audit import AUDIT_TABLE, INSERT_COLUMNS, TYPED_VALUES, AuditEvent, ins
 from bot.review.states import TransitionName, check_sql
 from graph import ReviewRequest
 from graph.db import Pool
-from graph.decisions import Edit, Expire, Feedback, ReviewDecision, from_stored, stored_action
+from graph.decisions import (
+    Approve,
+    Edit,
+    Expire,
+    Feedback,
+    ReviewDecision,
+    from_stored,
+    stored_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,7 @@ _ADD_REVIEW_SQL: LiteralString = """
 _CLAIM_SET: LiteralString = """
     UPDATE slack_reviews
     SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
-        edited_args = %s, feedback = %s
+        edited_args = %s, feedback = %s, args_digest = %s
     WHERE ref = %s AND status = 'pending' AND """
 _CLAIM_SQL: LiteralString = _CLAIM_SET + _LIVE
 """A person's claim: only on a live review, checked in the claiming statement."""
@@ -85,7 +93,7 @@ _CLAIM_EXPIRY_SQL: LiteralString = _CLAIM_SET + "NOT " + _LIVE
 
 _RELEASE_SQL: LiteralString = """
     UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL,
-        decided_at = NULL, edited_args = NULL, feedback = NULL
+        decided_at = NULL, edited_args = NULL, feedback = NULL, args_digest = NULL
     WHERE ref = %s AND status = 'deciding' RETURNING ref
 """
 _PROPOSE_EDIT_SQL: LiteralString = f"""
@@ -97,13 +105,19 @@ _APPROVE_SQL: LiteralString = f"""
         SELECT ref FROM slack_reviews
         WHERE ref = %s AND status = 'pending' AND {_LIVE} FOR SHARE),
     added AS (
-        INSERT INTO slack_review_approvals (ref, version, user_id)
-        SELECT ref, %s, %s FROM live ON CONFLICT DO NOTHING)
+        INSERT INTO slack_review_approvals (ref, version, user_id, args_digest)
+        SELECT ref, %s, %s, %s FROM live ON CONFLICT DO NOTHING)
     SELECT r.*, EXISTS (SELECT 1 FROM live) AS live,
         COALESCE(r.status = 'pending' AND r.expires_at <= now(), false)
             AS lapsed
     FROM slack_reviews r WHERE r.ref = %s
 """
+_VOTES_SQL: LiteralString = (
+    "SELECT user_id FROM slack_review_approvals WHERE ref = %s AND version = %s "
+    "AND args_digest IS NOT DISTINCT FROM %s ORDER BY at, user_id"
+)
+"""The votes that count together: same version, same digest (an unbound vote, from before
+digests, counts only with other unbound ones)."""
 _REMIND_SQL: LiteralString = """
     UPDATE slack_reviews SET reminded_at = now()
     WHERE ref IN (
@@ -253,6 +267,9 @@ class ReviewRow:
         """Who decides this review besides its approvers: its targets, once it escalated."""
         return frozenset(self.escalate_to) if self.escalated_at is not None else frozenset()
 
+    args_digest: str | None = None
+    """The digest (``graph.digest``) the claimed decision is bound to."""
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
         fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
@@ -278,7 +295,9 @@ class ReviewRow:
         """The decision the row holds (claimed or settled), in the shared vocabulary; the
         ``action`` column keeps the seed's words (``continue``, ``update``, ``feedback``,
         ``expired``), translated here."""
-        return from_stored(self.action, self.decided_by, self.edited_args, self.feedback)
+        return from_stored(
+            self.action, self.decided_by, self.edited_args, self.feedback, self.args_digest
+        )
 
 
 @dataclass(frozen=True)
@@ -535,6 +554,7 @@ class BotStore:
             decision.by,
             _json(dict(decision.args)) if isinstance(decision, Edit) else None,
             decision.text if isinstance(decision, Feedback | Expire) else None,
+            decision.digest if isinstance(decision, Approve | Edit) else None,
             ref,
         )
         sql = _CLAIM_EXPIRY_SQL if isinstance(decision, Expire) else _CLAIM_SQL
@@ -603,26 +623,27 @@ class BotStore:
 
     # -- quorum ------------------------------------------------------------------------------
 
-    async def approve(self, ref: str, version: int, user: str) -> list[str] | Expired | None:
-        """Record one person's approval of a version; every approver of it so far, in order.
+    async def approve(
+        self, ref: str, version: int, user: str, digest: str | None = None
+    ) -> list[str] | Expired | None:
+        """Record one person's approval of a version, bound to ``digest`` (of the arguments
+        they approved); every approver of that version *and digest* so far, in order: votes
+        for other arguments never add up (an edit in between, or a proposal changed under
+        them).
 
         The approval is recorded only on a pending review whose time has not run out, checked
         in the inserting statement: :class:`Expired` if it had run out, None if the review
         was decided meanwhile (nothing recorded either way).
         """
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(_APPROVE_SQL, (ref, version, user, ref))).fetchone()
+            row = await (
+                await conn.execute(_APPROVE_SQL, (ref, version, user, digest, ref))
+            ).fetchone()
             if row is None:
                 return None
             if not row["live"]:
                 return Expired(ReviewRow.from_row(row)) if row["lapsed"] else None
-            rows = await (
-                await conn.execute(
-                    "SELECT user_id FROM slack_review_approvals WHERE ref = %s AND version = %s "
-                    "ORDER BY at, user_id",
-                    (ref, version),
-                )
-            ).fetchall()
+            rows = await (await conn.execute(_VOTES_SQL, (ref, version, digest))).fetchall()
         return [str(row["user_id"]) for row in rows]
 
     async def approvals(self, ref: str, version: int) -> list[str]:

@@ -6,7 +6,8 @@ and :class:`Expire` (nobody answered in time). Everything inside the bot and the
 these; other words are translated at the edges only:
 
 - the seed's resume words ``continue``/``update``/``feedback`` at the graph's resume boundary
-  (:func:`to_wire`, :func:`from_wire`);
+  (:func:`to_wire`, :func:`from_wire`), plus an optional ``digest`` of the approved
+  arguments (a resume value without one, as the seed and hosted clients send, stays valid);
 - the ``action`` column of the bot's review rows (:func:`stored_action`, :func:`from_stored`),
   which keeps the seed's words plus ``expired`` so existing databases need no conversion;
 - button action ids and audit outcome names, on the Slack side (``bot.review.vocabulary``).
@@ -35,18 +36,22 @@ StoredAction = Literal["continue", "update", "feedback", "expired"]
 
 @dataclass(frozen=True)
 class Approve:
-    """Run the call as proposed."""
+    """Run the call as proposed. ``digest`` (``graph.digest.args_digest``) binds the approval
+    to the exact arguments approved: the graph runs the call only if its arguments have it.
+    None (a hosted or foreign client, the seed's wire): not bound."""
 
     by: str | None = None
+    digest: str | None = None
     kind: DecisionKind = field(default="approve", init=False)
 
 
 @dataclass(frozen=True)
 class Edit:
-    """Run the call with these arguments instead."""
+    """Run the call with these arguments instead (``digest``: theirs, as for :class:`Approve`)."""
 
     args: Mapping[str, Any]
     by: str | None = None
+    digest: str | None = None
     kind: DecisionKind = field(default="edit", init=False)
 
 
@@ -98,6 +103,8 @@ def to_wire(decision: ReviewDecision) -> WireDecision:
     by = EXPIRY_ACTOR if isinstance(decision, Expire) else decision.by
     if by:
         wire["by"] = by
+    if isinstance(decision, Approve | Edit) and decision.digest:
+        wire["digest"] = decision.digest
     return wire
 
 
@@ -106,10 +113,11 @@ def from_wire(wire: Mapping[str, Any]) -> ReviewDecision | None:
     the arguments themselves: that is ``graph.review.parse_decision``'s job)."""
     action, data = wire.get("action"), wire.get("data")
     by = wire.get("by") if isinstance(wire.get("by"), str) else None
+    digest = wire.get("digest") if isinstance(wire.get("digest"), str) else None
     if action == "continue":
-        return Approve(by)
+        return Approve(by, digest)
     if action == "update" and isinstance(data, Mapping):
-        return Edit(data, by)
+        return Edit(data, by, digest)
     if action == "feedback" and isinstance(data, str):
         return Expire(data) if by == EXPIRY_ACTOR else Feedback(data, by)
     return None
@@ -126,14 +134,18 @@ def stored_action(kind: DecisionKind) -> StoredAction:
 
 
 def from_stored(
-    action: str | None, by: str | None, edited: Any, feedback: str | None
+    action: str | None,
+    by: str | None,
+    edited: Any,
+    feedback: str | None,
+    digest: str | None = None,
 ) -> ReviewDecision | None:
     """The decision a review row holds, from its columns; None for a row with none."""
     kind = kind_of_action(action)
     if kind == "approve":
-        return Approve(by)
+        return Approve(by, digest)
     if kind == "edit":
-        return Edit(edited if isinstance(edited, Mapping) else {}, by)
+        return Edit(edited if isinstance(edited, Mapping) else {}, by, digest)
     if kind == "feedback":
         return Feedback(feedback or "", by)
     if kind == "expire":

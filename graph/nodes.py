@@ -32,6 +32,7 @@ from graph.review import (
     InvalidDecision,
     apply_edits,
     as_seed_decision,
+    check_bound,
     nul_path,
     parse_decision,
     review_request,
@@ -79,6 +80,22 @@ def nul_refusal(call: ToolCallData, where: str) -> ToolMessage:
         name=call["name"],
         status="error",
     )
+
+
+def unbound_refusal(call: Any, record: DecisionRecord) -> ToolMessage | None:
+    """The last check before a tool runs: the arguments about to run must have the digest the
+    decision was bound to (they could differ only if the state changed after the review took
+    the decision in). None if they do, or if the decision is unbound."""
+    try:
+        check_bound(record, call["args"])
+    except InvalidDecision as error:
+        return ToolMessage(
+            content=f"Not run: {error}.",
+            tool_call_id=call["id"] or "",
+            name=call["name"],
+            status="error",
+        )
+    return None
 
 
 def last_ai_message(messages: Sequence[AnyMessage]) -> tuple[int, AIMessage] | None:
@@ -241,6 +258,9 @@ class AgentNodes:
             tool = self.registry.get(call["name"])
             if record["action"] == "update" and tool is not None:
                 record["args"] = validate_args(tool, record["args"] or {})
+            # bound to the arguments it approved: those it would run must have its digest
+            running = record["args"] if record["action"] == "update" else call["args"]
+            check_bound(record, running or {})
             return record
         except InvalidDecision as error:
             return error
@@ -307,7 +327,10 @@ class AgentNodes:
                 continue
             record = decisions.get(call_id)
             approved = record is not None and record["action"] in ("continue", "update")
-            if approved or self.registry.policy(call["name"]) == "auto":
+            changed = unbound_refusal(call, record) if record is not None and approved else None
+            if changed is not None:
+                refused.append(changed)
+            elif approved or self.registry.policy(call["name"]) == "auto":
                 runnable.append({**call, "type": "tool_call"})
             else:
                 refused.append(

@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
+from graph.digest import args_digest, short
 from graph.protocols import ALL_ALLOWED, Unreadable, inbox_config, single_seed_resume
 from graph.types import (
     REVIEW_QUESTION,
@@ -35,6 +36,30 @@ class InvalidDecision(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class ArgsChanged(InvalidDecision):
+    """The decision is bound (by its digest) to other arguments than the ones that would run:
+    nothing runs, and the review is asked again."""
+
+    def __init__(self, approved: str, running: str) -> None:
+        super().__init__(
+            f"the arguments changed since they were approved ({short(approved)} approved, "
+            f"{short(running)} would run); nothing ran, please review again"
+        )
+        self.approved = approved
+        self.running = running
+
+
+def check_bound(record: DecisionRecord, args: Mapping[str, Any]) -> None:
+    """Raise :class:`ArgsChanged` unless ``args`` (what would run) have the digest the decision
+    was bound to. A decision without a digest (the seed's wire, a hosted client) is unbound."""
+    approved = record.get("digest")
+    if not approved or record["action"] == "feedback":
+        return
+    running = args_digest(args)
+    if running != approved:
+        raise ArgsChanged(approved, running)
 
 
 def review_request(
@@ -135,9 +160,12 @@ def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
     by = decision.get("by")
     by = str(by) if by is not None else None
     data = decision.get("data")
+    digest = decision.get("digest")
+    if digest is not None and not isinstance(digest, str):
+        raise InvalidDecision("'digest' must be a string (see graph.digest)")
     if action == "continue":
         return DecisionRecord(
-            tool_call_id=tool_call_id, action=action, args=None, feedback=None, by=by
+            tool_call_id=tool_call_id, action=action, args=None, feedback=None, by=by, digest=digest
         )
     if action == "update":
         if data is None:
@@ -146,7 +174,12 @@ def parse_decision(decision: Any, tool_call_id: str) -> DecisionRecord:
             raise InvalidDecision("'update' data must be an object of arguments")
         refuse_nul(data)
         return DecisionRecord(
-            tool_call_id=tool_call_id, action=action, args=dict(data), feedback=None, by=by
+            tool_call_id=tool_call_id,
+            action=action,
+            args=dict(data),
+            feedback=None,
+            by=by,
+            digest=digest,
         )
     if not isinstance(data, str) or not data.strip():
         raise InvalidDecision("'feedback' needs 'data': the words to send back to the agent")

@@ -27,7 +27,7 @@ from graph.locks import LeaseTimeout, ThreadLeases
 from graph.nodes import AUTO_RULE, RAN_WITH
 from graph.previews import Preview, plain, run_preview
 from graph.receipts import failure_receipt, receipt_of
-from graph.review import InvalidDecision, parse_decision, validate_args
+from graph.review import ArgsChanged, InvalidDecision, check_bound, parse_decision, validate_args
 from graph.seam import Agent
 from graph.tools.mcp import McpStatus
 from graph.tools.registry import ToolRegistry
@@ -229,6 +229,7 @@ class AgentService:
                 "action": record["action"],
                 "data": _resume_data(record),
                 **({"by": record["by"]} if record["by"] else {}),
+                **({"digest": record["digest"]} if record.get("digest") else {}),
             }
             outcome = await self._run(Command(resume={interrupt_id: resume}), thread_id, context)
             decision_log.mark_applied_with(lease, thread_id, interrupt_id)
@@ -325,6 +326,9 @@ class AgentService:
             tool = self.registry.get(review.tool_name)
             if record["action"] == "update" and tool is not None:
                 record["args"] = validate_args(tool, record["args"] or {})
+            check_bound(record, record["args"] if record["args"] is not None else review.args)
+        except ArgsChanged as error:
+            return Refused("args_changed", str(error))
         except InvalidDecision as error:
             return Refused("invalid_decision", str(error), argument=error.field)
         return review, record

@@ -114,6 +114,9 @@ class Decision(TypedDict, total=False):
     action: ReviewAction
     data: Any
     by: str
+    digest: str
+    """``graph.digest.args_digest`` of the arguments approved (``continue``) or of the edit
+    (``update``): the call runs only with arguments of that digest. Optional."""
 
 
 class DecisionRecord(TypedDict):
@@ -124,6 +127,9 @@ class DecisionRecord(TypedDict):
     args: dict[str, Any] | None
     feedback: str | None
     by: str | None
+    digest: NotRequired[str | None]
+    """What the approval is bound to (absent in records checkpointed before it existed, and
+    None for an unbound decision): ``run_tool`` checks it once more just before running."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ RefusalReason = Literal[
     "not_pending",
     "invalid_decision",
     "reviews_pending",
+    "args_changed",
 ]
 
 
@@ -197,7 +204,8 @@ class Refused:
     """A request the service declined without running anything, and why, in words for a person.
 
     ``argument`` names the offending argument when an edit fails validation; ``previous`` says who
-    already decided when the review is no longer pending.
+    already decided when the review is no longer pending. ``args_changed``: the decision is
+    bound to arguments (its digest) other than the ones that would run, so nothing ran.
     """
 
     reason: RefusalReason

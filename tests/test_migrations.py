@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from bot.audit import AuditEvent, AuditLog
+from bot.audit_chain import verify
 from bot.migrations import BOT, migrate_bot
 from graph import migrations
 from graph.db import Pool, PooledPostgresSaver, migrate, open_pool
@@ -77,10 +79,12 @@ async def test_a_database_built_by_the_unversioned_statements_upgrades_in_place(
                 "INSERT INTO slack_reviews (ref, thread_id, interrupt_id, channel_id, thread_ts,"
                 " tool_name, request) VALUES ('r1', 't1', 'i1', 'C1', '1.0', 'post', '{}')"
             )
-            await conn.execute(
-                "INSERT INTO audit_events (outcome, thread_id, interrupt_id, tool_call_id,"
-                " tool_name) VALUES ('requested', 't1', 'i1', 'c1', 'post')"
-            )
+            for thread in ("t1", "slack:T1:C1:1.0", "slack:T1:C1:2.0"):
+                await conn.execute(
+                    "INSERT INTO audit_events (outcome, thread_id, interrupt_id, tool_call_id,"
+                    " tool_name) VALUES ('requested', %s, 'i1', 'c1', 'post')",
+                    (thread,),
+                )
         await migrations.migrate_agent(pool)
         await migrate_bot(pool)
         assert await recorded(pool) == EVERY_STEP
@@ -90,6 +94,11 @@ async def test_a_database_built_by_the_unversioned_statements_upgrades_in_place(
             assert [row["ref"] for row in await cursor.fetchall()] == ["r1"]
             with pytest.raises(psycopg.errors.InsufficientPrivilege):  # still append-only
                 await conn.execute("DELETE FROM audit_events")
+        # the events written before the chain existed were linked by the upgrade
+        await AuditLog(pool).record(AuditEvent("approved", "slack:T1:C1:3.0", "i", "c", "post"))
+        verified = await verify(pool)
+        assert verified.broken is None and verified.events == 4
+        assert verified.heads["T1"][0] == 3 and verified.heads[""][0] == 1
 
 
 async def test_steps_a_newer_release_ran_are_reported_and_left_alone(

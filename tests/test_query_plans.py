@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from bot.audit_chain import ROWS_SQL as VERIFY_ROWS_SQL
 from bot.home import PENDING_SQL
 from bot.migrations import migrate_bot
 from bot.retention import _CANDIDATES_SQL, PRUNE_SQL
@@ -166,6 +167,7 @@ QUERIES: dict[str, tuple[LiteralString, Any]] = {
     "prune dry-run candidates": (_CANDIDATES_SQL, None),
     **{f"prune {name}": (sql, None) for name, sql in PRUNE_SQL.items()},
     "agent last_activity": (THREAD_ACTIVITY_SQL, (THREADS,)),  # type: ignore[dict-item]
+    "audit verify": (VERIFY_ROWS_SQL, ()),  # streams the chains in order from their index
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.audit import AuditEvent, Outcome
 from bot.policy import ToolPolicy
+from bot.review.binding import audited_digest
 from bot.review.vocabulary import outcome_of_action
 from bot.store import ReviewRow
 from bot.threads import SlackThread
@@ -31,9 +32,11 @@ def audit_event(
     edited: Mapping[str, Any] | None = None,
     channel_id: str | None = None,
     message_ts: str | None = None,
+    digest: str | None = None,
 ) -> AuditEvent:
     """The one builder of audit entries: arguments redacted per policy; what ran is stated
-    only when it is known (an approval ran what was proposed, an edit what it carried)."""
+    only when it is known (an approval ran what was proposed, an edit what it carried);
+    ``digest``: what the decision or vote was bound to (``bot.review.binding``)."""
     proposed = policy.redacted(request["tool_call"]["args"])
     executed = None
     if outcome in ("approved", "auto_approved"):
@@ -54,6 +57,7 @@ def audit_event(
         channel_id=channel_id,
         message_ts=message_ts,
         detail=detail,
+        args_digest=digest,
     )
 
 
@@ -84,8 +88,11 @@ def review_event(
     *,
     by: str | None,
     detail: str | None = None,
+    digest: str | None = None,
 ) -> AuditEvent:
-    """An entry about an existing review: a refusal, an approval towards a quorum, a decision."""
+    """An entry about an existing review: a refusal, an approval towards a quorum (``digest``:
+    the vote's), a decision (the digest its claim was bound to). No digest is shown for a call
+    with a redacted argument (``bot.review.binding.audited_digest``)."""
     return audit_event(
         outcome,
         review.thread_id,
@@ -97,6 +104,7 @@ def review_event(
         edited=review.edited_args if kind_of_action(review.action) == "edit" else None,
         channel_id=review.card_channel_id,  # the message's channel (a routed card's own)
         message_ts=review.message_ts,
+        digest=audited_digest(digest or review.args_digest, review, policy),
     )
 
 

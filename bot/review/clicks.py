@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bot import blocks, metrics, modals, mrkdwn, redaction
 from bot.failures import explain
 from bot.review import rules
+from bot.review.binding import bound, proposal_digest
 from bot.review.deps import Deps
 from bot.review.effects import Click, ReviewEffects
 from bot.review.rules import ClickFacts, expired_text
@@ -229,7 +230,8 @@ class Clicks:
             if reached is None:
                 return
             found, decision, approvals = reached
-        claimed = await storage.claim(found.ref, decision)
+        # bound to the arguments approved: the graph runs the call only with those
+        claimed = await storage.claim(found.ref, bound(decision, found))
         if isinstance(claimed, Expired):
             text = await self._too_late(claimed, click, decision.kind)
             await self.effects.tell(text, click, found)
@@ -249,7 +251,8 @@ class Clicks:
         """Quorum: record this approval; return the decision to apply once enough agree.
 
         An edit becomes the new proposal and counts as its editor's approval; approvals of
-        the earlier arguments do not carry over to it.
+        the earlier arguments do not carry over to it. Each vote is bound to the digest of the
+        proposal it approved, and only votes of the current one are counted.
         """
         storage, tell = self.deps.storage, self.effects.tell
         current = review
@@ -264,7 +267,8 @@ class Clicks:
                 await tell(CHANGED, click, review)
                 return None
             current = edited
-        approved = await storage.approve(current.ref, current.version, click.user)
+        digest = proposal_digest(current)
+        approved = await storage.approve(current.ref, current.version, click.user, digest)
         if isinstance(approved, Expired):
             await tell(await self._too_late(approved, click, decision.kind), click, current)
             return None
@@ -274,14 +278,16 @@ class Clicks:
         approvals = tuple(approved)
         if not rules.quorum_reached(approvals, quorum):
             progress = rules.approval_progress(approvals, quorum)
-            await self.effects.record("approval_recorded", current, by=click.user, detail=progress)
+            await self.effects.record(
+                "approval_recorded", current, by=click.user, detail=progress, digest=digest
+            )
             count(decision.kind, "approval_recorded")
             await self.effects.repaint_pending(current, approvals)
             await tell(f"Your approval is recorded: {progress}.", click, current)
             return None
         if current.proposed_edit is not None:
-            return current, Edit(current.proposed_edit, click.user), approvals
-        return current, Approve(click.user), approvals
+            return current, Edit(current.proposed_edit, click.user, digest), approvals
+        return current, Approve(click.user, digest), approvals
 
     async def _too_late(
         self, expired: Expired, click: Click, kind: DecisionKind, *, background: bool = False

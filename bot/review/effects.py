@@ -78,10 +78,17 @@ class ReviewEffects:
             await self.deps.slack.say(thread_of(review), text)
 
     async def record(
-        self, outcome: Outcome, review: ReviewRow, *, by: str | None, detail: str | None = None
+        self,
+        outcome: Outcome,
+        review: ReviewRow,
+        *,
+        by: str | None,
+        detail: str | None = None,
+        digest: str | None = None,
     ) -> None:
         policy = self.deps.policy_of(review).policy
-        await self.deps.append(review_event(outcome, review, policy, by=by, detail=detail))
+        event = review_event(outcome, review, policy, by=by, detail=detail, digest=digest)
+        await self.deps.append(event)
 
     # -- apply, release, recover ---------------------------------------------------------
 
@@ -180,6 +187,7 @@ class ReviewEffects:
                 decided_by=previous.decided_by,
                 decided_at=previous.decided_at,
                 edited_args=None,
+                args_digest=None,  # ours was not the decision applied
             )
             policy = self.deps.policy_of(review).policy
             await storage.finish(

@@ -50,7 +50,9 @@ class ReviewStorage(Protocol):
         """``claim`` (a person) or ``claim_expiry`` (an :class:`graph.Expire`)."""
         ...
 
-    async def approve(self, ref: str, version: int, user: str) -> list[str] | Expired | None:
+    async def approve(
+        self, ref: str, version: int, user: str, digest: str | None = None
+    ) -> list[str] | Expired | None:
         """``approve``."""
         ...
 

@@ -1,0 +1,179 @@
+"""The Slack side of binding approvals to arguments: each claim and each quorum vote records the
+digest of the arguments approved; votes on different digests never add up (an edit between two
+approvals); a stored edit changed under its claim is refused by the agent; the audit trail shows
+the digest (but not for a call with a redacted argument)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from bot.audit import AuditLog
+from bot.migrations import migrate_bot
+from bot.store import BotStore, ReviewRow
+from graph import Edit, ReviewRequest
+from graph.db import Pool, open_pool
+from graph.digest import args_digest
+from tests.conftest import AgentFactory
+from tests.support.bot_harness import ALICE, BOB, BOT, CAROL, review_messages, running_slack_env
+from tests.support.counting_tools import RUNS, registry_with
+from tests.support.graph_helpers import outcome, refusal
+from tests.support.scripted_model import ScriptedModel, tool_calls
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    async with open_pool(database_url, max_size=4) as pool:
+        await migrate_bot(pool)
+        yield pool
+
+
+def request(args: dict[str, Any], call_id: str = "call-1") -> ReviewRequest:
+    return {
+        "question": "Is this correct?",
+        "tool_call": {"name": "record_note", "args": args, "id": call_id},
+        "tool": {"name": "record_note", "description": "", "args_schema": {}},
+        "requested_by": "U0CAROL",
+    }
+
+
+async def test_votes_on_different_digests_do_not_add_up(pool: Pool) -> None:
+    store = BotStore(pool)
+    thread = f"slack:T1:C1:{uuid.uuid4().hex}"
+    ref = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request({"note": "a"}))
+    assert ref is not None
+    first, second = args_digest({"note": "a"}), args_digest({"note": "b"})
+
+    assert await store.approve(ref, 0, "U0ALICE", first) == ["U0ALICE"]
+    # the proposal changed under the second voter (same version): not the same approval
+    assert await store.approve(ref, 0, "U0BOB", second) == ["U0BOB"]
+    assert await store.approve(ref, 0, "U0DAN", first) == ["U0ALICE", "U0DAN"]
+
+
+async def test_a_stored_edit_changed_under_its_claim_is_refused_and_nothing_runs(
+    pool: Pool, agent_factory: AgentFactory
+) -> None:
+    RUNS.clear()
+    model = ScriptedModel([tool_calls(("record_note", {"note": "a"})), AIMessage("done")])
+    thread = f"slack:T1:C1:{uuid.uuid4().hex}"
+    async with agent_factory(model=model, registry=registry_with()) as agent:
+        [review] = outcome(await agent.start_turn(thread, "note it")).pending
+        store = BotStore(pool)
+        ref = await store.add_review(thread, review.interrupt_id, "T1", "C1", "1.0", review.request)
+        assert ref is not None
+        approved = {"note": "b"}
+        claimed = await store.claim(ref, Edit(approved, "U0ALICE", args_digest(approved)))
+        assert isinstance(claimed, ReviewRow)
+        async with pool.connection() as conn:  # changed after the approval was recorded
+            await conn.execute(
+                'UPDATE slack_reviews SET edited_args = \'{"note": "c"}\' WHERE ref = %s', (ref,)
+            )
+        row = await store.get(ref)
+        assert row is not None and row.args_digest == args_digest(approved)
+        assert row.decision is not None
+
+        refused = refusal(await agent.answer(thread, review.interrupt_id, row.decision))
+        assert refused.reason == "args_changed"
+        assert RUNS == []
+        unchanged = dataclasses.replace(row, edited_args=approved).decision
+        assert unchanged is not None
+        outcome(await agent.answer(thread, review.interrupt_id, unchanged))
+        assert RUNS == ["b"]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[list[dict[str, Any]]]], within: float = 10.0
+) -> list[dict[str, Any]]:
+    """Poll an async probe until it finds something (bounded: TimeoutError after ``within``)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (found := await probe()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"nothing found within {within:.0f}s")
+        await asyncio.sleep(0.05)
+    return found
+
+
+def _policy(text: str) -> Path:
+    path = Path(tempfile.mkdtemp()) / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_a_quorum_counts_only_approvals_of_the_arguments_that_run(
+    database_url: str,
+) -> None:
+    """Alice approves, Bob edits (his approval of the edit), Carol approves: the edit runs on
+    Bob's and Carol's approvals, each vote and the decision recorded with its digest."""
+    RUNS.clear()
+    model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
+    policy = "[tools.record_note]\nquorum = 2\n"
+    async with running_slack_env(
+        database_url, model=model, registry=registry_with(), policy_file=_policy(policy)
+    ) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
+        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        audit = AuditLog(env.bot.pool)
+
+        async def events(outcome: str) -> list[dict[str, Any]]:
+            return [
+                e
+                for e in await audit.query(tool="record_note", outcome=outcome)
+                if e["channel_id"] == "C0GENERAL" and e["message_ts"] == review["ts"]
+            ]
+
+        await eventually(lambda: events("approval_recorded"))
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")
+        await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
+        assert (await sandbox.submit_modal(BOB, {"arg:note": "hi team"})).closed
+        await sandbox.wait_for(lambda: len(sandbox.calls_of("chat.update")) >= 2)
+        assert RUNS == []  # Alice's approval was of other arguments: still one of two
+        await sandbox.click_button(CAROL, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(lambda: RUNS == ["hi team"] or None)
+
+        edit = args_digest({"note": "hi team"})
+        votes = await events("approval_recorded")
+        assert [(v["decided_by"], v["args_digest"]) for v in votes] == [
+            (ALICE, args_digest({"note": "hi"})),
+            (BOB, edit),
+        ]
+        [decided] = await eventually(lambda: events("edited"))
+        assert decided["args_digest"] == edit
+        assert decided["detail"] == f"{BOB}, {CAROL}"
+
+
+def test_the_audit_shows_no_digest_for_a_call_with_a_redacted_argument() -> None:
+    """A digest of a short secret can be reversed by trying guesses: the trail leaves it out
+    for such calls (the review row keeps it, beside the arguments themselves)."""
+    from bot.policy import ToolPolicy
+    from bot.review.binding import audited_digest
+
+    row = ReviewRow(
+        ref="r",
+        thread_id="t",
+        interrupt_id="i",
+        team_id="T1",
+        channel_id="C1",
+        thread_ts="1.0",
+        message_ts=None,
+        tool_name="record_note",
+        request=request({"note": "1234", "tag": "x"}),
+        status="deciding",
+        action="continue",
+        decided_by="U0ALICE",
+        decided_at=None,
+    )
+    digest = args_digest({"note": "1234", "tag": "x"})
+    assert audited_digest(digest, row, ToolPolicy()) == digest
+    assert audited_digest(digest, row, ToolPolicy(redact=frozenset({"note"}))) is None
+    edited = dataclasses.replace(row, action="update", edited_args={"secret": "1"})
+    assert audited_digest(digest, edited, ToolPolicy(redact=frozenset({"secret"}))) is None
