@@ -50,7 +50,7 @@ from graph.decisions import (
     stored_action,
 )
 from graph.protocols import Unanswerable
-from graph.remote_reviews import Ask, asks_of, interrupt_of, resume_value
+from graph.remote_reviews import Ask, asks_of, resume_value
 from graph.remote_reviews import allowed as allows
 from graph.seam import Agent, AgentBusy, AgentUnreachable
 from graph.service import message_text, tool_result
@@ -69,6 +69,11 @@ VIA = "slack_via"
 """Run metadata: the review whose answer started the run (its handler reports the outcome)."""
 MESSAGE = "slack_message"
 """Run metadata: the id of the message that started a turn."""
+AFTER = "slack_after"
+"""Run metadata: the id of the thread's last message before a resume (what the run added
+follows it)."""
+CALLS = "slack_calls"
+"""Run metadata: the tool call ids a resume answers (to find the run again from a call)."""
 STORE_PREFIX = "slack_approval_answers"
 """The server store's namespace prefix for answers kept until their interrupt's last one."""
 RECENT_RUNS = 50
@@ -168,6 +173,16 @@ def declined(message: Mapping[str, Any]) -> bool:
         and extra.get("lc_source") == HITL_DECISION_SOURCE
         and isinstance(data, Mapping)
         and data.get("decision") in ("reject", "respond")
+    )
+
+
+def _calls(messages: Sequence[Mapping[str, Any]], tool_call_id: str) -> bool:
+    """Whether a model's message in ``messages`` proposed this call."""
+    return any(
+        isinstance(call, Mapping) and call.get("id") == tool_call_id
+        for message in messages
+        if message.get("type") == "ai"
+        for call in message.get("tool_calls") or []
     )
 
 
@@ -378,12 +393,15 @@ class RemoteAgent:
         if decisions is None:  # its siblings are still waiting: nothing runs yet
             return RunOutcome(thread_id=thread_id)
         siblings = self._siblings(thread_id, thread, ask)
+        before = messages_of(thread.get("values"))
         metadata = {
             VIA: interrupt_id,
             DECISIONS: {
                 sibling.address: decision_entry(answer)
                 for sibling, answer in zip(siblings, decisions, strict=True)
             },
+            CALLS: [sibling.review.tool_call_id for sibling in siblings],
+            AFTER: before[-1].get("id") if before else None,
         }
         resume = resume_value(ask, decisions)
         if isinstance(resume, Unanswerable):
@@ -422,6 +440,8 @@ class RemoteAgent:
         if thread is None:
             return RunOutcome(thread_id=thread_id)
         messages = messages_of(thread.get("values"))
+        if tool_call_id and not _calls(messages, tool_call_id):
+            after_message = await self._after_call(thread_id, tool_call_id) or after_message
         start = next(
             (
                 index
@@ -566,26 +586,23 @@ class RemoteAgent:
         return Refused("not_pending", "This review is no longer waiting for a decision.")
 
     async def _recap_run(self, thread_id: str, run: Run) -> RunOutcome:
-        """What a run nobody waited for did, read back from the thread."""
+        """What a run nobody waited for did, read back from the thread: what follows the
+        message that started it (a turn) or the last one before it (a resume)."""
         metadata = run.get("metadata") or {}
-        message = metadata.get(MESSAGE)
-        if isinstance(message, str):
-            return await self.recap(thread_id, after_message=message)
-        thread = await self._thread(thread_id)
-        via = metadata.get(VIA)
-        if thread is None or not isinstance(via, str):
-            return RunOutcome(thread_id=thread_id)
-        call_ids = self._call_ids_before(thread, interrupt_of(via))
-        return await self.recap(thread_id, call_ids[0] if call_ids else None)
+        after = metadata.get(MESSAGE) or metadata.get(AFTER)
+        if isinstance(after, str):
+            return await self.recap(thread_id, after_message=after)
+        return await self.recap(thread_id)
 
-    def _call_ids_before(self, thread: Thread, interrupt_id: str) -> list[str]:
-        """The tool calls of the model's message the resumed interrupt was about (its ids
-        are in the request; the last AI message with calls otherwise)."""
-        for message in reversed(messages_of(thread.get("values"))):
-            calls = message.get("tool_calls") if message.get("type") == "ai" else None
-            if calls:
-                return [str(c.get("id")) for c in calls if isinstance(c, Mapping)]
-        return []
+    async def _after_call(self, thread_id: str, tool_call_id: str) -> str | None:
+        """The message a resume answering this call followed, from the run's metadata (for a
+        review whose call is not among the model's, e.g. an interrupt of unknown shape)."""
+        for run in reversed(await self._runs(thread_id)):
+            metadata = run.get("metadata") or {}
+            calls, after = metadata.get(CALLS), metadata.get(AFTER)
+            if isinstance(calls, list) and tool_call_id in calls and isinstance(after, str):
+                return after
+        return None
 
     async def _answers(
         self, thread_id: str, ask: Ask, decision: ReviewDecision

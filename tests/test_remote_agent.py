@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from bot.failures import AGENT_DOWN
-from bot.store import BotStore
+from bot.store import BotStore, Expired
 from bot.sweeper import sweep_once
-from graph import Approve, Edit, Refused
+from graph import Approve, Edit, Feedback, Refused
 from graph.remote import DECISIONS, RemoteAgent, RemoteSettings, server_thread_id
 from sandbox.server import Sandbox
 from tests.support import odd_agents
@@ -23,6 +23,7 @@ from tests.support.bot_harness import (
     ALICE,
     BOB,
     BOT,
+    CAROL,
     SlackEnv,
     review_messages,
     running_slack_env,
@@ -339,3 +340,56 @@ async def test_only_the_decisions_the_middleware_allows_are_offered(
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
         [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
         assert "light rain, 2 °C in sf" in text_of(done)
+
+
+async def test_a_run_still_going_when_the_bot_died_is_joined_not_restarted(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    """The bot claimed, the server started the run, the bot died while it waited: recovery
+    finds the run by the decision in its metadata, waits for it and reports it, once."""
+    remote = RemoteSettings(url=odd_server.url, assistant="slow")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox, store, agent = env.sandbox, env.bot.flow.store, agent_of(env)
+        thread, [review] = await start_review(env, "hello")
+        ref = ref_of(review)
+        row = await store.claim(ref, Feedback("blue", BOB))
+        assert row is not None and not isinstance(row, Expired)
+        decision = row.decision
+        assert decision is not None
+        dying = asyncio.create_task(agent.answer(row.thread_id, row.interrupt_id, decision))
+        sid = server_thread_id(row.thread_id)
+
+        async def busy() -> bool:
+            return (await agent.client.threads.get(sid))["status"] == "busy"
+
+        while not await busy():
+            assert not dying.done(), dying
+            await asyncio.sleep(0.05)
+        dying.cancel()  # the process is gone; its run is not
+        await _age_claim(store, ref)
+        assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered == 1
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Worked on: blue"), WITHIN)
+        assert done
+        finished = await store.get(ref)
+        assert finished is not None and finished.status == "decided"
+        assert len(await server_runs(env, ref)) == 2
+        await sandbox.settle(5)
+        assert len(saying(sandbox, thread, "Worked on: blue")) == 1
+
+
+async def test_both_action_requests_answered_at_once_resume_once(hitl_env: SlackEnv) -> None:
+    env, sandbox = hitl_env, hitl_env.sandbox
+    thread, reviews = await start_review(env, "what's the weather in Rome and Oslo?", count=2)
+    first, second = sorted(reviews, key=lambda m: m["ts"])
+    await asyncio.gather(
+        sandbox.click_button(BOB, "C0GENERAL", first["ts"], "review_approve"),
+        sandbox.click_button(CAROL, "C0GENERAL", second["ts"], "review_approve"),
+    )
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+    assert "in Rome" in text_of(done) and "in Oslo" in text_of(done)
+    await sandbox.settle(5)
+    assert len(saying(sandbox, thread, "Done:")) == 1
+    assert len(await server_runs(env, ref_of(first))) == 2
+    for review in (first, second):
+        row = await env.bot.flow.store.get(ref_of(review))
+        assert row is not None and row.status == "decided"
