@@ -393,3 +393,11 @@ async def test_both_action_requests_answered_at_once_resume_once(hitl_env: Slack
     for review in (first, second):
         row = await env.bot.flow.store.get(ref_of(review))
         assert row is not None and row.status == "decided"
+
+
+async def test_the_remote_benchmark_runs() -> None:
+    from bench.remote import measure
+
+    results = await measure(2, warmup=1)
+    assert len(results.ours) == len(results.bare) == 2
+    assert "remote answer / bare resume" in "\n".join(results.lines())
