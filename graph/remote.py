@@ -52,6 +52,7 @@ from graph.decisions import (
 from graph.protocols import Unanswerable
 from graph.remote_reviews import Ask, asks_of, resume_value
 from graph.remote_reviews import allowed as allows
+from graph.review import InvalidDecision, validate_json_args
 from graph.seam import Agent, AgentBusy, AgentUnreachable
 from graph.service import message_text, tool_result
 from graph.tools.mcp import McpStatus
@@ -363,7 +364,7 @@ class RemoteAgent:
         ask = self._ask(thread_id, thread, interrupt_id)
         if ask is None:
             return Refused("not_pending", "This review is no longer waiting for a decision.")
-        return _refusal(ask, decision)
+        return check_decision(ask, decision)
 
     async def answer(
         self,
@@ -386,7 +387,7 @@ class RemoteAgent:
         ask = self._ask(thread_id, thread, interrupt_id) if thread["status"] != "busy" else None
         if ask is None:
             return await self._already_answered(thread_id, thread, interrupt_id)
-        refused = _refusal(ask, decision)
+        refused = check_decision(ask, decision)
         if refused is not None:
             return refused
         decisions = await self._answers(thread_id, ask, decision)
@@ -642,13 +643,21 @@ class RemoteRunFailed(RuntimeError):
     """The server ran the graph and the run failed (its log says why)."""
 
 
-def _refusal(ask: Ask, decision: ReviewDecision) -> Refused | None:
+def check_decision(ask: Ask, decision: ReviewDecision) -> Refused | None:
+    """A decision the review does not accept, or an edit its tool's schema (when the interrupt
+    gives one) refuses, before anything is sent: the Edit form shows why under the field."""
     if not allows(ask, decision):
         kinds = ask.review.request.get("allowed_decisions") or []
         return Refused(
             "invalid_decision",
             f"This review does not accept {decision.kind} (it allows {', '.join(kinds)}).",
         )
+    tool = ask.review.request["tool"]
+    if isinstance(decision, Edit) and tool.get("args_schema", {}).get("properties"):
+        try:
+            validate_json_args(tool["name"], tool["args_schema"], decision.args)
+        except InvalidDecision as error:
+            return Refused("invalid_decision", str(error), argument=error.field)
     return None
 
 

@@ -19,6 +19,7 @@ from graph.remote import (
     RemoteAgent,
     RemoteSettings,
     answer_from_store,
+    check_decision,
     declined,
     outcome_of,
     past_decision,
@@ -220,3 +221,28 @@ def test_a_policy_naming_tools_is_not_checked_against_a_remote_agent(tmp_path: P
     check_policy_tools(settings, policy, remote)  # the server does not list its tools
     with pytest.raises(PolicyError, match="deploy_app"):
         policy.check_tools(["weather_search"])  # in process, the same file stops the start
+
+
+def test_an_edit_the_tool_schema_refuses_is_refused_before_anything_is_sent() -> None:
+    seed = {
+        "question": "Is this correct?",
+        "tool_call": {"name": "weather_search", "args": {"city": "sf"}, "id": "toolu_1"},
+        "tool": {
+            "name": "weather_search",
+            "description": "Weather",
+            "args_schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+        "requested_by": "U0ALICE",
+    }
+    [ask] = asks_of("T", [{"id": "i9", "value": seed}], [])
+    blank = check_decision(ask, Edit({"city": "  "}, "U0BOB"))
+    assert blank is not None and blank.argument == "city"
+    wrong = check_decision(ask, Edit({"city": 3}, "U0BOB"))
+    assert wrong is not None and wrong.argument == "city"
+    assert check_decision(ask, Edit({"city": "Oslo"}, "U0BOB")) is None
+    [hitl, _] = asks_of("T", [{"id": "i1", "value": HITL_VALUE}], MESSAGES)
+    assert check_decision(hitl, Edit({"anything": 1}, "U0BOB")) is not None  # no edit allowed there
