@@ -386,7 +386,7 @@ class RemoteAgent:
             return Refused("unknown_thread", f"There is no conversation {thread_id!r}.")
         ask = self._ask(thread_id, thread, interrupt_id) if thread["status"] != "busy" else None
         if ask is None:
-            return await self._already_answered(thread_id, thread, interrupt_id)
+            return await self._already_answered(thread_id, thread, interrupt_id, decision)
         refused = check_decision(ask, decision)
         if refused is not None:
             return refused
@@ -413,7 +413,7 @@ class RemoteAgent:
         try:
             outcome = await self._run(thread_id, thread, command, metadata)
         except AgentBusy:  # a sibling's answer started the same resume first
-            return await self._already_answered(thread_id, None, interrupt_id)
+            return await self._already_answered(thread_id, None, interrupt_id, decision)
         await self._forget_answers(thread_id, ask)
         return outcome
 
@@ -559,21 +559,24 @@ class RemoteAgent:
         return sorted(runs, key=lambda run: str(run["created_at"]))
 
     async def _already_answered(
-        self, thread_id: str, thread: Thread | None, address: str
+        self, thread_id: str, thread: Thread | None, address: str, decision: ReviewDecision
     ) -> RunOutcome | Refused:
         """A review that is not pending (or a thread that is busy): find the run that took
         its decision. Started by this review's answer and still running: joined, and what it
-        did is reported. Started by a sibling's: nothing to report here (that answer's caller
-        reports it). Finished: ``not_pending`` with who decided. No such run: busy, or not
-        pending."""
+        did is reported. Started by a sibling's answer with this very decision in it: nothing
+        to report here (that answer's caller reports it). Finished, or with another decision
+        in it (e.g. one given back after an outage, then applied by a sibling's answer):
+        ``not_pending`` with who decided what, so the caller records what really ran. No such
+        run: busy, or not pending."""
         for run in reversed(await self._runs(thread_id)):
             previous = past_decision(address, run)
             if previous is None:
                 continue
-            via_me = (run.get("metadata") or {}).get(VIA) == address
-            if not via_me:
-                return RunOutcome(thread_id=thread_id)
-            if run["status"] in ("running", "pending"):
+            metadata = run.get("metadata") or {}
+            if metadata.get(VIA) != address:
+                if metadata[DECISIONS][address] == decision_entry(decision):
+                    return RunOutcome(thread_id=thread_id)
+            elif run["status"] in ("running", "pending"):
                 await self._join(thread_id, run)
                 return await self._recap_run(thread_id, run)
             return Refused(

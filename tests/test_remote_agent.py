@@ -401,3 +401,46 @@ async def test_the_remote_benchmark_runs() -> None:
     results = await measure(2, warmup=1)
     assert len(results.ours) == len(results.bare) == 2
     assert "remote answer / bare resume" in "\n".join(results.lines())
+
+
+async def test_an_answer_given_back_but_applied_with_its_sibling_is_recorded_as_applied(
+    hitl_env: SlackEnv,
+) -> None:
+    """Bob's answer to the first call reached the server's store, then the bot gave it back
+    (the server broke off before it could say so). Carol's answer to the second call completes
+    the set and the run applies Bob's. A later click on the first review runs nothing and
+    records what ran: Bob's approval."""
+    env, sandbox = hitl_env, hitl_env.sandbox
+    thread, reviews = await start_review(env, "what's the weather in Lima and Bern?", count=2)
+    first, second = sorted(reviews, key=lambda m: m["ts"])
+    agent = agent_of(env)
+    row = await env.bot.flow.store.get(ref_of(first))
+    assert row is not None
+    [kept] = [a for a in await agent_asks(agent, row.thread_id) if a.address == row.interrupt_id]
+    assert await agent._answers(row.thread_id, kept, Approve(BOB)) is None  # the kept answer
+
+    await sandbox.click_button(CAROL, "C0GENERAL", second["ts"], "review_approve")
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+    assert "in Lima" in text_of(done) and "in Bern" in text_of(done)
+
+    await sandbox.click_button(ALICE, "C0GENERAL", first["ts"], "review_feedback")
+    await sandbox.wait_for(lambda: sandbox.open_modal(ALICE), WITHIN)
+    await sandbox.submit_modal(ALICE, {"feedback": "not Lima"})
+
+    async def settled() -> Any:
+        found = await env.bot.flow.store.get(ref_of(first))
+        return found if found is not None and found.status == "decided" else None
+
+    for _ in range(int(WITHIN * 10)):
+        if (finished := await settled()) is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert finished is not None
+    assert (finished.action, finished.decided_by) == ("continue", BOB)
+    assert len(await server_runs(env, ref_of(first))) == 2
+
+
+async def agent_asks(agent: RemoteAgent, thread_id: str) -> list[Any]:
+    thread = await agent._thread(thread_id)
+    assert thread is not None
+    return agent._asks(thread_id, thread)
