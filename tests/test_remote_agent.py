@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -444,3 +445,58 @@ async def agent_asks(agent: RemoteAgent, thread_id: str) -> list[Any]:
     thread = await agent._thread(thread_id)
     assert thread is not None
     return agent._asks(thread_id, thread)
+
+
+REMOTE_POLICY = """\
+[defaults]
+four_eyes = true
+
+[tools.weather_search]
+quorum = 2
+redact = ["city"]
+"""
+
+
+async def test_policy_four_eyes_quorum_and_redaction_hold_for_a_remote_graph(
+    database_url: str, langgraph_dev: LangGraphDev, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(REMOTE_POLICY)
+    remote = RemoteSettings(url=langgraph_dev.url, assistant=langgraph_dev.hitl)
+    async with running_slack_env(database_url, remote=remote, policy_file=policy) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "what's the weather in Zurich?")
+        assert "Zurich" not in text_of(review) and "[redacted]" in text_of(review)
+
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), WITHIN)
+        assert "four-eyes" in refusal["text"]  # Alice asked: the server's thread says so
+
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(
+            lambda: "1 of 2 approvals" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+        )
+        assert not saying(sandbox, thread, "Done:")
+        await sandbox.click_button(CAROL, "C0GENERAL", review["ts"], "review_approve")
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+        assert "Zurich" not in text_of(done) and "[redacted]" in text_of(done)
+        assert not any("Zurich" in text_of(m) for m in sandbox.replies("C0GENERAL", thread)[1:])
+
+
+async def test_an_expired_remote_review_runs_nothing(env: SlackEnv) -> None:
+    sandbox, store = env.sandbox, env.bot.flow.store
+    thread, [review] = await start_review(env, "what's the weather in Accra?")
+    ref = ref_of(review)
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
+            (ref,),
+        )
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).expired == 1
+    await sandbox.wait_for(
+        lambda: "Expired" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+    )
+    await sandbox.settle(5)
+    assert not saying(sandbox, thread, "light rain")
+    [resume] = [r for r in await server_runs(env, ref) if DECISIONS in (r["metadata"] or {})]
+    assert list(resume["metadata"][DECISIONS].values()) == [{"action": "expired"}]
