@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -500,3 +502,25 @@ async def test_an_expired_remote_review_runs_nothing(env: SlackEnv) -> None:
     assert not saying(sandbox, thread, "light rain")
     [resume] = [r for r in await server_runs(env, ref) if DECISIONS in (r["metadata"] or {})]
     assert list(resume["metadata"][DECISIONS].values()) == [{"action": "expired"}]
+
+
+async def test_retention_deletes_idle_server_threads_and_keeps_waiting_ones(env: SlackEnv) -> None:
+    sandbox, agent = env.sandbox, agent_of(env)
+    done_thread, [done] = await start_review(env, "what's the weather in Kyiv?")
+    await sandbox.click_button(BOB, "C0GENERAL", done["ts"], "review_approve")
+    await sandbox.wait_for(lambda: saying(sandbox, done_thread, "Done."), WITHIN)
+    _, [waiting] = await start_review(env, "what's the weather in Riga?")
+    finished = await env.bot.flow.store.get(ref_of(done))
+    pending = await env.bot.flow.store.get(ref_of(waiting))
+    assert finished is not None and pending is not None
+    ids = [finished.thread_id, pending.thread_id]
+
+    activity = await agent.last_activity(ids)
+    assert set(activity) == set(ids)
+    last = activity[finished.thread_id]
+    assert activity[pending.thread_id] > last  # waiting for a person counts as activity now
+    assert await agent.delete_threads(ids, idle_before=last) == []  # active since the cut
+    gone = await agent.delete_threads(ids, idle_before=last + timedelta(milliseconds=1))
+    assert gone == [finished.thread_id]
+    assert await agent.last_activity(ids) == {pending.thread_id: ANY}
+    assert await agent.pending_reviews(pending.thread_id)  # the waiting one is untouched
