@@ -1,12 +1,14 @@
 """``python -m bench --remote``: the remote agent backend (``AGENT_URL``) over a bare
 ``langgraph_sdk`` resume, on the same ``langgraph dev`` in the same run.
 
-Both sides run this project's graph (``langgraph.json``) on one in-memory LangGraph Server on
-loopback, with the offline planner, alternately on fresh threads brought to their first review
-untimed: :meth:`graph.remote.RemoteAgent.answer` (the check that the thread is interrupted and
-the review still pending, the run refused on a busy thread, the result read back) against one
-``runs.wait(command={"resume": {interrupt_id: ...}})``. Not part of ``--quick``: it needs
-``langgraph-cli[inmem]`` (a development dependency) and a server start.
+Every side runs this project's graph (``langgraph.json``) on one in-memory LangGraph Server on
+loopback, with the offline planner, in turn, on fresh threads brought to their first review
+untimed: an Approve click through the real bot (its own process, ``AGENT_URL`` set, its own
+PostgreSQL, the Web API stand-in of ``bench.run``) until its card is updated and the tool's
+result posted; :meth:`graph.remote.RemoteAgent.answer` alone (the check that the thread is
+interrupted and the review still pending, the run refused on a busy thread, the result read
+back); and one bare ``runs.wait(command={"resume": {interrupt_id: ...}})``. Not part of
+``--quick``: it needs ``langgraph-cli[inmem]`` (a development dependency) and a server start.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from bench.run import environment
 from bench.stats import median, percentile
 from graph import Approve, Refused
 from graph.remote import RemoteAgent, RemoteSettings, remote_client
@@ -42,19 +45,27 @@ START_SECONDS = 180.0
 
 @dataclass
 class RemoteResults:
+    clicks: list[float] = field(default_factory=list)
+    """Click sent to the bot (``AGENT_URL`` set) -> card updated and tool result posted."""
     ours: list[float] = field(default_factory=list)
+    """``RemoteAgent.answer`` alone, in this process."""
     bare: list[float] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        ratio = median(self.ours) / median(self.bare)
-        verdict = "pass" if ratio <= TARGET_RATIO else "miss"
-        return [
-            f"remote answer p50 {median(self.ours) * 1000:.1f} ms, "
-            f"p99 {percentile(self.ours, 99) * 1000:.1f} ms ({len(self.ours)} samples)",
-            f"bare langgraph_sdk resume p50 {median(self.bare) * 1000:.1f} ms, "
-            f"p99 {percentile(self.bare, 99) * 1000:.1f} ms",
-            f"remote answer / bare resume: {ratio:.2f}x (target <= {TARGET_RATIO}x): {verdict}",
+        bare = median(self.bare)
+        lines = [
+            f"bare langgraph_sdk resume p50 {bare * 1000:.1f} ms, "
+            f"p99 {percentile(self.bare, 99) * 1000:.1f} ms ({len(self.bare)} samples)"
         ]
+        for label, values in (("click->applied", self.clicks), ("remote answer", self.ours)):
+            ratio = median(values) / bare
+            verdict = "pass" if ratio <= TARGET_RATIO else "miss"
+            lines.append(
+                f"{label} p50 {median(values) * 1000:.1f} ms, "
+                f"p99 {percentile(values, 99) * 1000:.1f} ms; / bare resume: {ratio:.2f}x "
+                f"(target <= {TARGET_RATIO}x): {verdict}"
+            )
+        return lines
 
 
 def _port() -> int:
@@ -159,17 +170,22 @@ async def _bare(agent: RemoteAgent, assistant: str) -> float:
 
 
 async def measure(samples: int, warmup: int = 3) -> RemoteResults:
+    """Interleaved: a click through the bot, ``RemoteAgent.answer``, a bare resume."""
     results = RemoteResults()
     with langgraph_dev() as url:
         client = remote_client(RemoteSettings(url=url, assistant=GRAPH))
         agent = RemoteAgent(client, GRAPH)
         try:
             assistant = await agent.assistant()
-            for index in range(samples + warmup):
-                ours, bare = await _ours(agent, index), await _bare(agent, assistant)
-                if index >= warmup:
-                    results.ours.append(ours)
-                    results.bare.append(bare)
+            async with environment(None, agent_url=url, text=TEXT, tool="weather_search") as env:
+                for index in range(samples + warmup):
+                    [review] = await env.create_reviews(1)
+                    _, click = await env.click(review)
+                    ours, bare = await _ours(agent, index), await _bare(agent, assistant)
+                    if index >= warmup:
+                        results.clicks.append(click)
+                        results.ours.append(ours)
+                        results.bare.append(bare)
         finally:
             await client.http.client.aclose()
     return results

@@ -403,7 +403,8 @@ async def test_the_remote_benchmark_runs() -> None:
 
     results = await measure(2, warmup=1)
     assert len(results.ours) == len(results.bare) == 2
-    assert "remote answer / bare resume" in "\n".join(results.lines())
+    assert len(results.clicks) == 2
+    assert "click->applied" in "\n".join(results.lines())
 
 
 async def test_an_answer_given_back_but_applied_with_its_sibling_is_recorded_as_applied(
