@@ -291,6 +291,8 @@ async def test_the_server_down_is_said_and_the_decision_given_back_then_applied(
             )  # the buttons are back
             row = await env.bot.flow.store.get(ref_of(review))
             assert row is not None and row.status == "pending"
+            other = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> weather in Oslo?")
+            await sandbox.wait_for(lambda: saying(sandbox, other, AGENT_DOWN), WITHIN)
             async with httpx.AsyncClient(trust_env=False) as http:
                 down = await http.get(ready_url)
                 assert down.status_code == 503 and "agent_server" in down.json()
