@@ -19,7 +19,8 @@ from bot.failures import AGENT_DOWN
 from bot.store import BotStore, Expired
 from bot.sweeper import sweep_once
 from graph import Approve, Edit, Feedback, Refused
-from graph.remote import DECISIONS, RemoteAgent, RemoteSettings, server_thread_id
+from graph.remote import RemoteAgent, RemoteSettings
+from graph.remote_wire import DECISIONS, server_thread_id
 from sandbox.server import Sandbox
 from tests.support import odd_agents
 from tests.support.bot_harness import (

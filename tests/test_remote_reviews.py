@@ -14,19 +14,7 @@ from bot.config import BotSettings, ConfigError, remote_from_env
 from bot.policy import PolicyError
 from bot.startup import check_policy_tools
 from graph import Approve, Edit, Expire, Feedback
-from graph.remote import (
-    DECISIONS,
-    RemoteAgent,
-    RemoteSettings,
-    answer_from_store,
-    check_decision,
-    declined,
-    outcome_of,
-    past_decision,
-    remote_client,
-    server_thread_id,
-    stored_answer,
-)
+from graph.remote import RemoteAgent, RemoteSettings, remote_client
 from graph.remote_reviews import (
     HITL_DEFAULT_DESCRIPTION,
     UNKNOWN_TOOL,
@@ -34,6 +22,16 @@ from graph.remote_reviews import (
     asks_of,
     interrupt_of,
     resume_value,
+)
+from graph.remote_wire import (
+    DECISIONS,
+    answer_from_store,
+    check_decision,
+    declined,
+    outcome_of,
+    past_decision,
+    server_thread_id,
+    stored_answer,
 )
 from tests.support.block_kit import assert_valid_blocks
 
