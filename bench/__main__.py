@@ -36,6 +36,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "audit export, prune and migrate take on it; not part of CI",
     )
     parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="instead: the remote agent backend (AGENT_URL) over a bare langgraph_sdk resume "
+        "on one local langgraph dev (needs langgraph-cli[inmem]); not part of CI",
+    )
+    parser.add_argument(
+        "--remote-samples", type=int, default=100, help="samples of each side for --remote"
+    )
+    parser.add_argument(
         "--scale-factor",
         type=float,
         default=1.0,
@@ -70,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.scale:
         return asyncio.run(scale(args.database_url, args.scale_factor))
+    if args.remote:
+        from bench.remote import measure
+
+        print("\n".join(asyncio.run(measure(args.remote_samples)).lines()))
+        return 0
     sizes = Sizes.quick() if args.quick else Sizes.full()
     results = asyncio.run(run(sizes, args.database_url))
     print(table(results))

@@ -22,6 +22,7 @@ from bot.config import BotSettings
 from bot.limits import TurnLimits
 from bot.server import http_app, run_fast, running_bot
 from graph import AgentSettings
+from graph.remote import RemoteSettings
 
 BOT_TOKEN = "xoxb-bench"
 
@@ -37,6 +38,9 @@ def settings_from_env() -> BotSettings:
             pool_max_size=int(os.environ.get("BENCH_POOL_SIZE", "20")),
         ),
         turn_limits=TurnLimits.unlimited(),  # the load is one simulated person, on purpose
+        remote=RemoteSettings(url=os.environ["BENCH_AGENT_URL"], assistant="agent")
+        if os.environ.get("BENCH_AGENT_URL")
+        else None,
     )
 
 

@@ -137,11 +137,11 @@ def signed(body: bytes, content_type: str) -> dict[str, str]:
     }
 
 
-def mention_body(thread_ts: str) -> bytes:
+def mention_body(thread_ts: str, text: str = HUMAN_TEXT) -> bytes:
     event = {
         "type": "app_mention",
         "user": REQUESTER,
-        "text": f"<@{BOT_USER}> {HUMAN_TEXT}",
+        "text": f"<@{BOT_USER}> {text}",
         "ts": thread_ts,
         "channel": CHANNEL,
         "event_ts": thread_ts,
@@ -231,6 +231,8 @@ class Env:
     http: aiohttp.ClientSession
     bot_url: str
     bot_pid: int
+    text: str = HUMAN_TEXT
+    """What each mention says (the agent proposes one call for it)."""
     _thread_seq: int = 0
 
     def next_thread_ts(self) -> str:
@@ -244,7 +246,7 @@ class Env:
         async def one() -> PostedReview:
             async with gate:
                 thread_ts = self.next_thread_ts()
-                body = mention_body(thread_ts)
+                body = mention_body(thread_ts, self.text)
                 headers = signed(body, "application/json")
                 async with self.http.post(self.bot_url, data=body, headers=headers) as response:
                     await response.read()
@@ -314,13 +316,17 @@ async def database(url: str | None) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def bot_process(database_url: str, api_url: str) -> AsyncIterator[tuple[int, int]]:
-    """Start ``bench.bot_process``; yield (pid, port); interrupt it afterwards."""
+async def bot_process(
+    database_url: str, api_url: str, agent_url: str | None = None
+) -> AsyncIterator[tuple[int, int]]:
+    """Start ``bench.bot_process``; yield (pid, port); interrupt it afterwards. ``agent_url``:
+    the bot drives the graph on that LangGraph Server (``AGENT_URL``)."""
     env = {
         **os.environ,
         "BENCH_DATABASE_URL": database_url,
         "BENCH_SLACK_API_URL": api_url,
         "BENCH_SIGNING_SECRET": SIGNING_SECRET,
+        **({"BENCH_AGENT_URL": agent_url} if agent_url else {}),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -347,19 +353,27 @@ async def bot_process(database_url: str, api_url: str) -> AsyncIterator[tuple[in
 
 
 @asynccontextmanager
-async def environment(database_url: str | None) -> AsyncIterator[Env]:
-    stub = SlackStub(TOOL_NAME)
+async def environment(
+    database_url: str | None,
+    *,
+    agent_url: str | None = None,
+    text: str = HUMAN_TEXT,
+    tool: str = TOOL_NAME,
+) -> AsyncIterator[Env]:
+    """``agent_url``, ``text``, ``tool``: for a graph on LangGraph Server (``bench.remote``),
+    what people ask it and the tool it proposes."""
+    stub = SlackStub(tool)
     await stub.start()
     try:
         async with (
             database(database_url) as url,
-            bot_process(url, stub.api_url) as (pid, port),
+            bot_process(url, stub.api_url, agent_url) as (pid, port),
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=3),  # uvicorn's is 5 s
                 timeout=aiohttp.ClientTimeout(total=60),
             ) as http,
         ):
-            yield Env(url, stub, http, f"http://127.0.0.1:{port}/slack/events", pid)
+            yield Env(url, stub, http, f"http://127.0.0.1:{port}/slack/events", pid, text)
     finally:
         await stub.stop()
 

@@ -15,7 +15,7 @@ makes the encoding unambiguous; the fields and their order are fixed (a new vers
 change the ``v1`` tag).
 
 The database computes the links itself, in a ``BEFORE INSERT`` trigger (``bot.migrations``
-step 5), so every insert is chained whatever statement makes it (the review transitions append
+step 9), so every insert is chained whatever statement makes it (the review transitions append
 their event in the same statement as the change: they stay atomic). The trigger locks the
 workspace's row of ``audit_chain_heads`` until the inserting transaction ends: appenders on
 every replica queue per workspace and the chain stays linear; other workspaces never wait.

@@ -369,7 +369,7 @@ _CHAIN_FIELDS: tuple[str, ...] = (
     "detail",
     "args_digest",
 )
-"""The hashed columns of step 5, in order (``bot.audit_chain`` documents the encoding). Part of
+"""The hashed columns of step 9, in order (``bot.audit_chain`` documents the encoding). Part of
 a released step: never change it; a new encoding is a new tag (``v2``) in a new step."""
 
 

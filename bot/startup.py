@@ -136,9 +136,19 @@ async def opened_agent(
 def check_policy_tools(settings: BotSettings, policy: Policy, agent: Agent) -> None:
     """A policy naming a tool the agent does not have stops the start. A remote agent's
     tools are not known before its graph proposes them, so that check is skipped (said in
-    the log): an entry for a tool the graph never calls is simply never used."""
+    the log): an entry for a tool the graph never calls is simply never used. Review/auto
+    modes are the remote graph's own business (a warning says they are ignored)."""
     source = str(settings.policy_file or "APPROVERS")
     if isinstance(agent, RemoteAgent):
+        modes = [rule.tool for rule in policy.mode_rules(source)] + list(
+            settings.agent.auto_approve
+        )
+        if modes:
+            log.warning(
+                "mode settings for %s have no effect with AGENT_URL: the graph on the agent "
+                "server decides which calls it stops for",
+                ", ".join(sorted(set(modes))),
+            )
         if policy.tools:
             log.info(
                 "%s names %s; the agent server does not list its tools, so these names are "

@@ -25,55 +25,50 @@ gives the decision back, and ``/readyz`` reports it: :meth:`RemoteAgent.reachabl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import uuid
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from langchain_core.messages import AIMessage, ToolMessage
 from langgraph_sdk import __version__ as sdk_version
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import ConflictError, InternalServerError, NotFoundError
+from langgraph_sdk.errors import NotFoundError
 from langgraph_sdk.schema import Run, Thread
 
 from graph.context import AgentContext
-from graph.decisions import (
-    Approve,
-    Edit,
-    Expire,
-    Feedback,
-    ReviewDecision,
-    stored_action,
-)
+from graph.decisions import ReviewDecision
 from graph.previews import Preview
 from graph.protocols import Unanswerable
-from graph.remote_reviews import Ask, asks_of, interrupt_of, resume_value
-from graph.remote_reviews import allowed as allows
+from graph.remote_reviews import Ask, asks_of, resume_value
+from graph.remote_wire import (
+    AFTER,
+    CALLS,
+    DECISIONS,
+    MESSAGE,
+    RECENT_RUNS,
+    STORE_PREFIX,
+    VIA,
+    answer_from_store,
+    calls_in,
+    check_decision,
+    decision_entry,
+    human_message,
+    is_uuid,
+    messages_of,
+    moment,
+    outcome_of,
+    past_decision,
+    server_thread_id,
+    stored_answer,
+    translated,
+)
 from graph.seam import Agent, AgentBusy, AgentUnreachable
-from graph.service import message_text, tool_result
 from graph.tools.mcp import McpStatus
-from graph.types import PastDecision, PendingReview, Refused, ReviewAction, RunOutcome
+from graph.types import PendingReview, Refused, RunOutcome
 
 log = logging.getLogger(__name__)
-
-THREAD_NAMESPACE = uuid.UUID("6f1b6a0e-3c55-4d7e-9a57-2f0d3c1b9e41")
-"""Fixed forever: server thread ids are derived from it (changing it loses every thread)."""
-
-DECISIONS = "slack_decisions"
-"""Run metadata: ``{review address: {"action": stored word, "by": user}}`` for each decision
-the run applies."""
-VIA = "slack_via"
-"""Run metadata: the review whose answer started the run (its handler reports the outcome)."""
-MESSAGE = "slack_message"
-"""Run metadata: the id of the message that started a turn."""
-STORE_PREFIX = "slack_approval_answers"
-"""The server store's namespace prefix for answers kept until their interrupt's last one."""
-RECENT_RUNS = 50
-"""How many of a thread's latest runs are searched for a review's decision."""
 
 
 @dataclass(frozen=True)
@@ -88,154 +83,6 @@ class RemoteSettings:
     connect_seconds: float = 5.0
     run_seconds: float = 300.0
     """How long one request may take; a run is waited for with reconnects beyond that."""
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
-def server_thread_id(thread_id: str) -> str:
-    """The server's thread for one of ours: the same everywhere, forever."""
-    return str(uuid.uuid5(THREAD_NAMESPACE, thread_id))
-
-
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """The server's failures in the seam's words: busy (409) and unreachable."""
-    try:
-        yield
-    except ConflictError as error:
-        raise AgentBusy(f"the agent server refused a second run on a busy thread ({what})") from (
-            error
-        )
-    except (httpx.TransportError, InternalServerError) as error:
-        raise AgentUnreachable(f"the agent server did not answer ({what}): {error}") from error
-
-
-def human_message(text: str, user: str | None, message_id: str | None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "human", "content": text}
-    if user:
-        message["name"] = user
-    if message_id:
-        message["id"] = message_id
-    return message
-
-
-def messages_of(values: Any) -> list[dict[str, Any]]:
-    if not isinstance(values, Mapping):
-        return []
-    found = values.get("messages")
-    return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else []
-
-
-def outcome_of(
-    thread_id: str, new: Sequence[Mapping[str, Any]], pending: list[PendingReview]
-) -> RunOutcome:
-    """What a run did, from the messages it added (JSON, as the server returns them)."""
-    results = []
-    replies = []
-    for message in new:
-        if message.get("type") == "tool":
-            result = tool_result(ToolMessage.model_validate(message))
-            results.append(
-                dataclasses.replace(result, status="declined") if declined(message) else result
-            )
-        elif message.get("type") == "ai":
-            replies.append(message_text(AIMessage.model_validate(message)))
-    return RunOutcome(
-        thread_id=thread_id,
-        tool_results=results,
-        pending=pending,
-        reply=next((text for text in reversed(replies) if text), None),
-    )
-
-
-HITL_DECISION_SOURCE = "hitl_interrupt_decision"
-"""How the HITL middleware marks the tool message it writes instead of running a call."""
-
-
-def declined(message: Mapping[str, Any]) -> bool:
-    """A call the HITL middleware did not run (rejected, or answered by a person): its result
-    is the person's words, not the tool's, so it is not shown as a result (as for the seed's
-    feedback)."""
-    extra = message.get("additional_kwargs") or {}
-    data = extra.get("lc_data") if isinstance(extra, Mapping) else None
-    return (
-        isinstance(extra, Mapping)
-        and extra.get("lc_source") == HITL_DECISION_SOURCE
-        and isinstance(data, Mapping)
-        and data.get("decision") in ("reject", "respond")
-    )
-
-
-def past_decision(address: str, run: Run) -> PastDecision | None:
-    """Who decided a review, read from the run that applied it; None if this run did not."""
-    decisions = (run.get("metadata") or {}).get(DECISIONS)
-    entry = decisions.get(address) if isinstance(decisions, Mapping) else None
-    if not isinstance(entry, Mapping):
-        return None
-    action = _ACTIONS.get(str(entry.get("action")))
-    if action is None:
-        return None
-    by = entry.get("by")
-    return PastDecision(
-        interrupt_id=address,
-        action=action,
-        decided_by=by if isinstance(by, str) else None,
-        decided_at=moment(run.get("created_at")),
-    )
-
-
-_ACTIONS: dict[str, ReviewAction] = {
-    "continue": "continue",
-    "update": "update",
-    "feedback": "feedback",
-    "expired": "feedback",
-}
-
-
-def moment(value: object) -> datetime:
-    """A timestamp as the server sends it (ISO text over JSON); now if it is missing."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        return datetime.fromisoformat(value)
-    return datetime.now(UTC)
-
-
-def decision_entry(decision: ReviewDecision) -> dict[str, Any]:
-    entry: dict[str, Any] = {"action": stored_action(decision.kind)}
-    if decision.by:
-        entry["by"] = decision.by
-    return entry
-
-
-def stored_answer(decision: ReviewDecision) -> dict[str, Any]:
-    """An answer kept on the server's store until its interrupt's last one arrives."""
-    entry = decision_entry(decision)
-    if isinstance(decision, Edit):
-        entry["args"] = dict(decision.args)
-    elif isinstance(decision, Feedback | Expire):
-        entry["text"] = decision.text
-    return entry
-
-
-def answer_from_store(value: Mapping[str, Any]) -> ReviewDecision | None:
-    action, by = value.get("action"), value.get("by")
-    by = by if isinstance(by, str) else None
-    if action == "continue":
-        return Approve(by)
-    if action == "update" and isinstance(value.get("args"), Mapping):
-        return Edit(value["args"], by)
-    if action == "feedback":
-        return Feedback(str(value.get("text") or ""), by)
-    if action == "expired":
-        return Expire(str(value.get("text") or ""))
-    return None
 
 
 class RemoteAgent:
@@ -287,7 +134,7 @@ class RemoteAgent:
 
     async def _look_up(self, wanted: str | None) -> str:
         with translated("looking up the assistant"):
-            if wanted is not None and _is_uuid(wanted):
+            if wanted is not None and is_uuid(wanted):
                 try:
                     return str((await self.client.assistants.get(wanted))["assistant_id"])
                 except NotFoundError:
@@ -367,7 +214,7 @@ class RemoteAgent:
         ask = self._ask(thread_id, thread, interrupt_id)
         if ask is None:
             return Refused("not_pending", "This review is no longer waiting for a decision.")
-        return _refusal(ask, decision)
+        return check_decision(ask, decision)
 
     async def answer(
         self,
@@ -389,20 +236,23 @@ class RemoteAgent:
             return Refused("unknown_thread", f"There is no conversation {thread_id!r}.")
         ask = self._ask(thread_id, thread, interrupt_id) if thread["status"] != "busy" else None
         if ask is None:
-            return await self._already_answered(thread_id, thread, interrupt_id)
-        refused = _refusal(ask, decision)
+            return await self._already_answered(thread_id, thread, interrupt_id, decision)
+        refused = check_decision(ask, decision)
         if refused is not None:
             return refused
         decisions = await self._answers(thread_id, ask, decision)
         if decisions is None:  # its siblings are still waiting: nothing runs yet
             return RunOutcome(thread_id=thread_id)
         siblings = self._siblings(thread_id, thread, ask)
+        before = messages_of(thread.get("values"))
         metadata = {
             VIA: interrupt_id,
             DECISIONS: {
                 sibling.address: decision_entry(answer)
                 for sibling, answer in zip(siblings, decisions, strict=True)
             },
+            CALLS: [sibling.review.tool_call_id for sibling in siblings],
+            AFTER: before[-1].get("id") if before else None,
         }
         resume = resume_value(ask, decisions)
         if isinstance(resume, Unanswerable):
@@ -413,7 +263,7 @@ class RemoteAgent:
         try:
             outcome = await self._run(thread_id, thread, command, metadata)
         except AgentBusy:  # a sibling's answer started the same resume first
-            return await self._already_answered(thread_id, None, interrupt_id)
+            return await self._already_answered(thread_id, None, interrupt_id, decision)
         await self._forget_answers(thread_id, ask)
         return outcome
 
@@ -441,6 +291,8 @@ class RemoteAgent:
         if thread is None:
             return RunOutcome(thread_id=thread_id)
         messages = messages_of(thread.get("values"))
+        if tool_call_id and not calls_in(messages, tool_call_id):
+            after_message = await self._after_call(thread_id, tool_call_id) or after_message
         start = next(
             (
                 index
@@ -557,21 +409,24 @@ class RemoteAgent:
         return sorted(runs, key=lambda run: str(run["created_at"]))
 
     async def _already_answered(
-        self, thread_id: str, thread: Thread | None, address: str
+        self, thread_id: str, thread: Thread | None, address: str, decision: ReviewDecision
     ) -> RunOutcome | Refused:
         """A review that is not pending (or a thread that is busy): find the run that took
         its decision. Started by this review's answer and still running: joined, and what it
-        did is reported. Started by a sibling's: nothing to report here (that answer's caller
-        reports it). Finished: ``not_pending`` with who decided. No such run: busy, or not
-        pending."""
+        did is reported. Started by a sibling's answer with this very decision in it: nothing
+        to report here (that answer's caller reports it). Finished, or with another decision
+        in it (e.g. one given back after an outage, then applied by a sibling's answer):
+        ``not_pending`` with who decided what, so the caller records what really ran. No such
+        run: busy, or not pending."""
         for run in reversed(await self._runs(thread_id)):
             previous = past_decision(address, run)
             if previous is None:
                 continue
-            via_me = (run.get("metadata") or {}).get(VIA) == address
-            if not via_me:
-                return RunOutcome(thread_id=thread_id)
-            if run["status"] in ("running", "pending"):
+            metadata = run.get("metadata") or {}
+            if metadata.get(VIA) != address:
+                if metadata[DECISIONS][address] == decision_entry(decision):
+                    return RunOutcome(thread_id=thread_id)
+            elif run["status"] in ("running", "pending"):
                 await self._join(thread_id, run)
                 return await self._recap_run(thread_id, run)
             return Refused(
@@ -585,26 +440,23 @@ class RemoteAgent:
         return Refused("not_pending", "This review is no longer waiting for a decision.")
 
     async def _recap_run(self, thread_id: str, run: Run) -> RunOutcome:
-        """What a run nobody waited for did, read back from the thread."""
+        """What a run nobody waited for did, read back from the thread: what follows the
+        message that started it (a turn) or the last one before it (a resume)."""
         metadata = run.get("metadata") or {}
-        message = metadata.get(MESSAGE)
-        if isinstance(message, str):
-            return await self.recap(thread_id, after_message=message)
-        thread = await self._thread(thread_id)
-        via = metadata.get(VIA)
-        if thread is None or not isinstance(via, str):
-            return RunOutcome(thread_id=thread_id)
-        call_ids = self._call_ids_before(thread, interrupt_of(via))
-        return await self.recap(thread_id, call_ids[0] if call_ids else None)
+        after = metadata.get(MESSAGE) or metadata.get(AFTER)
+        if isinstance(after, str):
+            return await self.recap(thread_id, after_message=after)
+        return await self.recap(thread_id)
 
-    def _call_ids_before(self, thread: Thread, interrupt_id: str) -> list[str]:
-        """The tool calls of the model's message the resumed interrupt was about (its ids
-        are in the request; the last AI message with calls otherwise)."""
-        for message in reversed(messages_of(thread.get("values"))):
-            calls = message.get("tool_calls") if message.get("type") == "ai" else None
-            if calls:
-                return [str(c.get("id")) for c in calls if isinstance(c, Mapping)]
-        return []
+    async def _after_call(self, thread_id: str, tool_call_id: str) -> str | None:
+        """The message a resume answering this call followed, from the run's metadata (for a
+        review whose call is not among the model's, e.g. an interrupt of unknown shape)."""
+        for run in reversed(await self._runs(thread_id)):
+            metadata = run.get("metadata") or {}
+            calls, after = metadata.get(CALLS), metadata.get(AFTER)
+            if isinstance(calls, list) and tool_call_id in calls and isinstance(after, str):
+                return after
+        return None
 
     async def _answers(
         self, thread_id: str, ask: Ask, decision: ReviewDecision
@@ -642,16 +494,6 @@ class RemoteAgent:
 
 class RemoteRunFailed(RuntimeError):
     """The server ran the graph and the run failed (its log says why)."""
-
-
-def _refusal(ask: Ask, decision: ReviewDecision) -> Refused | None:
-    if not allows(ask, decision):
-        kinds = ask.review.request.get("allowed_decisions") or []
-        return Refused(
-            "invalid_decision",
-            f"This review does not accept {decision.kind} (it allows {', '.join(kinds)}).",
-        )
-    return None
 
 
 def remote_client(settings: RemoteSettings) -> LangGraphClient:

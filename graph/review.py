@@ -228,18 +228,28 @@ def _check_against_json_schema(tool: BaseTool) -> Callable[[Mapping[str, Any]], 
     schema = args_schema(tool)
 
     def check(args: Mapping[str, Any]) -> dict[str, Any]:
-        properties = schema.get("properties", {})
-        for name in args:
-            if properties and name not in properties:
-                raise InvalidDecision(f"{name}: unknown field for {tool.name}", field=name)
-        for name in schema.get("required", []):
-            if name not in args:
-                raise InvalidDecision(f"{name}: Field required", field=name)
-        _refuse_blank(args, schema.get("required", []))
-        _refuse_schema_errors(schema, args)
-        return dict(args)
+        return validate_json_args(tool.name, schema, args)
 
     return check
+
+
+def validate_json_args(
+    tool_name: str, schema: Mapping[str, Any], args: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Edited arguments against a tool known only by its JSON schema (an MCP tool, a tool of a
+    graph on LangGraph Server): unknown and missing fields, blank required text, then the whole
+    schema with ``jsonschema``; :class:`InvalidDecision` names the first field at fault."""
+    refuse_nul(args)
+    properties = schema.get("properties", {})
+    for name in args:
+        if properties and name not in properties:
+            raise InvalidDecision(f"{name}: unknown field for {tool_name}", field=name)
+    for name in schema.get("required", []):
+        if name not in args:
+            raise InvalidDecision(f"{name}: Field required", field=name)
+    _refuse_blank(args, schema.get("required", []))
+    _refuse_schema_errors(schema, args)
+    return dict(args)
 
 
 def _refuse_schema_errors(schema: Mapping[str, Any], args: Mapping[str, Any]) -> None:

@@ -5,8 +5,8 @@ preview what a call would do (``graph.previews``), read back what followed, fini
 dead process left half-way, name the tools (for the policy's start-up checks), and, for
 retention, tell when threads were last active and delete idle ones
 (the bot never touches the agent's tables). :class:`graph.service.AgentService` implements it
-in process; an agent hosted elsewhere would implement the same methods over its own transport,
-and the review lifecycle would not change. Answers travel as :mod:`graph.decisions` records.
+in process, :class:`graph.remote.RemoteAgent` over LangGraph Server's API; the review lifecycle
+is the same for both. Answers travel as :mod:`graph.decisions` records.
 
 :class:`AgentBusy` is the error a caller sees when a conversation stayed busy with another
 request for too long (today: the thread lease was not granted in time, or LangGraph Server

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
 
 from bot.failures import AGENT_DOWN
-from bot.store import BotStore
+from bot.store import BotStore, Expired
 from bot.sweeper import sweep_once
-from graph import Approve, Edit, Refused
-from graph.remote import DECISIONS, RemoteAgent, RemoteSettings, server_thread_id
+from graph import Approve, Edit, Feedback, Refused
+from graph.remote import RemoteAgent, RemoteSettings
+from graph.remote_wire import DECISIONS, server_thread_id
 from sandbox.server import Sandbox
 from tests.support import odd_agents
 from tests.support.bot_harness import (
     ALICE,
     BOB,
     BOT,
+    CAROL,
     SlackEnv,
     review_messages,
     running_slack_env,
@@ -287,6 +292,8 @@ async def test_the_server_down_is_said_and_the_decision_given_back_then_applied(
             )  # the buttons are back
             row = await env.bot.flow.store.get(ref_of(review))
             assert row is not None and row.status == "pending"
+            other = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> weather in Oslo?")
+            await sandbox.wait_for(lambda: saying(sandbox, other, AGENT_DOWN), WITHIN)
             async with httpx.AsyncClient(trust_env=False) as http:
                 down = await http.get(ready_url)
                 assert down.status_code == 503 and "agent_server" in down.json()
@@ -339,3 +346,185 @@ async def test_only_the_decisions_the_middleware_allows_are_offered(
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
         [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
         assert "light rain, 2 °C in sf" in text_of(done)
+
+
+async def test_a_run_still_going_when_the_bot_died_is_joined_not_restarted(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    """The bot claimed, the server started the run, the bot died while it waited: recovery
+    finds the run by the decision in its metadata, waits for it and reports it, once."""
+    remote = RemoteSettings(url=odd_server.url, assistant="slow")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox, store, agent = env.sandbox, env.bot.flow.store, agent_of(env)
+        thread, [review] = await start_review(env, "hello")
+        ref = ref_of(review)
+        row = await store.claim(ref, Feedback("blue", BOB))
+        assert row is not None and not isinstance(row, Expired)
+        decision = row.decision
+        assert decision is not None
+        dying = asyncio.create_task(agent.answer(row.thread_id, row.interrupt_id, decision))
+        sid = server_thread_id(row.thread_id)
+
+        async def busy() -> bool:
+            return (await agent.client.threads.get(sid))["status"] == "busy"
+
+        while not await busy():
+            assert not dying.done(), dying
+            await asyncio.sleep(0.05)
+        dying.cancel()  # the process is gone; its run is not
+        await _age_claim(store, ref)
+        assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered == 1
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Worked on: blue"), WITHIN)
+        assert done
+        finished = await store.get(ref)
+        assert finished is not None and finished.status == "decided"
+        assert len(await server_runs(env, ref)) == 2
+        await sandbox.settle(5)
+        assert len(saying(sandbox, thread, "Worked on: blue")) == 1
+
+
+async def test_both_action_requests_answered_at_once_resume_once(hitl_env: SlackEnv) -> None:
+    env, sandbox = hitl_env, hitl_env.sandbox
+    thread, reviews = await start_review(env, "what's the weather in Rome and Oslo?", count=2)
+    first, second = sorted(reviews, key=lambda m: m["ts"])
+    await asyncio.gather(
+        sandbox.click_button(BOB, "C0GENERAL", first["ts"], "review_approve"),
+        sandbox.click_button(CAROL, "C0GENERAL", second["ts"], "review_approve"),
+    )
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+    assert "in Rome" in text_of(done) and "in Oslo" in text_of(done)
+    await sandbox.settle(5)
+    assert len(saying(sandbox, thread, "Done:")) == 1
+    assert len(await server_runs(env, ref_of(first))) == 2
+    for review in (first, second):
+        row = await env.bot.flow.store.get(ref_of(review))
+        assert row is not None and row.status == "decided"
+
+
+async def test_the_remote_benchmark_runs() -> None:
+    from bench.remote import measure
+
+    results = await measure(2, warmup=1)
+    assert len(results.ours) == len(results.bare) == 2
+    assert len(results.clicks) == 2
+    assert "click->applied" in "\n".join(results.lines())
+
+
+async def test_an_answer_given_back_but_applied_with_its_sibling_is_recorded_as_applied(
+    hitl_env: SlackEnv,
+) -> None:
+    """Bob's answer to the first call reached the server's store, then the bot gave it back
+    (the server broke off before it could say so). Carol's answer to the second call completes
+    the set and the run applies Bob's. A later click on the first review runs nothing and
+    records what ran: Bob's approval."""
+    env, sandbox = hitl_env, hitl_env.sandbox
+    thread, reviews = await start_review(env, "what's the weather in Lima and Bern?", count=2)
+    first, second = sorted(reviews, key=lambda m: m["ts"])
+    agent = agent_of(env)
+    row = await env.bot.flow.store.get(ref_of(first))
+    assert row is not None
+    [kept] = [a for a in await agent_asks(agent, row.thread_id) if a.address == row.interrupt_id]
+    assert await agent._answers(row.thread_id, kept, Approve(BOB)) is None  # the kept answer
+
+    await sandbox.click_button(CAROL, "C0GENERAL", second["ts"], "review_approve")
+    [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+    assert "in Lima" in text_of(done) and "in Bern" in text_of(done)
+
+    await sandbox.click_button(ALICE, "C0GENERAL", first["ts"], "review_feedback")
+    await sandbox.wait_for(lambda: sandbox.open_modal(ALICE), WITHIN)
+    await sandbox.submit_modal(ALICE, {"feedback": "not Lima"})
+
+    async def settled() -> Any:
+        found = await env.bot.flow.store.get(ref_of(first))
+        return found if found is not None and found.status == "decided" else None
+
+    for _ in range(int(WITHIN * 10)):
+        if (finished := await settled()) is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert finished is not None
+    assert (finished.action, finished.decided_by) == ("continue", BOB)
+    assert len(await server_runs(env, ref_of(first))) == 2
+
+
+async def agent_asks(agent: RemoteAgent, thread_id: str) -> list[Any]:
+    thread = await agent._thread(thread_id)
+    assert thread is not None
+    return agent._asks(thread_id, thread)
+
+
+REMOTE_POLICY = """\
+[defaults]
+four_eyes = true
+
+[tools.weather_search]
+quorum = 2
+redact = ["city"]
+"""
+
+
+async def test_policy_four_eyes_quorum_and_redaction_hold_for_a_remote_graph(
+    database_url: str, langgraph_dev: LangGraphDev, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(REMOTE_POLICY)
+    remote = RemoteSettings(url=langgraph_dev.url, assistant=langgraph_dev.hitl)
+    async with running_slack_env(database_url, remote=remote, policy_file=policy) as env:
+        sandbox = env.sandbox
+        thread, [review] = await start_review(env, "what's the weather in Zurich?")
+        assert "Zurich" not in text_of(review) and "[redacted]" in text_of(review)
+
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), WITHIN)
+        assert "four-eyes" in refusal["text"]  # Alice asked: the server's thread says so
+
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(
+            lambda: "1 of 2 approvals" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+        )
+        assert not saying(sandbox, thread, "Done:")
+        await sandbox.click_button(CAROL, "C0GENERAL", review["ts"], "review_approve")
+        [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
+        assert "Zurich" not in text_of(done) and "[redacted]" in text_of(done)
+        assert not any("Zurich" in text_of(m) for m in sandbox.replies("C0GENERAL", thread)[1:])
+
+
+async def test_an_expired_remote_review_runs_nothing(env: SlackEnv) -> None:
+    sandbox, store = env.sandbox, env.bot.flow.store
+    thread, [review] = await start_review(env, "what's the weather in Accra?")
+    ref = ref_of(review)
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
+            (ref,),
+        )
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).expired == 1
+    await sandbox.wait_for(
+        lambda: "Expired" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+    )
+    await sandbox.settle(5)
+    assert not saying(sandbox, thread, "light rain")
+    [resume] = [r for r in await server_runs(env, ref) if DECISIONS in (r["metadata"] or {})]
+    assert list(resume["metadata"][DECISIONS].values()) == [{"action": "expired"}]
+
+
+async def test_retention_deletes_idle_server_threads_and_keeps_waiting_ones(env: SlackEnv) -> None:
+    sandbox, agent = env.sandbox, agent_of(env)
+    done_thread, [done] = await start_review(env, "what's the weather in Kyiv?")
+    await sandbox.click_button(BOB, "C0GENERAL", done["ts"], "review_approve")
+    await sandbox.wait_for(lambda: saying(sandbox, done_thread, "Done."), WITHIN)
+    _, [waiting] = await start_review(env, "what's the weather in Riga?")
+    finished = await env.bot.flow.store.get(ref_of(done))
+    pending = await env.bot.flow.store.get(ref_of(waiting))
+    assert finished is not None and pending is not None
+    ids = [finished.thread_id, pending.thread_id]
+
+    activity = await agent.last_activity(ids)
+    assert set(activity) == set(ids)
+    last = activity[finished.thread_id]
+    assert activity[pending.thread_id] > last  # waiting for a person counts as activity now
+    assert await agent.delete_threads(ids, idle_before=last) == []  # active since the cut
+    gone = await agent.delete_threads(ids, idle_before=last + timedelta(milliseconds=1))
+    assert gone == [finished.thread_id]
+    assert await agent.last_activity(ids) == {pending.thread_id: ANY}
+    assert await agent.pending_reviews(pending.thread_id)  # the waiting one is untouched

@@ -14,18 +14,7 @@ from bot.config import BotSettings, ConfigError, remote_from_env
 from bot.policy import PolicyError
 from bot.startup import check_policy_tools
 from graph import Approve, Edit, Expire, Feedback
-from graph.remote import (
-    DECISIONS,
-    RemoteAgent,
-    RemoteSettings,
-    answer_from_store,
-    declined,
-    outcome_of,
-    past_decision,
-    remote_client,
-    server_thread_id,
-    stored_answer,
-)
+from graph.remote import RemoteAgent, RemoteSettings, remote_client
 from graph.remote_reviews import (
     HITL_DEFAULT_DESCRIPTION,
     UNKNOWN_TOOL,
@@ -33,6 +22,16 @@ from graph.remote_reviews import (
     asks_of,
     interrupt_of,
     resume_value,
+)
+from graph.remote_wire import (
+    DECISIONS,
+    answer_from_store,
+    check_decision,
+    declined,
+    outcome_of,
+    past_decision,
+    server_thread_id,
+    stored_answer,
 )
 from tests.support.block_kit import assert_valid_blocks
 
@@ -220,3 +219,28 @@ def test_a_policy_naming_tools_is_not_checked_against_a_remote_agent(tmp_path: P
     check_policy_tools(settings, policy, remote)  # the server does not list its tools
     with pytest.raises(PolicyError, match="deploy_app"):
         policy.check_tools(["weather_search"])  # in process, the same file stops the start
+
+
+def test_an_edit_the_tool_schema_refuses_is_refused_before_anything_is_sent() -> None:
+    seed = {
+        "question": "Is this correct?",
+        "tool_call": {"name": "weather_search", "args": {"city": "sf"}, "id": "toolu_1"},
+        "tool": {
+            "name": "weather_search",
+            "description": "Weather",
+            "args_schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+        "requested_by": "U0ALICE",
+    }
+    [ask] = asks_of("T", [{"id": "i9", "value": seed}], [])
+    blank = check_decision(ask, Edit({"city": "  "}, "U0BOB"))
+    assert blank is not None and blank.argument == "city"
+    wrong = check_decision(ask, Edit({"city": 3}, "U0BOB"))
+    assert wrong is not None and wrong.argument == "city"
+    assert check_decision(ask, Edit({"city": "Oslo"}, "U0BOB")) is None
+    [hitl, _] = asks_of("T", [{"id": "i1", "value": HITL_VALUE}], MESSAGES)
+    assert check_decision(hitl, Edit({"anything": 1}, "U0BOB")) is not None  # no edit allowed there

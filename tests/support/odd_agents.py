@@ -3,11 +3,14 @@
 - ``free_form``: asks a question no vocabulary knows (``{"please": ..., "options": [...]}``)
   and replies with whatever it is answered: the bot must show it as JSON and take words only.
 - ``approve_only``: a stock ``create_agent`` whose ``HumanInTheLoopMiddleware`` allows only
-  ``approve`` and ``reject`` for the weather tool: the card must offer no Edit.
+  ``approve`` and ``reject`` for the weather tool: the card must offer no Edit;
+- ``slow``: like ``free_form``, but works a few seconds after it is answered, so a test can find
+  its run still going.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langchain.agents import create_agent
@@ -35,6 +38,24 @@ def make_free_form() -> Any:
     return builder.compile(name="free_form")
 
 
+SLOW_SECONDS = 4.0
+"""How long ``slow`` works after it is answered: long enough to find its run still going."""
+
+
+async def _ask_then_work(state: MessagesState) -> dict[str, Any]:
+    answer = interrupt(FREE_FORM_QUESTION)
+    await asyncio.sleep(SLOW_SECONDS)
+    return {"messages": [AIMessage(content=f"Worked on: {answer}")]}
+
+
+def make_slow() -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask", _ask_then_work)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    return builder.compile(name="slow")
+
+
 def make_approve_only() -> Any:
     return create_agent(
         model=ConversationScriptedChatModel(),
@@ -51,4 +72,5 @@ def make_approve_only() -> Any:
 GRAPHS = {
     "free_form": "tests.support.odd_agents:make_free_form",
     "approve_only": "tests.support.odd_agents:make_approve_only",
+    "slow": "tests.support.odd_agents:make_slow",
 }
