@@ -51,7 +51,7 @@ def test_building_the_app_warns_about_nothing(
     settings = BotSettings(bot_token="xoxb-from-env", signing_secret="secret")
     client = slack_client(settings)
     with caplog.at_level(logging.DEBUG, logger="slack_bolt"):
-        parts = SimpleNamespace(turns=None, clicks=None, lister=None)  # registering reads none
+        parts = SimpleNamespace(turns=None, clicks=None, lister=None, standing=None)  # read by none
         app = build_app(settings, client, flow=parts)  # type: ignore[arg-type]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert app.client is client and app.client.token == "xoxb-from-env"

@@ -143,7 +143,7 @@ def test_cards_show_names_and_stay_valid() -> None:
     review = blocks.review_blocks(request, "ref", names=NAMES)
     assert_valid_blocks(review)
     assert "@Bob Lee (`U0BOB`)" in card_text(review) and "#general (`C0GEN`)" in card_text(review)
-    decided = blocks.decided_blocks(request, Verdict("continue", "U0CAROL", NOW), NAMES)
+    decided = blocks.decided_blocks(request, Verdict("continue", "U0CAROL", NOW), names=NAMES)
     assert_valid_blocks(decided)
     assert "• `U0X`" in card_text(decided)
     # without names (Slack refused, or did not answer): the ids

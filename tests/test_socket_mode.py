@@ -232,8 +232,9 @@ async def test_edit_modal_errors_come_back_in_the_socket_ack(socket_env: SocketE
     modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
     assert modal["callback_id"] == "review_edit_submit"
 
-    broken = await sandbox.submit_modal(ALICE, {"arg:users": "[oops"})
-    assert "Not valid JSON" in broken.errors["arg:users"] and not broken.closed
+    broken = await sandbox.submit_modal(ALICE, {"arg:users": ["oops"]})
+    # users is a people picker now: a value that is no Slack user id is refused all the same
+    assert "not Slack user ids" in broken.errors["arg:users"] and not broken.closed
     assert broken.response is not None
     ack = broken.response.json()  # the ack's payload, as the socket carried it
     assert ack["response_action"] == "errors" and "arg:users" in ack["errors"]
@@ -241,7 +242,7 @@ async def test_edit_modal_errors_come_back_in_the_socket_ack(socket_env: SocketE
     assert submission.status == 200
     assert not sandbox.calls_of("conversations.invite")
 
-    done = await sandbox.submit_modal(ALICE, {"arg:users": '["U0BOB", "U0CAROL"]'})
+    done = await sandbox.submit_modal(ALICE, {"arg:users": ["U0BOB", "U0CAROL"]})
     assert done.closed
     invite = await sandbox.wait_for_call("conversations.invite")
     assert invite.args["users"] == "U0BOB,U0CAROL"
