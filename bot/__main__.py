@@ -33,7 +33,8 @@ commands:
              policy explain FILE --tool T --args '{...}' --user U [--channel C] [--time T]);
              no database or Slack needed
   prune      delete conversations idle for longer than --older-than (agent state, reviews,
-             approvals; event claims by their own age), now, once: python -m bot prune
+             approvals; event claims, ended standing approvals and settled offers by their
+             own age), now, once: python -m bot prune
              --older-than 90d [--audit-older-than 365d] [--dry-run]. The sweeper does the
              same hourly when RETENTION_DAYS is set. A conversation with a pending review is
              never pruned; the audit trail only with --audit-older-than (or
@@ -126,7 +127,9 @@ def parser() -> argparse.ArgumentParser:
         help="delete idle conversations (and, if asked, old audit events) now",
         description="Delete conversations idle for longer than --older-than: the agent's "
         "state (checkpoints, chunks, decisions), their reviews and approvals; event claims "
-        "that old. A conversation with a pending review is kept. Prints what it deleted.",
+        "that old; standing approvals that ended (expired or revoked) that long ago, and "
+        "offered terms that old whose review is settled. A conversation with a pending "
+        "review is kept. Prints what it deleted.",
     )
     prune.add_argument("--older-than", type=_age, required=True, help="e.g. 90d or 12h")
     prune.add_argument(

@@ -556,6 +556,13 @@ ARGS_DIGEST_AND_AUDIT_CHAIN: tuple[str, ...] = (
     """,
 )
 
+DECISION_DETAIL: tuple[str, ...] = (
+    # The decision event's detail, stored with the claim (a call run under a standing
+    # approval names the grant and the use), so a claim finished by the sweeper after its
+    # process died records the same event as the process would have.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS decision_detail text",
+)
+
 BOT = Component(
     "bot",
     (
@@ -572,6 +579,7 @@ BOT = Component(
             "args digests on decisions and votes; the audit trail's hash chain",
             ARGS_DIGEST_AND_AUDIT_CHAIN,
         ),
+        Step(10, "reviews keep the claimed decision's audit detail", DECISION_DETAIL),
     ),
 )
 

@@ -11,6 +11,13 @@ row. A conversation with a review still pending or deciding is never pruned, how
 Event claims (``slack_events``) are keyed by Slack's event id, not by conversation: they are
 aged out by their own age (claimed and last heard of before the cut).
 
+Standing approvals (``bot.grants``) go by their own ends: a grant that expired or was revoked
+before the cut is deleted (an active one never is, however old; a grant whose uses ran out is
+kept until its expiry passes the cut, as the table does not say when its last use was taken).
+An approver's offered terms (``standing_grant_offers``) go once they are older than the cut and
+their review is decided or gone. The audit trail keeps each grant's ``grant_created`` and
+``grant_revoked`` events either way.
+
 The audit trail is kept unless ``AUDIT_RETENTION_DAYS`` is set. Its table refuses DELETE (a
 trigger); the one sanctioned path is :meth:`Pruner.prune_audit`, which declares the cut in a
 transaction-local setting (``bot.audit_prune_before``) that the trigger honours for rows older
@@ -103,6 +110,8 @@ class PruneReport:
     approvals: int = 0
     events: int = 0
     audit_events: int = 0
+    grants: int = 0
+    grant_offers: int = 0
 
     def lines(self, show: int = 20) -> list[str]:
         verb = "would delete" if self.dry_run else "deleted"
@@ -114,6 +123,7 @@ class PruneReport:
             *([f"  ... and {more} more"] if more else []),
             f"{verb} {self.reviews} review(s), {self.approvals} approval(s)",
             f"{verb} {self.events} event claim(s)",
+            f"{verb} {self.grants} standing approval(s), {self.grant_offers} offer(s)",
             f"{verb} {self.audit_events} audit event(s)",
         ]
 
@@ -160,6 +170,28 @@ _DELETE_EVENTS_SQL: LiteralString = f"""
         {_OLD_EVENTS} ORDER BY claimed_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
 """
 
+_OLD_GRANTS: LiteralString = """
+    SELECT id FROM standing_grants WHERE revoked_at < %(cut)s OR expires_at < %(cut)s
+"""
+"""Grants that ended before the cut (expired, or revoked): an active grant has neither."""
+_COUNT_GRANTS_SQL: LiteralString = f"SELECT count(*) AS n FROM ({_OLD_GRANTS}) old"
+_DELETE_GRANTS_SQL: LiteralString = f"""
+    DELETE FROM standing_grants WHERE id = ANY (ARRAY (
+        {_OLD_GRANTS} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+"""
+_OLD_OFFERS: LiteralString = """
+    SELECT o.ctid FROM standing_grant_offers o
+    WHERE o.at < %(cut)s AND NOT EXISTS (
+        SELECT 1 FROM slack_reviews r WHERE r.ref = o.ref AND r.status <> 'decided')
+"""
+"""Offers older than the cut whose review is decided or gone (a pending or deciding review
+may still create its grant from them)."""
+_COUNT_OFFERS_SQL: LiteralString = f"SELECT count(*) AS n FROM ({_OLD_OFFERS}) old"
+_DELETE_OFFERS_SQL: LiteralString = f"""
+    DELETE FROM standing_grant_offers WHERE ctid = ANY (ARRAY (
+        {_OLD_OFFERS} LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED))
+"""
+
 _COUNT_AUDIT_SQL: LiteralString = "SELECT count(*) AS n FROM audit_events WHERE at < %(cut)s"
 _DECLARE_AUDIT_CUT_SQL: LiteralString = (
     "SELECT set_config('bot.audit_prune_before', %(cut)s::timestamptz::text, true)"
@@ -191,6 +223,8 @@ PRUNE_SQL: dict[str, LiteralString] = {
     "reviews": _DELETE_REVIEWS_SQL,
     "conversations": _DELETE_CONVERSATIONS_SQL,
     "events": _DELETE_EVENTS_SQL,
+    "grants": _DELETE_GRANTS_SQL,
+    "grant_offers": _DELETE_OFFERS_SQL,
     "audit": _DELETE_AUDIT_SQL,
 }
 """The statements a retention pass runs, by name; ``tests/test_query_plans.py`` checks that each
@@ -231,6 +265,7 @@ class Pruner:
             cut = await self.cut(older_than)
             await self._conversations(cut, report)
             await self._events(cut, report)
+            await self._grants(cut, report)
         if audit_older_than is not None:
             await self.prune_audit(await self.cut(audit_older_than), report)
         return report
@@ -274,14 +309,27 @@ class Pruner:
         if report.dry_run:
             report.events += await self._count(_COUNT_EVENTS_SQL, cut)
             return
+        report.events += await self._batches(_DELETE_EVENTS_SQL, cut)
+
+    async def _grants(self, cut: datetime, report: PruneReport) -> None:
+        """Ended grants and settled offers (see the module's docstring)."""
+        if report.dry_run:
+            report.grants += await self._count(_COUNT_GRANTS_SQL, cut)
+            report.grant_offers += await self._count(_COUNT_OFFERS_SQL, cut)
+            return
+        report.grants += await self._batches(_DELETE_GRANTS_SQL, cut)
+        report.grant_offers += await self._batches(_DELETE_OFFERS_SQL, cut)
+
+    async def _batches(self, delete: LiteralString, cut: datetime) -> int:
+        """``delete`` (one batch of rows older than ``cut``, taken ``SKIP LOCKED``) until a
+        batch comes back short; how many rows were deleted."""
+        total, limit = 0, self.batch * 10
         while True:
             async with self.pool.connection() as conn:
-                deleted = (
-                    await conn.execute(_DELETE_EVENTS_SQL, {"cut": cut, "limit": self.batch * 10})
-                ).rowcount
-            report.events += deleted
-            if deleted < self.batch * 10:
-                return
+                deleted = (await conn.execute(delete, {"cut": cut, "limit": limit})).rowcount
+            total += deleted
+            if deleted < limit:
+                return total
 
     async def prune_audit(self, cut: datetime, report: PruneReport) -> None:
         """The sanctioned deletion of audit events older than ``cut``, each batch recorded
@@ -324,6 +372,12 @@ class RetentionTask:
         report = await Pruner(pool, agent).prune(
             self.retention.conversations, audit_older_than=self.retention.audit
         )
-        if report.conversations or report.events or report.audit_events:
+        if (
+            report.conversations
+            or report.events
+            or report.audit_events
+            or report.grants
+            or report.grant_offers
+        ):
             log.info("retention: %s", "; ".join(report.lines(show=0)))
         return report

@@ -84,7 +84,7 @@ _ADD_REVIEW_SQL: LiteralString = """
 _CLAIM_SET: LiteralString = """
     UPDATE slack_reviews
     SET status = 'deciding', action = %s, decided_by = %s, decided_at = now(),
-        edited_args = %s, feedback = %s, args_digest = %s
+        edited_args = %s, feedback = %s, args_digest = %s, decision_detail = %s
     WHERE ref = %s AND status = 'pending' AND """
 _CLAIM_SQL: LiteralString = _CLAIM_SET + _LIVE
 """A person's claim: only on a live review, checked in the claiming statement."""
@@ -93,7 +93,8 @@ _CLAIM_EXPIRY_SQL: LiteralString = _CLAIM_SET + "NOT " + _LIVE
 
 _RELEASE_SQL: LiteralString = """
     UPDATE slack_reviews SET status = 'pending', action = NULL, decided_by = NULL,
-        decided_at = NULL, edited_args = NULL, feedback = NULL, args_digest = NULL
+        decided_at = NULL, edited_args = NULL, feedback = NULL, args_digest = NULL,
+        decision_detail = NULL
     WHERE ref = %s AND status = 'deciding' RETURNING ref
 """
 _PROPOSE_EDIT_SQL: LiteralString = f"""
@@ -269,6 +270,9 @@ class ReviewRow:
 
     args_digest: str | None = None
     """The digest (``graph.digest``) the claimed decision is bound to."""
+    decision_detail: str | None = None
+    """The decision event's detail, stored with the claim (a call run under a standing
+    approval names the grant and the use): whoever finishes the claim records it."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ReviewRow:
@@ -541,8 +545,13 @@ class BotStore:
             return review
         return Expired(review) if row["lapsed"] else None
 
-    async def claim(self, ref: str, decision: ReviewDecision) -> ReviewRow | Expired | None:
+    async def claim(
+        self, ref: str, decision: ReviewDecision, *, detail: str | None = None
+    ) -> ReviewRow | Expired | None:
         """Move a pending review to 'deciding', storing the decision with the claim.
+
+        ``detail``: the decision event's detail, stored with it so that a claim finished by
+        another process (the sweeper, after this one died) records the same event.
 
         None if someone got there first; :class:`Expired` (and nothing stored) if the review's
         time ran out: the check is part of the claim itself, so no click can slip past it.
@@ -555,6 +564,7 @@ class BotStore:
             _json(dict(decision.args)) if isinstance(decision, Edit) else None,
             decision.text if isinstance(decision, Feedback | Expire) else None,
             decision.digest if isinstance(decision, Approve | Edit) else None,
+            detail,
             ref,
         )
         sql = _CLAIM_EXPIRY_SQL if isinstance(decision, Expire) else _CLAIM_SQL

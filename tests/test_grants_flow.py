@@ -10,8 +10,10 @@ Home.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from langchain_core.tools import tool
 from bot.audit import AuditLog
 from bot.blocks import GRANT
 from bot.grant_blocks import REVOKE, SCOPE_BLOCK, USES_BLOCK
+from bot.sweeper import sweep_once
 from graph.tools.registry import ToolEntry, ToolRegistry, builtin_entries
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks, assert_valid_view
@@ -338,3 +341,61 @@ async def published_home(sandbox: Sandbox, user: str) -> dict[str, Any]:
     assert call.ok, call.response
     assert_valid_view(call.args["view"])
     return dict(call.args["view"])
+
+
+async def left_deciding(env: SlackEnv, thread: str, within: float = 30.0) -> str:
+    """The review of ``thread`` once its mention was handled, left 'deciding' by the handler."""
+    deadline = time.monotonic() + within
+    while True:
+        mention = [
+            d.body["event_id"]
+            for d in env.sandbox.workspace.deliveries
+            if d.body.get("event", {}).get("type") == "app_mention"
+            and d.body["event"]["ts"] == thread
+        ]
+        async with env.bot.service.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT r.ref, r.status FROM slack_reviews r, slack_events e"
+                    " WHERE r.thread_ts = %s AND e.event_id = ANY (%s) AND e.status = 'done'",
+                    (thread, mention),
+                )
+            ).fetchone()
+        if row is not None:
+            assert row["status"] == "deciding", row
+            return str(row["ref"])
+        assert time.monotonic() < deadline, f"{thread} still being handled"
+        await asyncio.sleep(0.05)
+
+
+class Died(RuntimeError):
+    """Where the process running a call under a grant stopped (the claim is left 'deciding')."""
+
+
+async def test_a_granted_call_finished_by_the_sweeper_names_its_grant(
+    env: SlackEnv, ops: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, effects = env.sandbox, env.bot.flow.effects
+    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL])
+    gid = grant_id(next(t for t in await done(sandbox, first) if "Standing approval G" in t))
+
+    async def dies(*args: Any, **kwargs: Any) -> None:
+        raise Died("the process stopped here")
+
+    monkeypatch.setattr(effects, "apply", dies)  # claimed under the grant, then gone
+    second = await ask(sandbox, f"channel={ops} text=two key=k2")
+    ref = await left_deciding(env, second)
+    monkeypatch.undo()
+    async with env.bot.service.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET heartbeat_at = now() - interval '10 minutes',"
+            " decided_at = now() - interval '1 hour' WHERE ref = %s",
+            (ref,),
+        )
+    assert (await sweep_once(env.bot.flow, stuck_after=60)).recovered >= 1
+    await done(sandbox, second)
+    assert SENT == ["one", "two"]
+    events = await audit(env, second)
+    assert [e[:2] for e in events] == [("requested", None), ("approved", ALICE)]
+    assert events[1][2] == f"standing approval {gid} by {ALICE} (use 1 of 2)"

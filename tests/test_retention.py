@@ -421,3 +421,67 @@ async def test_the_prune_command_prints_what_it_would_delete(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("would delete") and "event claim(s)" in done.stdout
     assert await rows_of(pool, thread) == before
+
+
+async def grant_row(pool: Pool, tool: str, *, ends: str, revoked: str | None = None) -> int:
+    """A standing approval of ``tool`` made long ago, ending at ``ends`` (SQL, by now())."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO standing_grants (tool_name, constraints, created_by, created_at,"
+            " expires_at, max_uses, channel_id, thread_id, interrupt_id, tool_call_id,"
+            " source_ref, revoked_at, revoked_by)"
+            f" VALUES (%s, '{{}}', ARRAY['U0ALICE'], now() - %s, {ends}, 5, 'C1', 't', 'i',"  # type: ignore[arg-type]
+            f" 'c', %s, {revoked or 'NULL'}, %s) RETURNING id",
+            (tool, LONG_AGO, unique("src"), None if revoked is None else "U0ALICE"),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def offer_row(pool: Pool, ref: str, age: timedelta) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO standing_grant_offers (ref, version, user_id, seconds, max_uses, scope,"
+            " at) VALUES (%s, 0, 'U0ALICE', 3600, 5, '{}', now() - %s)",
+            (ref, age),
+        )
+
+
+async def test_ended_grants_and_settled_offers_go_active_grants_and_live_offers_stay(
+    pool: Pool, offline_agent: AgentService
+) -> None:
+    store, tool = BotStore(pool), unique("tool")
+    expired = await grant_row(pool, tool, ends="now() - interval '300 days'")
+    revoked = await grant_row(
+        pool, tool, ends="now() + interval '1 day'", revoked="now() - interval '300 days'"
+    )
+    active = await grant_row(pool, tool, ends="now() + interval '1 day'")
+    recent = await grant_row(pool, tool, ends="now() - interval '1 day'")
+    pending_thread, decided_thread = unique("offers"), unique("offers")
+    await store.remember_conversation(pending_thread, "T1", "C1", "1.0", "U0CAROL")
+    pending = await store.add_review(pending_thread, "int-1", "T1", "C1", "1.0", request())
+    assert pending is not None
+    await store.remember_conversation(decided_thread, "T1", "C1", "1.0", "U0CAROL")
+    settled = await decided(store, decided_thread)
+    gone, fresh = unique("gone-ref"), unique("fresh-ref")
+    for ref, age in ((gone, LONG_AGO), (settled, LONG_AGO), (pending, LONG_AGO), (fresh, CUT / 3)):
+        await offer_row(pool, ref, age)
+
+    dry = await Pruner(pool, offline_agent).prune(CUT, dry_run=True)
+    assert dry.grants >= 2 and dry.grant_offers >= 2
+    assert any("standing approval(s)" in line for line in dry.lines())
+    report = await Pruner(pool, offline_agent, batch=1).prune(CUT)  # batches of ten
+
+    assert report.grants >= 2 and report.grant_offers >= 2
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT id FROM standing_grants WHERE tool_name = %s ORDER BY id", (tool,)
+        )
+        assert [row["id"] for row in await cursor.fetchall()] == [active, recent]
+        cursor = await conn.execute(
+            "SELECT ref FROM standing_grant_offers WHERE ref = ANY (%s)",
+            ([gone, settled, pending, fresh],),
+        )
+        assert sorted(row["ref"] for row in await cursor.fetchall()) == sorted([pending, fresh])
+    assert expired not in (active, recent) and revoked not in (active, recent)

@@ -105,8 +105,9 @@ class ReviewEffects:
 
         If the decision cannot be applied (database down, model unreachable before the tool
         ran), the claim is released and the buttons come back, so nothing is lost.
-        ``detail``: the decision event's detail when no quorum names the approvers (a call
-        approved by a standing approval names the grant and its creators).
+        ``detail``: the decision event's detail when no quorum names the approvers; by
+        default the one stored with the claim (a call approved by a standing approval names
+        the grant and its creators).
         """
         policy = self.deps.policy_of(claimed).policy
         self.deps.remember_secrets(claimed)  # before the tool runs and logs
@@ -142,7 +143,10 @@ class ReviewEffects:
     async def _finish(
         self, review: ReviewRow, approvals: tuple[str, ...], detail: str | None = None
     ) -> None:
+        """Settle the claim with its decision event; its detail, unless given, is the one
+        stored with the claim (so a claim the sweeper finishes names its grant too)."""
         policy = self.deps.policy_of(review).policy
+        detail = review.decision_detail if detail is None else detail
         event = decision_event(review, approvals, policy, detail=detail)
         await self.deps.storage.finish(review.ref, event)
 

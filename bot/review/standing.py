@@ -251,12 +251,13 @@ class StandingApprovals:
 
     async def _run(self, thread: SlackThread, ref: str, grant: Grant) -> bool:
         storage = self.deps.storage
-        claimed = await storage.claim(ref, Approve(grant.created_by[0]))
+        detail = grant_blocks.used_detail(grant)  # with the claim: the sweeper may finish it
+        claimed = await storage.claim(ref, Approve(grant.created_by[0]), detail=detail)
         if not isinstance(claimed, ReviewRow):
             return False  # decided or expired meanwhile: the usual path says so
         await self._show_ran_under(thread, claimed, grant)
         async with storage.deciding(ref):
-            await self.effects.apply(claimed, detail=grant_blocks.used_detail(grant))
+            await self.effects.apply(claimed)
         row = await storage.get(ref)
         return row is None or row.status != "pending"  # released: show it for review
 

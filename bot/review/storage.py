@@ -46,8 +46,11 @@ class ReviewStorage(Protocol):
         """``add_copy``."""
         ...
 
-    async def claim(self, ref: str, decision: ReviewDecision) -> ReviewRow | Expired | None:
-        """``claim`` (a person) or ``claim_expiry`` (an :class:`graph.Expire`)."""
+    async def claim(
+        self, ref: str, decision: ReviewDecision, *, detail: str | None = None
+    ) -> ReviewRow | Expired | None:
+        """``claim`` (a person) or ``claim_expiry`` (an :class:`graph.Expire`); ``detail``:
+        the decision event's detail, kept with the claim for whoever finishes it."""
         ...
 
     async def approve(
