@@ -40,9 +40,13 @@ ours        seed                            Agent Inbox          HITL middleware
 Approve     continue                        accept               approve
 Edit        update + data (args)            edit {action, args}  edit {edited_action}
 Feedback    feedback + data (text)          response (text)      reject + message (or respond)
-Expire      feedback + data (text)          response (text)      reject + message
+Expire      feedback + data (text)          response or ignore   reject + message
 Dismiss     feedback + :data:`DISMISSED`    ignore               reject (no message)
 ==========  ==============================  ===================  =============================
+
+An expiry never runs the call: it is answered with words where the interrupt takes them,
+with ``ignore`` where only that is allowed (Agent Inbox), and not at all where only approving
+is allowed (:func:`expirable`): that interrupt is left waiting.
 
 Every function is total: what cannot be read or answered is a typed refusal
 (:class:`Unreadable`, :class:`Unanswerable`), never an exception. Nothing here validates a
@@ -330,8 +334,18 @@ def pending_actions(value: Any) -> tuple[PendingAction, ...]:
 # Writing resume values
 
 
+def expirable(action: PendingAction) -> bool:
+    """Whether an expiry can answer ``action`` without running it: with words (``feedback``)
+    or, failing that, with ``ignore`` (Agent Inbox; the middleware's ``reject`` grants both).
+    An action that allows neither (approve only) cannot be expired: only running the call
+    answers it, and an expiry never runs the call, so it is :class:`Unanswerable` and the
+    caller leaves the interrupt waiting."""
+    return bool(action.allowed & {"feedback", "ignore"})
+
+
 def needs(decision: ProtocolDecision) -> Allowed:
-    """Which permission a decision needs (``Expire`` is words to the model: feedback)."""
+    """Which permission a decision needs (``Expire`` is words to the model: feedback, or
+    ``ignore`` where words are not allowed; see :func:`expirable`)."""
     needed: dict[DecisionKind | Literal["dismiss"], Allowed] = {
         "approve": "approve",
         "edit": "edit",
@@ -393,7 +407,10 @@ def _refusal(actions: Sequence[PendingAction], decisions: Sequence[ProtocolDecis
             f"{len(decisions)} decision(s) were given (one per action, in order)"
         )
     for index, (action, decision) in enumerate(zip(actions, decisions, strict=True)):
-        if needs(decision) not in action.allowed:
+        permitted = (
+            expirable(action) if isinstance(decision, Expire) else needs(decision) in action.allowed
+        )
+        if not permitted:
             allowed = ", ".join(sorted(action.allowed)) or "nothing"
             return (
                 f"action {index + 1} ({action.name}) does not allow {decision.kind}; "

@@ -153,11 +153,14 @@ def resume_value(ask: Ask, decisions: Sequence[ReviewDecision]) -> Any:
 
 
 def allowed(ask: Ask, decision: ReviewDecision) -> bool:
-    """Whether the review accepts this kind of answer (an expiry is words to the agent: it
-    needs ``feedback``, as the protocols say)."""
+    """Whether the review accepts this kind of answer. An expiry is words to the agent, or
+    ``ignore``/``reject`` where the interrupt allows only that (:func:`protocols.expirable`);
+    an approve-only interrupt takes no expiry (only running the call would answer it)."""
+    if decision.kind == "expire":
+        actions = protocols.pending_actions(ask.value)
+        return ask.index >= len(actions) or protocols.expirable(actions[ask.index])
     kinds = ask.review.request.get("allowed_decisions")
-    kind = "feedback" if decision.kind == "expire" else decision.kind
-    return kinds is None or kind in kinds
+    return kinds is None or decision.kind in kinds
 
 
 def _restricted(request: ReviewRequest, permitted: Collection[str]) -> ReviewRequest:

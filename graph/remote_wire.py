@@ -209,9 +209,23 @@ def answer_from_store(value: Mapping[str, Any]) -> ReviewDecision | None:
     return None
 
 
+def left_unanswered(tool: str) -> str:
+    """What the thread is told when an expiry cannot answer the interrupt."""
+    return (
+        f"This review expired, so `{tool}` did not run. The agent allows only approving it, "
+        "so it is left waiting on its server; start a new conversation to ask again."
+    )
+
+
 def check_decision(ask: Ask, decision: ReviewDecision) -> Refused | None:
     """A decision the review does not accept, or an edit its tool's schema (when the interrupt
-    gives one) refuses, before anything is sent: the Edit form shows why under the field."""
+    gives one) refuses, before anything is sent: the Edit form shows why under the field.
+
+    An expiry of an interrupt that allows only approving is ``left_unanswered``: nothing is
+    sent (an expiry never runs the call), the interrupt stays waiting on the server, and the
+    bot marks the review expired once."""
+    if isinstance(decision, Expire) and not allows(ask, decision):
+        return Refused("left_unanswered", left_unanswered(ask.review.tool_name))
     if not allows(ask, decision):
         kinds = ask.review.request.get("allowed_decisions") or []
         return Refused(

@@ -196,7 +196,10 @@ RefusalReason = Literal[
     "invalid_decision",
     "reviews_pending",
     "args_changed",
+    "left_unanswered",
 ]
+"""``left_unanswered``: an expiry the interrupt cannot take (it allows only approving): nothing
+ran and nothing was sent; the caller marks the review expired and does not retry."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from graph.protocols import (
     Unanswerable,
     Unreadable,
     classify,
+    expirable,
     inbox_fields,
     is_human_interrupt,
     parse_resume,
@@ -180,6 +181,31 @@ def test_resume_values_that_cannot_be_written_are_refused() -> None:
     only_ignore = {**INBOX, "config": {"allow_ignore": True}}
     assert isinstance(resume_value(only_ignore, [Feedback("x")]), Unanswerable)
     assert resume_value(only_ignore, [Dismiss()]) == [{"type": "ignore", "args": None}]
+
+
+def test_an_expiry_never_runs_the_call() -> None:
+    """An expiry is words where the interrupt takes words, ``ignore``/``reject`` where it takes
+    only that, and refused (never ``approve``) where nothing but running the call answers it."""
+    accept_or_ignore = {**INBOX, "config": {"allow_accept": True, "allow_ignore": True}}
+    assert resume_value(accept_or_ignore, [Expire("late")]) == [{"type": "ignore", "args": None}]
+    approve_or_reject = {
+        "action_requests": [{"name": "weather_search", "args": {"city": "sf"}}],
+        "review_configs": [
+            {"action_name": "weather_search", "allowed_decisions": ["approve", "reject"]}
+        ],
+    }
+    assert resume_value(approve_or_reject, [Expire("late")]) == {
+        "decisions": [{"type": "reject", "message": "late"}]
+    }
+    approve_alone = {
+        **approve_or_reject,
+        "review_configs": [{"action_name": "weather_search", "allowed_decisions": ["approve"]}],
+    }
+    [action] = pending_actions(approve_alone)
+    assert not expirable(action) and expirable(pending_actions(accept_or_ignore)[0])
+    assert isinstance(resume_value(approve_alone, [Expire("late")]), Unanswerable)
+    accept_alone = {**INBOX, "config": {"allow_accept": True}}
+    assert isinstance(resume_value(accept_alone, [Expire("late")]), Unanswerable)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
+from bot.audit import AuditLog
 from bot.failures import AGENT_DOWN
 from bot.store import BotStore, Expired
 from bot.sweeper import sweep_once
@@ -33,6 +34,7 @@ from tests.support.bot_harness import (
     running_slack_env,
     text_of,
 )
+from tests.support.hitl_agent import HITL_TOOL
 from tests.support.langgraph_dev import LangGraphDev
 from tests.support.langgraph_server import RestartableServer, restartable_langgraph_dev
 
@@ -346,6 +348,40 @@ async def test_only_the_decisions_the_middleware_allows_are_offered(
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_approve")
         [done] = await sandbox.wait_for(lambda: saying(sandbox, thread, "Done:"), WITHIN)
         assert "light rain, 2 °C in sf" in text_of(done)
+
+
+async def test_an_approve_only_interrupt_expires_once_and_is_left_unanswered(
+    database_url: str, odd_server: RestartableServer
+) -> None:
+    """Nothing but running the call answers it, so the expiry answers nothing: the review is
+    expired in the bot once (card, audit, the thread told) and never retried."""
+    remote = RemoteSettings(url=odd_server.url, assistant="approve_alone")
+    async with running_slack_env(database_url, remote=remote) as env:
+        sandbox, store = env.sandbox, env.bot.flow.store
+        thread, [review] = await start_review(env, "what's the weather in Lima?")
+        ref = ref_of(review)
+        async with store.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
+                (ref,),
+            )
+        assert (await sweep_once(env.bot.flow, stuck_after=60)).expired == 1
+        await sandbox.wait_for(
+            lambda: "Expired" in text_of(message(sandbox, thread, review["ts"])), WITHIN
+        )
+        [told] = await sandbox.wait_for(lambda: saying(sandbox, thread, "did not run"), WITHIN)
+        assert "only approving" in text_of(told)
+        row = await store.get(ref)
+        assert row is not None and row.status == "decided" and row.action == "expired"
+        assert (await sweep_once(env.bot.flow, stuck_after=60)).expired == 0
+        await sandbox.settle(2)
+        assert len(saying(sandbox, thread, "did not run")) == 1
+        assert not saying(sandbox, thread, "light rain")
+        assert not [r for r in await server_runs(env, ref) if DECISIONS in (r["metadata"] or {})]
+        assert await agent_of(env).pending_reviews(row.thread_id)  # left waiting on the server
+        rows = await AuditLog(store.pool).query(tool=HITL_TOOL)
+        mine = [r["outcome"] for r in rows if r["thread_id"].endswith(thread)]
+        assert mine == ["requested", "expired"]
 
 
 async def test_a_run_still_going_when_the_bot_died_is_joined_not_restarted(

@@ -125,6 +125,23 @@ def test_the_middleware_is_resumed_with_every_decision_in_order() -> None:
     assert allowed(asks[0], Expire("not decided in time"))  # an expiry is a reject's words
 
 
+def test_an_approve_only_interrupt_is_left_unanswered_by_an_expiry() -> None:
+    """Only approving answers it, and an expiry never runs the call: nothing is sent."""
+    alone = {**HITL_VALUE, "review_configs": [{"allowed_decisions": ["approve"]}] * 2}
+    [first, _] = asks_of("T", [{"id": "i1", "value": alone}], MESSAGES)
+    assert not allowed(first, Expire("late")) and allowed(first, Approve("U0BOB"))
+    refused = check_decision(first, Expire("late"))
+    assert refused is not None and refused.reason == "left_unanswered"
+    assert "`weather_search` did not run" in refused.message
+    inbox = {
+        "action_request": {"action": "weather_search", "args": {"city": "sf"}},
+        "config": {"allow_accept": True, "allow_ignore": True},
+    }
+    [ask] = asks_of("T", [{"id": "i2", "value": inbox}], MESSAGES)
+    assert allowed(ask, Expire("late"))
+    assert resume_value(ask, [Expire("late")]) == [{"type": "ignore", "args": None}]
+
+
 def test_the_card_offers_only_the_allowed_buttons() -> None:
     [first, _] = asks_of("T", [{"id": "i1", "value": HITL_VALUE}], MESSAGES)
     shown = blocks.review_blocks(first.review.request, "ref")

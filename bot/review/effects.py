@@ -161,6 +161,10 @@ class ReviewEffects:
                     review,
                 )
             return
+        if refused.reason == "left_unanswered":  # an approve-only interrupt's expiry
+            await self._finish(review, ())  # expired once, audited; the sweeper is done
+            await self.turns.present(thread_of(review), refused)
+            return
         await self._release(review)
         words = redaction.mask(refused.message, self.deps.review_secrets(review))
         await self.notify(click, review, escape(words))
@@ -257,7 +261,8 @@ class ReviewEffects:
 
     async def expire(self, review: ReviewRow) -> None:
         """``claim_expiry``, then apply: nobody decided in time, so the agent is told the call
-        did not run (fail closed)."""
+        did not run (fail closed). An interrupt that allows only approving cannot be told
+        (``left_unanswered``): the review is finished as expired all the same, once."""
         policy = self.deps.policy_of(review).policy
         expiry = Expire(expiry_words(policy.ttl_seconds))
         claimed = await self.deps.storage.claim(review.ref, expiry)

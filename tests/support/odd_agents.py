@@ -4,6 +4,8 @@
   and replies with whatever it is answered: the bot must show it as JSON and take words only.
 - ``approve_only``: a stock ``create_agent`` whose ``HumanInTheLoopMiddleware`` allows only
   ``approve`` and ``reject`` for the weather tool: the card must offer no Edit;
+- ``approve_alone``: the same with only ``approve`` allowed: nothing but running the call
+  answers it, so an expiry must leave it unanswered (and say so, once);
 - ``slow``: like ``free_form``, but works a few seconds after it is answered, so a test can find
   its run still going.
 """
@@ -69,8 +71,20 @@ def make_approve_only() -> Any:
     )
 
 
+def make_approve_alone() -> Any:
+    return create_agent(
+        model=ConversationScriptedChatModel(),
+        tools=[weather_search],
+        middleware=[
+            HumanInTheLoopMiddleware(interrupt_on={HITL_TOOL: {"allowed_decisions": ["approve"]}})
+        ],
+        name="approve_alone",
+    )
+
+
 GRAPHS = {
     "free_form": "tests.support.odd_agents:make_free_form",
     "approve_only": "tests.support.odd_agents:make_approve_only",
+    "approve_alone": "tests.support.odd_agents:make_approve_alone",
     "slow": "tests.support.odd_agents:make_slow",
 }
