@@ -57,6 +57,9 @@ class BotSettings:
     retention: Retention = field(default_factory=Retention)
     remote: RemoteSettings | None = None
     """``AGENT_URL``: drive a graph on LangGraph Server instead of running one in process."""
+    stream_replies: bool = True
+    """``STREAM_REPLIES``: write the agent's reply into the thread as it is written
+    (``bot.streaming``); ``false`` posts it whole."""
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -107,6 +110,8 @@ class BotSettings:
             turn_limits=turn_limits_from_env(env),
             retention=_retention(env),
             remote=remote_from_env(env),
+            stream_replies=env.get("STREAM_REPLIES", "true").strip().lower()
+            not in ("0", "false", "no", "off"),
         )
 
 

@@ -349,6 +349,21 @@ PREVIEWS_AND_RECEIPTS: tuple[str, ...] = (
     """,
 )
 
+REPLY_STREAMS: tuple[str, ...] = (
+    # Streamed replies still open (bot.reply_streams): the sweeper closes those a dead process
+    # left, so none stays "typing".
+    """
+    CREATE TABLE IF NOT EXISTS bot_reply_streams (
+        channel_id text NOT NULL,
+        ts text NOT NULL,
+        thread_id text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        touched_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel_id, ts)
+    )
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -360,6 +375,7 @@ BOT = Component(
         Step(6, "routing and escalation: card channel, escalation times", ROUTING_AND_ESCALATION),
         Step(7, "standing approvals: standing_grants, standing_grant_offers", STANDING_GRANTS),
         Step(8, "previews and receipts of reviews", PREVIEWS_AND_RECEIPTS),
+        Step(9, "reply streams still open", REPLY_STREAMS),
     ),
 )
 

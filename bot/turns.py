@@ -32,6 +32,7 @@ from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult, failu
 
 if TYPE_CHECKING:
     from bot.review.standing import StandingApprovals
+    from bot.streaming import SlackReplyStream
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,9 @@ class Turns:
                 thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
             outcome: RunOutcome | Refused | None = None
-            context = self.deps.context(thread, user)
+            context, stream = self.deps.streamed_context(
+                thread, user, await self.secrets_for(thread.thread_id)
+            )
             if recovering and await agent.has_message(thread.thread_id, message_id):
                 outcome = await agent.resume_interrupted(
                     thread.thread_id, context=context
@@ -126,7 +129,9 @@ class Turns:
                     outcome = await agent.start_turn(
                         thread.thread_id, text, user=user, context=context, message_id=message_id
                     )
-            await self.present(thread, outcome, recovering=recovering, requester=user)
+            await self.present(
+                thread, outcome, recovering=recovering, requester=user, streamed=stream
+            )
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
@@ -140,8 +145,12 @@ class Turns:
         *,
         recovering: bool = False,
         requester: str | None = None,
+        streamed: SlackReplyStream | None = None,
     ) -> None:
         """Post what a run produced: tool results, the agent's reply, then new reviews.
+
+        ``streamed``: the run's reply was streamed into the thread (``bot.streaming``); that
+        message becomes the reply instead of a second one being posted.
 
         ``recovering``: the caller finishes what a stopped process started, so a review it
         registered but never showed is shown now, whatever its age. Calls that ran without
@@ -173,7 +182,8 @@ class Turns:
                 )
         if outcome.reply:
             reply = redaction.mask(outcome.reply, secrets)
-            await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
+            if streamed is None or not await streamed.show_reply(reply):
+                await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
 

@@ -21,6 +21,7 @@ from sandbox.config import SandboxConfig
 from sandbox.delivery import Delivery
 from sandbox.errors import ApiError
 from sandbox.events import message_event
+from sandbox.streams import StreamMethods
 from sandbox.workspace import (
     BOT_ID,
     BOT_USER_ID,
@@ -126,6 +127,8 @@ class WebApi:
             "usergroups.list": self.usergroups_list,
             "usergroups.users.list": self.usergroups_users_list,
         }
+        self.streams = StreamMethods(workspace)
+        self.methods.update(self.streams.handlers())
 
         # Failures to play before serving a method, as Slack's look on the wire: HTTP 429 with
         # Retry-After (rate limited) or a 5xx (an outage). Tests use them to exercise retries.

@@ -135,6 +135,8 @@ class Message:
     reply_broadcast: bool = False
     reactions: dict[str, list[str]] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
+    streaming: bool = False
+    """Being written by ``chat.startStream``/``appendStream`` until ``chat.stopStream``."""
 
     def to_dict(self, *, with_metadata: bool = True) -> Json:
         """The message as conversations.history and interaction payloads show it; the history
@@ -157,6 +159,8 @@ class Message:
             out["metadata"] = self.metadata
         if self.reply_broadcast:
             out["subtype"] = "thread_broadcast"
+        if self.streaming:  # the sandbox's marker for the page (Slack shows it being written)
+            out["streaming"] = True
         if self.reactions:
             out["reactions"] = [
                 {"name": name, "users": list(users), "count": len(users)}
@@ -453,6 +457,7 @@ class Workspace:
         thread_ts: str | None = None,
         reply_broadcast: bool = False,
         metadata: Json | None = None,
+        streaming: bool = False,
     ) -> Message:
         """Store a new message (or thread reply) and announce it."""
         with self._lock:
@@ -462,6 +467,7 @@ class Workspace:
             msg = Message(channel.id, self.new_ts(), text, user, blocks)
             msg.bot_id = BOT_ID if user == BOT_USER_ID else None
             msg.metadata, msg.reply_broadcast = metadata, reply_broadcast and parent is not None
+            msg.streaming = streaming
             if parent is not None:
                 parent.thread_ts = parent.ts
                 msg.thread_ts = parent.ts
@@ -492,6 +498,18 @@ class Workspace:
             msg.edited = {"user": BOT_USER_ID, "ts": self.new_ts()}
         self.publish({"kind": "message_changed", "channel": channel_id, "ts": ts})
         return msg
+
+    def append_text(
+        self, msg: Message, text: str, *, stop: bool = False, blocks: list[Json] | None = None
+    ) -> None:
+        """A streamed message grows by ``text`` (``stop``: and ends, with ``blocks`` if any)."""
+        with self._lock:
+            msg.text += text
+            if stop:
+                msg.streaming = False
+                if blocks is not None:
+                    msg.blocks = blocks
+        self.publish({"kind": "message_changed", "channel": msg.channel, "ts": msg.ts})
 
     def delete(self, channel_id: str, ts: str) -> None:
         """chat.delete: only the bot's own messages."""

@@ -38,6 +38,10 @@ METHOD_SCOPES = {
     "conversations.members": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "auth.test": set(),
     "chat.update": {"chat:write"},
+    # streamed replies (bot.streaming); Slack's reference pages name chat:write for each
+    "chat.startStream": {"chat:write"},
+    "chat.appendStream": {"chat:write"},
+    "chat.stopStream": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
     "chat.getPermalink": set(),  # routed reviews' links, a receipt's link; no scope needed
     "reactions.add": {"reactions:write"},

@@ -110,13 +110,15 @@ class ReviewEffects:
             # a stuck decision the sweeper turned into its expiry
             decision = Expire(expiry_words(policy.ttl_seconds))
         action = stored_action(decision.kind)  # the metrics label, as the dashboards know it
+        context, stream = self.deps.streamed_context(
+            thread,
+            claimed.decided_by,
+            await self.turns.secrets_for(claimed.thread_id) | self.deps.review_secrets(claimed),
+        )
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
-                    claimed.thread_id,
-                    claimed.interrupt_id,
-                    decision,
-                    context=self.deps.context(thread, claimed.decided_by),
+                    claimed.thread_id, claimed.interrupt_id, decision, context=context
                 )
         except Exception as error:
             metrics.decided(action, "failed")
@@ -130,7 +132,9 @@ class ReviewEffects:
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals, detail)
         await self.show_receipt(claimed, outcome, approvals)
-        await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
+        await self.turns.present(
+            thread, outcome, requester=claimed.request.get("requested_by"), streamed=stream
+        )
 
     async def _finish(
         self, review: ReviewRow, approvals: tuple[str, ...], detail: str | None = None
