@@ -26,6 +26,7 @@ from bot.review.deps import Deps
 from bot.review.shown import with_args
 from bot.routing import ChannelDirectory, Router, waits_in_text, with_conversation
 from bot.slack_out import review_metadata
+from bot.status import ThreadStatus
 from bot.store import BotStore
 from bot.threads import SlackThread
 from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult, failure_words
@@ -55,6 +56,7 @@ class Turns:
         self.events = events  # events and conversations (not reviews)
         self.router = router or Router(ChannelDirectory(deps.slack.client), deps.approvers)
         self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
+        self.status = ThreadStatus(deps.slack)  # the thread's status line (``bot.status``)
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -109,14 +111,14 @@ class Turns:
         has a stable id, so it is never added twice: a turn that got in is finished (or its
         results shown again) instead of being asked again.
         """
-        agent, slack = self.deps.agent, self.deps.slack
+        agent = self.deps.agent
         message_id = f"slack:{thread.channel_id}:{message_ts}"
-        await slack.react(thread.channel_id, message_ts, add=True)
+        reacted = await self.status.working(thread, message_ts)
+        outcome: RunOutcome | Refused | None = None
         try:
             await self.events.remember_conversation(
                 thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
-            outcome: RunOutcome | Refused | None = None
             context, stream = self.deps.streamed_context(
                 thread, user, await self.secrets_for(thread.thread_id)
             )
@@ -136,7 +138,28 @@ class Turns:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
         finally:
-            await slack.react(thread.channel_id, message_ts, add=False)
+            await self.status.finished(
+                thread,
+                self.waiting_calls(thread, outcome),
+                reacted_on=message_ts if reacted else None,
+            )
+
+    def waiting_calls(
+        self, thread: SlackThread, outcome: RunOutcome | Refused | None
+    ) -> list[CallPolicy]:
+        """The policies of the reviews a run left waiting for a person (for the status)."""
+        if not isinstance(outcome, RunOutcome):
+            return []
+        calls = [
+            self.deps.approvers.policy.for_call(
+                review.request["tool_call"]["name"],
+                review.request["tool_call"]["args"],
+                requester=review.request.get("requested_by"),
+                channel=thread.channel_id,
+            )
+            for review in outcome.pending
+        ]
+        return [call for call in calls if call.policy.mode != "auto"]
 
     async def present(
         self,

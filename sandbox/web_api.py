@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sandbox.assistant import AssistantMethods
 from sandbox.blocks import fill_ids, validate_blocks, validate_view
 from sandbox.config import SandboxConfig
 from sandbox.delivery import Delivery
@@ -129,6 +130,8 @@ class WebApi:
         }
         self.streams = StreamMethods(workspace)
         self.methods.update(self.streams.handlers())
+        self.assistant = AssistantMethods(workspace)
+        self.methods.update(self.assistant.handlers())
 
         # Failures to play before serving a method, as Slack's look on the wire: HTTP 429 with
         # Retry-After (rate limited) or a 5xx (an outage). Tests use them to exercise retries.

@@ -329,6 +329,8 @@ class Workspace:
         self.triggers: dict[str, Trigger] = {}
         self.calls: list[CallRecord] = []
         self.deliveries: list[DeliveryRecord] = []
+        self.statuses: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        """Each thread's status line (``assistant.threads.setStatus``): text, loading messages."""
 
     def reset(self) -> None:
         """Forget every message, view and recorded call; keep subscribers."""
@@ -472,6 +474,8 @@ class Workspace:
                 parent.thread_ts = parent.ts
                 msg.thread_ts = parent.ts
                 parent.replies.append(msg.ts)
+                if user == BOT_USER_ID:  # as in Slack: the app's reply clears its status
+                    self.statuses.pop((channel.id, parent.ts), None)
             self.messages[channel.id].append(msg)
         self.publish({"kind": "message", "channel": channel.id, "ts": msg.ts})
         return msg
@@ -510,6 +514,20 @@ class Workspace:
                 if blocks is not None:
                     msg.blocks = blocks
         self.publish({"kind": "message_changed", "channel": msg.channel, "ts": msg.ts})
+
+    def set_status(self, channel_id: str, thread_ts: str, text: str, loading: list[str]) -> None:
+        with self._lock:
+            root = self.find_message(channel_id, thread_ts)
+            key = (channel_id, root.thread_ts or root.ts)
+            if text:
+                self.statuses[key] = (text, loading)
+            else:
+                self.statuses.pop(key, None)
+        self.publish({"kind": "message_changed", "channel": channel_id, "ts": key[1]})
+
+    def status_of(self, channel_id: str, thread_ts: str) -> str:
+        """The thread's status line as people read it ("" when there is none)."""
+        return self.statuses.get((channel_id, thread_ts), ("", []))[0]
 
     def delete(self, channel_id: str, ts: str) -> None:
         """chat.delete: only the bot's own messages."""

@@ -42,6 +42,7 @@ METHOD_SCOPES = {
     "chat.startStream": {"chat:write"},
     "chat.appendStream": {"chat:write"},
     "chat.stopStream": {"chat:write"},
+    "assistant.threads.setStatus": {"chat:write"},  # chat:write since 2026-03 (changelog)
     "chat.postEphemeral": {"chat:write"},
     "chat.getPermalink": set(),  # routed reviews' links, a receipt's link; no scope needed
     "reactions.add": {"reactions:write"},

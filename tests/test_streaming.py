@@ -25,7 +25,7 @@ WITHIN = 60.0  # bounded, sized for a busy 2-core machine (the planner paces its
 
 @pytest.fixture
 async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
+    async with running_slack_env(database_url, stream_replies=True) as slack_env:
         yield slack_env
 
 
@@ -101,7 +101,7 @@ async def test_the_reply_after_an_approval_streams(env: SlackEnv) -> None:
 async def test_a_workspace_without_streaming_gets_the_plain_message(
     database_url: str, error: str
 ) -> None:
-    async with running_slack_env(database_url) as env:
+    async with running_slack_env(database_url, stream_replies=True) as env:
         sandbox = env.sandbox
         sandbox.web_api.streams.unavailable = error
         for ask in ("tell me a story", "and another"):

@@ -115,6 +115,8 @@ class ReviewEffects:
             claimed.decided_by,
             await self.turns.secrets_for(claimed.thread_id) | self.deps.review_secrets(claimed),
         )
+        status = self.turns.status
+        await status.working(thread)
         try:
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
@@ -123,18 +125,23 @@ class ReviewEffects:
         except Exception as error:
             metrics.decided(action, "failed")
             log.exception("applying %s on %s failed", action, claimed.ref)
+            await status.finished(thread)
             await self._after_failure(claimed, click, error)
             return
         if isinstance(outcome, Refused):
             metrics.decided(action, "refused")
+            await status.finished(thread)
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals, detail)
         await self.show_receipt(claimed, outcome, approvals)
-        await self.turns.present(
-            thread, outcome, requester=claimed.request.get("requested_by"), streamed=stream
-        )
+        try:
+            await self.turns.present(
+                thread, outcome, requester=claimed.request.get("requested_by"), streamed=stream
+            )
+        finally:
+            await status.finished(thread, self.turns.waiting_calls(thread, outcome))
 
     async def _finish(
         self, review: ReviewRow, approvals: tuple[str, ...], detail: str | None = None
