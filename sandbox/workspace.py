@@ -331,6 +331,8 @@ class Workspace:
         self.deliveries: list[DeliveryRecord] = []
         self.statuses: dict[tuple[str, str], tuple[str, list[str]]] = {}
         """Each thread's status line (``assistant.threads.setStatus``): text, loading messages."""
+        self.suggested: dict[tuple[str, str], list[Json]] = {}
+        """The prompts suggested in each assistant thread (``setSuggestedPrompts``)."""
 
     def reset(self) -> None:
         """Forget every message, view and recorded call; keep subscribers."""
