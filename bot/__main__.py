@@ -76,6 +76,8 @@ environment:
                          heartbeat) for this long is finished by the sweeper (default 90)
   THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died
                          mid-run (default 30)
+  STREAM_REPLIES         write the agent's replies into the thread as they are written
+                         (chat.startStream; default true; false posts them whole)
   TURNS_PER_USER_PER_MINUTE       agent turns one person may start per minute, all replicas
                                   together (default 10; 0: no limit); over a limit the first
                                   message of a burst is answered why, the rest are skipped
