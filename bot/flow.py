@@ -37,6 +37,7 @@ from bot.routing import ChannelDirectory, Router
 from bot.slack_out import SlackOut
 from bot.store import BotStore
 from bot.streaming import ReplyStreams
+from bot.task_cards import TaskCards
 from bot.threads import SlackThread
 from bot.turns import Turns
 from bot.waiting import WaitingLister
@@ -65,6 +66,7 @@ class ReviewFlow:
         approvers: Approvers,
         *,
         stream_replies: bool = True,
+        task_cards: bool = True,
     ) -> None:
         self.service = service
         self.store = store
@@ -93,6 +95,7 @@ class ReviewFlow:
             deps, self.effects, self.clicks, GrantStore(store.pool), self.lister.audience
         )
         self.turns.standing = self.clicks.standing = self.standing
+        self.turns.tasks = TaskCards(client, store.pool) if task_cards else None
 
     async def present(
         self,

@@ -364,6 +364,19 @@ REPLY_STREAMS: tuple[str, ...] = (
     """,
 )
 
+REVIEW_TASKS: tuple[str, ...] = (
+    # Each reviewed call's task message (bot.task_cards), deleted with its review.
+    """
+    CREATE TABLE IF NOT EXISTS review_tasks (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        channel_id text NOT NULL,
+        ts text NOT NULL,
+        tool text NOT NULL,
+        link text
+    )
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -376,6 +389,7 @@ BOT = Component(
         Step(7, "standing approvals: standing_grants, standing_grant_offers", STANDING_GRANTS),
         Step(8, "previews and receipts of reviews", PREVIEWS_AND_RECEIPTS),
         Step(9, "reply streams still open", REPLY_STREAMS),
+        Step(10, "review tasks: each reviewed call's task message", REVIEW_TASKS),
     ),
 )
 

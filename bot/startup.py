@@ -90,6 +90,7 @@ async def running_bot(
             client,
             Approvers(policy, client),
             stream_replies=settings.stream_replies,
+            task_cards=settings.task_cards,
         )
         await flow.router.check(policy, service.tool_names)  # says what it finds wrong
         app = build_app(settings, client, flow, TurnLimiter(pool, settings.turn_limits))

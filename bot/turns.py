@@ -34,6 +34,7 @@ from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult, failu
 if TYPE_CHECKING:
     from bot.review.standing import StandingApprovals
     from bot.streaming import SlackReplyStream
+    from bot.task_cards import TaskCards
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Turns:
         self.router = router or Router(ChannelDirectory(deps.slack.client), deps.approvers)
         self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
         self.status = ThreadStatus(deps.slack)  # the thread's status line (``bot.status``)
+        self.tasks: TaskCards | None = None  # reviewed calls as tasks, set by the flow
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -363,6 +365,7 @@ class Turns:
             await storage.add_copy(ref, ts)
         if ts:
             self._ask_preview(thread, ref, request)
+            await self._open_task(thread, ref, request, thread.channel_id, ts)
 
     def _previews(self, request: ReviewRequest) -> bool:
         return self.deps.cards is not None and bool(request["tool"].get("preview"))
@@ -447,6 +450,15 @@ class Turns:
         await storage.add_copy(ref, ts)
         self._ask_preview(thread, ref, request)
         await self.say(thread, waits_in_text(channel, await slack.permalink(channel, ts)))
+        await self._open_task(thread, ref, request, channel, ts)
+
+    async def _open_task(
+        self, thread: SlackThread, ref: str, request: ReviewRequest, channel: str, ts: str
+    ) -> None:
+        """The call as a task in the conversation, linked to its card (``bot.task_cards``)."""
+        if self.tasks is not None:
+            link = await self.deps.slack.permalink(channel, ts)
+            await self.tasks.open(thread, ref, self.shown_name(request["tool_call"]["name"]), link)
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

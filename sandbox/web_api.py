@@ -130,6 +130,8 @@ class WebApi:
         }
         self.streams = StreamMethods(workspace)
         self.methods.update(self.streams.handlers())
+        self.refused_block_types: set[str] = set()
+        """Block types this workspace refuses with ``invalid_blocks`` (e.g. ``task_card``)."""
         self.assistant = AssistantMethods(workspace)
         self.methods.update(self.assistant.handlers())
 
@@ -242,7 +244,19 @@ class WebApi:
             "is_enterprise_install": False,
         }
 
+    def _refuse_block_types(self, args: Json) -> None:
+        """A workspace without some block types answers ``invalid_blocks`` (fallback tests)."""
+        body = args.get("blocks")
+        kinds = (
+            {b.get("type") for b in body if isinstance(b, dict)}
+            if isinstance(body, list)
+            else set()
+        )
+        if kinds & self.refused_block_types:
+            raise ApiError("invalid_blocks", errors=["unsupported block type"])
+
     def chat_post_message(self, args: Json) -> Json:
+        self._refuse_block_types(args)
         chan = self._member_channel(args)
         text, blocks = self._content(args)
         meta = args.get("metadata") if isinstance(args.get("metadata"), dict) else None
