@@ -1,5 +1,6 @@
 """In real headless Chromium: a person watches the thread's status line tell the truth (waiting
-for whom, then cleared) and the agent's reply being written, until it is the ordinary reply."""
+for whom, then cleared), the call's task move from waiting for review to done, and the agent's
+reply being written, until it is the ordinary reply."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytest_plugins = ["tests.support.browser"]
 
 @pytest.fixture
 async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url, stream_replies=True) as slack_env:
+    async with running_slack_env(database_url, stream_replies=True, task_cards=True) as slack_env:
         yield slack_env
 
 
@@ -38,9 +39,14 @@ async def test_a_person_sees_the_status_line_and_the_reply_being_written(
     await expect(status).to_have_text(
         "approvals is waiting for approval from anyone who can see the review"
     )
+    task = chat.thread.get_by_test_id("task-card")
+    await expect(task).to_have_attribute("data-status", "pending")
+    await expect(task).to_contain_text("weather_search: waiting for review")
     await review.get_by_role("button", name="Approve", exact=True).click()
     done = chat.thread.get_by_test_id("message").filter(has_text="Done.")
     await expect(done).to_be_visible()
+    await expect(task).to_have_attribute("data-status", "complete")  # the same task, in place
+    await expect(task).to_contain_text("weather_search: done")
     await expect(status).to_be_hidden()  # cleared once the agent is done
 
     reply_box = chat.page.get_by_test_id("thread-input")
