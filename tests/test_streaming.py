@@ -6,6 +6,7 @@ by the sweeper. Sandbox over signed HTTP, real PostgreSQL, the offline planner s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,18 @@ def test_held_back_never_cuts_through_a_secret() -> None:
     assert held_back("xx abc", secret) == 1  # "abc" may be the start of the secret
     assert held_back("xx abcdef yyyyyy", secret) == len("xx abcdef yyyyyy") - 5
     assert held_back("xx abcdef yy", secret) == 3  # the cut would fall inside it: before it
+
+
+async def test_a_policy_that_redacts_gets_replies_posted_whole(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Fail closed: a call run without review could put a redacted value in the reply before
+    the bot knows it, so with redaction configured nothing is streamed."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[tools.set_channel_topic]\nredact = ["topic"]\n')
+    async with running_slack_env(database_url, stream_replies=True, policy_file=policy) as env:
+        sandbox = env.sandbox
+        ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> tell me a story")
+        reply = await finished_reply(sandbox, "C0GENERAL", ts, "running offline")
+        assert without_ids(reply["blocks"]) == blocks.reply_blocks(OFFLINE_HELP)
+        assert not sandbox.calls_of("chat.startStream")

@@ -71,9 +71,13 @@ class Deps:
         self, thread: SlackThread, user: str | None, secrets: frozenset[str]
     ) -> tuple[AgentContext, SlackReplyStream | None]:
         """:meth:`context` with a listener that streams the reply into ``thread`` (masking
-        ``secrets``), when replies are streamed; the listener goes to ``Turns.present``."""
+        ``secrets``), when replies are streamed and the policy redacts nothing; the listener
+        goes to ``Turns.present``."""
         context = self.context(thread, user)
-        if self.streams is None:
+        if self.streams is None or redaction.redacts_anything(self.approvers.policy):
+            # Fail closed: a call that runs without review within the run (auto-approved by
+            # the agent's own settings) could put a redacted value in the reply before the bot
+            # knows it is one; the reply is then posted whole, masked, as before.
             return context, None
         stream = self.streams.open(thread, user, secrets)
         return dataclasses.replace(context, reply=stream), stream
