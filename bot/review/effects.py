@@ -126,16 +126,15 @@ class ReviewEffects:
             # a stuck decision the sweeper turned into its expiry
             decision = Expire(expiry_words(policy.ttl_seconds))
         action = stored_action(decision.kind)  # the metrics label, as the dashboards know it
-        context, stream = self.deps.streamed_context(
-            thread,
-            claimed.decided_by,
-            await self.turns.secrets_for(claimed.thread_id) | self.deps.review_secrets(claimed),
-        )
         status, tasks = self.turns.status, self.turns.tasks
         if tasks is not None:
             await tasks.move(claimed.ref, task_phase(decision))
         await status.working(thread)
         try:
+            secrets = await self.turns.secrets_for(claimed.thread_id)
+            context, stream = self.deps.streamed_context(
+                thread, claimed.decided_by, secrets | self.deps.review_secrets(claimed)
+            )
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
                     claimed.thread_id, claimed.interrupt_id, decision, context=context
