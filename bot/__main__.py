@@ -79,6 +79,10 @@ environment:
                          heartbeat) for this long is finished by the sweeper (default 90)
   THREAD_LEASE_SECONDS   how long a conversation stays locked by a replica that died
                          mid-run (default 30)
+  STREAM_REPLIES         write the agent's replies into the thread as they are written
+                         (chat.startStream; default true; false posts them whole)
+  TASK_CARDS             show each reviewed call as a task (task_card block) in its
+                         conversation (default true; false: the review card alone)
   TURNS_PER_USER_PER_MINUTE       agent turns one person may start per minute, all replicas
                                   together (default 10; 0: no limit); over a limit the first
                                   message of a burst is answered why, the rest are skipped

@@ -57,6 +57,12 @@ class BotSettings:
     retention: Retention = field(default_factory=Retention)
     remote: RemoteSettings | None = None
     """``AGENT_URL``: drive a graph on LangGraph Server instead of running one in process."""
+    stream_replies: bool = True
+    """``STREAM_REPLIES``: write the agent's reply into the thread as it is written
+    (``bot.streaming``); ``false`` posts it whole."""
+    task_cards: bool = True
+    """``TASK_CARDS``: show each reviewed call as a task in its conversation
+    (``bot.task_cards``); ``false`` shows the review card alone."""
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -107,7 +113,14 @@ class BotSettings:
             turn_limits=turn_limits_from_env(env),
             retention=_retention(env),
             remote=remote_from_env(env),
+            stream_replies=_flag(env, "STREAM_REPLIES"),
+            task_cards=_flag(env, "TASK_CARDS"),
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """An on/off variable that is on unless set to 0, false, no or off."""
+    return env.get(name, "true").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _retention(env: Mapping[str, str]) -> Retention:

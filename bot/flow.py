@@ -28,6 +28,7 @@ from bot.failures import BROKEN, BUSY, DB_DOWN, MODEL_DOWN, explain
 from bot.grants import GrantStore
 from bot.permissions import Approvers
 from bot.previews import CardExtras
+from bot.reply_streams import StreamRecords
 from bot.review.clicks import FOUR_EYES, Clicks
 from bot.review.deps import Deps
 from bot.review.effects import Click, ReviewEffects
@@ -35,6 +36,8 @@ from bot.review.standing import StandingApprovals
 from bot.routing import ChannelDirectory, Router
 from bot.slack_out import SlackOut
 from bot.store import BotStore
+from bot.streaming import ReplyStreams
+from bot.task_cards import TaskCards
 from bot.threads import SlackThread
 from bot.turns import Turns
 from bot.waiting import WaitingLister
@@ -56,7 +59,14 @@ class ReviewFlow:
     """Every part of the flow, wired. ``service``: the agent, through its seam."""
 
     def __init__(
-        self, service: Agent, store: BotStore, client: AsyncWebClient, approvers: Approvers
+        self,
+        service: Agent,
+        store: BotStore,
+        client: AsyncWebClient,
+        approvers: Approvers,
+        *,
+        stream_replies: bool = True,
+        task_cards: bool = True,
     ) -> None:
         self.service = service
         self.store = store
@@ -65,7 +75,16 @@ class ReviewFlow:
         self.audit = AuditLog(store.pool)
         self.slack = SlackOut(client)
         self.cards = CardExtras(store.pool, service)
-        deps = Deps(service, store, self.slack, approvers, self.audit, self.cards)
+        self.streams = ReplyStreams(client, StreamRecords(store.pool))
+        deps = Deps(
+            service,
+            store,
+            self.slack,
+            approvers,
+            self.audit,
+            self.cards,
+            self.streams if stream_replies else None,
+        )
         self.router = Router(ChannelDirectory(client), approvers)
         self.turns = Turns(deps, store, self.router)
         self.effects = ReviewEffects(deps, self.turns)
@@ -76,6 +95,7 @@ class ReviewFlow:
             deps, self.effects, self.clicks, GrantStore(store.pool), self.lister.audience
         )
         self.turns.standing = self.clicks.standing = self.standing
+        self.turns.tasks = TaskCards(client, store.pool) if task_cards else None
 
     async def present(
         self,

@@ -563,6 +563,34 @@ DECISION_DETAIL: tuple[str, ...] = (
     "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS decision_detail text",
 )
 
+REPLY_STREAMS: tuple[str, ...] = (
+    # Streamed replies still open (bot.reply_streams): the sweeper closes those a dead process
+    # left, so none stays "typing".
+    """
+    CREATE TABLE IF NOT EXISTS bot_reply_streams (
+        channel_id text NOT NULL,
+        ts text NOT NULL,
+        thread_id text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        touched_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel_id, ts)
+    )
+    """,
+)
+
+REVIEW_TASKS: tuple[str, ...] = (
+    # Each reviewed call's task message (bot.task_cards), deleted with its review.
+    """
+    CREATE TABLE IF NOT EXISTS review_tasks (
+        ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
+        channel_id text NOT NULL,
+        ts text NOT NULL,
+        tool text NOT NULL,
+        link text
+    )
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -580,6 +608,8 @@ BOT = Component(
             ARGS_DIGEST_AND_AUDIT_CHAIN,
         ),
         Step(10, "reviews keep the claimed decision's audit detail", DECISION_DETAIL),
+        Step(11, "reply streams still open", REPLY_STREAMS),
+        Step(12, "review tasks: each reviewed call's task message", REVIEW_TASKS),
     ),
 )
 

@@ -85,7 +85,14 @@ async def running_bot(
         session = aiohttp.ClientSession()  # one connection pool for every Web API call
         client = slack_client(settings, session)
         store = BotStore(pool, recover_after_seconds=settings.recover_after_seconds)
-        flow = ReviewFlow(service, store, client, Approvers(policy, client))
+        flow = ReviewFlow(
+            service,
+            store,
+            client,
+            Approvers(policy, client),
+            stream_replies=settings.stream_replies,
+            task_cards=settings.task_cards,
+        )
         await flow.router.check(policy, service.tool_names)  # says what it finds wrong
         app = build_app(settings, client, flow, TurnLimiter(pool, settings.turn_limits))
         app.use(log_context_middleware)

@@ -4,7 +4,8 @@ Each pass (0) answers messages whose handler died after Slack saw them acknowled
 finishes decisions whose process died between the claim and the result, (2) expires reviews
 nobody decided within their time to live (failing closed), (3) escalates reviews still
 undecided after their ``escalate_after`` (pinging ``escalate_to``, who may decide from then on),
-(4) posts reminders before expiry, (5) repaints messages Slack refused to update, and (6), when
+(4) posts reminders before expiry, (4b) stops streamed replies a dead process left open
+(``bot.reply_streams``), (5) repaints messages Slack refused to update, and (6), when
 a retention is set, deletes idle conversations and old event claims (at most hourly,
 ``bot.retention``). Every step claims its rows atomically in PostgreSQL, so replicas never do
 the same work twice. "Died" is judged by a
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from bot.flow import ReviewFlow
 from bot.retention import RetentionTask
+from bot.streaming import close_stale
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class SweepReport:
     reminded: int = 0
     repainted: int = 0
     pruned: int = 0
+    streams_closed: int = 0
 
 
 async def sweep_once(
@@ -68,6 +71,7 @@ async def sweep_once(
     for review in await store.remind_due():  # transition remind: one replica each
         await effects.remind(review)
         report.reminded += 1
+    report.streams_closed = await close_stale(flow.client, flow.streams.records, stuck_after)
     for review in await store.unsynced():
         await effects.sync(review)
         report.repainted += 1

@@ -27,12 +27,15 @@ from bot.review.deps import Deps
 from bot.review.shown import with_args
 from bot.routing import ChannelDirectory, Router, waits_in_text, with_conversation
 from bot.slack_out import review_metadata
+from bot.status import ThreadStatus
 from bot.store import BotStore
 from bot.threads import SlackThread
 from graph import Approve, Refused, ReviewRequest, RunOutcome, ToolResult, failure_words
 
 if TYPE_CHECKING:
     from bot.review.standing import StandingApprovals
+    from bot.streaming import SlackReplyStream
+    from bot.task_cards import TaskCards
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Turns:
         self.events = events  # events and conversations (not reviews)
         self.router = router or Router(ChannelDirectory(deps.slack.client), deps.approvers)
         self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
+        self.status = ThreadStatus(deps.slack)  # the thread's status line (``bot.status``)
+        self.tasks: TaskCards | None = None  # reviewed calls as tasks, set by the flow
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -109,15 +114,17 @@ class Turns:
         has a stable id, so it is never added twice: a turn that got in is finished (or its
         results shown again) instead of being asked again.
         """
-        agent, slack = self.deps.agent, self.deps.slack
+        agent = self.deps.agent
         message_id = f"slack:{thread.channel_id}:{message_ts}"
-        await slack.react(thread.channel_id, message_ts, add=True)
+        reacted = await self.status.working(thread, message_ts)
+        outcome: RunOutcome | Refused | None = None
         try:
             await self.events.remember_conversation(
                 thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
-            outcome: RunOutcome | Refused | None = None
-            context = self.deps.context(thread, user)
+            context, stream = self.deps.streamed_context(
+                thread, user, await self.secrets_for(thread.thread_id)
+            )
             if recovering and await agent.has_message(thread.thread_id, message_id):
                 outcome = await agent.resume_interrupted(
                     thread.thread_id, context=context
@@ -127,12 +134,35 @@ class Turns:
                     outcome = await agent.start_turn(
                         thread.thread_id, text, user=user, context=context, message_id=message_id
                     )
-            await self.present(thread, outcome, recovering=recovering, requester=user)
+            await self.present(
+                thread, outcome, recovering=recovering, requester=user, streamed=stream
+            )
         except Exception as error:
             log.exception("turn failed in %s", thread.thread_id)
             await self.say(thread, explain(error))
         finally:
-            await slack.react(thread.channel_id, message_ts, add=False)
+            await self.status.finished(
+                thread,
+                self.waiting_calls(thread, outcome),
+                reacted_on=message_ts if reacted else None,
+            )
+
+    def waiting_calls(
+        self, thread: SlackThread, outcome: RunOutcome | Refused | None
+    ) -> list[CallPolicy]:
+        """The policies of the reviews a run left waiting for a person (for the status)."""
+        if not isinstance(outcome, RunOutcome):
+            return []
+        calls = [
+            self.deps.approvers.policy.for_call(
+                review.request["tool_call"]["name"],
+                review.request["tool_call"]["args"],
+                requester=review.request.get("requested_by"),
+                channel=thread.channel_id,
+            )
+            for review in outcome.pending
+        ]
+        return [call for call in calls if call.policy.mode != "auto"]
 
     async def present(
         self,
@@ -141,8 +171,12 @@ class Turns:
         *,
         recovering: bool = False,
         requester: str | None = None,
+        streamed: SlackReplyStream | None = None,
     ) -> None:
         """Post what a run produced: tool results, the agent's reply, then new reviews.
+
+        ``streamed``: the run's reply was streamed into the thread (``bot.streaming``); that
+        message becomes the reply instead of a second one being posted.
 
         ``recovering``: the caller finishes what a stopped process started, so a review it
         registered but never showed is shown now, whatever its age. Calls that ran without
@@ -173,7 +207,8 @@ class Turns:
                 await slack.post(thread, body, blocks.tool_result_text(shown))
         if outcome.reply:
             reply = redaction.mask(outcome.reply, secrets)
-            await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
+            if streamed is None or not await streamed.show_reply(reply):
+                await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
 
@@ -341,6 +376,7 @@ class Turns:
             await storage.add_copy(ref, ts)
         if ts:
             self._ask_preview(thread, ref, request)
+            await self._open_task(thread, ref, request, thread.channel_id, ts)
 
     def _previews(self, request: ReviewRequest) -> bool:
         return self.deps.cards is not None and bool(request["tool"].get("preview"))
@@ -439,6 +475,15 @@ class Turns:
         await storage.add_copy(ref, ts)
         self._ask_preview(thread, ref, request)
         await self.say(thread, waits_in_text(channel, await slack.permalink(channel, ts)))
+        await self._open_task(thread, ref, request, channel, ts)
+
+    async def _open_task(
+        self, thread: SlackThread, ref: str, request: ReviewRequest, channel: str, ts: str
+    ) -> None:
+        """The call as a task in the conversation, linked to its card (``bot.task_cards``)."""
+        if self.tasks is not None:
+            link = await self.deps.slack.permalink(channel, ts)
+            await self.tasks.open(thread, ref, self.shown_name(request["tool_call"]["name"]), link)
 
     async def _record_auto(
         self, thread: SlackThread, result: ToolResult, requester: str | None

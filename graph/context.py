@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from graph.streaming import ReplyListener
 
 
 class SlackWebAPI(Protocol):
@@ -24,12 +27,14 @@ class SlackWebAPI(Protocol):
 class AgentContext:
     """Per-run dependencies, passed to LangGraph as the run's context.
 
-    ``slack`` is the workspace the tools act on; ``requester`` is who started the turn.
+    ``slack`` is the workspace the tools act on; ``requester`` is who started the turn;
+    ``reply``, when set, hears the model's text as it is written (``graph.streaming``).
     """
 
     slack: SlackWebAPI | None = None
     requester: str | None = None
     team_id: str | None = None
+    reply: ReplyListener | None = None
 
 
 def slack_reply(response: Any) -> Mapping[str, Any]:

@@ -39,6 +39,7 @@ from graph.review import (
     validate_args,
 )
 from graph.state import AgentState, ReviewTask
+from graph.streaming import reply_listener, streamed_message
 from graph.sync import run_sync
 from graph.tools.registry import ToolRegistry
 from graph.types import DecisionRecord, ToolCallData
@@ -160,6 +161,13 @@ class AgentNodes:
         return [SystemMessage(self.system_prompt), *state["messages"]]
 
     async def call_llm(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """One model call; streamed to the run's reply listener when it has one
+        (``graph.streaming``), else asked whole."""
+        listener = reply_listener()
+        if listener is not None and hasattr(self.model, "astream"):
+            model: Any = self.model
+            message = await streamed_message(model, self._prompt(state), config, listener)
+            return {"messages": [message]}
         return {"messages": [await self.model.ainvoke(self._prompt(state), config)]}
 
     def call_llm_sync(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:

@@ -7,19 +7,22 @@ do, and otherwise explains that it is offline and how to enable Claude.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import ToolCallChunk
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
@@ -143,6 +146,9 @@ def plan(text: str) -> list[Call]:
 class OfflinePlanner:
     """Chat-model look-alike (``bind_tools`` + ``ainvoke``/``invoke``) that needs no network."""
 
+    pace_seconds = 0.02
+    """Between two streamed words: a person's reading pace, so the demo shows the stream."""
+
     def __init__(self, tools: Sequence[BaseTool] = ()) -> None:
         self._tool_names = {tool.name for tool in tools}
 
@@ -153,6 +159,22 @@ class OfflinePlanner:
         self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
     ) -> AIMessage:
         return self.invoke(input, config)
+
+    async def astream(
+        self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
+    ) -> AsyncIterator[AIMessageChunk]:
+        """The same reply, word by word (as a streaming model writes it), so the demo shows a
+        streamed reply; the chunks joined are exactly :meth:`invoke`'s message."""
+        message = self.invoke(input, config)
+        words = re.findall(r"\S+\s*|\s+", message.text) or [""]
+        for index, word in enumerate(words):
+            last = index == len(words) - 1
+            yield AIMessageChunk(
+                content=word,
+                id=message.id,
+                tool_call_chunks=_tool_call_chunks(message) if last else [],
+            )
+            await asyncio.sleep(self.pace_seconds)
 
     def invoke(
         self, input: Sequence[BaseMessage], config: RunnableConfig | None = None
@@ -231,6 +253,13 @@ class OfflinePlanner:
                 "request I understand. You can also use *Edit* to change the arguments directly."
             )
         )
+
+
+def _tool_call_chunks(message: AIMessage) -> list[ToolCallChunk]:
+    return [
+        ToolCallChunk(name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i)
+        for i, call in enumerate(message.tool_calls)
+    ]
 
 
 def outcome_words(results: Sequence[ToolMessage]) -> str:

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.assistant import assistant_thread_started_event
 from sandbox.blocks import fill_ids, validate_view
 from sandbox.config import SandboxConfig
 from sandbox.delivery import BotResponse, Delivery
@@ -121,6 +122,15 @@ class Actors:
     def open_dm(self, user: str) -> str:
         """The id of `user`'s DM with the bot."""
         return self.ws.open_dm(user).id
+
+    def open_assistant_thread(self, user: str) -> str:
+        """Open a new conversation with the app in its assistant view: Slack starts a thread in
+        the person's DM with the app and tells the app (``assistant_thread_started``). Returns
+        the thread's ts (post in it with ``thread_ts``)."""
+        dm = self.ws.open_dm(user)
+        root = self.ws.post(dm, BOT_USER_ID, "")
+        self.delivery.emit_event(assistant_thread_started_event(user, dm.id, root.ts))
+        return root.ts
 
     # ----- App Home and slash commands ----------------------------------
 

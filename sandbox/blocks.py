@@ -271,6 +271,33 @@ def _markdown(block: dict[str, Any], ptr: str, errors: Errors) -> None:
     _max_len(text, 12000, f"{ptr}/text", errors)
 
 
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+
+
+def _task_card(block: dict[str, Any], ptr: str, errors: Errors) -> None:
+    """A task (slack_sdk ``TaskCardBlock``): ``task_id``, a plain ``title``, a ``status`` of
+    Slack's four, ``details``/``output`` each one rich_text."""
+    for key in ("task_id", "title"):
+        if not isinstance(block.get(key), str) or not block[key]:
+            _err(errors, "must be more than 0 characters", f"{ptr}/{key}")
+    if block.get("status") not in TASK_STATUSES:
+        _err(errors, "must be one of pending, in_progress, complete, error", f"{ptr}/status")
+    for key in ("details", "output"):
+        part = block.get(key)
+        if part is not None and (not isinstance(part, dict) or part.get("type") != "rich_text"):
+            _err(errors, "must be a rich_text block", f"{ptr}/{key}")
+
+
+def _plan(block: dict[str, Any], ptr: str, errors: Errors) -> None:
+    if not isinstance(block.get("title"), str) or not block["title"]:
+        _err(errors, "must be more than 0 characters", f"{ptr}/title")
+    for i, task in enumerate(block.get("tasks") or []):
+        if not isinstance(task, dict) or task.get("type") != "task_card":
+            _err(errors, "must be a task_card", f"{ptr}/tasks/{i}")
+        else:
+            _task_card(task, f"{ptr}/tasks/{i}", errors)
+
+
 BLOCKS: dict[str, Check] = {
     "section": _section,
     "header": _header,
@@ -281,6 +308,8 @@ BLOCKS: dict[str, Check] = {
     "input": _input,
     "rich_text": _rich_text,
     "markdown": _markdown,
+    "task_card": _task_card,
+    "plan": _plan,
     "video": _lenient,
     "file": _lenient,
 }

@@ -93,6 +93,10 @@ class Sandbox:
     def open_dm(self, user: str) -> str:
         return self.actors.open_dm(user)
 
+    def open_assistant_thread(self, user: str) -> str:
+        """A new conversation in the app's assistant view; the thread's ts."""
+        return self.actors.open_assistant_thread(user)
+
     async def open_home(self, user: str, tab: str = "home") -> None:
         """Open the bot's Home tab as `user` (`app_home_opened` goes out in the background)."""
         await self.actors.open_home(user, tab)

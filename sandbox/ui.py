@@ -162,7 +162,10 @@ class UiApi:
         msgs = [m.to_dict() for m in self.ws.thread(chan.id, root)]
         msgs += self._ephemerals(user, chan.id, root)
         msgs.sort(key=lambda m: float(m["ts"]))
-        return JSONResponse({"channel": chan.id, "thread_ts": root, "messages": msgs})
+        status = self.ws.status_of(chan.id, root)  # the thread's status line
+        return JSONResponse(
+            {"channel": chan.id, "thread_ts": root, "messages": msgs, "status": status}
+        )
 
     async def view(self, request: Request) -> Response:
         user = request.path_params["user"]

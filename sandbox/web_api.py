@@ -16,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sandbox.assistant import AssistantMethods
 from sandbox.blocks import fill_ids, validate_blocks, validate_view
 from sandbox.config import SandboxConfig
 from sandbox.delivery import Delivery
 from sandbox.errors import ApiError
 from sandbox.events import message_event
+from sandbox.streams import StreamMethods
 from sandbox.workspace import (
     BOT_ID,
     BOT_USER_ID,
@@ -126,6 +128,12 @@ class WebApi:
             "usergroups.list": self.usergroups_list,
             "usergroups.users.list": self.usergroups_users_list,
         }
+        self.streams = StreamMethods(workspace)
+        self.methods.update(self.streams.handlers())
+        self.refused_block_types: set[str] = set()
+        """Block types this workspace refuses with ``invalid_blocks`` (e.g. ``task_card``)."""
+        self.assistant = AssistantMethods(workspace)
+        self.methods.update(self.assistant.handlers())
 
         # Failures to play before serving a method, as Slack's look on the wire: HTTP 429 with
         # Retry-After (rate limited) or a 5xx (an outage). Tests use them to exercise retries.
@@ -236,7 +244,19 @@ class WebApi:
             "is_enterprise_install": False,
         }
 
+    def _refuse_block_types(self, args: Json) -> None:
+        """A workspace without some block types answers ``invalid_blocks`` (fallback tests)."""
+        body = args.get("blocks")
+        kinds = (
+            {b.get("type") for b in body if isinstance(b, dict)}
+            if isinstance(body, list)
+            else set()
+        )
+        if kinds & self.refused_block_types:
+            raise ApiError("invalid_blocks", errors=["unsupported block type"])
+
     def chat_post_message(self, args: Json) -> Json:
+        self._refuse_block_types(args)
         chan = self._member_channel(args)
         text, blocks = self._content(args)
         meta = args.get("metadata") if isinstance(args.get("metadata"), dict) else None

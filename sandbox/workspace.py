@@ -135,6 +135,8 @@ class Message:
     reply_broadcast: bool = False
     reactions: dict[str, list[str]] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
+    streaming: bool = False
+    """Being written by ``chat.startStream``/``appendStream`` until ``chat.stopStream``."""
 
     def to_dict(self, *, with_metadata: bool = True) -> Json:
         """The message as conversations.history and interaction payloads show it; the history
@@ -157,6 +159,8 @@ class Message:
             out["metadata"] = self.metadata
         if self.reply_broadcast:
             out["subtype"] = "thread_broadcast"
+        if self.streaming:  # the sandbox's marker for the page (Slack shows it being written)
+            out["streaming"] = True
         if self.reactions:
             out["reactions"] = [
                 {"name": name, "users": list(users), "count": len(users)}
@@ -325,6 +329,10 @@ class Workspace:
         self.triggers: dict[str, Trigger] = {}
         self.calls: list[CallRecord] = []
         self.deliveries: list[DeliveryRecord] = []
+        self.statuses: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        """Each thread's status line (``assistant.threads.setStatus``): text, loading messages."""
+        self.suggested: dict[tuple[str, str], list[Json]] = {}
+        """The prompts suggested in each assistant thread (``setSuggestedPrompts``)."""
 
     def reset(self) -> None:
         """Forget every message, view and recorded call; keep subscribers."""
@@ -453,6 +461,7 @@ class Workspace:
         thread_ts: str | None = None,
         reply_broadcast: bool = False,
         metadata: Json | None = None,
+        streaming: bool = False,
     ) -> Message:
         """Store a new message (or thread reply) and announce it."""
         with self._lock:
@@ -462,10 +471,13 @@ class Workspace:
             msg = Message(channel.id, self.new_ts(), text, user, blocks)
             msg.bot_id = BOT_ID if user == BOT_USER_ID else None
             msg.metadata, msg.reply_broadcast = metadata, reply_broadcast and parent is not None
+            msg.streaming = streaming
             if parent is not None:
                 parent.thread_ts = parent.ts
                 msg.thread_ts = parent.ts
                 parent.replies.append(msg.ts)
+                if user == BOT_USER_ID:  # as in Slack: the app's reply clears its status
+                    self.statuses.pop((channel.id, parent.ts), None)
             self.messages[channel.id].append(msg)
         self.publish({"kind": "message", "channel": channel.id, "ts": msg.ts})
         return msg
@@ -492,6 +504,32 @@ class Workspace:
             msg.edited = {"user": BOT_USER_ID, "ts": self.new_ts()}
         self.publish({"kind": "message_changed", "channel": channel_id, "ts": ts})
         return msg
+
+    def append_text(
+        self, msg: Message, text: str, *, stop: bool = False, blocks: list[Json] | None = None
+    ) -> None:
+        """A streamed message grows by ``text`` (``stop``: and ends, with ``blocks`` if any)."""
+        with self._lock:
+            msg.text += text
+            if stop:
+                msg.streaming = False
+                if blocks is not None:
+                    msg.blocks = blocks
+        self.publish({"kind": "message_changed", "channel": msg.channel, "ts": msg.ts})
+
+    def set_status(self, channel_id: str, thread_ts: str, text: str, loading: list[str]) -> None:
+        with self._lock:
+            root = self.find_message(channel_id, thread_ts)
+            key = (channel_id, root.thread_ts or root.ts)
+            if text:
+                self.statuses[key] = (text, loading)
+            else:
+                self.statuses.pop(key, None)
+        self.publish({"kind": "message_changed", "channel": channel_id, "ts": key[1]})
+
+    def status_of(self, channel_id: str, thread_ts: str) -> str:
+        """The thread's status line as people read it ("" when there is none)."""
+        return self.statuses.get((channel_id, thread_ts), ("", []))[0]
 
     def delete(self, channel_id: str, ts: str) -> None:
         """chat.delete: only the bot's own messages."""

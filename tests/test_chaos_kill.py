@@ -293,7 +293,7 @@ async def test_a_mention_acknowledged_by_a_process_that_dies_is_still_answered(
         retry_delays=(1.0, 2.0, 4.0),
         deliver_bot_messages=False,
     )
-    reaction = HoldFirst("reactions.add")  # the first thing the bot does with a mention
+    reaction = HoldFirst("assistant.threads.setStatus")  # the first thing the bot does
     async with (
         fresh_database(database_url, "chaos_ack") as db_url,
         running_sandbox(config) as sandbox,

@@ -21,6 +21,8 @@ EVENT_SUBSCRIPTIONS = {
     "app_home_opened": {"app_home_opened"},
     "app_mention": {"app_mention"},
     "message": {"message.channels", "message.groups", "message.im"},
+    "assistant_thread_started": {"assistant_thread_started"},
+    "assistant_thread_context_changed": {"assistant_thread_context_changed"},
 }
 EVENT_SCOPES = {
     "app_home_opened": set(),
@@ -28,6 +30,8 @@ EVENT_SCOPES = {
     "message.channels": {"channels:history"},
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
+    "assistant_thread_started": {"assistant:write"},
+    "assistant_thread_context_changed": {"assistant:write"},
 }
 COMMAND_SCOPES = {"commands"}  # any slash command
 METHOD_SCOPES = {
@@ -38,6 +42,14 @@ METHOD_SCOPES = {
     "conversations.members": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "auth.test": set(),
     "chat.update": {"chat:write"},
+    # streamed replies (bot.streaming); Slack's reference pages name chat:write for each
+    "chat.startStream": {"chat:write"},
+    "chat.appendStream": {"chat:write"},
+    "chat.stopStream": {"chat:write"},
+    "assistant.threads.setStatus": {"chat:write"},
+    "assistant.threads.setSuggestedPrompts": {
+        "assistant:write"
+    },  # chat:write since 2026-03 (changelog)
     "chat.postEphemeral": {"chat:write"},
     "chat.getPermalink": set(),  # routed reviews' links, a receipt's link; no scope needed
     "reactions.add": {"reactions:write"},
@@ -143,3 +155,12 @@ def test_slash_commands_match_the_registered_ones() -> None:
 def test_home_tab_is_on_exactly_when_app_home_opened_is_handled() -> None:
     handles_home = "app_home_opened" in registered().events
     assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is handles_home is True
+
+
+def test_the_assistant_view_says_what_the_code_says() -> None:
+    from bot.assistant_view import ASSISTANT_DESCRIPTION, SUGGESTED_PROMPTS
+
+    view = MANIFEST["features"]["assistant_view"]
+    assert view["assistant_description"] == ASSISTANT_DESCRIPTION
+    assert view["suggested_prompts"] == [dict(p) for p in SUGGESTED_PROMPTS]
+    assert 0 < len(SUGGESTED_PROMPTS) <= 4  # Slack's limit

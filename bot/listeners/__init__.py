@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events, grants, home, views
+from bot.listeners import actions, assistant, commands, events, grants, home, views
 
 if TYPE_CHECKING:
     from bot.flow import ReviewFlow
@@ -20,3 +20,4 @@ def register_all(app: AsyncApp, flow: ReviewFlow) -> None:
     home.register(app, flow.lister, flow.standing)
     grants.register(app, flow.standing, flow.lister)
     commands.register(app, flow.lister)
+    assistant.register(app)

@@ -4,6 +4,7 @@ audit trail."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from graph import Agent, AgentContext
 
 if TYPE_CHECKING:
     from bot.previews import CardExtras
+    from bot.streaming import ReplyStreams, SlackReplyStream
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class Deps:
     audit: AuditLog
     cards: CardExtras | None = None
     """Previews and receipts on the cards (``bot.previews``); None shows neither."""
+    streams: ReplyStreams | None = None
+    """Replies streamed as they are written (``bot.streaming``); None posts them whole."""
 
     def policy(self, tool: str) -> ToolPolicy:
         """A tool's own policy, before its rules: only where no one call is meant (a review
@@ -62,6 +66,21 @@ class Deps:
     def context(self, thread: SlackThread, user: str | None) -> AgentContext:
         """What the agent's tools may use: Slack (as the bot), who asked, which workspace."""
         return AgentContext(slack=self.slack.client, requester=user, team_id=thread.team_id)
+
+    def streamed_context(
+        self, thread: SlackThread, user: str | None, secrets: frozenset[str]
+    ) -> tuple[AgentContext, SlackReplyStream | None]:
+        """:meth:`context` with a listener that streams the reply into ``thread`` (masking
+        ``secrets``), when replies are streamed and the policy redacts nothing; the listener
+        goes to ``Turns.present``."""
+        context = self.context(thread, user)
+        if self.streams is None or redaction.redacts_anything(self.approvers.policy):
+            # Fail closed: a call that runs without review within the run (auto-approved by
+            # the agent's own settings) could put a redacted value in the reply before the bot
+            # knows it is one; the reply is then posted whole, masked, as before.
+            return context, None
+        stream = self.streams.open(thread, user, secrets)
+        return dataclasses.replace(context, reply=stream), stream
 
     async def append(self, event: AuditEvent) -> None:
         """Append to the audit trail; a failure is logged, not raised: the decision itself is

@@ -26,8 +26,8 @@ from bot.review.shown import shown_request, verdict_of, with_args
 from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
 from bot.turns import Turns
-from graph import EXPIRY_ACTOR, Approve, Expire, Refused, RunOutcome
-from graph.decisions import stored_action
+from graph import EXPIRY_ACTOR, Approve, Expire, Refused, ReviewRequest, RunOutcome
+from graph.decisions import Feedback, ReviewDecision, stored_action
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,22 @@ class Click:
     ref: str
     channel_id: str | None = None
     message_ts: str | None = None
+
+
+def task_phase(decision: ReviewDecision) -> str:
+    """The task's phase once ``decision`` is taken (``bot.task_blocks.PHASES``)."""
+    if isinstance(decision, Feedback):
+        return "declined"
+    if isinstance(decision, Expire):
+        return "expired"
+    return "approved"
+
+
+def ran_phase(outcome: RunOutcome, request: ReviewRequest) -> str:
+    """``done`` or ``failed``: how the reviewed call itself ended in ``outcome``."""
+    call_id = request["tool_call"].get("id")
+    mine = [r for r in outcome.tool_results if r.tool_call_id == call_id]
+    return "failed" if any(r.status == "error" for r in mine) else "done"
 
 
 class ReviewEffects:
@@ -118,27 +134,43 @@ class ReviewEffects:
             # a stuck decision the sweeper turned into its expiry
             decision = Expire(expiry_words(policy.ttl_seconds))
         action = stored_action(decision.kind)  # the metrics label, as the dashboards know it
+        status, tasks = self.turns.status, self.turns.tasks
+        if tasks is not None:
+            await tasks.move(claimed.ref, task_phase(decision))
+        await status.working(thread)
         try:
+            secrets = await self.turns.secrets_for(claimed.thread_id)
+            context, stream = self.deps.streamed_context(
+                thread, claimed.decided_by, secrets | self.deps.review_secrets(claimed)
+            )
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
-                    claimed.thread_id,
-                    claimed.interrupt_id,
-                    decision,
-                    context=self.deps.context(thread, claimed.decided_by),
+                    claimed.thread_id, claimed.interrupt_id, decision, context=context
                 )
         except Exception as error:
             metrics.decided(action, "failed")
             log.exception("applying %s on %s failed", action, claimed.ref)
+            await status.finished(thread)
+            if tasks is not None:  # released: waiting for review again
+                await tasks.move(claimed.ref, "pending")
             await self._after_failure(claimed, click, error)
             return
         if isinstance(outcome, Refused):
             metrics.decided(action, "refused")
+            await status.finished(thread)
             await self._refused(claimed, click, outcome)
             return
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals, detail)
         await self.show_receipt(claimed, outcome, approvals)
-        await self.turns.present(thread, outcome, requester=claimed.request.get("requested_by"))
+        try:
+            await self.turns.present(
+                thread, outcome, requester=claimed.request.get("requested_by"), streamed=stream
+            )
+        finally:
+            await status.finished(thread, self.turns.waiting_calls(thread, outcome))
+        if tasks is not None and task_phase(decision) == "approved":
+            await tasks.move(claimed.ref, ran_phase(outcome, claimed.request))
 
     async def _finish(
         self, review: ReviewRow, approvals: tuple[str, ...], detail: str | None = None

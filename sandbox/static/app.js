@@ -114,7 +114,8 @@
     const author = SB.users[m.user];
     const name = author ? author.real_name || author.name : m.user;
     const isBot = Boolean(m.bot_id);
-    const body = isBot && m.blocks && m.blocks.length ? SB.renderBlocks(m.blocks) : `<div class="mtext">${SB.mrkdwn(m.text)}</div>`;
+    const cursor = m.streaming ? '<span class="stream-cursor" data-testid="streaming">▍</span>' : "";
+    const body = isBot && m.blocks && m.blocks.length ? SB.renderBlocks(m.blocks) : `<div class="mtext">${SB.mrkdwn(m.text)}${cursor}</div>`;
     const eph = m.is_ephemeral ? '<div class="eph-note" data-testid="ephemeral-note">👁 Only visible to you</div>' : "";
     const edited = m.edited ? ' <span class="edited" data-testid="edited">(edited)</span>' : "";
     const replies = !inThread && m.reply_count ? `<a href="#" class="thread-link" data-testid="open-thread" data-ts="${esc(m.ts)}">${m.reply_count} ${m.reply_count === 1 ? "reply" : "replies"}</a>` : "";
@@ -147,6 +148,7 @@
         el.dataset.channel = S.channel;
         el.dataset.ephemeral = m.is_ephemeral ? "true" : "false";
         if (m.edited) el.dataset.edited = "true";
+        if (m.streaming) el.dataset.streaming = "true";
         el.dataset.sig = sig;
         el.innerHTML = messageHtml(m, inThread);
       }
@@ -182,12 +184,22 @@
     delete $("thread-pane").dataset.threadTs;
   }
 
+  // The thread's status line (assistant.threads.setStatus): "approvals is working on it…".
+  function renderStatus(status) {
+    const el = $("thread-status");
+    el.textContent = status ? `approvals ${status}` : "";
+    el.classList.toggle("hidden", !status);
+  }
+
   async function refreshThread() {
     if (!S.thread) return;
     const seq = ++threadSeq;
     try {
       const data = await api(`/sandbox/api/channels/${encodeURIComponent(S.channel)}/threads/${encodeURIComponent(S.thread)}?user=${encodeURIComponent(S.user)}`);
-      if (seq === threadSeq) renderList($("thread-messages"), data.messages, true);
+      if (seq === threadSeq) {
+        renderList($("thread-messages"), data.messages, true);
+        renderStatus(data.status || "");
+      }
     } catch (err) {
       if (seq === threadSeq) closeThread();
     }

@@ -83,6 +83,15 @@
     }).join("");
   }
 
+  // A task (task_card): its status as Slack marks it, its title, then its details and output.
+  const TASK_ICONS = { pending: "○", in_progress: "◔", complete: "✓", error: "✕" };
+  function taskCard(b, id) {
+    const icon = TASK_ICONS[b.status] || "○";
+    const details = b.details ? `<div class="task-details">${richText(b.details)}</div>` : "";
+    const output = b.output ? `<div class="task-output">${richText(b.output)}</div>` : "";
+    return `<div class="blk blk-task task-${esc(b.status)}" data-testid="task-card" data-status="${esc(b.status)}" ${id}><span class="task-icon">${icon}</span> <span class="task-title">${plain(b.title)}</span>${details}${output}</div>`;
+  }
+
   function block(b) {
     const id = `data-block-id="${esc(b.block_id)}" data-block-type="${esc(b.type)}"`;
     switch (b.type) {
@@ -108,6 +117,10 @@
         return `<div class="blk blk-rich" ${id}>${richText(b)}</div>`;
       case "markdown":
         return `<div class="blk blk-markdown" ${id}>${mrkdwn(b.text)}</div>`;
+      case "task_card":
+        return taskCard(b, id);
+      case "plan":
+        return `<div class="blk blk-plan" ${id}><div class="plan-title">${plain(b.title)}</div>${(b.tasks || []).map((t) => taskCard(t, "")).join("")}</div>`;
       default:
         return `<div class="blk unsupported" ${id}>[unsupported block: ${esc(b.type)}]</div>`;
     }

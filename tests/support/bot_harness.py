@@ -56,10 +56,17 @@ async def running_slack_env(
     turn_limits: TurnLimits | None = None,
     remote: RemoteSettings | None = None,
     before_bot: Callable[[Sandbox], None] | None = None,
+    stream_replies: bool = False,
+    task_cards: bool = False,
 ) -> AsyncIterator[SlackEnv]:
     """``turn_limits``: none unless given (tests send many messages as one person quickly).
     ``remote``: drive a graph on LangGraph Server (``AGENT_URL``) instead of one in process.
-    ``before_bot``: set up the workspace (channels, user groups) before the bot starts."""
+    ``before_bot``: set up the workspace (channels, user groups) before the bot starts.
+    ``stream_replies``: stream the agent's replies (``bot.streaming``, on in production); off
+    by default so a test that reads a reply as soon as it appears never sees it half-written
+    (``tests/test_streaming.py`` turns it on). ``task_cards``: each reviewed call also shown as
+    a task message (``bot.task_cards``, on in production); off by default so the threads older
+    tests count stay as they were (``tests/test_task_cards.py`` turns it on)."""
     sock = listening_socket()
     bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     config = SandboxConfig(
@@ -78,6 +85,8 @@ async def running_slack_env(
             agent=AgentSettings(database_url=database_url),
             turn_limits=turn_limits or TurnLimits.unlimited(),
             remote=remote,
+            stream_replies=stream_replies,
+            task_cards=task_cards,
         )
         async with running_bot(settings, model=model, registry=registry) as bot:
             server = uvicorn.Server(
