@@ -584,9 +584,10 @@ REVIEW_TASKS: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS review_tasks (
         ref text PRIMARY KEY REFERENCES slack_reviews (ref) ON DELETE CASCADE,
         channel_id text NOT NULL,
-        ts text NOT NULL,
+        ts text,
         tool text NOT NULL,
-        link text
+        link text,
+        phase text NOT NULL DEFAULT 'pending'
     )
     """,
 )

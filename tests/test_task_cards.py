@@ -83,7 +83,9 @@ async def test_an_approved_call_runs_and_its_task_is_done_in_place(env: SlackEnv
         for c in sandbox.calls_of("chat.update")
         if c.args.get("ts") == task["ts"]
     ]
-    assert shown == ["in_progress", "complete"]
+    # running, then done (a run finishing before the task's own post was stored may skip
+    # straight to done: the phase kept in its row is what gets painted)
+    assert shown[-1] == "complete" and set(shown) <= {"in_progress", "complete"}, shown
 
 
 async def test_a_call_sent_back_with_feedback_is_declined(env: SlackEnv) -> None:
