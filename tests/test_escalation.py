@@ -97,12 +97,22 @@ async def open_review(sandbox: Sandbox) -> tuple[str, dict[str, Any], str]:
 
 
 async def due_now(pool: Pool, ref: str) -> None:
-    """Let the review's escalation fall due now (without waiting out its 30 minutes)."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE slack_reviews SET escalate_at = now() - interval '1 second' WHERE ref = %s",
-            (ref,),
-        )
+    """Let the review's escalation fall due now (without waiting out its 30 minutes), once the
+    bot has stored where its card is (on a busy machine the card can be on screen a moment
+    before its ts is stored; the ping goes to the card's thread)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            async with pool.connection() as conn:
+                stored = await (
+                    await conn.execute(
+                        "UPDATE slack_reviews SET escalate_at = now() - interval '1 second' "
+                        "WHERE ref = %s AND message_ts IS NOT NULL RETURNING ref",
+                        (ref,),
+                    )
+                ).fetchone()
+            if stored is not None:
+                return
+            await asyncio.sleep(0.05)
 
 
 def pings(sandbox: Sandbox, channel: str, thread: str) -> list[str]:

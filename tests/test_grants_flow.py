@@ -164,7 +164,7 @@ async def test_a_grant_runs_similar_calls_until_it_is_used_up(
     env: SlackEnv, ops: str, dev: str
 ) -> None:
     sandbox = env.sandbox
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     review = await card(sandbox, first)
     await sandbox.click_button(CAROL, "C0GENERAL", review["ts"], GRANT)  # approvers only
     [refused] = await sandbox.wait_for(lambda: sandbox.ephemerals(CAROL))
@@ -172,22 +172,30 @@ async def test_a_grant_runs_similar_calls_until_it_is_used_up(
     modal = await grant_on(sandbox, ALICE, review, [CHANNEL])
     shown = json.dumps(modal)
     assert (
-        "k1" not in shown and "api_key = [redacted]" in shown and f"same channel = {ops}" in shown
+        "sk-live-4417" not in shown
+        and "api_key = [redacted]" in shown
+        and f"same channel = {ops}" in shown
     )
     texts = await done(sandbox, first)
     [made] = [t for t in texts if "Standing approval G" in t]
     assert "by <@U0ALICE>" in made and f"with channel = {ops}" in made and "at most 2 times" in made
     assert SENT == ["one"]
 
-    other = await ask(sandbox, f"channel={dev} text=elsewhere key=k1")  # outside the grant
+    other = await ask(
+        sandbox, f"channel={dev} text=elsewhere key=sk-live-4417"
+    )  # outside the grant
     await card(sandbox, other)
 
-    second = await ask(sandbox, f"channel={ops} text=two key=k2")
+    second = await ask(sandbox, f"channel={ops} text=two key=sk-live-9902")
     texts = await done(sandbox, second)
     assert not review_messages(sandbox, "C0GENERAL", second)
     [ran] = [m for m in sandbox.replies("C0GENERAL", second) if "Ran under" in text_of(m)]
     assert_valid_blocks(ran["blocks"])  # what ran, as a decided card shows it, masked
-    assert "two" in text_of(ran) and "k2" not in json.dumps(ran) and "Approved" in text_of(ran)
+    assert (
+        "two" in text_of(ran)
+        and "sk-live-9902" not in json.dumps(ran)
+        and "Approved" in text_of(ran)
+    )
     gid = grant_id(made)
     assert f"Ran under standing approval {gid} by <@U0ALICE>, 1 of 2 uses left." in "\n".join(texts)
     third = await ask(sandbox, f"channel={ops} text=three key=k3")
@@ -210,15 +218,15 @@ async def test_with_four_eyes_a_creators_own_requests_still_need_a_review(
     env: SlackEnv, ops: str, dev: str
 ) -> None:
     sandbox = env.sandbox
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL])
     await done(sandbox, first)
 
-    own = await ask(sandbox, f"channel={ops} text=mine key=k1", user=ALICE)
+    own = await ask(sandbox, f"channel={ops} text=mine key=sk-live-4417", user=ALICE)
     await card(sandbox, own)  # Alice created the grant: her own request is reviewed
     assert "mine" not in SENT
 
-    theirs = await ask(sandbox, f"channel={ops} text=theirs key=k1")
+    theirs = await ask(sandbox, f"channel={ops} text=theirs key=sk-live-4417")
     assert any("Ran under standing approval" in t for t in await done(sandbox, theirs))
     assert SENT == ["one", "theirs"]
 
@@ -228,7 +236,7 @@ async def test_with_a_quorum_the_grant_needs_the_quorum_to_choose_it(
     env: SlackEnv, ops: str, dev: str
 ) -> None:
     sandbox = env.sandbox
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     review = await card(sandbox, first)
     await grant_on(sandbox, ALICE, review, [CHANNEL], uses="2")
     [recorded] = await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE))
@@ -244,7 +252,7 @@ async def test_with_a_quorum_the_grant_needs_the_quorum_to_choose_it(
     assert "by <@U0ALICE> and <@U0BOB>, 0 of 1 uses left" in ran
 
     # The quorum reached with one plain approval: the call runs, no grant is made.
-    plain = await ask(sandbox, f"channel={dev} text=two key=k1")
+    plain = await ask(sandbox, f"channel={dev} text=two key=sk-live-4417")
     review = await card(sandbox, plain)
     await grant_on(sandbox, ALICE, review, [CHANNEL])
     await sandbox.wait_for(lambda: len(sandbox.ephemerals(ALICE)) >= 2)
@@ -252,13 +260,13 @@ async def test_with_a_quorum_the_grant_needs_the_quorum_to_choose_it(
     texts = await done(sandbox, plain)
     assert not any("Standing approval G" in t for t in texts)
     assert any("No standing approval was made" in t and "1 did" in t for t in texts)
-    again = await ask(sandbox, f"channel={dev} text=two key=k1")
+    again = await ask(sandbox, f"channel={dev} text=two key=sk-live-4417")
     await card(sandbox, again)
 
 
 async def test_an_expired_grant_approves_nothing(env: SlackEnv, ops: str, dev: str) -> None:
     sandbox = env.sandbox
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL])
     await done(sandbox, first)
     async with env.bot.service.pool.connection() as conn:  # let its time run out now
@@ -267,13 +275,13 @@ async def test_an_expired_grant_approves_nothing(env: SlackEnv, ops: str, dev: s
             "WHERE thread_id LIKE %s",
             (f"%{first}",),
         )
-    later = await ask(sandbox, f"channel={ops} text=late key=k1")
+    later = await ask(sandbox, f"channel={ops} text=late key=sk-live-4417")
     await card(sandbox, later)
     assert SENT == ["one"]
 
     # Creating a grant is an approval: a review that expired while the form was open
     # approves nothing and creates no grant.
-    other = await ask(sandbox, f"channel={dev} text=slow key=k1")
+    other = await ask(sandbox, f"channel={dev} text=slow key=sk-live-4417")
     review = await card(sandbox, other)
     await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], GRANT)
     await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
@@ -299,21 +307,23 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
     env: SlackEnv, ops: str, dev: str
 ) -> None:
     sandbox = env.sandbox
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL, KEY])
     made = "\n".join(await done(sandbox, first))
     gid = grant_id(made)[1:]
 
-    wrong_key = await ask(sandbox, f"channel={ops} text=other key=k2")
+    wrong_key = await ask(sandbox, f"channel={ops} text=other key=sk-live-9902")
     await card(sandbox, wrong_key)
-    same_key = await ask(sandbox, f"channel={ops} text=same key=k1")  # kept equal by digest
+    same_key = await ask(
+        sandbox, f"channel={ops} text=same key=sk-live-4417"
+    )  # kept equal by digest
     assert "1 of 2 uses left" in "\n".join(await done(sandbox, same_key))
 
     home = await published_home(sandbox, BOB)  # an approver who did not create it
     [entry] = [b for b in home["blocks"] if b.get("block_id") == f"grant:{gid}"]
     shown = json.dumps(entry, ensure_ascii=False)
     assert f"api_key = [redacted], channel = {ops}" in shown
-    assert "k1" not in json.dumps(home) and "1 of 2 uses left" in json.dumps(home)
+    assert "sk-live-4417" not in json.dumps(home) and "1 of 2 uses left" in json.dumps(home)
     assert "Standing approvals" not in json.dumps(await published_home(sandbox, CAROL))
 
     refused = await env.bot.flow.standing.revoke(CAROL, int(gid))  # neither creator nor approver
@@ -325,7 +335,7 @@ async def test_a_grant_is_listed_masked_and_revoked_from_the_app_home(
     assert f"G{gid} is revoked" in republished and f"grant:{gid}" not in republished
     assert_valid_view(sandbox.calls_of("views.publish")[-1].args["view"])
 
-    later = await ask(sandbox, f"channel={ops} text=late key=k1")
+    later = await ask(sandbox, f"channel={ops} text=late key=sk-live-4417")
     await card(sandbox, later)
     assert SENT == ["one", "same"]
     revoked = [e for e in await audit(env, first) if e[0] == "grant_revoked"]
@@ -376,7 +386,7 @@ async def test_a_granted_call_finished_by_the_sweeper_names_its_grant(
     env: SlackEnv, ops: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, effects = env.sandbox, env.bot.flow.effects
-    first = await ask(sandbox, f"channel={ops} text=one key=k1")
+    first = await ask(sandbox, f"channel={ops} text=one key=sk-live-4417")
     await grant_on(sandbox, ALICE, await card(sandbox, first), [CHANNEL])
     gid = grant_id(next(t for t in await done(sandbox, first) if "Standing approval G" in t))
 
@@ -384,7 +394,7 @@ async def test_a_granted_call_finished_by_the_sweeper_names_its_grant(
         raise Died("the process stopped here")
 
     monkeypatch.setattr(effects, "apply", dies)  # claimed under the grant, then gone
-    second = await ask(sandbox, f"channel={ops} text=two key=k2")
+    second = await ask(sandbox, f"channel={ops} text=two key=sk-live-9902")
     ref = await left_deciding(env, second)
     monkeypatch.undo()
     async with env.bot.service.pool.connection() as conn:
