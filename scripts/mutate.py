@@ -7,8 +7,9 @@ function. Prints, per module, killed / survived / untested and the surviving mut
 ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
 why each survivor is equivalent or which test now kills it.
 
-    python scripts/mutate.py            # the pure group (a few minutes on 2 cores)
-    python scripts/mutate.py pure agent # more groups; `--list` names them
+    python scripts/mutate.py            # the unit-test groups, pure and rules (~15 min, 2 cores)
+    python scripts/mutate.py rules      # one group
+    python scripts/mutate.py agent bot  # the slow groups; `--list` names them
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ GROUPS: dict[str, Group] = {
             *GRANT_RULE_TESTS,
             *ROUTING_PURE_TESTS,
         ),
-        "rules on arguments (CEL), standing approvals' rules, routing's texts and blocks, the "
+        "rules on arguments (CEL), standing approvals' rules, routing's card blocks, the "
         "interrupt protocols: unit tests only (the grant store and the router are in no group)",
     ),
     "agent": Group(
@@ -132,6 +133,10 @@ GROUPS: dict[str, Group] = {
         "clicks, group lookups, the store's claims, the signature check: the sandbox (slowest)",
     ),
 }
+
+
+DEFAULT = ("pure", "rules")
+"""The groups ``./dev mutate`` runs without arguments: unit tests only, minutes each."""
 
 
 def scratch_copy(name: str, group: Group) -> Path:
@@ -213,7 +218,7 @@ def run(name: str, children: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", default=["pure"], help=f"of {', '.join(GROUPS)}")
+    parser.add_argument("groups", nargs="*", default=list(DEFAULT), help=f"of {', '.join(GROUPS)}")
     parser.add_argument("--list", action="store_true", help="name the groups and stop")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from lark import Token, Tree
 
 from bot.cel_check import (
     BOOL,
@@ -302,6 +303,13 @@ CASES = [
     ('{"a": 1, "b": 2}', "map(int)"),
     ("args.any", "dyn"),
     ('{"a": 1}.exists(k, k + 1 == 2)', "bool"),
+    ('1 in {1: "a"}', "bool"),
+    ("args.n != args.s", "! cannot compare int with string (!=)"),
+    ('args.x + "a"', "! '+' is not defined for number and string"),
+    ("'''x'''", "string"),
+    ("true", "bool"),
+    ('has({"a": 1}.a)', "bool"),
+    ('size({"a": 1})', "int"),
 ]
 
 
@@ -340,6 +348,7 @@ ITEM = {"type": "object", "properties": {"id": {"type": "integer"}}}
         ({"$ref": "#/$defs/Gone", "$defs": {"Item": {"type": "integer"}}}, DYN),
         ({"$ref": "#/$defs/Item", "$defs": {"Item": True}}, DYN),
         ({"$ref": "#/$defs/Item"}, DYN),
+        ({"$ref": "Item", "$defs": {"Item": {"type": "integer"}}}, INT),
         ({"type": "object"}, CelType("object", DYN, {}, open=True)),
         # properties and no additionalProperties: closed (what pydantic writes for a model)
         (ITEM, CelType("object", DYN, {"id": INT}, open=False)),
@@ -421,3 +430,12 @@ def test_definitions_given_apart_from_the_schema_are_followed() -> None:
 )
 def test_types_are_named_as_cel_names_them(cel_type: CelType, shown: str) -> None:
     assert str(cel_type) == shown
+
+
+def test_a_tree_the_checker_does_not_know_is_refused_in_words() -> None:
+    checker = Checker(DYN, "t")
+    with pytest.raises(CelTypeError, match=r"^unexpected y$"):
+        checker.visit(Token("X", "y"))
+    one = Tree("literal", [Token("INT_LIT", "1")])
+    with pytest.raises(CelTypeError, match=r"^unsupported expression \(weird\)$"):
+        checker.visit(Tree("weird", [one, one]))
