@@ -310,6 +310,7 @@ CASES = [
     ("true", "bool"),
     ('has({"a": 1}.a)', "bool"),
     ('size({"a": 1})', "int"),
+    ('{"a": 1}.size()', "int"),
 ]
 
 

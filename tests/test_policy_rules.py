@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celpy.evaluation import CELEvalError
 
 from bot.policy import Policy, PolicyError, ToolPolicy, parse_policy
 from bot.policy_rules import (
@@ -464,3 +465,56 @@ def test_combined_is_field_wise_strictest_and_keeps_the_first_policys_other_fiel
     assert combined([ToolPolicy(), named]).approvers == {"U1"}
     assert combined([ToolPolicy(approvers=frozenset({"U2"})), named]).approvers == {"U2"}
     assert combined([ToolPolicy(), ToolPolicy()]).approvers is None
+
+
+class _Program:
+    """A condition's program that fails as given: how celpy may report an error (raised or
+    returned, nested or not), beyond what today's conditions make it do."""
+
+    def __init__(self, error: CELEvalError, *, raised: bool = True) -> None:
+        self.error, self.raised = error, raised
+
+    def evaluate(self, activation: dict[str, Any]) -> Any:
+        if self.raised:
+            raise self.error
+        return self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "why"),
+    [
+        (CELEvalError("x", ZeroDivisionError, None), False, "division by zero"),
+        (CELEvalError("only words"), True, "the condition failed to evaluate"),
+        (CELEvalError("words", KeyError), True, "the condition failed to evaluate"),
+        (
+            CELEvalError("outer", CELEvalError, ("inner", ZeroDivisionError, None)),
+            True,
+            "division by zero",
+        ),
+        (
+            CELEvalError("outer", ValueError, ("inner", ZeroDivisionError, None)),
+            True,
+            "the condition failed to evaluate",
+        ),
+    ],
+)
+def test_every_shape_of_evaluation_error_fails_the_rule_in_words(
+    error: CELEvalError, raised: bool, why: str
+) -> None:
+    [rule] = one_rule("true").rules["refund"]
+    failing = dataclasses.replace(rule, program=_Program(error, raised=raised))
+    with pytest.raises(RuleFailed) as failure:
+        failing.holds(activation({}, "refund", None, None, NOON))
+    assert failure.value.rule is failing
+    assert str(failure.value) == f"rule 1 of tool refund could not be evaluated: {why}"
+
+
+def test_an_edit_into_a_failing_condition_fails_closed() -> None:
+    policy = refunds()
+    args = {"amount": 5, "currency": "EUR", "reason": "late"}
+    facts: dict[str, Any] = {"requester": "U0CAROL", "channel": "C0", "created": NOON}
+    edited = {"amount": 5, "currency": "EUR"}  # no reason: rule 2 cannot be evaluated
+    both = policy.for_review("refund", call(policy, args).stored(), args, edited, **facts)
+    assert (
+        both.failed == "rule 2 of tool refund could not be evaluated: no argument or key 'reason'"
+    )

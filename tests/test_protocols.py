@@ -421,6 +421,8 @@ def test_each_permission_is_written_to_its_own_agent_inbox_flag() -> None:
 
 
 def test_pending_actions_carry_descriptions_schemas_and_permissions() -> None:
+    assert pending_actions(SEED)[0].description == "Weather."  # the tool's, by default
+    assert pending_actions(INBOX)[0].args == {"city": "sf"}
     [own] = pending_actions({**SEED, "description": "Mine."})
     assert own.description == "Mine."  # the value's own words before the tool's
     [seed] = pending_actions({**SEED, "config": {"allow_accept": True}, "tool": "junk"})
