@@ -440,6 +440,7 @@ def test_pending_actions_carry_descriptions_schemas_and_permissions() -> None:
     assert (call.name, call.args, call.description) == ("weather_search", {"city": "sf"}, "d")
     bare = {"action_request": {"action": "w"}, "config": {"allow_accept": True}}
     assert is_human_interrupt(bare)
+    assert not is_human_interrupt({**bare, "action_request": {"action": "w", "args": "x"}})
     [item] = pending_actions(bare)
     assert (item.name, item.args, item.allowed) == ("w", {}, {"approve"})
 
