@@ -7,8 +7,9 @@ function. Prints, per module, killed / survived / untested and the surviving mut
 ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
 why each survivor is equivalent or which test now kills it.
 
-    python scripts/mutate.py            # the pure group (a few minutes on 2 cores)
-    python scripts/mutate.py pure agent # more groups; `--list` names them
+    python scripts/mutate.py            # the unit-test groups, pure and rules (~15 min, 2 cores)
+    python scripts/mutate.py rules      # one group
+    python scripts/mutate.py agent bot  # the slow groups; `--list` names them
 """
 
 from __future__ import annotations
@@ -42,6 +43,35 @@ MCP_TABLE_TESTS = tuple(
 """The policy file's MCP server tables, tested without starting a server."""
 
 
+GRANT_RULE_TESTS = tuple(
+    f"tests/test_grants.py::{name}"
+    for name in (
+        "test_a_grant_matches_on_canonical_json_of_the_constrained_arguments_only",
+        "test_a_redacted_argument_is_kept_equal_by_its_digest_never_its_value",
+        "test_a_grant_never_allows_more_than_its_creators_could_approve",
+        "test_combined_terms_are_what_every_creator_agreed_to",
+        "test_the_card_offers_the_grant_button_only_where_the_policy_allows",
+        "test_the_grant_modal_masks_redacted_values_and_reads_back_within_the_policy",
+        "test_many_arguments_use_a_multi_select_and_the_rest_always_stay_equal",
+        "test_home_blocks_are_valid_and_masked",
+        "test_the_longest_home_with_the_longest_list_of_grants_is_one_valid_view",
+        "test_canonical_json_is_one_spelling_keys_sorted_no_spaces_unicode_kept",
+        "test_plain_constraints_are_stored_and_shown_as_their_values",
+        "test_each_refusal_of_a_grant_says_which_rule_stops_it",
+    )
+)
+"""The grants' pure rules (match, refusal, combined terms, what is shown), no database."""
+
+ROUTING_PURE_TESTS = tuple(
+    f"tests/test_routing.py::{name}"
+    for name in (
+        "test_a_routed_card_stays_within_slacks_limits",
+        "test_a_routed_card_says_where_it_was_asked_for",
+    )
+)
+"""Routing's pure builders; the router itself needs Slack (the sandbox) and is in no group."""
+
+
 @dataclass(frozen=True)
 class Group:
     modules: tuple[str, ...]
@@ -65,6 +95,24 @@ GROUPS: dict[str, Group] = {
         ),
         "who may decide, the review table, policy, the decision vocabulary: unit tests only",
     ),
+    "rules": Group(
+        (
+            "bot/policy_rules.py",
+            "bot/cel_check.py",
+            "bot/grants.py",
+            "bot/routing.py",
+            "graph/protocols.py",
+        ),
+        (
+            "tests/test_policy_rules.py",
+            "tests/test_cel_check.py",
+            "tests/test_protocols.py",
+            *GRANT_RULE_TESTS,
+            *ROUTING_PURE_TESTS,
+        ),
+        "rules on arguments (CEL), standing approvals' rules, routing's card blocks, the "
+        "interrupt protocols: unit tests only (the grant store and the router are in no group)",
+    ),
     "agent": Group(
         ("graph/review.py", "graph/locks.py", "graph/service.py"),
         (
@@ -85,6 +133,10 @@ GROUPS: dict[str, Group] = {
         "clicks, group lookups, the store's claims, the signature check: the sandbox (slowest)",
     ),
 }
+
+
+DEFAULT = ("pure", "rules")
+"""The groups ``./dev mutate`` runs without arguments: unit tests only, minutes each."""
 
 
 def scratch_copy(name: str, group: Group) -> Path:
@@ -166,7 +218,7 @@ def run(name: str, children: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", default=["pure"], help=f"of {', '.join(GROUPS)}")
+    parser.add_argument("groups", nargs="*", default=list(DEFAULT), help=f"of {', '.join(GROUPS)}")
     parser.add_argument("--list", action="store_true", help="name the groups and stop")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()

@@ -296,3 +296,30 @@ async def test_creation_is_once_per_review_and_revocation_is_audited_and_final(
             ("grant_created", f"standing approval G{made.id}"),
             ("grant_revoked", f"standing approval G{made.id} revoked"),
         ]
+
+
+def test_canonical_json_is_one_spelling_keys_sorted_no_spaces_unicode_kept() -> None:
+    assert (
+        canonical({"b": [1, "é"], "a": {"y": 2, "x": None}}) == '{"a":{"x":null,"y":2},"b":[1,"é"]}'
+    )
+
+
+def test_plain_constraints_are_stored_and_shown_as_their_values() -> None:
+    stored = constraints_of({"channel": "#ops", "text": "hi"}, {"channel"})
+    assert stored == {"channel": '"#ops"'}
+    assert grant(constraints=stored).shown_constraints(ToolPolicy()) == {"channel": "#ops"}
+
+
+def test_each_refusal_of_a_grant_says_which_rule_stops_it() -> None:
+    g = grant(created_by=("U0ALICE",))
+    assert refusal(g, ToolPolicy(), set(), ["U0ALICE"]) == (
+        "the policy allows no standing approvals for this tool"
+    )
+    four_eyes = ToolPolicy(grants=LIMITS, four_eyes=True)
+    assert refusal(g, four_eyes, {"U0ALICE"}, ["U0ALICE"]) == (
+        "four-eyes: a creator of the grant asked for this call"
+    )
+    quorum = ToolPolicy(grants=LIMITS, quorum=2)
+    assert refusal(g, quorum, set(), ["U0ALICE"]) == (
+        "fewer of its creators than the quorum may approve this tool"
+    )

@@ -3,14 +3,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celpy.evaluation import CELEvalError
 
 from bot.policy import Policy, PolicyError, ToolPolicy, parse_policy
-from bot.policy_rules import CallPolicy, strictest
+from bot.policy_rules import (
+    CallPolicy,
+    ConditionError,
+    RuleFailed,
+    activation,
+    combined,
+    compile_condition,
+    strictest,
+)
 from graph.tools.registry import args_schema, build_registry
 
 REFUND_SCHEMA: dict[str, Any] = {
@@ -411,3 +423,171 @@ def test_a_setting_strictest_does_not_know_falls_back_to_its_default() -> None:
     assert closed.policy.quorum == 2
     edited = policy_rules.combined([base, ToolPolicy()])
     assert isinstance(edited, Wider) and edited.standing_grant == "everyone, forever"
+
+
+# -- the details (mutation testing: docs/mutation.md) ----------------------------------------
+
+
+def one_rule(condition: str) -> Policy:
+    return parse_policy(
+        f"[tools.refund]\n[[tools.refund.rules]]\nwhen = '{condition}'\nquorum = 3\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("args.amount >", "cannot parse the condition 'args.amount >' at column 13"),
+        ("1 2", "cannot parse the condition '1 2' at column 3"),
+        ("(", "cannot parse the condition '(' at column 1"),
+        (" ", 'when must be a CEL condition, e.g. when = "args.amount > 1000"'),
+    ],
+)
+def test_a_condition_that_does_not_parse_says_where(text: str, words: str) -> None:
+    with pytest.raises(ConditionError) as error:
+        compile_condition(text)
+    assert str(error.value) == words
+
+
+@pytest.mark.parametrize(
+    ("condition", "why"),
+    [
+        ("args.amount / 0 > 1", "division by zero"),
+        ("args.amount % 0 == 1", "division by zero"),
+        ("args.amount", "it gave a IntType, not true or false"),
+        ("args.nope > 1", "no argument or key 'nope'"),
+        ("args.m.k > 1", "no argument or key 'k'"),
+        ('{"a": 1}["b"] > 1', "a missing key"),
+        ('args.amount > "x"', "a value has a type the condition does not expect"),
+        ('int("x") > 1', "the condition failed to evaluate"),
+        ("[1][5] > 0", "the condition failed to evaluate"),
+    ],
+)
+def test_a_run_time_failure_says_why_without_values(
+    condition: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bot.policy_rules"):
+        failed = one_rule(condition).for_call("refund", {"amount": 5, "m": {"a": 1}}, now=NOON)
+    assert failed.failed == f"rule 1 of tool refund could not be evaluated: {why}"
+    assert failed.policy.quorum == 3 and failed.policy.four_eyes and failed.has_rules
+    assert caplog.messages == [
+        f"policy rule 1 of tool refund could not be evaluated: {why}; "
+        "the review uses the strictest policy"
+    ]
+
+
+def test_a_rule_built_without_a_program_compiles_its_own_and_names_itself_when_failing() -> None:
+    [rule] = one_rule("args.amount > 1").rules["refund"]
+    bare = dataclasses.replace(rule, program=None)
+    assert bare.holds(activation({"amount": 2}, "refund", None, None, NOON)) is True
+    [broken] = one_rule("args.amount").rules["refund"]
+    with pytest.raises(RuleFailed) as failure:
+        broken.holds(activation({"amount": 2}, "refund", None, None, NOON))
+    assert failure.value.rule is broken
+
+
+def test_a_missing_channel_is_the_empty_string_and_time_is_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert one_rule('channel == ""').for_call("refund", {}, now=NOON).policy.quorum == 3
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        utc = one_rule('string(time) == "2026-12-02T12:00:00Z"')
+        assert utc.for_call("refund", {}, now=NOON).policy.quorum == 3
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_what_a_review_row_keeps_and_what_it_rebuilds() -> None:
+    policy = refunds()
+    matched = call(policy, {"amount": 5000, "currency": "EUR"})
+    assert matched.stored() == {"rule": "refund over 1,000", "index": 1, "failed": None}
+    assert matched.has_rules and matched.index == 1
+    args = {"amount": 5000, "currency": "EUR"}
+    facts: dict[str, Any] = {"requester": None, "channel": None, "created": NOON}
+    again = policy.for_stored("refund", matched.stored(), args, **facts)
+    assert (again.rule, again.index, again.has_rules) == ("refund over 1,000", 1, True)
+    failed = call(policy, {"amount": 5, "currency": "EUR"})
+    assert failed.stored()["failed"] == failed.failed
+    assert policy.for_stored("refund", failed.stored(), args, **facts).failed == failed.failed
+    assert not strictest(ToolPolicy(), [], "why").has_rules
+
+
+def test_an_edit_out_of_a_failed_review_stays_failed_closed_and_adds_no_four_eyes() -> None:
+    policy = refunds()
+    args = {"amount": 5, "currency": "EUR", "reason": "late"}
+    facts: dict[str, Any] = {"requester": "U0CAROL", "channel": "C0", "created": NOON}
+    stored = {"rule": None, "index": None, "failed": "it broke"}
+    both = policy.for_review("refund", stored, args, {**args, "amount": 5000}, **facts)
+    assert both.failed == "it broke" and both.edited == "refund over 1,000 (rule 1)"
+    plain = policy.for_review(
+        "refund", call(policy, args).stored(), args, {**args, "amount": 5000}, **facts
+    )
+    assert plain.policy.four_eyes is False  # neither the defaults nor rule 1 asks for it
+
+
+def test_combined_is_field_wise_strictest_and_keeps_the_first_policys_other_fields() -> None:
+    first = ToolPolicy(ttl_seconds=3600, remind_before_seconds=600, channel="#a")
+    second = ToolPolicy(ttl_seconds=1800, remind_before_seconds=300, channel="#b")
+    both = combined([first, second])
+    assert (both.channel, both.ttl_seconds, both.remind_before_seconds) == ("#a", 1800, 300)
+    assert both.four_eyes is False and combined([first], four_eyes=True).four_eyes
+    named = ToolPolicy(approvers=frozenset({"U1"}))
+    assert combined([ToolPolicy(), named]).approvers == {"U1"}
+    assert combined([ToolPolicy(approvers=frozenset({"U2"})), named]).approvers == {"U2"}
+    assert combined([ToolPolicy(), ToolPolicy()]).approvers is None
+
+
+class _Program:
+    """A condition's program that fails as given: how celpy may report an error (raised or
+    returned, nested or not), beyond what today's conditions make it do."""
+
+    def __init__(self, error: CELEvalError, *, raised: bool = True) -> None:
+        self.error, self.raised = error, raised
+
+    def evaluate(self, activation: dict[str, Any]) -> Any:
+        if self.raised:
+            raise self.error
+        return self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "why"),
+    [
+        (CELEvalError("x", ZeroDivisionError, None), False, "division by zero"),
+        (CELEvalError("only words"), True, "the condition failed to evaluate"),
+        (CELEvalError("words", KeyError), True, "the condition failed to evaluate"),
+        (
+            CELEvalError("outer", CELEvalError, ("inner", ZeroDivisionError, None)),
+            True,
+            "division by zero",
+        ),
+        (
+            CELEvalError("outer", ValueError, ("inner", ZeroDivisionError, None)),
+            True,
+            "the condition failed to evaluate",
+        ),
+    ],
+)
+def test_every_shape_of_evaluation_error_fails_the_rule_in_words(
+    error: CELEvalError, raised: bool, why: str
+) -> None:
+    [rule] = one_rule("true").rules["refund"]
+    failing = dataclasses.replace(rule, program=_Program(error, raised=raised))
+    with pytest.raises(RuleFailed) as failure:
+        failing.holds(activation({}, "refund", None, None, NOON))
+    assert failure.value.rule is failing
+    assert str(failure.value) == f"rule 1 of tool refund could not be evaluated: {why}"
+
+
+def test_an_edit_into_a_failing_condition_fails_closed() -> None:
+    policy = refunds()
+    args = {"amount": 5, "currency": "EUR", "reason": "late"}
+    facts: dict[str, Any] = {"requester": "U0CAROL", "channel": "C0", "created": NOON}
+    edited = {"amount": 5, "currency": "EUR"}  # no reason: rule 2 cannot be evaluated
+    both = policy.for_review("refund", call(policy, args).stored(), args, edited, **facts)
+    assert (
+        both.failed == "rule 2 of tool refund could not be evaluated: no argument or key 'reason'"
+    )

@@ -19,15 +19,19 @@ from graph.decisions import Approve, Edit, Expire, Feedback
 from graph.protocols import (
     ALL_ALLOWED,
     DISMISSED,
+    MAX_RESUME_BYTES,
     Answer,
     Dismiss,
     ParsedResume,
+    PendingAction,
     ProtocolDecision,
     Unanswerable,
     Unreadable,
     classify,
     expirable,
+    hitl_decision,
     inbox_fields,
+    inbox_response,
     is_human_interrupt,
     parse_resume,
     pending_actions,
@@ -425,3 +429,162 @@ def test_damaged_interrupts_are_refused_not_raised(
     for action in pending_actions(damaged):
         assert isinstance(action.name, str) and isinstance(action.args, dict)
     resume_value(damaged, chosen)
+
+
+# -- the details each vocabulary carries (mutation testing: docs/mutation.md) ----------------
+
+
+def test_each_permission_is_written_to_its_own_agent_inbox_flag() -> None:
+    flags = {"approve": "allow_accept", "edit": "allow_edit", "feedback": "allow_respond"}
+    flags["ignore"] = "allow_ignore"
+    for word, flag in flags.items():
+        fields = inbox_fields("w", {"c": 1}, "why", frozenset({word}))
+        assert fields == {
+            "action_request": {"action": "w", "args": {"c": 1}},
+            "config": {name: name == flag for name in flags.values()},
+            "description": "why",
+        }
+
+
+def test_pending_actions_carry_descriptions_schemas_and_permissions() -> None:
+    assert pending_actions(SEED)[0].description == "Weather."  # the tool's, by default
+    assert pending_actions(INBOX)[0].args == {"city": "sf"}
+    [own] = pending_actions({**SEED, "description": "Mine."})
+    assert own.description == "Mine."  # the value's own words before the tool's
+    [seed] = pending_actions({**SEED, "config": {"allow_accept": True}, "tool": "junk"})
+    assert (seed.description, seed.allowed, seed.args_schema) == (None, {"approve"}, None)
+    [seed] = pending_actions({**SEED, "tool": {"description": 3, "args_schema": "x"}})
+    assert (seed.description, seed.args_schema) == (None, None)
+
+    schema = {"type": "object", "properties": {}}
+    configs = [{"allowed_decisions": ["approve", "bogus"], "args_schema": schema}, {}]
+    first, second = pending_actions({**HITL, "review_configs": configs})  # by position
+    assert (first.description, first.allowed, first.args_schema) == ("d1", {"approve"}, schema)
+    assert (second.description, second.allowed, second.args_schema) == ("d2", frozenset(), None)
+
+    [call] = pending_actions(PER_CALL)
+    assert (call.name, call.args, call.description) == ("weather_search", {"city": "sf"}, "d")
+    bare = {"action_request": {"action": "w"}, "config": {"allow_accept": True}}
+    assert is_human_interrupt(bare)
+    assert not is_human_interrupt({**bare, "action_request": {"action": "w", "args": "x"}})
+    [item] = pending_actions(bare)
+    assert (item.name, item.args, item.allowed) == ("w", {}, {"approve"})
+
+
+def test_refusals_say_which_action_and_what_it_allows() -> None:
+    assert resume_value(HITL, [Approve()]) == Unanswerable(
+        "this interrupt asks about 2 action(s); 1 decision(s) were given (one per action, in order)"
+    )
+    assert resume_value(HITL, [Approve(), Edit({})]) == Unanswerable(
+        "action 2 (send_email) does not allow edit; it allows: approve, feedback"
+    )
+    closed = {**INBOX, "config": {}}
+    assert resume_value(closed, [Approve()]) == Unanswerable(
+        "action 1 (weather_search) does not allow approve; it allows: nothing"
+    )
+    assert resume_value({"what": 1}, []) == Unanswerable(
+        "the interrupt is none of the known review shapes"
+    )
+
+
+def test_answers_written_for_each_vocabulary() -> None:
+    action = PendingAction(name="w", args={}, description=None, allowed=frozenset({"ignore"}))
+    assert inbox_response(Approve(), action) == {"type": "accept", "args": None}
+    # an expiry where only ignoring is allowed: ignore (the words cannot be sent)
+    assert inbox_response(Expire("late"), action) == {"type": "ignore", "args": None}
+    assert hitl_decision(Feedback(""), action) == {"type": "reject", "message": ""}
+
+
+def test_who_decided_is_read_from_every_vocabulary() -> None:
+    by = {"by": "U1"}
+    for resume, decision in [
+        ([{"type": "accept", **by}], Approve("U1")),
+        ({"decisions": [{"type": "approve", **by}]}, Approve("U1")),
+        ([{"type": "ignore", **by}], Dismiss("U1")),
+        ({"decisions": [{"type": "reject", **by}]}, Dismiss("U1")),
+        ([{"type": "response", "args": "no", **by}], Feedback("no", "U1")),
+        ([{"type": "accept", "by": ""}], Approve()),
+        ([{"type": "accept", "by": 3}], Approve()),
+    ]:
+        parsed = parse_resume(resume)
+        assert isinstance(parsed, ParsedResume) and parsed.answers[0].decision == decision
+    edit = [{"type": "edit", "args": {"action": "w", "args": {"c": 1}}, **by}]
+    assert parse_resume(edit) == ParsedResume("agent_inbox", (Answer(Edit({"c": 1}, "U1"), "w"),))
+
+
+@pytest.mark.parametrize(
+    ("resume", "shape"),
+    [
+        ({"action": "continue"}, "seed"),
+        ({"decisions": [{"type": "approve"}]}, "hitl"),
+        ([{"type": "accept"}], "agent_inbox"),
+        ({"type": "accept"}, "agent_inbox"),
+        ({"type": "ignore"}, "agent_inbox"),
+        ({"type": "approve"}, "hitl_call"),
+        ({"type": "reject", "message": "no"}, "hitl_call"),
+    ],
+)
+def test_a_resume_value_is_read_as_its_vocabulary(resume: Any, shape: str) -> None:
+    parsed = parse_resume(resume)
+    assert isinstance(parsed, ParsedResume) and parsed.shape == shape
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("resume", "why"),
+    [
+        (
+            {"action": "update", "data": "x"},
+            "'update' needs 'data': an object of the new arguments",
+        ),
+        ({"action": "feedback"}, "'feedback' needs 'data': the words to send back to the agent"),
+        ({"action": "run"}, "unknown action 'run'; use one of: continue, update, feedback"),
+        (
+            [{"type": "edit", "args": None}],
+            "an 'edit' needs the edited action: an object with its 'args'",
+        ),
+        (
+            [{"type": "edit", "args": {"action": "w"}}],
+            "an 'edit' needs 'args': an object of the new arguments",
+        ),
+        (
+            [{"type": "edit", "args": {"action": 3, "args": {}}}],
+            "an edit's action name must be text",
+        ),
+        ([{"type": "response", "args": 3}], "'args' must be text"),
+        ({"decisions": [{"type": "respond", "message": 3}]}, "'message' must be text"),
+        (["x"], "each response must be an object with a 'type'"),
+        (
+            [{"type": "response", "args": ""}],
+            "'response' needs the words to send back to the agent",
+        ),
+        (
+            [{"type": "maybe"}],
+            "unknown response type 'maybe'; use one of: accept, edit, response, ignore (Agent "
+            "Inbox) or approve, edit, reject, respond (HumanInTheLoopMiddleware)",
+        ),
+        ({"decisions": []}, "'decisions' must be a non-empty list, one per action request"),
+        ([], "an empty list of responses decides nothing"),
+        (
+            42,
+            "a decision must be the seed's {'action': ...}, Agent Inbox's [{'type': ...}] or the "
+            "middleware's {'decisions': [...]}",
+        ),
+        ({"action": "feedback", "data": "x" * 200_000}, "a decision may be at most 100 KB"),
+        (_circular(), "a decision may be at most 100 KB"),
+    ],
+)
+def test_an_unreadable_resume_value_says_why(resume: Any, why: str) -> None:
+    assert parse_resume(resume) == Unreadable(why)
+
+
+def test_a_resume_value_of_exactly_the_limit_is_read() -> None:
+    empty = len('{"action": "feedback", "data": ""}')
+    at_limit = {"action": "feedback", "data": "x" * (MAX_RESUME_BYTES - empty)}
+    assert isinstance(parse_resume(at_limit), ParsedResume)
+    assert isinstance(parse_resume({**at_limit, "data": at_limit["data"] + "x"}), Unreadable)

@@ -300,6 +300,29 @@ def test_a_routed_card_stays_within_slacks_limits() -> None:
     assert_valid_blocks(with_conversation(body[:-1], None, GENERAL))
 
 
+def test_a_routed_card_says_where_it_was_asked_for() -> None:
+    link = "https://sandbox.slack.com/archives/C0GENERAL/p1"
+
+    def context(text: str) -> dict[str, Any]:
+        return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+    assert conversation_block(link, "D0CAROL") == context(
+        f"Asked in <{link}|this conversation> (a direct message)"
+    )
+    assert conversation_block(None, GENERAL) == context(f"Asked in <#{GENERAL}>")
+    block = conversation_block(None, GENERAL)
+    first, second = {"type": "section"}, {"type": "divider"}
+    buttons = {"type": "actions", "elements": []}
+    assert with_conversation([first, second, buttons], None, GENERAL) == [
+        first,
+        second,
+        block,
+        buttons,
+    ]
+    assert with_conversation([first, second], None, GENERAL) == [first, second, block]
+    assert with_conversation([], None, GENERAL) == [block]
+
+
 @pytest.mark.parametrize("heading", ["#### Routing", "#### Escalation"])
 def test_the_readme_examples_parse(heading: str) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
