@@ -461,6 +461,8 @@ def test_pending_actions_carry_descriptions_schemas_and_permissions() -> None:
     first, second = pending_actions({**HITL, "review_configs": configs})  # by position
     assert (first.description, first.allowed, first.args_schema) == ("d1", {"approve"}, schema)
     assert (second.description, second.allowed, second.args_schema) == ("d2", frozenset(), None)
+    _, unconfigured = pending_actions({**HITL, "review_configs": HITL["review_configs"][:1]})
+    assert unconfigured.allowed == frozenset()  # no config names it: nothing is allowed
 
     [call] = pending_actions(PER_CALL)
     assert (call.name, call.args, call.description) == ("weather_search", {"city": "sf"}, "d")
