@@ -66,20 +66,7 @@ class SlackOut:
         metadata: dict[str, Any] | None = None,
     ) -> str | None:
         """Post in the thread; the new message's ts, or None if Slack refused."""
-        try:
-            reply = await self.client.chat_postMessage(
-                channel=thread.channel_id,
-                thread_ts=thread.thread_ts,
-                text=text,
-                blocks=body,
-                unfurl_links=False,
-                unfurl_media=False,
-                metadata=metadata,
-            )
-        except Exception:
-            log.exception("chat.postMessage failed in %s", thread.thread_id)
-            return None
-        return str(reply.get("ts")) if reply.get("ts") else None
+        return await self._post(thread.channel_id, thread.thread_ts, body, text, metadata)
 
     async def post_in_channel(
         self,
@@ -90,9 +77,22 @@ class SlackOut:
         metadata: dict[str, Any] | None = None,
     ) -> str | None:
         """Post at the top of a channel (a routed review card); its ts, or None."""
+        return await self._post(channel, None, body, text, metadata)
+
+    async def _post(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        body: list[dict[str, Any]],
+        text: str,
+        metadata: dict[str, Any] | None,
+    ) -> str | None:
+        """One ``chat.postMessage`` (no unfurls: a card shows only what it says); a refusal
+        is logged and answered with None, never raised."""
         try:
             reply = await self.client.chat_postMessage(
                 channel=channel,
+                thread_ts=thread_ts,
                 text=text,
                 blocks=body,
                 unfurl_links=False,
@@ -100,7 +100,7 @@ class SlackOut:
                 metadata=metadata,
             )
         except Exception:
-            log.exception("chat.postMessage failed in %s", channel)
+            log.exception("chat.postMessage failed in %s (thread %s)", channel, thread_ts)
             return None
         return str(reply.get("ts")) if reply.get("ts") else None
 

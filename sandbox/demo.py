@@ -36,11 +36,15 @@ NOTES_SERVER = Path(__file__).with_name("mcp_notes.py")
 def demo_policy(data_dir: Path) -> Path:
     """The policy file the demo runs with unless ``POLICY_FILE`` is set: one block that plugs
     in the notes MCP server shipped in ``sandbox/mcp_notes.py`` (stdio, no account needed).
-    Its read-only tool runs without review; deleting a note needs two approvals."""
+    Its read-only tool runs without review; deleting a note needs two approvals. A review asked
+    for in a DM by someone who may not decide it (carol) waits in #general, where the approvers
+    see it (README "Routing")."""
     os.environ.setdefault("DEMO_NOTES_FILE", str(data_dir / "demo-notes.json"))
     path = data_dir / "demo-policy.toml"
     path.write_text(
         "# Written by `./dev demo`: the notes MCP server shipped with the project.\n"
+        "[defaults]\n"
+        'review_channel = "#general"\n'
         "[mcp.servers.notes]\n"
         f"command = {json.dumps(sys.executable)}\n"
         f"args = [{json.dumps(str(NOTES_SERVER))}]\n"

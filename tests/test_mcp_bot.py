@@ -11,6 +11,7 @@ huge result is cut for display and whole for the model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 
 from bot.audit import AuditLog
+from bot.config import parse_approvers
 from bot.logs import RedactSecrets
-from sandbox.demo import demo_policy
+from sandbox.demo import DEMO_APPROVERS, demo_policy
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks
 from tests.support.bot_harness import (
@@ -281,12 +283,20 @@ async def test_a_huge_result_is_cut_for_people_and_whole_for_the_model(
 
 
 async def test_the_demo_notes_server_with_the_offline_planner(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """What ``./dev demo`` shows a newcomer: adding a note is reviewed, listing runs without
-    review, deleting needs two approvals."""
+    """What ``./dev demo`` shows a newcomer: a start without warnings, adding a note is
+    reviewed, listing runs without review, deleting needs two approvals."""
     monkeypatch.setenv("DEMO_NOTES_FILE", str(tmp_path / "notes.json"))
     path = demo_policy(tmp_path)
+    approvers = parse_approvers(DEMO_APPROVERS)  # as the demo runs
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        async with running_slack_env(database_url, policy_file=path, approvers=approvers):
+            pass
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("bot")] == []
     async with running_slack_env(database_url, policy_file=path) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> add a note buy milk")
