@@ -294,9 +294,21 @@ async def test_the_demo_notes_server_with_the_offline_planner(
     path = demo_policy(tmp_path)
     approvers = parse_approvers(DEMO_APPROVERS)  # as the demo runs
     with caplog.at_level(logging.WARNING, logger="bot"):
-        async with running_slack_env(database_url, policy_file=path, approvers=approvers):
-            pass
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("bot")] == []
+        async with running_slack_env(database_url, policy_file=path, approvers=approvers) as routed:
+            # carol may not approve: her DM review waits in #general, where alice and bob are
+            sandbox = routed.sandbox
+            sandbox.open_dm(CAROL)
+            await sandbox.post_message(CAROL, BOT, "add a note buy milk")
+            await sandbox.wait_for(
+                lambda: [
+                    m
+                    for m in sandbox.messages("C0GENERAL")
+                    if m.get("bot_id") and "`notes.add_note`" in text_of(m)
+                ],
+                WAIT,
+            )
+    warnings = [r for r in caplog.records if r.name.startswith("bot")]
+    assert [r.getMessage() for r in warnings] == []
     async with running_slack_env(database_url, policy_file=path) as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> add a note buy milk")
