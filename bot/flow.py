@@ -89,6 +89,7 @@ class ReviewFlow:
         self.turns = Turns(deps, store, self.router)
         self.effects = ReviewEffects(deps, self.turns)
         self.cards.on_ready = self.effects.refresh_preview
+        self.turns.repaint = self.effects.repaint
         self.clicks = Clicks(deps, self.effects)
         self.lister = WaitingLister(store, client, approvers)
         self.standing = StandingApprovals(

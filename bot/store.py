@@ -140,8 +140,13 @@ _ADD_COPY_SQL: LiteralString = """
     UPDATE slack_reviews SET message_ts = COALESCE(message_ts, %s),
         message_copies = CASE WHEN %s = ANY (message_copies) THEN message_copies
                               ELSE array_append(message_copies, %s) END
-    WHERE ref = %s RETURNING ref
+    WHERE ref = %s
+    RETURNING status <> 'pending' OR version > 0 OR proposed_edit IS NOT NULL
+        OR EXISTS (SELECT 1 FROM slack_review_approvals a WHERE a.ref = slack_reviews.ref)
+        AS moved_on
 """
+"""``moved_on``: something happened to the review that a card painted as just registered does
+not show (a decision, an edit, a vote)."""
 _MARK_REPAINT_SQL: LiteralString = (
     "UPDATE slack_reviews SET needs_sync = %s WHERE ref = %s RETURNING ref"
 )
@@ -518,10 +523,17 @@ class BotStore:
         )
         return None if row is None else str(row["ref"])
 
-    async def add_copy(self, ref: str, message_ts: str) -> None:
+    async def add_copy(self, ref: str, message_ts: str) -> bool:
         """Record a message showing the review: the first becomes ``message_ts``, and every
-        one is kept in ``message_copies`` so a decision paints them all."""
-        await self._row(_ADD_COPY_SQL, (message_ts, message_ts, message_ts, ref))
+        one is kept in ``message_copies`` so a decision paints them all.
+
+        True when the review moved on before the message was recorded (someone decided,
+        edited or voted from a surface that does not name this message, such as the Edit
+        modal or the App Home): whoever painted then could not know this message, so the
+        caller repaints it. A decision that reads the row after this write finds the message;
+        one that read it before is seen here: the paint is never lost between the two."""
+        row = await self._row(_ADD_COPY_SQL, (message_ts, message_ts, message_ts, ref))
+        return bool(row and row["moved_on"])
 
     async def get(self, ref: str) -> ReviewRow | None:
         if "\x00" in ref:  # PostgreSQL text cannot hold NUL; no ref of ours contains one

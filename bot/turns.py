@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot import blocks, logs, metrics, preview_blocks, redaction
@@ -60,6 +60,8 @@ class Turns:
         self.standing: StandingApprovals | None = None  # set by the flow (``bot.flow``)
         self.status = ThreadStatus(deps.slack)  # the thread's status line (``bot.status``)
         self.tasks: TaskCards | None = None  # reviewed calls as tasks, set by the flow
+        self.repaint: Callable[[str], Awaitable[None]] | None = None
+        """Paint a review as it now stands (set by the flow: ``ReviewEffects.repaint``)."""
 
     async def say(self, thread: SlackThread, text: str) -> None:
         await self.deps.slack.say(thread, text)
@@ -373,8 +375,7 @@ class Turns:
                 metadata=review_metadata(ref),
             )
         if ts:
-            await storage.add_copy(ref, ts)
-        if ts:
+            await self._store_card(ref, ts)
             self._ask_preview(thread, ref, request)
             await self._open_task(thread, ref, request, thread.channel_id, ts)
 
@@ -442,11 +443,11 @@ class Turns:
         it (since then): a card found in the channel is adopted instead (its pointer in the
         conversation was posted right after it, or is missing: the card, the App Home and
         ``/approvals`` still show the review)."""
-        storage, slack = self.deps.storage, self.deps.slack
+        slack = self.deps.slack
         if shown_since is not None:
             found = await slack.find_channel_review(channel, ref, shown_since)
             if found is not None:
-                await storage.add_copy(ref, found)
+                await self._store_card(ref, found)
                 return
         policy = call.policy
         shown = with_args(request, policy.redacted(request["tool_call"]["args"]))
@@ -472,10 +473,17 @@ class Turns:
                 "nobody can decide it, and it will expire.",
             )
             return
-        await storage.add_copy(ref, ts)
+        await self._store_card(ref, ts)
         self._ask_preview(thread, ref, request)
         await self.say(thread, waits_in_text(channel, await slack.permalink(channel, ts)))
         await self._open_task(thread, ref, request, channel, ts)
+
+    async def _store_card(self, ref: str, ts: str) -> None:
+        """Record the card's message; if the review moved on while it was being posted (a
+        decision from the Edit modal or the App Home, which do not name the message), the
+        card is repainted as the review now stands, or it would keep its buttons."""
+        if await self.deps.storage.add_copy(ref, ts) and self.repaint is not None:
+            await self.repaint(ref)
 
     async def _open_task(
         self, thread: SlackThread, ref: str, request: ReviewRequest, channel: str, ts: str

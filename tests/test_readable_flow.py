@@ -4,6 +4,7 @@ conversations.info); Edit offers Slack's pickers, and what is picked is what run
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,3 +136,39 @@ async def test_redacted_people_are_never_looked_up_nor_shown(
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
         modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
         assert "arg:users" not in [b.get("block_id") for b in modal["blocks"]]
+
+
+async def test_an_edit_submitted_before_the_card_is_recorded_still_paints_the_card(
+    env: SlackEnv,
+) -> None:
+    """The card is on screen as soon as Slack has it; the bot records its ts only when the
+    post's answer comes back. An Edit submitted in between names no message (a modal does
+    not): the card must still show the decision, not keep its buttons."""
+    sandbox, store = env.sandbox, env.bot.flow.store
+    recorded, release = asyncio.Event(), asyncio.Event()
+    add_copy = store.add_copy
+
+    async def add_copy_later(ref: str, message_ts: str) -> bool:
+        if not recorded.is_set():
+            recorded.set()
+            await asyncio.wait_for(release.wait(), 30)
+        return await add_copy(ref, message_ts)
+
+    store.add_copy = add_copy_later  # type: ignore[method-assign]
+    thread, review = await start_review(env, "invite <@U0BOB> to #general")
+    await asyncio.wait_for(recorded.wait(), 10)
+    await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
+    await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
+    assert (await sandbox.submit_modal(ALICE, {"arg:users": ["U0CAROL"]})).closed
+    await sandbox.wait_for_call("conversations.invite")
+    release.set()  # only now does the poster record the card
+    decided = await sandbox.wait_for(
+        lambda: (
+            text_of(m)
+            if "Edited and approved by" in text_of(m := message(env, thread, review["ts"]))
+            else None
+        )
+    )
+    assert "@carol (`U0CAROL`)" in decided and "review_approve" not in str(
+        message(env, thread, review["ts"])["blocks"]
+    )

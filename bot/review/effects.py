@@ -337,6 +337,12 @@ class ReviewEffects:
 
     # -- repainting ----------------------------------------------------------------------
 
+    async def repaint(self, ref: str) -> None:
+        """Paint the review's messages as its row now stands."""
+        review = await self.deps.storage.get(ref)
+        if review is not None:
+            await self.sync(review)
+
     async def sync(self, review: ReviewRow) -> None:
         """Repaint a message whose update Slack did not accept earlier."""
         policy = self.deps.policy_of(review).policy
@@ -440,6 +446,14 @@ class ReviewEffects:
         if after is not None and (after.status != "pending" or after.version != review.version):
             await self.sync(after)
 
+    async def _messages_now(self, ref: str) -> tuple[str, ...]:
+        """The messages a row read before its card was recorded did not know: a card is
+        recorded just after Slack answered its post, and a decision from a surface that does
+        not name the message (the Edit modal, the App Home) may come in between. Read again
+        here; a card recorded after this read is repainted by its poster (``add_copy``)."""
+        now = await self.deps.storage.get(ref) if ref else None
+        return now.messages if now is not None else ()
+
     async def _paint(self, review: ReviewRow, body: list[dict[str, Any]], text: str) -> None:
         """Every message showing the review; if Slack still refuses one, the sweeper repaints
         them all later (``mark_repaint``). The flag is cleared only when the row says it is
@@ -447,8 +461,9 @@ class ReviewEffects:
         costs one more repaint."""
         if review.card_channel:
             body = with_conversation(body, review.conversation_link, review.channel_id)
+        messages = review.messages or await self._messages_now(review.ref)
         painted = await self.deps.slack.update_all(
-            review.card_channel_id, review.messages, body, text, what=review.ref
+            review.card_channel_id, messages, body, text, what=review.ref
         )
         if not painted:
             await self.deps.storage.mark_repaint(review.ref)

@@ -42,8 +42,8 @@ class ReviewStorage(Protocol):
         self, thread_id: str, interrupt_id: str, older_than_seconds: float = 30.0
     ) -> str | None: ...
 
-    async def add_copy(self, ref: str, message_ts: str) -> None:
-        """``add_copy``."""
+    async def add_copy(self, ref: str, message_ts: str) -> bool:
+        """``add_copy``; True: the review moved on before the message was recorded."""
         ...
 
     async def claim(
