@@ -104,7 +104,7 @@ _PROPOSE_EDIT_SQL: LiteralString = f"""
 _APPROVE_SQL: LiteralString = f"""
     WITH live AS (
         SELECT ref FROM slack_reviews
-        WHERE ref = %s AND status = 'pending' AND {_LIVE} FOR SHARE),
+        WHERE ref = %s AND status = 'pending' AND version = %s AND {_LIVE} FOR SHARE),
     added AS (
         INSERT INTO slack_review_approvals (ref, version, user_id, args_digest)
         SELECT ref, %s, %s, %s FROM live ON CONFLICT DO NOTHING)
@@ -653,13 +653,16 @@ class BotStore:
         for other arguments never add up (an edit in between, or a proposal changed under
         them).
 
-        The approval is recorded only on a pending review whose time has not run out, checked
-        in the inserting statement: :class:`Expired` if it had run out, None if the review
-        was decided meanwhile (nothing recorded either way).
+        The approval is recorded only on a pending review whose time has not run out and
+        whose proposal is still ``version``, checked in the inserting statement:
+        :class:`Expired` if it had run out, None if the review was decided or edited
+        meanwhile (nothing recorded either way). A vote for a superseded proposal is never
+        stored: with the approvals it would join, it could otherwise reach the quorum and run
+        the arguments someone had already proposed to change.
         """
         async with self.pool.connection() as conn:
             row = await (
-                await conn.execute(_APPROVE_SQL, (ref, version, user, digest, ref))
+                await conn.execute(_APPROVE_SQL, (ref, version, version, user, digest, ref))
             ).fetchone()
             if row is None:
                 return None

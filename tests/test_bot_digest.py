@@ -58,6 +58,23 @@ async def test_votes_on_different_digests_do_not_add_up(pool: Pool) -> None:
     assert await store.approve(ref, 0, "U0DAN", first) == ["U0ALICE", "U0DAN"]
 
 
+async def test_a_vote_for_a_proposal_edited_meanwhile_is_refused(pool: Pool) -> None:
+    """Bob approved the original; Carol's edit replaced it; Alice's approval of the original,
+    sent from the card as it was before the edit, must not join Bob's and run the original."""
+    store = BotStore(pool)
+    thread = f"slack:T1:C1:{uuid.uuid4().hex}"
+    ref = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request({"note": "a"}))
+    assert ref is not None
+    original = args_digest({"note": "a"})
+    assert await store.approve(ref, 0, "U0BOB", original) == ["U0BOB"]
+    edited = await store.propose_edit(ref, 0, {"note": "b"}, "U0CAROL")
+    assert isinstance(edited, ReviewRow) and edited.version == 1
+
+    assert await store.approve(ref, 0, "U0ALICE", original) is None  # stale: nothing stored
+    assert await store.approvals(ref, 0) == ["U0BOB"]
+    assert await store.approve(ref, 1, "U0ALICE", args_digest({"note": "b"})) == ["U0ALICE"]
+
+
 async def test_a_stored_edit_changed_under_its_claim_is_refused_and_nothing_runs(
     pool: Pool, agent_factory: AgentFactory
 ) -> None:
