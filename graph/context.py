@@ -18,8 +18,17 @@ if TYPE_CHECKING:
 class SlackWebAPI(Protocol):
     """The slice of an async Slack Web API client the built-in tools need."""
 
-    async def api_call(self, api_method: str, *, json: dict[str, Any] | None = None) -> Any:
-        """Call a Web API method; the answer behaves like a mapping of Slack's JSON reply."""
+    async def api_call(
+        self,
+        api_method: str,
+        *,
+        http_verb: str = "POST",
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a Web API method; the answer behaves like a mapping of Slack's JSON reply.
+        ``json``: a JSON body (write methods); ``params``: query parameters (read methods,
+        which do not read a JSON body)."""
         ...
 
 

@@ -67,8 +67,32 @@ def _page(items: list[Any], args: Json, default: int = 100) -> tuple[list[Any], 
     return page, f"offset_{start + limit}" if more else ""
 
 
-async def parse_request(request: Request) -> tuple[Json, str | None]:
-    """Merge query, form and JSON arguments; pull out the token like Slack does."""
+NO_JSON_BODY = frozenset(
+    {
+        "auth.test",
+        "bots.info",
+        "chat.getPermalink",
+        "conversations.history",
+        "conversations.info",
+        "conversations.list",
+        "conversations.members",
+        "conversations.replies",
+        "team.info",
+        "usergroups.list",
+        "usergroups.users.list",
+        "users.conversations",
+        "users.info",
+        "users.list",
+    }
+)
+"""Read methods, which Slack answers from query and form arguments only: a JSON body sent to
+one is not read, so the call is answered as if it had no arguments (``users.info`` says
+``user_not_found``). Only write methods read JSON bodies."""
+
+
+async def parse_request(request: Request, method: str = "") -> tuple[Json, str | None]:
+    """Merge query, form and JSON arguments; pull out the token like Slack does (a read
+    method ignores a JSON body's arguments: :data:`NO_JSON_BODY`)."""
     args: Json = dict(request.query_params)
     raw = await request.body()
     if raw:
@@ -77,7 +101,8 @@ async def parse_request(request: Request) -> tuple[Json, str | None]:
                 parsed = json.loads(raw)
             except ValueError as exc:
                 raise ApiError("invalid_json") from exc
-            args.update(parsed if isinstance(parsed, dict) else {})
+            if method not in NO_JSON_BODY:
+                args.update(parsed if isinstance(parsed, dict) else {})
         else:
             args.update(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
     for key in JSON_FIELDS:
@@ -167,7 +192,7 @@ class WebApi:
             self._record(method, args, token, json.loads(bytes(fault.body)))
             return fault
         try:
-            args, token = await parse_request(request)
+            args, token = await parse_request(request, method)
             handler = self.methods.get(method)
             if handler is None:
                 raise ApiError("unknown_method")

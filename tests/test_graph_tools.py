@@ -297,8 +297,15 @@ async def test_slack_sdk_style_exception_is_reported_with_its_error(
         response = Response()
 
     class RaisingSlack(FakeSlack):
-        async def api_call(self, api_method: str, *, json: dict[str, Any] | None = None) -> Any:
-            self.calls.append((api_method, dict(json or {})))
+        async def api_call(
+            self,
+            api_method: str,
+            *,
+            http_verb: str = "POST",
+            params: dict[str, Any] | None = None,
+            json: dict[str, Any] | None = None,
+        ) -> Any:
+            self.calls.append((api_method, dict(json or params or {})))
             raise SlackApiError("The request to the Slack API failed.")
 
     slack = RaisingSlack()

@@ -353,6 +353,28 @@ async def test_conversations_users_and_groups(env: Env) -> None:
     assert group_users["users"] == ["U0ALICE", "U0BOB"]
 
 
+async def test_read_methods_do_not_read_a_json_body_as_slack_does_not(env: Env) -> None:
+    """Slack reads JSON bodies only for write methods: a read method sent one answers as if
+    it had no arguments, so the sandbox must too, or a tool that sends reads as JSON passes
+    here and fails on Slack."""
+    for method, args, error in [
+        ("users.info", {"user": "U0CAROL"}, "user_not_found"),
+        ("conversations.info", {"channel": "C0GENERAL"}, "channel_not_found"),
+        ("conversations.members", {"channel": "C0GENERAL"}, "channel_not_found"),
+    ]:
+        with pytest.raises(SlackApiError) as err:
+            await env.client.api_call(method, json=args)
+        assert err.value.response["error"] == error, method
+        read = await env.client.api_call(method, http_verb="GET", params=args)
+        assert read["ok"], method
+    paged = await env.client.api_call("conversations.list", json={"limit": 1})
+    assert len(paged["channels"]) > 1  # the limit was not read
+    written = await env.client.api_call(
+        "chat.postMessage", json={"channel": "C0GENERAL", "text": "hi"}
+    )
+    assert written["ok"]  # write methods do read JSON
+
+
 async def test_ephemeral_only_for_that_user(env: Env) -> None:
     resp = await env.client.chat_postEphemeral(channel="C0GENERAL", user="U0CAROL", text="nope")
     assert resp["message_ts"]

@@ -84,10 +84,30 @@ def _client(runtime: ToolRuntime[AgentContext, Any]) -> SlackWebAPI:
     return context.slack
 
 
+READ_METHODS = frozenset(
+    {
+        "auth.test",
+        "chat.getPermalink",
+        "conversations.info",
+        "conversations.list",
+        "conversations.members",
+        "users.info",
+    }
+)
+"""The read methods the tools call. Slack reads a JSON body only for (most) write methods; a
+read method given one answers as if no argument was sent (``users.info`` says
+``user_not_found``, ``conversations.list`` ignores its cursor and would page forever), so
+these go as query parameters, as ``slack_sdk``'s own methods send them."""
+
+
 async def _call(client: SlackWebAPI, method: str, **args: Any) -> dict[str, Any]:
     """Call Slack and turn ``ok: false`` (or an SDK error) into a readable tool error."""
     try:
-        reply = dict(slack_reply(await client.api_call(method, json=args)))
+        if method in READ_METHODS:
+            answer = await client.api_call(method, http_verb="GET", params=args)
+        else:
+            answer = await client.api_call(method, json=args)
+        reply = dict(slack_reply(answer))
     except Exception as error:  # the SDK raises SlackApiError carrying the same reply
         body = getattr(getattr(error, "response", None), "data", None)
         if isinstance(body, dict) and body.get("error"):

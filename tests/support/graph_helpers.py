@@ -192,8 +192,15 @@ class FakeSlack:
     replies: dict[str, Any] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    async def api_call(self, api_method: str, *, json: dict[str, Any] | None = None) -> Any:
-        self.calls.append((api_method, dict(json or {})))
+    async def api_call(
+        self,
+        api_method: str,
+        *,
+        http_verb: str = "POST",
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:
+        self.calls.append((api_method, dict(json or params or {})))
         script = self.replies.get(api_method)
         if script is None:
             return {"ok": False, "error": "unknown_method"}
