@@ -182,9 +182,12 @@ def review_blocks(
     names: Names = NO_NAMES,
     grantable: bool = False,
     preview: Sequence[Block] = (),
+    version: int = 0,
 ) -> list[Block]:
     """The review message: what will run, with what, for whom, and the three buttons (or the
-    ones the agent accepts).
+    ones the agent accepts). Each button carries the review's ref and ``version``, the
+    proposal this card shows (``button_value``): an Approve from a card painted before an
+    edit is refused, never counted for arguments its clicker did not see.
 
     With a quorum, it also says how many approvals the current proposal has, and shows an edit
     that is waiting for approvals as old -> new. ``policy_line``: which policy rule the call is
@@ -211,9 +214,21 @@ def review_blocks(
         {
             "type": "actions",
             "block_id": ACTIONS_BLOCK,
-            "elements": _allowed_buttons(request, ref, grantable),
+            "elements": _allowed_buttons(request, button_value(ref, version), grantable),
         },
     ]
+
+
+def button_value(ref: str, version: int) -> str:
+    """A review button's value: the ref and the proposal version the card shows."""
+    return f"{ref} {version}"
+
+
+def parse_button_value(value: str) -> tuple[str, int]:
+    """The ref and shown version of a button's value; a bare ref (a card painted before
+    buttons carried versions) showed the first proposal, version 0."""
+    ref, _, version = value.partition(" ")
+    return ref, int(version) if version.isdigit() and len(version) < 10 else 0
 
 
 def _allowed_buttons(request: ReviewRequest, ref: str, grantable: bool = False) -> list[Block]:

@@ -78,9 +78,16 @@ def test_long_values_are_cut_and_point_to_edit() -> None:
     assert len(text) < 1200 and "open *Edit*" in text
 
 
-def test_button_values_are_only_the_reference() -> None:
+def test_button_values_are_only_the_reference_and_the_version_shown() -> None:
     [actions] = [b for b in blocks.review_blocks(CASES[0], "opaque-ref") if b["type"] == "actions"]
-    assert {e["value"] for e in actions["elements"]} == {"opaque-ref"}
+    assert {e["value"] for e in actions["elements"]} == {"opaque-ref 0"}
+    [edited] = [
+        b for b in blocks.review_blocks(CASES[0], "opaque-ref", version=3) if b["type"] == "actions"
+    ]
+    assert {e["value"] for e in edited["elements"]} == {"opaque-ref 3"}
+    assert blocks.parse_button_value("opaque-ref 3") == ("opaque-ref", 3)
+    assert blocks.parse_button_value("opaque-ref") == ("opaque-ref", 0)  # an older card
+    assert blocks.parse_button_value("opaque-ref x") == ("opaque-ref", 0)
     assert [e["action_id"] for e in actions["elements"]] == [
         blocks.APPROVE,
         blocks.EDIT,

@@ -194,3 +194,63 @@ def test_the_audit_shows_no_digest_for_a_call_with_a_redacted_argument() -> None
     assert audited_digest(digest, row, ToolPolicy(redact=frozenset({"note"}))) is None
     edited = dataclasses.replace(row, action="update", edited_args={"secret": "1"})
     assert audited_digest(digest, edited, ToolPolicy(redact=frozenset({"secret"}))) is None
+
+
+async def test_an_approve_from_a_card_painted_before_an_edit_is_refused(
+    database_url: str,
+) -> None:
+    """Bob's edit replaced the proposal (his approval of it) but Alice's card, whose repaint
+    Slack did not take, still shows the original: her Approve must not count for the edit she
+    never saw (it would reach the quorum and run it). She is told, and her card repainted."""
+    RUNS.clear()
+    model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
+    policy = "[tools.record_note]\nquorum = 2\n"
+    async with running_slack_env(
+        database_url, model=model, registry=registry_with(), policy_file=_policy(policy)
+    ) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
+        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")
+        await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
+        updates = len(sandbox.calls_of("chat.update"))
+        sandbox.web_api.fail_next("chat.update", 500, 500, 500)  # the SDK's tries, all refused
+        assert (await sandbox.submit_modal(BOB, {"arg:note": "hi team"})).closed
+        await sandbox.wait_for(lambda: len(sandbox.calls_of("chat.update")) >= updates + 3, 15)
+        stale = next(m for m in sandbox.replies("C0GENERAL", thread) if m["ts"] == review["ts"])
+        assert "hi team" not in str(stale["blocks"])  # Alice still sees the original
+
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        told = await sandbox.wait_for(
+            lambda: [e for e in sandbox.ephemerals(ALICE) if "changed this review" in e["text"]]
+        )
+        assert told
+        card = await sandbox.wait_for(
+            lambda: next(
+                (
+                    m
+                    for m in sandbox.replies("C0GENERAL", thread)
+                    if m["ts"] == review["ts"] and "hi team" in str(m["blocks"])
+                ),
+                None,
+            )
+        )
+        assert "1 of 2 approvals" in str(card["blocks"])  # Bob's alone: Alice's did not count
+        assert RUNS == []
+        store = BotStore(env.bot.pool)
+        row = await store.get(review_ref(card))
+        assert row is not None and row.status == "pending" and row.version == 1
+        assert await store.approvals(row.ref, 1) == [BOB]
+
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+        await sandbox.wait_for(lambda: RUNS)
+        assert RUNS == ["hi team"]  # now she saw it: her approval counts, and the edit runs
+
+
+def review_ref(message: dict[str, Any]) -> str:
+    """The review ref a card's Approve button carries."""
+    for block in message["blocks"]:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == "review_approve":
+                return str(element["value"]).partition(" ")[0]
+    raise AssertionError("no Approve button")

@@ -70,6 +70,15 @@ def test_a_requester_may_still_send_feedback() -> None:
 # -- what a click may do -------------------------------------------------------------------
 
 
+def test_only_an_approve_is_bound_to_the_card_it_came_from() -> None:
+    """Edit and Feedback open a modal showing the review as it is now; an Approve runs what
+    its card showed, so it counts only if that is still the proposal."""
+    assert rules.admission(facts(kind="edit", card_is_current=False)) == "admitted"
+    assert rules.admission(facts(kind="feedback", card_is_current=False)) == "admitted"
+    assert rules.admission(facts(kind="approve", card_is_current=False)) == "changed"
+    assert rules.REFUSAL_DETAIL["changed"]
+
+
 def test_a_live_click_by_an_approver_is_admitted() -> None:
     assert rules.admission(facts()) == "admitted"
     assert rules.admission(facts(clicked_in=None)) == "admitted"  # a modal names no channel
@@ -84,6 +93,8 @@ def test_a_live_click_by_an_approver_is_admitted() -> None:
         ({"four_eyes_forbidden": True, "status": "decided"}, "four_eyes"),
         ({"status": "deciding", "lapsed": True}, "stale"),
         ({"lapsed": True}, "expired"),
+        ({"lapsed": True, "card_is_current": False}, "expired"),
+        ({"card_is_current": False}, "changed"),
     ],
 )
 def test_refusals_come_in_the_order_people_are_told(

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.blocks import APPROVE, EDIT, FEEDBACK
+from bot.blocks import APPROVE, EDIT, FEEDBACK, parse_button_value
 from bot.review.clicks import Clicks
 from bot.review.effects import Click
 from bot.review.vocabulary import ModalKind
@@ -24,8 +24,11 @@ def click_from(body: dict[str, Any], action: dict[str, Any]) -> Click | None:
         return value if isinstance(value, dict) else {}
 
     user = obj(body.get("user")).get("id")
-    ref = action.get("value")
-    if not isinstance(user, str) or not isinstance(ref, str) or not ref or len(ref) > 100:
+    value = action.get("value")
+    if not isinstance(user, str) or not isinstance(value, str) or len(value) > 120:
+        return None
+    ref, shown_version = parse_button_value(value)
+    if not ref or len(ref) > 100:
         return None
     container = obj(body.get("container"))
     channel = container.get("channel_id") or obj(body.get("channel")).get("id")
@@ -35,6 +38,7 @@ def click_from(body: dict[str, Any], action: dict[str, Any]) -> Click | None:
         ref=ref,
         channel_id=channel if isinstance(channel, str) else None,
         message_ts=message_ts if isinstance(message_ts, str) else None,
+        shown_version=shown_version,
     )
 
 

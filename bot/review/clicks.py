@@ -100,6 +100,7 @@ class Clicks:
             ),
             status=review.status,
             lapsed=review.lapsed,
+            card_is_current=click.shown_version in (None, review.version),
         )
         verdict = rules.admission(facts)
         if verdict == "admitted":
@@ -122,6 +123,10 @@ class Clicks:
             return FOUR_EYES
         if verdict == "stale":
             return stale_words(review)
+        if verdict == "changed":  # their card is behind: show them the current one
+            approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
+            await self.effects.repaint_pending(review, approvals)
+            return CHANGED
         return await self._too_late(Expired(review), click, kind, background=True)
 
     async def open_modal(self, click: Click, trigger_id: str, modal: ModalKind) -> None:
@@ -272,8 +277,10 @@ class Clicks:
         if isinstance(approved, Expired):
             await tell(await self._too_late(approved, click, decision.kind), click, current)
             return None
-        if approved is None:
-            await tell(stale_words(await storage.get(current.ref)), click, current)
+        if approved is None:  # decided meanwhile, or edited since this card was painted
+            now = await storage.get(current.ref)
+            edited_since = now is not None and now.status == "pending"
+            await tell(CHANGED if edited_since else stale_words(now), click, current)
             return None
         approvals = tuple(approved)
         if not rules.quorum_reached(approvals, quorum):

@@ -40,6 +40,9 @@ class Click:
     ref: str
     channel_id: str | None = None
     message_ts: str | None = None
+    shown_version: int | None = None
+    """The proposal version the clicked card showed (``bot.blocks.button_value``); None for
+    a modal submit, which is checked against what its modal showed instead."""
 
 
 def task_phase(decision: ReviewDecision) -> str:
@@ -375,6 +378,7 @@ class ReviewEffects:
                 names=names,
                 grantable=policy.grants is not None,
                 preview=preview,
+                version=review.version,
             ),
             blocks.review_fallback_text(review.request),
         )

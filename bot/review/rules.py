@@ -47,7 +47,9 @@ def four_eyes_applies(kind: DecisionKind) -> bool:
 
 # -- what a click may do -------------------------------------------------------------------
 
-Admission = Literal["wrong_channel", "not_approver", "four_eyes", "stale", "expired", "admitted"]
+Admission = Literal[
+    "wrong_channel", "not_approver", "four_eyes", "stale", "expired", "changed", "admitted"
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ClickFacts:
     four_eyes_forbidden: bool
     status: str
     lapsed: bool
+    card_is_current: bool = True
+    """The clicked card showed the review's current proposal (always, for a modal submit)."""
 
 
 def admission(facts: ClickFacts) -> Admission:
@@ -77,10 +81,16 @@ def admission(facts: ClickFacts) -> Admission:
         return "stale"
     if facts.lapsed:
         return "expired"
+    if facts.kind == "approve" and not facts.card_is_current:
+        return "changed"  # an Approve counts for the arguments its card showed, or not at all
     return "admitted"
 
 
-REFUSAL_DETAIL: dict[Admission, str] = {"not_approver": "not an approver", "four_eyes": "four-eyes"}
+REFUSAL_DETAIL: dict[Admission, str] = {
+    "not_approver": "not an approver",
+    "four_eyes": "four-eyes",
+    "changed": "approved an earlier proposal",
+}
 """The audit trail's detail for the refusals it records."""
 
 
