@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
@@ -36,12 +34,6 @@ from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WAIT = 20.0  # a review, a preview and a repaint on a busy machine
 TECHNICAL = ("ToolInvocationError", "SlackToolError", "Error: the tool failed", "Traceback")
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 async def start(env: SlackEnv, text: str, user: str = ALICE) -> tuple[str, dict[str, Any]]:
