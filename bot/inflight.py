@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -32,7 +32,9 @@ class InflightWork:
     Bolt runs each listener in a task it creates after ``ack()`` and never joins. Rather than
     wrapping each listener, a request is handled inside :meth:`request_scope`, and a task factory
     adopts every task created in that scope (the scope is a context variable, which new tasks
-    inherit, so tasks those tasks start are adopted too). New listeners need no extra care.
+    inherit, so tasks those tasks start are adopted too). New listeners need no extra care,
+    and neither does a transport without the scope: :func:`adopting_middleware` opens it for
+    every request Bolt dispatches.
     """
 
     def __init__(self) -> None:
@@ -70,6 +72,29 @@ class InflightWork:
                 await asyncio.wait(late, timeout=5)
                 return len(late)
         return 0
+
+
+Next = Callable[[], Awaitable[None]]
+
+
+def adopting_middleware(work: InflightWork) -> Callable[[Next], Awaitable[None]]:
+    """A Bolt global middleware that puts the request in ``work``'s scope, so the listener
+    tasks Bolt starts for it are adopted even when the transport opened no
+    :meth:`InflightWork.request_scope` (a Socket Mode handler built without it, a test that
+    dispatches to the app itself). Without it such a listener outlived the bot's exit: the
+    pools closed under a running decision, which then failed with ``PoolClosed``.
+
+    Bolt starts a request's listeners after its global middleware returned, in the task that
+    ran it, so the scope is entered here and not left: it lasts as long as that task (one per
+    request, in every transport Bolt has), or until the transport's own ``request_scope``
+    exits, which restores what was there before.
+    """
+
+    async def adopt_listeners(next: Next) -> None:  # Bolt passes arguments by name
+        _REQUEST_WORK.set(work)
+        await next()
+
+    return adopt_listeners
 
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]

@@ -22,7 +22,12 @@ from bot import logs, metrics
 from bot.app import build_app, slack_client
 from bot.config import BotSettings
 from bot.flow import ReviewFlow
-from bot.inflight import SHUTDOWN_GRACE_SECONDS, InflightWork, install_task_tracking
+from bot.inflight import (
+    SHUTDOWN_GRACE_SECONDS,
+    InflightWork,
+    adopting_middleware,
+    install_task_tracking,
+)
 from bot.limits import TurnLimiter
 from bot.migrations import migrate_bot
 from bot.payloads import log_context_middleware
@@ -64,8 +69,10 @@ async def running_bot(
     The agent and the bot each open their own pool on it and migrate their own tables.
 
     ``model`` and ``registry`` replace the configured ones (tests and benchmarks). On exit,
-    work started by Slack requests is given :data:`SHUTDOWN_GRACE_SECONDS` to finish before the
-    database pool closes under it.
+    work started by Slack requests (every listener Bolt runs, whichever transport brought the
+    request: see :func:`bot.inflight.adopting_middleware`) is given
+    :data:`SHUTDOWN_GRACE_SECONDS` to finish, and then cancelled, before the database pools
+    close under it.
     """
     metrics.count_errors()
     install_task_tracking(asyncio.get_running_loop())
@@ -95,8 +102,10 @@ async def running_bot(
         )
         await flow.router.check(policy, service.tool_names)  # says what it finds wrong
         app = build_app(settings, client, flow, TurnLimiter(pool, settings.turn_limits))
+        work = InflightWork()
+        app.use(adopting_middleware(work))  # whatever the transport, exit waits for listeners
         app.use(log_context_middleware)
-        bot = Bot(settings, service, app, flow, pool)
+        bot = Bot(settings, service, app, flow, pool, work)
         sweeper = (
             asyncio.create_task(
                 run_sweeper(

@@ -27,6 +27,7 @@ from graph import AgentService, AgentSettings, open_agent
 from graph.db import start_embedded_postgres, stop_embedded_postgres
 from graph.model import ChatModel
 from graph.tools.registry import ToolRegistry
+from tests.support.bot_harness import SlackEnv, running_slack_env
 from tests.support.langgraph_dev import langgraph_dev  # noqa: F401  (session fixture)
 
 
@@ -97,3 +98,12 @@ def agent_factory(database_url: str) -> AgentFactory:
 async def offline_agent(agent_factory: AgentFactory) -> AsyncIterator[AgentService]:
     async with agent_factory() as service:
         yield service
+
+
+@pytest.fixture
+async def env(database_url: str) -> AsyncIterator[SlackEnv]:
+    """The real bot behind the Slack sandbox, with `running_slack_env`'s defaults (the demo
+    model and tools, everyone an approver). A module that wants another bot defines its own
+    ``env`` fixture, which takes the place of this one for that module."""
+    async with running_slack_env(database_url) as slack_env:
+        yield slack_env

@@ -12,13 +12,11 @@ import asyncio
 import io
 import itertools
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from bot import __main__ as cli
 from bot.audit import AuditEvent, AuditLog
@@ -27,19 +25,13 @@ from bot.migrations import migrate_bot
 from bot.retention import Pruner
 from bot.store import BotStore
 from graph.db import Pool, open_pool
+from tests.support.databases import own_database
 
 
 @pytest.fixture
 def chain_url(database_url: str) -> Iterator[str]:
-    name = f"chain_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    try:
-        yield make_conninfo(database_url, dbname=name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[arg-type]
+    with own_database(database_url, "chain") as url:
+        yield url
 
 
 @pytest.fixture

@@ -45,10 +45,10 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.counting_tools import RUNS, registry_with
-from tests.support.graph_helpers import outcome
+from tests.support.graph_helpers import claude_model, outcome
 from tests.support.scripted_model import ScriptedModel, tool_calls
 from tests.test_consent_expiry import handled
-from tests.test_graph_claude import claude, tool_results
+from tests.test_graph_claude import tool_results
 
 POLICY = '[tools.record_note]\nredact = ["note"]\n'
 HOUR = 3600.0
@@ -290,7 +290,7 @@ async def test_results_carry_their_arguments_and_rule_and_the_model_sees_neither
     registry = build_registry(auto_approve=["weather_search"])
     [call] = stub.reply_tool_calls([("weather_search", {"city": "Oslo"})])
     stub.reply_text("Cold in Oslo.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         ran = outcome(await service.start_turn(thread_id, "weather in Oslo?"))
         [result] = ran.tool_results
         assert (result.args, result.auto_rule) == ({"city": "Oslo"}, "AGENT_AUTO_APPROVE")

@@ -5,7 +5,6 @@ the bot says in modals and refusals is plain words, said once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,12 +26,6 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.slack_text import unescape
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 async def review_for(sandbox: Sandbox, ts: str) -> dict[str, Any]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from langchain_core.messages import AIMessage
 
 from sandbox.server import Sandbox
@@ -24,12 +22,6 @@ from tests.support.bot_harness import (
 )
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.scripted_model import ScriptedModel, tool_calls
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 async def test_mention_review_approve_result(env: SlackEnv) -> None:

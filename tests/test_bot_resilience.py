@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.sweeper import sweep_once
 from tests.support.bot_harness import (
@@ -15,15 +12,8 @@ from tests.support.bot_harness import (
     BOT,
     SlackEnv,
     review_messages,
-    running_slack_env,
     text_of,
 )
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 def reviewed(env: SlackEnv, thread: str, ts: str) -> str:

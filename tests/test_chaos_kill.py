@@ -26,19 +26,20 @@ from typing import Any
 
 import psycopg
 
-from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox, running_sandbox
 from tests.support.bot_harness import ALICE, BOT, text_of
 from tests.support.chaos import (
     BotProcess,
     Forwarder,
-    bot_env,
+    HoldFirst,
     bot_replies,
     bounded_wait,
     buttons_of,
     free_port,
     fresh_database,
+    quick_recovery_env,
     review_of,
+    sandbox_for_bot,
 )
 
 FLOWS = 100
@@ -60,26 +61,6 @@ class Flow:
     index: int
     thread: str
     clicks: int = 0
-
-
-def quick_recovery_env(
-    config: SandboxConfig, api_url: str, db_url: str, port: int, **extra: str
-) -> dict[str, str]:
-    """The bot's environment for these tests: Slack through the forwarder, and recovery
-    timings short enough that a killed process's work is taken over within seconds."""
-    return bot_env(
-        SLACK_BOT_TOKEN=config.bot_token,
-        SLACK_SIGNING_SECRET=config.signing_secret,
-        SLACK_API_URL=f"{api_url}/api/",
-        DATABASE_URL=db_url,
-        HOST="127.0.0.1",
-        PORT=str(port),
-        SWEEP_SECONDS="0.5",
-        RECOVER_AFTER_SECONDS="2",
-        THREAD_LEASE_SECONDS="2",
-        LOG_FORMAT="text",
-        **extra,
-    )
 
 
 class Stall:
@@ -133,12 +114,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_posts_once(
 ) -> None:
     rng = random.Random(SEED)
     port = free_port()
-    config = SandboxConfig(
-        port=0,
-        bot_url=f"http://127.0.0.1:{port}/slack/events",
-        retry_delays=(1.0, 2.0, 4.0),  # Slack's policy, shortened: 7 s of retries
-        deliver_bot_messages=False,  # the bot ignores its own posts; spare the CPU
-    )
+    config = sandbox_for_bot(port)
     stall = Stall()
     async with (
         fresh_database(database_url, "chaos_kill") as db_url,
@@ -269,30 +245,11 @@ def _ask(index: int) -> str:
     return f'<@{BOT}> post "{note(index)}" to #random'
 
 
-class HoldFirst:
-    """Holds the Web API answer to the first call of one method (and remembers it was held)."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.held = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def hold(self, path: str, request: bytes, response: bytes) -> None:
-        if path.endswith(f"/{self.method}") and not self.held.is_set():
-            self.held.set()
-            await asyncio.wait_for(self.release.wait(), 30)  # until the bot was killed
-
-
 async def test_a_mention_acknowledged_by_a_process_that_dies_is_still_answered(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    config = SandboxConfig(
-        port=0,
-        bot_url=f"http://127.0.0.1:{port}/slack/events",
-        retry_delays=(1.0, 2.0, 4.0),
-        deliver_bot_messages=False,
-    )
+    config = sandbox_for_bot(port)
     reaction = HoldFirst("assistant.threads.setStatus")  # the first thing the bot does
     async with (
         fresh_database(database_url, "chaos_ack") as db_url,
@@ -375,12 +332,9 @@ async def test_a_mention_is_on_record_before_slack_hears_it_was_received(
     events table locked, as a busy machine or database would) and the bot killed meanwhile:
     Slack, never answered, delivers again, and the restarted bot answers."""
     port = free_port()
-    config = SandboxConfig(
-        port=0,
-        bot_url=f"http://127.0.0.1:{port}/slack/events",
-        retry_delays=(1.0, 5.0, 30.0),  # Slack's count; the restart may be slow on a busy host
-        deliver_bot_messages=False,
-    )
+    config = sandbox_for_bot(
+        port, retry_delays=(1.0, 5.0, 30.0)
+    )  # Slack's count; the restart may be slow on a busy host
     async with (
         fresh_database(database_url, "chaos_claim") as db_url,
         running_sandbox(config) as sandbox,

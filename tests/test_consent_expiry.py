@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +60,22 @@ def policy(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-async def env(database_url: str, policy: Path) -> AsyncIterator[SlackEnv]:
+def told_env(database_url: str, policy: Path) -> AbstractAsyncContextManager[SlackEnv]:
+    """The bot with ``policy`` and the told model, its sweeper passing at start and then hourly
+    (the tests sweep when they need it); the notes recorded so far forgotten."""
     RUNS.clear()
-    async with running_slack_env(
+    return running_slack_env(
         database_url,
         model=told_model(),
         registry=registry_with(),
         policy_file=policy,
         sweep_seconds=HOUR,
-    ) as slack_env:
+    )
+
+
+@pytest.fixture
+async def env(database_url: str, policy: Path) -> AsyncIterator[SlackEnv]:
+    async with told_env(database_url, policy) as slack_env:
         yield slack_env
 
 
@@ -168,14 +175,7 @@ async def test_the_approval_that_would_complete_a_quorum_is_refused_after_expiry
 ) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text('[tools.record_note]\nquorum = 2\nttl = "1h"\n')
-    RUNS.clear()
-    async with running_slack_env(
-        database_url,
-        model=told_model(),
-        registry=registry_with(),
-        policy_file=policy,
-        sweep_seconds=HOUR,
-    ) as env:
+    async with told_env(database_url, policy) as env:
         sandbox, store = env.sandbox, env.bot.flow.store
         thread, review, ref = await open_review(sandbox)
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")

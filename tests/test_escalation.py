@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,29 @@ def with_oncall(extra: Callable[[Sandbox], None] | None = None) -> Callable[[San
     return prepare
 
 
-@pytest.fixture
-async def env(database_url: str, tmp_path: Path) -> AsyncIterator[SlackEnv]:
+def note_env(
+    database_url: str,
+    tmp_path: Path,
+    policy: str = POLICY,
+    extra: Callable[[Sandbox], None] | None = None,
+) -> AbstractAsyncContextManager[SlackEnv]:
+    """The bot with ``policy`` (written to a file), the note model and the on-call group (plus
+    ``extra`` set-up of the workspace); the notes recorded so far forgotten."""
     path = tmp_path / "policy.toml"
-    path.write_text(POLICY)
+    path.write_text(policy)
     RUNS.clear()
-    async with running_slack_env(
+    return running_slack_env(
         database_url,
         model=note_model(),
         registry=registry_with(),
         policy_file=path,
-        before_bot=with_oncall(),
-    ) as slack_env:
+        before_bot=with_oncall(extra),
+    )
+
+
+@pytest.fixture
+async def env(database_url: str, tmp_path: Path) -> AsyncIterator[SlackEnv]:
+    async with note_env(database_url, tmp_path) as slack_env:
         yield slack_env
 
 
@@ -187,16 +199,7 @@ async def test_four_eyes_still_applies_to_an_escalation_target(
 ) -> None:
     """Bob asked for the call: joining the approvers on escalation does not let him approve
     his own request."""
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY + "four_eyes = true\n")
-    RUNS.clear()
-    async with running_slack_env(
-        database_url,
-        model=note_model(),
-        registry=registry_with(),
-        policy_file=path,
-        before_bot=with_oncall(),
-    ) as env:
+    async with note_env(database_url, tmp_path, POLICY + "four_eyes = true\n") as env:
         sandbox = env.sandbox
         thread = await sandbox.post_message(BOB, "#general", f"<@{BOT}> note: ship it")
         [review] = await sandbox.wait_for(
@@ -237,16 +240,8 @@ async def test_a_routed_card_is_escalated_in_its_own_thread(
         room = sandbox.workspace.create_channel("finance-approvals", ALICE)
         sandbox.workspace.invite(room.id, [BOT, BOB])
 
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY + 'channel = "#finance-approvals"\n')
-    RUNS.clear()
-    async with running_slack_env(
-        database_url,
-        model=note_model(),
-        registry=registry_with(),
-        policy_file=path,
-        before_bot=with_oncall(finance),
-    ) as env:
+    policy = POLICY + 'channel = "#finance-approvals"\n'
+    async with note_env(database_url, tmp_path, policy, finance) as env:
         sandbox = env.sandbox
         room = next(
             c.id for c in sandbox.workspace.channels.values() if c.name == "finance-approvals"

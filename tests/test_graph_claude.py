@@ -9,31 +9,24 @@ from typing import Any
 
 import pytest
 
-from graph import AgentSettings
-from graph.model import build_model
 from graph.tools.registry import ToolEntry, ToolRegistry, build_registry
 from graph.tools.weather import demo_weather
 from tests.conftest import AgentFactory
 from tests.support.anthropic_stub import AnthropicStub, running_anthropic_stub
-from tests.support.graph_helpers import ToolLog, by_call_id, exploding_tool, outcome
-
-MODEL = "claude-sonnet-4-6"
+from tests.support.graph_helpers import (
+    CLAUDE_MODEL,
+    ToolLog,
+    by_call_id,
+    claude_model,
+    exploding_tool,
+    outcome,
+)
 
 
 @pytest.fixture
 async def stub() -> AsyncIterator[AnthropicStub]:
     async with running_anthropic_stub() as running:
         yield running
-
-
-def claude(stub: AnthropicStub, registry: ToolRegistry) -> Any:
-    settings = AgentSettings(
-        anthropic_api_key=stub.api_key,
-        anthropic_base_url=stub.url,
-        anthropic_model=MODEL,
-        model_timeout_seconds=20,
-    )
-    return build_model(settings, registry.tools)
 
 
 def blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,7 +62,7 @@ async def test_claude_proposes_a_call_that_runs_after_approval(
     registry = build_registry()
     [call] = stub.reply_tool_calls([("weather_search", {"city": "sf"})], text="Let me check.")
     stub.reply_text("It's sunny in San Francisco.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         started = outcome(await service.start_turn(thread_id, "what's the weather in sf?"))
         [review] = started.pending
         assert review.tool_call_id == call.id
@@ -77,7 +70,7 @@ async def test_claude_proposes_a_call_that_runs_after_approval(
         assert started.reply == "Let me check."
 
         first = stub.requests[0]
-        assert first["model"] == MODEL
+        assert first["model"] == CLAUDE_MODEL
         assert {t["name"] for t in first["tools"]} == set(registry.names)
         weather_schema = next(t for t in first["tools"] if t["name"] == "weather_search")
         assert weather_schema["input_schema"]["required"] == ["city"]
@@ -103,7 +96,7 @@ async def test_claude_sees_the_edited_arguments(
     registry = build_registry()
     [call] = stub.reply_tool_calls([("weather_search", {"city": "sf"})])
     stub.reply_text("Done.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         [review] = outcome(await service.start_turn(thread_id, "weather in sf?")).pending
         new_args = {"city": "San Francisco, USA"}
         outcome(
@@ -129,7 +122,7 @@ async def test_claude_gets_feedback_as_the_tool_result_and_proposes_again(
     [call] = stub.reply_tool_calls([("weather_search", {"city": "sf"})])
     [retry] = stub.reply_tool_calls([("weather_search", {"city": "San Francisco, USA"})])
     stub.reply_text("Sunny in San Francisco, USA.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         [review] = outcome(await service.start_turn(thread_id, "weather in sf?")).pending
         again = outcome(
             await service.answer(
@@ -167,7 +160,7 @@ async def test_claude_parallel_calls_each_get_a_result(
         [("weather_search", {"city": "Paris"}), ("weather_search", {"city": "Oslo"})]
     )
     stub.reply_text("Paris is fine; skipped Oslo.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         started = outcome(await service.start_turn(thread_id, "weather in Paris and Oslo"))
         reviews = by_call_id(started.pending)
         assert set(reviews) == {paris.id, oslo.id}
@@ -202,7 +195,7 @@ async def test_claude_parallel_updates_both_reach_the_request(
         [("weather_search", {"city": "sf"}), ("weather_search", {"city": "nyc"})]
     )
     stub.reply_text("Done.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         reviews = by_call_id(outcome(await service.start_turn(thread_id, "sf and nyc")).pending)
         for call_id, city in ((second.id, "New York, USA"), (first.id, "San Francisco, USA")):
             outcome(
@@ -231,7 +224,7 @@ async def test_claude_sees_a_failing_tool_as_an_error_result(
     registry = ToolRegistry([ToolEntry(exploding_tool(log))])
     [call] = stub.reply_tool_calls([("explode", {"target": "prod"})])
     stub.reply_text("That failed.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         [review] = outcome(await service.start_turn(thread_id, "explode prod")).pending
         done = outcome(await service.answer(thread_id, review.interrupt_id, {"action": "continue"}))
         assert [r.status for r in done.tool_results] == ["error"]

@@ -6,17 +6,15 @@ whether it ends the turn, tool calls still come whole, and without a listener no
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from graph import AgentContext, AgentSettings
-from graph.model import build_model
+from graph import AgentContext
 from graph.offline import OFFLINE_HELP
-from graph.tools.registry import ToolRegistry, build_registry
+from graph.tools.registry import build_registry
 from tests.conftest import AgentFactory
 from tests.support.anthropic_stub import AnthropicStub, running_anthropic_stub
-from tests.support.graph_helpers import outcome
+from tests.support.graph_helpers import claude_model, outcome
 
 
 class Listener:
@@ -40,16 +38,6 @@ async def stub() -> AsyncIterator[AnthropicStub]:
         yield running
 
 
-def claude(stub: AnthropicStub, registry: ToolRegistry) -> Any:
-    settings = AgentSettings(
-        anthropic_api_key=stub.api_key,
-        anthropic_base_url=stub.url,
-        anthropic_model="claude-sonnet-4-6",
-        model_timeout_seconds=20,
-    )
-    return build_model(settings, registry.tools)
-
-
 async def test_claude_streams_its_reply_and_its_calls_come_whole(
     agent_factory: AgentFactory, stub: AnthropicStub, thread_id: str
 ) -> None:
@@ -58,7 +46,7 @@ async def test_claude_streams_its_reply_and_its_calls_come_whole(
     stub.reply_text("It's sunny in San Francisco, and warm enough for a walk by the bay.")
     listener = Listener()
     context = AgentContext(reply=listener)
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         started = outcome(await service.start_turn(thread_id, "weather in sf?", context=context))
         [review] = started.pending
         assert review.args == {"city": "sf"}  # the streamed tool_use, accumulated whole
@@ -82,7 +70,7 @@ async def test_without_a_listener_claude_is_asked_whole(
 ) -> None:
     registry = build_registry()
     stub.reply_text("Hello.")
-    async with agent_factory(model=claude(stub, registry), registry=registry) as service:
+    async with agent_factory(model=claude_model(stub, registry), registry=registry) as service:
         assert outcome(await service.start_turn(thread_id, "hi")).reply == "Hello."
     assert not stub.last_request.get("stream")
 

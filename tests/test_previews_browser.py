@@ -6,30 +6,16 @@ in words."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import pytest
 from playwright.async_api import expect
 
-from tests.support.bot_harness import BOB, BOT, SlackEnv, running_slack_env
+from tests.support.bot_harness import BOB, BOT, SlackEnv
 
 if TYPE_CHECKING:  # the fixtures hand it out; see tests/support/browser.py
     from tests.support.browser import ChatPage
 
 pytest_plugins = ["tests.support.browser"]
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
-
-
-@pytest.fixture
-async def chat(chat_page: ChatPage, env: SlackEnv) -> ChatPage:
-    await chat_page.open(env.sandbox.url)
-    return chat_page
 
 
 async def test_a_post_preview_renders_as_the_message_and_its_receipt_links_to_it(

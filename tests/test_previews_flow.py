@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
@@ -36,12 +34,6 @@ from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WAIT = 20.0  # a review, a preview and a repaint on a busy machine
 TECHNICAL = ("ToolInvocationError", "SlackToolError", "Error: the tool failed", "Traceback")
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 async def start(env: SlackEnv, text: str, user: str = ALICE) -> tuple[str, dict[str, Any]]:
@@ -141,6 +133,14 @@ async def test_create_channel_says_whether_the_name_is_free(env: SlackEnv) -> No
     assert f"Created <#{made.id}>" in text_of(decided)
 
 
+async def failure_said_plainly(sandbox: Sandbox, thread: str) -> None:
+    """The thread says the call did not work, never "Done.", and in no technical words."""
+    await sandbox.wait_for(lambda: "That did not work." in thread_text(sandbox, thread), WAIT)
+    everything = thread_text(sandbox, thread)
+    assert "Done." not in everything
+    assert not [word for word in TECHNICAL if word in everything], everything
+
+
 async def test_an_invalid_name_is_said_before_and_its_failure_in_plain_words(
     env: SlackEnv,
 ) -> None:
@@ -155,10 +155,7 @@ async def test_an_invalid_name_is_said_before_and_its_failure_in_plain_words(
         lambda: [m for m in sandbox.replies("C0GENERAL", thread) if "did not work" in text_of(m)]
     )
     assert reply
-    await sandbox.wait_for(lambda: "That did not work." in thread_text(sandbox, thread), WAIT)
-    everything = thread_text(sandbox, thread)
-    assert "Done." not in everything
-    assert not [word for word in TECHNICAL if word in everything], everything
+    await failure_said_plainly(sandbox, thread)
 
 
 async def test_a_failed_call_says_so_plainly_and_the_reply_is_not_done(env: SlackEnv) -> None:
@@ -169,10 +166,7 @@ async def test_a_failed_call_says_so_plainly_and_the_reply_is_not_done(env: Slac
     await approve(sandbox, review)
     decided = await card_with(sandbox, thread, review["ts"], "Did not work.")
     assert "there is no channel named #nowhere that I can see" in text_of(decided)
-    await sandbox.wait_for(lambda: "That did not work." in thread_text(sandbox, thread), WAIT)
-    everything = thread_text(sandbox, thread)
-    assert "Done." not in everything
-    assert not [word for word in TECHNICAL if word in everything], everything
+    await failure_said_plainly(sandbox, thread)
 
 
 def _policy(tmp_path: Path, text: str) -> Path:

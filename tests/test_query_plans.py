@@ -9,14 +9,12 @@ the tables grow: its cost follows the rows it returns, not the rows the table ho
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from bot.audit_chain import ROWS_SQL as VERIFY_ROWS_SQL
 from bot.home import PENDING_SQL
@@ -25,6 +23,7 @@ from bot.retention import _CANDIDATES_SQL, PRUNE_SQL
 from bot.store import SWEEPER_SQL
 from graph.db import THREAD_ACTIVITY_SQL, Pool, open_pool
 from graph.migrations import migrate_agent
+from tests.support.databases import own_database
 
 ROWS = 20_000
 BIG_TABLES = {
@@ -94,15 +93,8 @@ FILL: tuple[LiteralString, ...] = (
 
 @pytest.fixture(scope="module")
 def plans_database(database_url: str) -> Iterator[str]:
-    name = f"plans_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    try:
-        yield make_conninfo(database_url, dbname=name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[arg-type]
+    with own_database(database_url, "plans") as url:
+        yield url
 
 
 @pytest.fixture

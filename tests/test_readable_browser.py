@@ -32,12 +32,6 @@ async def env(database_url: str) -> AsyncIterator[SlackEnv]:
         yield env
 
 
-@pytest.fixture
-async def chat(chat_page: ChatPage, env: SlackEnv) -> ChatPage:
-    await chat_page.open(env.sandbox.url)
-    return chat_page
-
-
 async def test_a_picked_moment_runs_and_reads_in_the_readers_zone(chat: ChatPage) -> None:
     await chat.send("@approvals remind me")
     await chat.open_thread("remind me")

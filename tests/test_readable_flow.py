@@ -5,12 +5,9 @@ conversations.info); Edit offers Slack's pickers, and what is picked is what run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.support.bot_harness import (
     ALICE,
@@ -22,12 +19,6 @@ from tests.support.bot_harness import (
 )
 from tests.support.counting_tools import registry_with
 from tests.support.dated_tools import PROPOSED_AT, REMINDERS, reminder_model, set_reminder
-
-
-@pytest.fixture
-async def env(database_url: str) -> AsyncIterator[SlackEnv]:
-    async with running_slack_env(database_url) as slack_env:
-        yield slack_env
 
 
 def message(env: SlackEnv, thread: str, ts: str) -> dict[str, Any]:

@@ -130,6 +130,14 @@ async def decided(store: BotStore, thread: str) -> str:
     return ref
 
 
+async def idle_and_decided(agent: AgentService, store: BotStore, thread: str) -> None:
+    """A conversation with agent state and a decided review, all of it from long before the
+    cut: what retention removes."""
+    await chatted(agent, store, thread)
+    await decided(store, thread)
+    await backdate(store.pool, thread)
+
+
 GONE = {
     "checkpoints": 0,
     "checkpoint_blobs": 0,
@@ -177,9 +185,7 @@ async def test_a_conversation_active_in_the_agent_since_the_cut_is_kept(
     """Old bot rows but a recent checkpoint (a turn with no review): it is not idle."""
     store = BotStore(pool)
     thread = unique("busy")
-    await chatted(offline_agent, store, thread)
-    await decided(store, thread)
-    await backdate(pool, thread)
+    await idle_and_decided(offline_agent, store, thread)
     await offline_agent.start_turn(thread, "tell me another joke")
 
     report = await Pruner(pool, offline_agent).prune(CUT)
@@ -235,9 +241,7 @@ async def test_dry_run_deletes_nothing_and_says_what_it_would(
 ) -> None:
     store = BotStore(pool)
     thread = unique("dry")
-    await chatted(offline_agent, store, thread)
-    await decided(store, thread)
-    await backdate(pool, thread)
+    await idle_and_decided(offline_agent, store, thread)
     before = await rows_of(pool, thread)
 
     dry = await Pruner(pool, offline_agent).prune(CUT, dry_run=True)
@@ -262,9 +266,7 @@ async def test_two_replicas_pruning_at_once_delete_each_conversation_once(
     ):
         store = BotStore(pool_a)
         for thread in threads:
-            await chatted(first, store, thread)
-            await decided(store, thread)
-            await backdate(pool_a, thread)
+            await idle_and_decided(first, store, thread)
         reports = await asyncio.gather(
             Pruner(pool_a, first, batch=2).prune(CUT),
             Pruner(pool_b, second, batch=2).prune(CUT),

@@ -104,6 +104,17 @@ channel = "#finance-approvals"
 """
 
 
+async def note_routed_to_finance(sandbox: Sandbox) -> tuple[str, str, dict[str, Any], str]:
+    """Under ROUTED, Alice asks for a note in #general: its card goes to #finance-approvals and
+    the conversation is told where it waits. (The channel's id, the conversation's ts, the card,
+    what the conversation was told.)"""
+    finance = channel_id(sandbox, "finance-approvals")
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
+    [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
+    told = await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT)
+    return finance, thread, card, told[0]
+
+
 async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_conversation(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -111,18 +122,13 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         database_url, tmp_path, ROUTED, channel_with("finance-approvals", BOB)
     ) as env:
         sandbox = env.sandbox
-        finance = channel_id(sandbox, "finance-approvals")
-        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
-        pointer = await sandbox.wait_for(
-            lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT
-        )
+        finance, thread, card, pointer = await note_routed_to_finance(sandbox)
 
         # Both ways: the card links the conversation, the conversation links the card.
         conversation = f"/archives/{GENERAL}/p{thread.replace('.', '')}"
         assert conversation in text_of(card) and "this conversation" in text_of(card)
-        assert f"<#{finance}>" in pointer[0]
-        assert f"/archives/{finance}/p{card['ts'].replace('.', '')}" in pointer[0]
+        assert f"<#{finance}>" in pointer
+        assert f"/archives/{finance}/p{card['ts'].replace('.', '')}" in pointer
         assert not review_messages(sandbox, GENERAL, thread)  # no card in the conversation
 
         # The same rules on the routed card: Alice is not an approver of record_note.
@@ -160,10 +166,7 @@ async def test_a_click_on_the_routed_card_from_the_conversation_channel_is_refus
         database_url, tmp_path, ROUTED, channel_with("finance-approvals", BOB)
     ) as env:
         sandbox = env.sandbox
-        finance = channel_id(sandbox, "finance-approvals")
-        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT)
+        _, thread, card, _ = await note_routed_to_finance(sandbox)
         sandbox.workspace.post(
             sandbox.workspace.channel(GENERAL), BOT, "copy", blocks=card["blocks"], thread_ts=thread
         )
@@ -357,10 +360,7 @@ async def test_a_routed_card_shown_before_a_crash_is_found_again_not_posted_twic
         database_url, tmp_path, ROUTED, channel_with("finance-approvals", BOB)
     ) as env:
         sandbox = env.sandbox
-        finance = channel_id(sandbox, "finance-approvals")
-        thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note: ship it")
-        [card] = await sandbox.wait_for(lambda: cards(sandbox, finance), within=WAIT)
-        await sandbox.wait_for(lambda: said(sandbox, GENERAL, thread, "waits for"), within=WAIT)
+        finance, thread, card, _ = await note_routed_to_finance(sandbox)
         [mention] = [
             d.body
             for d in sandbox.workspace.deliveries

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.config import BotSettings
@@ -20,6 +22,8 @@ from graph import AgentSettings
 from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox, running_sandbox
 from tests.support.bot_harness import ALICE, BOT, review_messages, text_of
+from tests.support.counting_tools import registry_with
+from tests.support.scripted_model import ScriptedModel, tool_calls
 
 # Nobody listens on port 9: an HTTP delivery would fail, and be recorded.
 DEAD_BOT_URL = "http://127.0.0.1:9/slack/events"
@@ -251,3 +255,65 @@ async def test_edit_modal_errors_come_back_in_the_socket_ack(socket_env: SocketE
     )
     await sandbox.settle(5)
     assert_all_over_the_socket(sandbox, "event", "block_actions", "view_submission")
+
+
+async def test_the_bots_exit_waits_for_a_listener_started_outside_a_request_scope(
+    database_url: str,
+) -> None:
+    """A handler without the transport's request scope (this module's, or any Bolt adapter):
+    the listener Bolt starts for a click still belongs to the bot, so leaving ``running_bot``
+    waits for it (bounded) before the pools close, and no task of it is left pending. Before,
+    the exit closed the pools under the running decision, which then failed with PoolClosed in
+    whatever ran next on the loop (the next test's logs)."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def slow_export(table: str) -> str:
+        """Export a table (a test tool that runs until the test lets it finish)."""
+        started.set()
+        await release.wait()
+        return f"exported {table}"
+
+    model = ScriptedModel([tool_calls(("slow_export", {"table": "orders"})), AIMessage("all done")])
+    config = socket_config()
+    before = asyncio.all_tasks()
+    async with running_sandbox(config) as sandbox:
+        settings = BotSettings(
+            bot_token=config.bot_token,
+            signing_secret="",
+            app_token=config.app_token,
+            api_url=sandbox.api_url,
+            agent=AgentSettings(database_url=database_url),
+        )
+
+        async def release_once_draining(bot: Bot) -> None:
+            async with asyncio.timeout(30):
+                # draining is a flag, not an event: set when the exit has begun
+                while not bot.work.draining:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            release.set()
+
+        async with running_bot(settings, model=model, registry=registry_with(slow_export)) as bot:
+            handler = AsyncSocketModeHandler(bot.app, settings.app_token)
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            try:
+                await sandbox.wait_for(lambda: sandbox.socket.connected)
+                ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> export the orders")
+                [review] = await sandbox.wait_for(
+                    lambda: review_messages(sandbox, "C0GENERAL", ts), 10
+                )
+                await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+                await asyncio.wait_for(started.wait(), 10)
+            finally:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+            releaser = asyncio.create_task(release_once_draining(bot))
+        left = [
+            task
+            for task in asyncio.all_tasks() - before
+            if not task.done() and "run_ack_function" in repr(task.get_coro())
+        ]
+        assert left == [], "the bot's exit left its listener running"
+        assert releaser.done()
+        replies = [text_of(m) for m in sandbox.replies("C0GENERAL", ts)]
+        assert any("exported orders" in text for text in replies), replies
+        assert any("all done" in text for text in replies), replies

@@ -4,68 +4,39 @@ ordinary one instead of staying "typing"; and the person still gets their whole 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from sandbox.config import SandboxConfig
 from sandbox.server import running_sandbox
 from tests.support.bot_harness import ALICE, BOT
 from tests.support.chaos import (
     BotProcess,
     Forwarder,
-    bot_env,
+    HoldFirst,
     bot_replies,
     bounded_wait,
     free_port,
     fresh_database,
+    quick_recovery_env,
+    sandbox_for_bot,
 )
 
 GENERAL = "C0GENERAL"
-
-
-class HoldFirst:
-    """Holds the Web API answer to the first call of one method until released."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.held = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def hold(self, path: str, request: bytes, response: bytes) -> None:
-        if path.endswith(f"/{self.method}") and not self.held.is_set():
-            self.held.set()
-            await asyncio.wait_for(self.release.wait(), 30)  # until the bot was killed
 
 
 async def test_a_stream_cut_by_a_kill_is_closed_after_the_restart(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    config = SandboxConfig(
-        port=0,
-        bot_url=f"http://127.0.0.1:{port}/slack/events",
-        retry_delays=(1.0, 2.0, 4.0),
-        deliver_bot_messages=False,
-    )
+    config = sandbox_for_bot(port)
     append = HoldFirst("chat.appendStream")  # mid-stream: started, and more being written
     async with (
         fresh_database(database_url, "stream_kill") as db_url,
         running_sandbox(config) as sandbox,
         Forwarder([sandbox.url], hold=append.hold) as api,
     ):
-        env = bot_env(
-            SLACK_BOT_TOKEN=config.bot_token,
-            SLACK_SIGNING_SECRET=config.signing_secret,
-            SLACK_API_URL=f"{api.url}/api/",
-            DATABASE_URL=db_url,
-            HOST="127.0.0.1",
-            PORT=str(port),
-            SWEEP_SECONDS="0.5",
-            RECOVER_AFTER_SECONDS="2",
-            THREAD_LEASE_SECONDS="2",
-            LOG_FORMAT="text",
+        bot = BotProcess(
+            quick_recovery_env(config, api.url, db_url, port), tmp_path / "bot.log", port
         )
-        bot = BotProcess(env, tmp_path / "bot.log", port)
         await bot.start()
         try:
             thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> tell me a story")

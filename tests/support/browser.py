@@ -11,7 +11,9 @@ Browser tests load these fixtures with ``pytest_plugins = ["tests.support.browse
 * ``page``: a fresh browser context and page per test (its own localStorage, so every test
   starts as the page's default user, alice), failing the test on any uncaught page error;
 * ``chat_page``: that page wrapped in `ChatPage`, which puts the page's ``data-testid`` hooks
-  into the words a person would use (not yet opened: call ``await chat_page.open(url)``).
+  into the words a person would use (not yet opened: call ``await chat_page.open(url)``);
+* ``chat``: ``chat_page`` opened at the sandbox of the test's ``env`` (tests/conftest.py's
+  bot with its defaults, or the module's own ``env`` fixture).
 
 Test modules should take `ChatPage` from the fixture and import the class only under
 ``TYPE_CHECKING``: importing this module before pytest registers it as a plugin would stop
@@ -35,6 +37,8 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+
+from tests.support.bot_harness import SlackEnv
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -98,6 +102,13 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 @pytest.fixture
 def chat_page(page: Page) -> ChatPage:
     return ChatPage(page)
+
+
+@pytest.fixture
+async def chat(chat_page: ChatPage, env: SlackEnv) -> ChatPage:
+    """The chat page, opened at ``env``'s sandbox."""
+    await chat_page.open(env.sandbox.url)
+    return chat_page
 
 
 class ChatPage:

@@ -226,6 +226,55 @@ class Forwarder:
         return web.Response(body=answer, status=status, headers=out)
 
 
+class HoldFirst:
+    """A ``Forwarder`` hold: delays the Web API answer to the first call of one method until
+    ``release`` is set (at most 30 s), and sets ``held`` when it starts holding, so a test can
+    kill the bot while that call is in flight."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def hold(self, path: str, request: bytes, response: bytes) -> None:
+        if path.endswith(f"/{self.method}") and not self.held.is_set():
+            self.held.set()
+            await asyncio.wait_for(self.release.wait(), 30)  # until the bot was killed
+
+
+def sandbox_for_bot(port: int, retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)) -> SandboxConfig:
+    """A sandbox that delivers events to a bot process listening on ``port``, with Slack's
+    retry policy shortened to ``retry_delays``, and the bot's own posts not delivered back (the
+    bot ignores them; this spares the CPU)."""
+    return SandboxConfig(
+        port=0,
+        bot_url=f"http://127.0.0.1:{port}/slack/events",
+        retry_delays=retry_delays,
+        deliver_bot_messages=False,
+    )
+
+
+def quick_recovery_env(
+    config: SandboxConfig, api_url: str, db_url: str, port: int, **extra: str
+) -> dict[str, str]:
+    """The bot's environment for kill tests: Slack through ``api_url`` (a forwarder or the
+    sandbox), and recovery timings short enough that a killed process's work is taken over
+    within seconds."""
+    return bot_env(
+        SLACK_BOT_TOKEN=config.bot_token,
+        SLACK_SIGNING_SECRET=config.signing_secret,
+        SLACK_API_URL=f"{api_url}/api/",
+        DATABASE_URL=db_url,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        SWEEP_SECONDS="0.5",
+        RECOVER_AFTER_SECONDS="2",
+        THREAD_LEASE_SECONDS="2",
+        LOG_FORMAT="text",
+        **extra,
+    )
+
+
 # -- reading what people see ---------------------------------------------------------------------
 
 

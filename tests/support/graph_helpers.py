@@ -1,5 +1,6 @@
 """Helpers for the graph tests: streaming node updates, tools that count their runs, a fake
-Slack Web API client, and a subprocess driver for cross-process tests.
+Slack Web API client, a subprocess driver for cross-process tests, and the real Claude model
+pointed at the Anthropic stub.
 
 Nothing here replaces the code under test: the graph, the service, the checkpointer and the
 database are always the real ones. The recording tools and the fake Slack client stand in for
@@ -23,10 +24,26 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.types import Interrupt
 from psycopg import AsyncConnection
 
-from graph import AgentContext, AgentService, PendingReview, Refused, RunOutcome
+from graph import AgentContext, AgentService, AgentSettings, PendingReview, Refused, RunOutcome
+from graph.model import ChatModel, build_model
 from graph.service import thread_config
+from graph.tools.registry import ToolRegistry
+from tests.support.anthropic_stub import AnthropicStub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CLAUDE_MODEL = "claude-sonnet-4-6"
+
+
+def claude_model(stub: AnthropicStub, registry: ToolRegistry) -> ChatModel:
+    """The agent's own Claude model (``build_model``, langchain-anthropic) with ``registry``'s
+    tools, talking to the Anthropic stub instead of the real API."""
+    settings = AgentSettings(
+        anthropic_api_key=stub.api_key,
+        anthropic_base_url=stub.url,
+        anthropic_model=CLAUDE_MODEL,
+        model_timeout_seconds=20,
+    )
+    return build_model(settings, registry.tools)
 
 
 # ------------------------------------------------------------------ streaming the graph
