@@ -41,6 +41,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -81,7 +82,7 @@ async def outcomes(env: SlackEnv, thread: str) -> list[tuple[str, str | None]]:
 async def open_review(sandbox: Sandbox) -> tuple[str, dict[str, Any], str]:
     thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: ship it")
     [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
-    return thread, review, review["blocks"][-1]["elements"][0]["value"]
+    return thread, review, review_ref(review)
 
 
 def said(sandbox: Sandbox, thread: str, words: str) -> list[dict[str, Any]]:

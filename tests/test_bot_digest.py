@@ -23,7 +23,15 @@ from graph import Edit, ReviewRequest
 from graph.db import Pool, open_pool
 from graph.digest import args_digest
 from tests.conftest import AgentFactory
-from tests.support.bot_harness import ALICE, BOB, BOT, CAROL, review_messages, running_slack_env
+from tests.support.bot_harness import (
+    ALICE,
+    BOB,
+    BOT,
+    CAROL,
+    review_messages,
+    review_ref,
+    running_slack_env,
+)
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.graph_helpers import outcome, refusal
 from tests.support.scripted_model import ScriptedModel, tool_calls
@@ -245,12 +253,3 @@ async def test_an_approve_from_a_card_painted_before_an_edit_is_refused(
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
         await sandbox.wait_for(lambda: RUNS)
         assert RUNS == ["hi team"]  # now she saw it: her approval counts, and the edit runs
-
-
-def review_ref(message: dict[str, Any]) -> str:
-    """The review ref a card's Approve button carries."""
-    for block in message["blocks"]:
-        for element in block.get("elements") or []:
-            if element.get("action_id") == "review_approve":
-                return str(element["value"]).partition(" ")[0]
-    raise AssertionError("no Approve button")

@@ -23,6 +23,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -204,7 +205,7 @@ async def test_a_claimed_but_unapplied_decision_is_finished_by_the_sweeper(env: 
     flow = env.bot.flow
     thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note it")
     review = await review_in(sandbox, thread)
-    ref = review["blocks"][-1]["elements"][0]["value"]
+    ref = review_ref(review)
     # A process claimed Alice's decision and died before applying it.
     assert await flow.store.claim(ref, Approve(ALICE)) is not None
     # ">= 1": with stuck_after=0 a sweep also takes over claims other tests left behind

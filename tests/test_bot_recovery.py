@@ -19,6 +19,7 @@ from tests.support.bot_harness import (
     BOT,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -242,7 +243,7 @@ async def test_a_decision_whose_process_went_silent_is_taken_over(database_url: 
         sandbox, store = env.sandbox, env.bot.flow.store
         thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> note it")
         [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
-        ref = review["blocks"][-1]["elements"][0]["value"]
+        ref = review_ref(review)
         # A process claimed the decision an hour ago and is still beating: it is alive.
         assert await store.claim(ref, Approve(ALICE)) is not None
         await _age_claim(env, ref, heartbeat="0 seconds")

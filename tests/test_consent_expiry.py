@@ -35,6 +35,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -82,7 +83,7 @@ async def env(database_url: str, policy: Path) -> AsyncIterator[SlackEnv]:
 async def open_review(sandbox: Sandbox, user: str = CAROL) -> tuple[str, dict[str, Any], str]:
     thread = await sandbox.post_message(user, "#general", f"<@{BOT}> note: ship it")
     [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
-    return thread, review, review["blocks"][-1]["elements"][0]["value"]
+    return thread, review, review_ref(review)
 
 
 async def until_lapsed(store: BotStore, ref: str, within: float = 20.0) -> None:
@@ -309,7 +310,7 @@ async def test_a_decision_the_agent_took_in_time_still_runs_when_recovered_after
         sandbox, flow = env.sandbox, env.bot.flow
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note: ship it")
         [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
-        ref = review["blocks"][-1]["elements"][0]["value"]
+        ref = review_ref(review)
         await handled(env, thread)  # so the sweep below cannot finish the run from the mention
         claimed = await flow.store.claim(ref, Approve(ALICE))
         assert isinstance(claimed, ReviewRow)

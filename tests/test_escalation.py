@@ -29,6 +29,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -105,7 +106,7 @@ async def open_review(sandbox: Sandbox) -> tuple[str, dict[str, Any], str]:
     [review] = await sandbox.wait_for(
         lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
     )
-    return thread, review, review["blocks"][-1]["elements"][0]["value"]
+    return thread, review, review_ref(review)
 
 
 async def due_now(pool: Pool, ref: str) -> None:
@@ -205,9 +206,9 @@ async def test_four_eyes_still_applies_to_an_escalation_target(
         [review] = await sandbox.wait_for(
             lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
         )
-        await due_now(env.bot.service.pool, review["blocks"][-1]["elements"][0]["value"])
+        await due_now(env.bot.service.pool, review_ref(review))
         await sweep_once(env.bot.flow)
-        assert await escalated(env.bot.flow, review["blocks"][-1]["elements"][0]["value"])
+        assert await escalated(env.bot.flow, review_ref(review))
         await sandbox.click_button(BOB, GENERAL, review["ts"], "review_approve")
         [refusal] = await sandbox.wait_for(lambda: sandbox.ephemerals(BOB), within=WAIT)
         assert "four-eyes" in refusal["text"] and RUNS == []
@@ -250,7 +251,7 @@ async def test_a_routed_card_is_escalated_in_its_own_thread(
         [card] = await sandbox.wait_for(
             lambda: [m for m in sandbox.messages(room) if m.get("bot_id")], within=WAIT
         )
-        await due_now(env.bot.service.pool, card["blocks"][-1]["elements"][0]["value"])
+        await due_now(env.bot.service.pool, review_ref(card))
         await sweep_once(env.bot.flow)
         [ping] = await sandbox.wait_for(lambda: pings(sandbox, room, card["ts"]), within=WAIT)
         assert f"<!subteam^{ONCALL}>" in ping

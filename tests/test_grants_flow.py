@@ -38,6 +38,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -285,7 +286,7 @@ async def test_an_expired_grant_approves_nothing(env: SlackEnv, ops: str, dev: s
     review = await card(sandbox, other)
     await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], GRANT)
     await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
-    ref = review["blocks"][-1]["elements"][0]["value"]
+    ref = review_ref(review)
     async with env.bot.service.pool.connection() as conn:
         await conn.execute(
             "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",

@@ -14,7 +14,14 @@ from bot.server import running_bot
 from bot.sweeper import sweep_once
 from graph.db import Pool
 from sandbox.server import Sandbox
-from tests.support.bot_harness import ALICE, BOT, review_messages, running_slack_env, text_of
+from tests.support.bot_harness import (
+    ALICE,
+    BOT,
+    review_messages,
+    review_ref,
+    running_slack_env,
+    text_of,
+)
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
@@ -37,7 +44,7 @@ async def open_review(sandbox: Sandbox) -> tuple[str, str]:
     [review] = await sandbox.wait_for(
         lambda: review_messages(sandbox, GENERAL, thread), within=WAIT
     )
-    return thread, str(review["blocks"][-1]["elements"][0]["value"])
+    return thread, review_ref(review)
 
 
 async def remind_now(pool: Pool, ref: str) -> None:

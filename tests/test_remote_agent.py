@@ -31,6 +31,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -70,7 +71,7 @@ def saying(sandbox: Sandbox, thread_ts: str, words: str) -> list[dict[str, Any]]
 
 
 def ref_of(review: dict[str, Any]) -> str:
-    return str(review["blocks"][-1]["elements"][0]["value"])
+    return review_ref(review)
 
 
 async def start_review(

@@ -47,6 +47,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -137,7 +138,7 @@ async def test_a_routed_review_is_decided_in_its_channel_and_answered_in_the_con
         assert "may decide" in refusal["text"] and RUNS == []
 
         # App Home and /approvals list it where it lives, to the approver who can see it there.
-        ref = card["blocks"][-1]["elements"][0]["value"]
+        ref = review_ref(card)
         shown = (await env.bot.flow.lister.waiting_for(BOB)).shown
         [waiting] = [review for review in shown if review.ref == ref]
         assert (waiting.channel_id, waiting.message_ts) == (finance, card["ts"])

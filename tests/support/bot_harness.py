@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from bot.blocks import parse_button_value
 from bot.config import BotSettings
 from bot.limits import TurnLimits
 from bot.server import Bot, http_app, running_bot
@@ -118,6 +119,14 @@ def review_messages(sandbox: Sandbox, channel: str, thread_ts: str) -> list[dict
         for message in sandbox.replies(channel, thread_ts)
         if any(block.get("type") == "actions" for block in message.get("blocks") or [])
     ]
+
+
+def review_ref(message: Mapping[str, Any]) -> str:
+    """The review ref a card's buttons carry (``bot.blocks.button_value``: ref and version)."""
+    for block in message.get("blocks") or []:
+        if block.get("type") == "actions" and block.get("elements"):
+            return parse_button_value(str(block["elements"][0]["value"]))[0]
+    raise AssertionError("the message has no review buttons")
 
 
 def text_of(message: Mapping[str, Any]) -> str:
