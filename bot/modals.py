@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks import shown_name
+from bot.blocks import button_value, shown_name
 from bot.mrkdwn import escape, escape_within, has_invisible, to_plain, truncate, visible
 from bot.pickers import KINDS as PICKERS
 from bot.pickers import picker_element, picker_kind, read_picker
@@ -191,10 +191,15 @@ def field_names(
     return shown, [name for name in kept if name in args]
 
 
-def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozenset()) -> View:
+def edit_modal(
+    request: ReviewRequest, ref: str, hidden: frozenset[str] = frozenset(), *, version: int = 0
+) -> View:
     """One typed input per argument, prefilled with what the model proposed.
 
     ``hidden`` arguments (redacted by policy) get no input and are kept as proposed.
+    The form is bound to the proposal it shows (``version``, with the ref in its metadata):
+    submitted after the proposal changed, it is refused, since what it kept as proposed
+    (and every value it showed) may no longer be what it would run.
     """
     schema = request["tool"]["args_schema"]
     required = set(schema.get("required", []))
@@ -219,7 +224,7 @@ def edit_modal(request: ReviewRequest, ref: str, hidden: frozenset[str] = frozen
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
-        "private_metadata": ref,
+        "private_metadata": button_value(ref, version),
         "title": _plain("Edit tool call", 24),
         "submit": _plain("Approve", 24),
         "close": _plain("Cancel", 24),

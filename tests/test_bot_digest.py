@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -35,6 +35,8 @@ from tests.support.bot_harness import (
 from tests.support.counting_tools import RUNS, registry_with
 from tests.support.graph_helpers import outcome, refusal
 from tests.support.scripted_model import ScriptedModel, tool_calls
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -114,9 +116,7 @@ async def test_a_stored_edit_changed_under_its_claim_is_refused_and_nothing_runs
         assert RUNS == ["b"]
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[list[dict[str, Any]]]], within: float = 10.0
-) -> list[dict[str, Any]]:
+async def eventually(probe: Callable[[], Awaitable[list[T]]], within: float = 10.0) -> list[T]:
     """Poll an async probe until it finds something (bounded: TimeoutError after ``within``)."""
     deadline = asyncio.get_running_loop().time() + within
     while not (found := await probe()):
@@ -253,3 +253,40 @@ async def test_an_approve_from_a_card_painted_before_an_edit_is_refused(
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
         await sandbox.wait_for(lambda: RUNS)
         assert RUNS == ["hi team"]  # now she saw it: her approval counts, and the edit runs
+
+
+async def test_an_edit_form_submitted_after_the_proposal_changed_is_refused(
+    database_url: str,
+) -> None:
+    """Alice opens Edit; Bob's edit replaces the proposal before she submits. Her form showed
+    the old proposal (and keeps what it hides, such as redacted values, as proposed): it is
+    bound to what it showed, so submitted now it is refused in the form and nothing changes."""
+    RUNS.clear()
+    model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
+    policy = "[tools.record_note]\nquorum = 2\n"
+    async with running_slack_env(
+        database_url, model=model, registry=registry_with(), policy_file=_policy(policy)
+    ) as env:
+        sandbox = env.sandbox
+        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
+        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+        await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
+        await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
+        await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")
+        await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
+        assert (await sandbox.submit_modal(BOB, {"arg:note": "hi team"})).closed
+        store = BotStore(env.bot.pool)
+
+        async def edited() -> list[ReviewRow]:
+            row = await store.get(review_ref(review))
+            return [row] if row is not None and row.version == 1 else []
+
+        [row] = await eventually(edited)  # Bob's edit is applied after Slack's ack
+
+        refused = await sandbox.submit_modal(ALICE, {"arg:note": "hi all"})
+        assert not refused.closed
+        assert any("changed this review" in e for e in refused.errors.values()), refused
+        after = await store.get(row.ref)
+        assert after is not None and after.version == 1
+        assert after.proposed_edit == {"note": "hi team"}
+        assert await store.approvals(row.ref, 1) == [BOB] and RUNS == []

@@ -70,10 +70,10 @@ def test_a_requester_may_still_send_feedback() -> None:
 # -- what a click may do -------------------------------------------------------------------
 
 
-def test_only_an_approve_is_bound_to_the_card_it_came_from() -> None:
-    """Edit and Feedback open a modal showing the review as it is now; an Approve runs what
-    its card showed, so it counts only if that is still the proposal."""
-    assert rules.admission(facts(kind="edit", card_is_current=False)) == "admitted"
+def test_approve_and_edit_are_bound_to_what_their_card_or_form_showed() -> None:
+    """An Approve runs what its card showed and an Edit what its form showed (and kept as
+    proposed), so each counts only if that is still the proposal; Feedback runs nothing."""
+    assert rules.admission(facts(kind="edit", card_is_current=False)) == "changed"
     assert rules.admission(facts(kind="feedback", card_is_current=False)) == "admitted"
     assert rules.admission(facts(kind="approve", card_is_current=False)) == "changed"
     assert rules.REFUSAL_DETAIL["changed"]

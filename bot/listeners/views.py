@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import modals
+from bot.blocks import parse_button_value
 from bot.review.clicks import Clicks
 from bot.review.effects import Click
 from bot.review.vocabulary import ModalKind
@@ -31,8 +32,9 @@ def register(app: AsyncApp, clicks: Clicks) -> None:
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], kind: ModalKind
     ) -> None:
         user = (body.get("user") or {}).get("id")
-        ref = view.get("private_metadata")
-        if not isinstance(user, str) or not isinstance(ref, str) or not ref:
+        metadata = view.get("private_metadata")
+        ref, shown = parse_button_value(metadata) if isinstance(metadata, str) else ("", 0)
+        if not isinstance(user, str) or not ref:
             await ack(
                 response_action="errors",
                 errors={
@@ -40,7 +42,7 @@ def register(app: AsyncApp, clicks: Clicks) -> None:
                 },
             )
             return
-        click = Click(user=user, ref=ref)
+        click = Click(user=user, ref=ref, shown_version=shown if kind == "edit" else None)
         checked = await clicks.check_submission(click, kind, values_of(view), first_input(view))
         if isinstance(checked, dict):
             await ack(response_action="errors", errors=checked)

@@ -138,7 +138,9 @@ class Clicks:
                 return
             policy = self.deps.policy_of(review).policy
             view = (
-                modals.edit_modal(current_request(review), review.ref, policy.redact)
+                modals.edit_modal(
+                    current_request(review), review.ref, policy.redact, version=review.version
+                )
                 if modal == "edit"
                 else modals.feedback_modal(shown_request(review, policy), review.ref)
             )

@@ -41,8 +41,8 @@ class Click:
     channel_id: str | None = None
     message_ts: str | None = None
     shown_version: int | None = None
-    """The proposal version the clicked card showed (``bot.blocks.button_value``); None for
-    a modal submit, which is checked against what its modal showed instead."""
+    """The proposal version the clicked card or submitted Edit form showed
+    (``bot.blocks.button_value``); None where nothing is bound to it (a Feedback form)."""
 
 
 def task_phase(decision: ReviewDecision) -> str:

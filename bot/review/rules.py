@@ -68,6 +68,11 @@ class ClickFacts:
     """The clicked card showed the review's current proposal (always, for a modal submit)."""
 
 
+BOUND_TO_WHAT_WAS_SHOWN: frozenset[DecisionKind] = frozenset({"approve", "edit"})
+"""The decisions that run arguments someone was shown: an Approve those on its card, an Edit
+those of its form (and the ones the form kept as proposed). Feedback runs nothing."""
+
+
 def admission(facts: ClickFacts) -> Admission:
     """What a click may do, in the order people are told: a ref carried into another
     conversation finds nothing; then who may decide; then whether the review still waits."""
@@ -81,8 +86,8 @@ def admission(facts: ClickFacts) -> Admission:
         return "stale"
     if facts.lapsed:
         return "expired"
-    if facts.kind == "approve" and not facts.card_is_current:
-        return "changed"  # an Approve counts for the arguments its card showed, or not at all
+    if facts.kind in BOUND_TO_WHAT_WAS_SHOWN and not facts.card_is_current:
+        return "changed"  # it counts for the arguments its card or form showed, or not at all
     return "admitted"
 
 
