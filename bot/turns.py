@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot import blocks, logs, metrics, preview_blocks, redaction
@@ -155,14 +155,20 @@ class Turns:
         """The policies of the reviews a run left waiting for a person (for the status)."""
         if not isinstance(outcome, RunOutcome):
             return []
+        return self.waiting_of(thread, [review.request for review in outcome.pending])
+
+    def waiting_of(
+        self, thread: SlackThread, requests: Sequence[ReviewRequest]
+    ) -> list[CallPolicy]:
+        """The policies of ``requests`` that wait for a person (not run by an auto rule)."""
         calls = [
             self.deps.approvers.policy.for_call(
-                review.request["tool_call"]["name"],
-                review.request["tool_call"]["args"],
-                requester=review.request.get("requested_by"),
+                request["tool_call"]["name"],
+                request["tool_call"]["args"],
+                requester=request.get("requested_by"),
                 channel=thread.channel_id,
             )
-            for review in outcome.pending
+            for request in requests
         ]
         return [call for call in calls if call.policy.mode != "auto"]
 
