@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from graph import AgentContext, AgentSettings
+from graph import AgentContext, AgentSettings, ToolResult
 from graph.model import build_model
 from graph.offline import OFFLINE_HELP
 from graph.tools.registry import ToolRegistry, build_registry
@@ -23,6 +23,7 @@ class Listener:
     def __init__(self, *, fail: bool = False) -> None:
         self.parts: list[str] = []
         self.ends: list[bool] = []
+        self.results: list[str] = []
         self.fail = fail
 
     async def text(self, delta: str) -> None:
@@ -32,6 +33,10 @@ class Listener:
 
     async def message_end(self, *, final: bool) -> None:
         self.ends.append(final)
+
+    async def tool_result(self, result: ToolResult) -> None:
+        self.results.append(result.tool_call_id)
+        self.parts.append(f"<result {result.tool_name}>")
 
 
 @pytest.fixture
@@ -71,8 +76,13 @@ async def test_claude_streams_its_reply_and_its_calls_come_whole(
                 thread_id, review.interrupt_id, {"action": "continue"}, context=context
             )
         )
-        assert len(listener.parts) > 1  # arrived in pieces, as written
-        assert "".join(listener.parts) == done.reply
+        # the call's result is told before the model's first word about it
+        result, *words = listener.parts
+        assert result == "<result weather_search>"
+        assert listener.results == [review.tool_call_id]
+        assert [r.tool_call_id for r in done.tool_results] == listener.results
+        assert len(words) > 1  # arrived in pieces, as written
+        assert "".join(words) == done.reply
         assert done.reply and done.reply.startswith("It's sunny")
         assert listener.ends == [False, True]
 

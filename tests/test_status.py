@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
-from bot.status import WORKING
+from bot.status import CLOSED, PROCESSING, SUSPENDED, WORKING
 from bot.sweeper import sweep_once
 from sandbox.server import Sandbox
 from tests.support.bot_harness import (
@@ -72,6 +72,10 @@ async def test_a_turn_with_one_review_working_waiting_for_whom_then_cleared(
         WORKING,
         "",
     ]
+    # the session's lifecycle, alongside the words
+    assert sessions(sandbox, thread) == [PROCESSING, SUSPENDED, PROCESSING, CLOSED]
+    started = sandbox.calls_of("agents.sessions.setStatus")[0]
+    assert started.args["initiator_user_id"] == ALICE  # who asked
     working = sandbox.calls_of("assistant.threads.setStatus")[0]
     assert 0 < len(working.args["loading_messages"]) <= 10
     assert sandbox.workspace.status_of(GENERAL, thread) == ""
@@ -96,19 +100,56 @@ def removed_from(ts: str) -> Callable[[Any], bool]:
 
 
 @pytest.mark.parametrize("error", ["unknown_method", "not_allowed", "missing_scope"])
-async def test_without_the_status_api_the_reaction_shows_progress(
+async def test_without_either_status_api_the_reaction_shows_progress(
     database_url: str, error: str
 ) -> None:
     async with running_slack_env(database_url) as env:
         sandbox = env.sandbox
         sandbox.web_api.assistant.unavailable = error
+        sandbox.web_api.assistant.sessions_unavailable = error
         for ask in ("hello", "hello again"):
             ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {ask}")
             await sandbox.wait_for_call("reactions.remove", removed_from(ts))
         added = [c.args["timestamp"] for c in sandbox.calls_of("reactions.add")]
         assert len(added) == 2 and all(c.ok for c in sandbox.calls_of("reactions.add"))
-        [asked] = sandbox.calls_of("assistant.threads.setStatus")  # once, then remembered
-        assert asked.error == error
+        for method in ("assistant.threads.setStatus", "agents.sessions.setStatus"):
+            [asked] = sandbox.calls_of(method)  # once, then remembered
+            assert asked.error == error
+
+
+@pytest.mark.parametrize("error", ["unknown_method", "not_allowed"])
+async def test_either_status_api_alone_shows_progress_without_the_reaction(
+    database_url: str, error: str
+) -> None:
+    for lacking in ("sessions", "words"):
+        async with running_slack_env(database_url) as env:
+            sandbox, assistant = env.sandbox, env.sandbox.web_api.assistant
+            if lacking == "sessions":
+                assistant.sessions_unavailable = error
+            else:
+                assistant.unavailable = error
+            for ask in ("hello", "hello again"):
+                ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {ask}")
+                await sandbox.wait_for(turn_over(sandbox, ts), WITHIN)
+            assert not sandbox.calls_of("reactions.add"), lacking
+            refused = (
+                "agents.sessions.setStatus"
+                if lacking == "sessions"
+                else ("assistant.threads.setStatus")
+            )
+            [asked] = sandbox.calls_of(refused)  # once, then remembered
+            assert asked.error == error
+
+
+def turn_over(sandbox: Sandbox, thread: str) -> Callable[[], bool]:
+    """The turn in ``thread`` is over, by whichever status API answered."""
+    if sandbox.web_api.assistant.sessions_unavailable is None:
+        return lambda: sandbox.web_api.assistant.session_of(GENERAL, thread) == CLOSED
+    return lambda: statuses(sandbox, thread)[-1:] == [""]
+
+
+def sessions(sandbox: Sandbox, thread: str) -> list[str]:
+    return sandbox.web_api.assistant.sessions.get((GENERAL, thread), [])
 
 
 # -- two parallel reviews, an expiry, a failure ----------------------------------------------
@@ -205,6 +246,15 @@ async def test_two_parallel_reviews_wait_for_each_decider_until_both_are_done(
             lambda: [m for m in sandbox.replies(GENERAL, thread) if "both done" in text_of(m)],
             WITHIN,
         )
+        await sandbox.wait_for(lambda: sessions(sandbox, thread)[-1:] == [CLOSED], WITHIN)
+        assert sessions(sandbox, thread) == [
+            PROCESSING,
+            SUSPENDED,  # both wait
+            PROCESSING,  # the weather is applied; the note still waits
+            SUSPENDED,  # the note waits
+            PROCESSING,
+            CLOSED,  # only once both are done
+        ]
         assert sandbox.workspace.status_of(GENERAL, thread) == ""
 
 
@@ -222,6 +272,8 @@ async def test_an_expiry_moves_the_status_on_as_a_decision_does(
         await expire_now(env, note)  # nothing waits any more: closed
         seen = await until_status(sandbox, thread, WORKING, "")
         assert seen[2:] == [WORKING, "is waiting for approval from bob", WORKING, ""]
+        await sandbox.wait_for(lambda: sessions(sandbox, thread)[-1:] == [CLOSED], WITHIN)
+        assert sessions(sandbox, thread) == [PROCESSING, SUSPENDED] * 2 + [PROCESSING, CLOSED]
         await sandbox.wait_for(
             lambda: [m for m in sandbox.replies(GENERAL, thread) if "one expired" in text_of(m)],
             WITHIN,
@@ -244,6 +296,7 @@ async def test_the_model_failing_after_both_calls_ran_closes_the_status(
         )
         seen = await until_status(sandbox, thread, WORKING, "")
         assert seen == [WORKING, BOTH, WORKING, "is waiting for approval from bob", WORKING, ""]
+        await sandbox.wait_for(lambda: sessions(sandbox, thread)[-1:] == [CLOSED], WITHIN)
 
 
 async def test_a_decision_that_could_not_be_applied_leaves_the_review_waiting_in_the_status(
@@ -270,4 +323,6 @@ async def test_a_decision_that_could_not_be_applied_leaves_the_review_waiting_in
         await sandbox.wait_for(lambda: len(review_messages(sandbox, GENERAL, thread)) == 2)
         seen = await until_status(sandbox, thread, WORKING, BOTH)
         assert seen == [WORKING, BOTH, WORKING, BOTH]
+        await sandbox.wait_for(lambda: len(sessions(sandbox, thread)) == 4, WITHIN)
+        assert sessions(sandbox, thread) == [PROCESSING, SUSPENDED, PROCESSING, SUSPENDED]
         assert failed

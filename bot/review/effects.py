@@ -141,11 +141,14 @@ class ReviewEffects:
         status, tasks = self.turns.status, self.turns.tasks
         if tasks is not None:
             await tasks.move(claimed.ref, task_phase(decision))
-        await status.working(thread)
+        await status.working(thread, user=claimed.request.get("requested_by"))
         try:
             secrets = await self.turns.secrets_for(claimed.thread_id)
-            context, stream = self.deps.streamed_context(
-                thread, claimed.decided_by, secrets | self.deps.review_secrets(claimed)
+            context, stream = self.turns.streamed_context(
+                thread,
+                claimed.decided_by,
+                secrets | self.deps.review_secrets(claimed),
+                claimed.request.get("requested_by"),
             )
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
