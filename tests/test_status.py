@@ -1,7 +1,8 @@
-"""The thread's status line tells the truth (``bot.status``): working while the agent runs,
-who may decide while a review waits, cleared afterwards, also after a failure; the ``:eyes:``
-reaction only where the status API is not available. Sandbox over signed HTTP, real
-PostgreSQL."""
+"""The status tells the truth (``bot.status``): the session (``agents.sessions.setStatus``) and
+the words (``assistant.threads.setStatus``) say working while the agent runs, who may decide
+while a review waits (two at once, an expiry, a decision given back), closed afterwards, also
+after a failure; the ``:eyes:`` reaction only where neither API is available. Sandbox over
+signed HTTP, real PostgreSQL."""
 
 from __future__ import annotations
 
