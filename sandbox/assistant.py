@@ -40,8 +40,6 @@ class AssistantMethods:
         self.ws = workspace
         self.unavailable: str | None = None
         self.sessions_unavailable: str | None = None
-        self.sessions: dict[tuple[str, str], list[str]] = {}
-        """Each thread's session states, in the order they were set (the last is current)."""
 
     def handlers(self) -> dict[str, Callable[[Json], Json]]:
         return {
@@ -64,9 +62,13 @@ class AssistantMethods:
         self.ws.suggested[key] = [dict(p) for p in prompts]
         return {}
 
+    @property
+    def sessions(self) -> dict[tuple[str, str], list[str]]:
+        """Each thread's session states, in the order they were set (the last is current)."""
+        return self.ws.sessions
+
     def session_of(self, channel_id: str, thread_ts: str) -> str | None:
-        states = self.sessions.get((channel_id, thread_ts))
-        return states[-1] if states else None
+        return self.ws.session_of(channel_id, thread_ts)
 
     def set_session_status(self, args: Json) -> Json:
         """One of ``SESSION_STATES`` for the session of a thread the bot is in."""
@@ -78,15 +80,14 @@ class AssistantMethods:
         thread_ts = str(args.get("thread_ts") or "")
         if not thread_ts:
             raise ApiError("invalid_thread_ts")
-        root = self.ws.find_message(chan.id, thread_ts)
+        self.ws.find_message(chan.id, thread_ts)
         status = args.get("status")
         if status not in SESSION_STATES:
             raise ApiError("invalid_arguments", detail=f"status is one of {sorted(SESSION_STATES)}")
         initiator = args.get("initiator_user_id")
         if initiator is not None:
             self.ws.user(str(initiator))  # user_not_found as Slack answers
-        key = (chan.id, root.thread_ts or root.ts)
-        self.sessions.setdefault(key, []).append(str(status))
+        self.ws.set_session(chan.id, thread_ts, str(status))
         return {}
 
     def set_status(self, args: Json) -> Json:
