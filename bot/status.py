@@ -19,6 +19,7 @@ status is a nicety: no failure here ever fails a turn.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
@@ -121,8 +122,9 @@ class ThreadStatus:
     ) -> bool:
         """The agent runs (``user``: who asked). Returns True when the fallback reaction was
         added on ``message_ts`` (so :meth:`finished` removes it): neither API answered."""
-        session = await self._session(thread, PROCESSING, user)
-        words = await self._set(thread, WORKING, LOADING)
+        session, words = await asyncio.gather(  # two independent calls: at once
+            self._session(thread, PROCESSING, user), self._set(thread, WORKING, LOADING)
+        )
         if session or words or message_ts is None:
             return False
         await self.slack.react(thread.channel_id, message_ts, add=True)
@@ -138,7 +140,11 @@ class ThreadStatus:
         """The run is over: suspended, saying who may decide what waits; or closed."""
         if reacted_on is not None:
             await self.slack.react(thread.channel_id, reacted_on, add=False)
-        await self._session(thread, SUSPENDED if waiting else CLOSED)
+        await asyncio.gather(
+            self._session(thread, SUSPENDED if waiting else CLOSED), self._words(thread, waiting)
+        )
+
+    async def _words(self, thread: SlackThread, waiting: Sequence[CallPolicy]) -> None:
         if self.available(thread):
             words = waiting_words(waiting, await self._names(waiting)) if waiting else ""
             await self._set(thread, words)
