@@ -1,22 +1,28 @@
-"""The thread's status line, telling the truth about the agent (``assistant.threads.setStatus``).
+"""The conversation's status, telling the truth about the agent.
 
-While the agent runs, the thread says it is working; while it waits for a review, who may
-decide it; afterwards the status is cleared (an empty status). Slack clears a status itself
-when the app posts in the thread, so the waiting status is set after the review card is
-posted, and Slack removes any status after two minutes without a message: the card itself
-then says who may decide, as always.
+Two Slack APIs, both in slack_sdk 3.48, used together where the workspace answers them:
 
-``assistant.threads.setStatus`` takes ``chat:write`` (Slack's changelog of 2026-03-05), so it
-works in channels as in the assistant view. A workspace that answers it with
-``unknown_method``, ``not_allowed``, ``method_deprecated`` or ``missing_scope`` is remembered
-and gets today's ``:eyes:`` reaction on the person's message instead. A status is a nicety:
-no failure here ever fails a turn.
+* ``agents.sessions.setStatus``: the agent session's lifecycle (``processing`` while the agent
+  runs, ``suspended`` while it waits for a review, ``closed`` afterwards); it carries no words.
+  ``initiator_user_id`` names who asked (sent while processing, as the SDK allows).
+* ``assistant.threads.setStatus``: the words under the thread (``is working on it…``, then
+  who may decide what waits, then cleared). Slack clears it itself when the app posts in the
+  thread, so the waiting words are set after the review card is posted, and Slack removes it
+  after two minutes without a message: the card itself then says who may decide, as always.
+  It takes ``chat:write`` (Slack's changelog of 2026-03-05), so it works in channels too.
+
+A workspace that answers either with ``unknown_method``, ``not_allowed``,
+``method_deprecated`` or ``missing_scope`` is remembered (per API) and not asked again; only
+where neither answers does the person's message get today's ``:eyes:`` reaction instead. A
+status is a nicety: no failure here ever fails a turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any
 
 from bot.names import NameCache, user_name
 from bot.policy_rules import CallPolicy
@@ -30,6 +36,8 @@ WORKING = "is working on it…"
 LOADING = ("Reading your request…", "Thinking it through…", "Checking what needs a review…")
 """Rotated by Slack while working (at most 10)."""
 UNAVAILABLE = frozenset({"unknown_method", "not_allowed", "method_deprecated", "missing_scope"})
+PROCESSING, SUSPENDED, CLOSED = "processing", "suspended", "closed"
+"""The session states the bot sets (``agents.sessions.setStatus``; Slack also has ``active``)."""
 MAX_NAMED = 3
 """People named in the waiting status; more are counted ("and 2 others")."""
 
@@ -56,34 +64,68 @@ class ThreadStatus:
         self.slack = slack
         self.names: NameCache = slack.names
         self.unavailable: set[str | None] = set()
+        """Teams without ``assistant.threads.setStatus`` (no words)."""
+        self.no_sessions: set[str | None] = set()
+        """Teams without ``agents.sessions.setStatus`` (no session lifecycle)."""
 
     def available(self, thread: SlackThread) -> bool:
         return thread.team_id not in self.unavailable
 
+    def sessions(self, thread: SlackThread) -> bool:
+        return thread.team_id not in self.no_sessions
+
     async def _set(self, thread: SlackThread, status: str, loading: Iterable[str] = ()) -> bool:
-        """True when the status API answered (even with another error): no fallback then."""
-        try:
-            await self.slack.client.assistant_threads_setStatus(
+        """The words. True when the API answered (even with another error): no fallback."""
+        if not self.available(thread):
+            return False
+        return await self._ask(
+            thread,
+            self.unavailable,
+            self.slack.client.assistant_threads_setStatus(
                 channel_id=thread.channel_id,
                 thread_ts=thread.thread_ts,
                 status=status,
                 loading_messages=list(loading) or None,
-            )
+            ),
+        )
+
+    async def _session(self, thread: SlackThread, state: str, user: str | None = None) -> bool:
+        """The session's lifecycle. True when the API answered (even with another error)."""
+        if not self.sessions(thread):
+            return False
+        return await self._ask(
+            thread,
+            self.no_sessions,
+            self.slack.client.agents_sessions_setStatus(
+                channel_id=thread.channel_id,
+                thread_ts=thread.thread_ts,
+                status=state,
+                initiator_user_id=user if state == PROCESSING else None,
+            ),
+        )
+
+    @staticmethod
+    async def _ask(thread: SlackThread, lacking: set[str | None], call: Awaitable[Any]) -> bool:
+        try:
+            await call
         except Exception as error:
             code = slack_error(error)
             if code in UNAVAILABLE:
-                log.info("no thread status here (%s): the reaction shows progress", code)
-                self.unavailable.add(thread.team_id)
+                log.info("a status API is not available here (%s): not asked again", code)
+                lacking.add(thread.team_id)
                 return False
-            log.debug("setting the thread status failed: %s", code or error)
+            log.debug("setting the status failed: %s", code or error)
         return True
 
-    async def working(self, thread: SlackThread, message_ts: str | None = None) -> bool:
-        """The agent runs. Returns True when the fallback reaction was added on
-        ``message_ts`` (so :meth:`finished` removes it)."""
-        if self.available(thread) and await self._set(thread, WORKING, LOADING):
-            return False
-        if message_ts is None:
+    async def working(
+        self, thread: SlackThread, message_ts: str | None = None, user: str | None = None
+    ) -> bool:
+        """The agent runs (``user``: who asked). Returns True when the fallback reaction was
+        added on ``message_ts`` (so :meth:`finished` removes it): neither API answered."""
+        session, words = await asyncio.gather(  # two independent calls: at once
+            self._session(thread, PROCESSING, user), self._set(thread, WORKING, LOADING)
+        )
+        if session or words or message_ts is None:
             return False
         await self.slack.react(thread.channel_id, message_ts, add=True)
         return True
@@ -95,14 +137,17 @@ class ThreadStatus:
         *,
         reacted_on: str | None = None,
     ) -> None:
-        """The run is over: say who may decide what waits, or clear the status."""
+        """The run is over: suspended, saying who may decide what waits; or closed."""
         if reacted_on is not None:
             await self.slack.react(thread.channel_id, reacted_on, add=False)
-        if not self.available(thread):
-            return
-        await self._set(
-            thread, waiting_words(waiting, await self._names(waiting)) if waiting else ""
+        await asyncio.gather(
+            self._session(thread, SUSPENDED if waiting else CLOSED), self._words(thread, waiting)
         )
+
+    async def _words(self, thread: SlackThread, waiting: Sequence[CallPolicy]) -> None:
+        if self.available(thread):
+            words = waiting_words(waiting, await self._names(waiting)) if waiting else ""
+            await self._set(thread, words)
 
     async def _names(self, calls: Sequence[CallPolicy]) -> dict[str, str]:
         ids = sorted({w for c in calls for w in c.policy.approvers or () if not w.startswith("S")})

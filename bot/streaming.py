@@ -4,9 +4,11 @@
 of a model message starts a stream (``chat.startStream``), later text is appended in batches
 (``chat.appendStream``: at least ``FLUSH_CHARS`` characters or ``FLUSH_SECONDS`` since the last
 call, at most ``APPEND_LIMIT`` characters a call, Slack's limit) and the message's end stops it
-(``chat.stopStream``). When the turn is presented (``bot.turns``), the last streamed message is
-made the ordinary reply message (``chat.update`` with the reply's blocks), so a streamed reply
-ends exactly as a posted one would, and nothing is posted twice.
+(``chat.stopStream``). Each tool result the run reports is shown as it comes, before the model
+writes about it, so a streamed turn reads in the same order as an unstreamed one (result
+cards, then the reply, then new reviews). When the turn is presented (``bot.turns``), the last
+streamed message is made the ordinary reply message (``chat.update`` with the reply's blocks),
+so a streamed reply ends exactly as a posted one would, and nothing is posted twice.
 
 Invariants: redacted values never reach Slack (text is masked before it is sent, and a secret
 still being written is held back until it is whole: nothing within the longest secret's length
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from bot import blocks, redaction
 from bot.mrkdwn import escape
 from bot.reply_streams import OpenStream, StreamRecords
 from bot.threads import SlackThread
+from graph import ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,10 @@ class SlackReplyStream:
         self.pending = ""
         self.flushed_at = 0.0
         self.given_up = not support.streams(thread.team_id)
+        self.on_result: Callable[[ToolResult], Awaitable[bool]] | None = None
+        """Shows a tool result in the thread (set by ``bot.turns``); True once shown."""
+        self.shown_results: set[str] = set()
+        """The tool call ids whose results were shown during the run (not posted again)."""
 
     # -- the listener --------------------------------------------------------------------
 
@@ -124,6 +131,13 @@ class SlackReplyStream:
         if current is not None:
             await self._stop(current)
             self.last = current
+
+    async def tool_result(self, result: ToolResult) -> None:
+        """A call's result, told before the model writes about it: shown now, so the thread
+        reads result card, then reply, as an unstreamed turn does (``Turns.present`` skips
+        what was shown here). Also where Slack does not stream: the order is the same."""
+        if self.on_result is not None and await self.on_result(result):
+            self.shown_results.add(result.tool_call_id)
 
     # -- presenting ----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot import blocks, logs, metrics, preview_blocks, redaction
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from bot.review.standing import StandingApprovals
     from bot.streaming import SlackReplyStream
     from bot.task_cards import TaskCards
+    from graph import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,14 @@ class Turns:
         """
         agent = self.deps.agent
         message_id = f"slack:{thread.channel_id}:{message_ts}"
-        reacted = await self.status.working(thread, message_ts)
+        reacted = await self.status.working(thread, message_ts, user)
         outcome: RunOutcome | Refused | None = None
         try:
             await self.events.remember_conversation(
                 thread.thread_id, thread.team_id, thread.channel_id, thread.thread_ts, user
             )
-            context, stream = self.deps.streamed_context(
-                thread, user, await self.secrets_for(thread.thread_id)
+            context, stream = self.streamed_context(
+                thread, user, await self.secrets_for(thread.thread_id), user
             )
             if recovering and await agent.has_message(thread.thread_id, message_id):
                 outcome = await agent.resume_interrupted(
@@ -155,14 +156,20 @@ class Turns:
         """The policies of the reviews a run left waiting for a person (for the status)."""
         if not isinstance(outcome, RunOutcome):
             return []
+        return self.waiting_of(thread, [review.request for review in outcome.pending])
+
+    def waiting_of(
+        self, thread: SlackThread, requests: Sequence[ReviewRequest]
+    ) -> list[CallPolicy]:
+        """The policies of ``requests`` that wait for a person (not run by an auto rule)."""
         calls = [
             self.deps.approvers.policy.for_call(
-                review.request["tool_call"]["name"],
-                review.request["tool_call"]["args"],
-                requester=review.request.get("requested_by"),
+                request["tool_call"]["name"],
+                request["tool_call"]["args"],
+                requester=request.get("requested_by"),
                 channel=thread.channel_id,
             )
-            for review in outcome.pending
+            for request in requests
         ]
         return [call for call in calls if call.policy.mode != "auto"]
 
@@ -196,23 +203,54 @@ class Turns:
         secrets = await self.secrets_for(thread.thread_id, outcome)
         for result in outcome.tool_results:
             await self._record_auto(thread, result, requester)
+        already = streamed.shown_results if streamed is not None else set()
         for result in outcome.tool_results:
-            if result.status == "error":
-                await self._post_failure(thread, result, secrets)
-            elif result.status != "declined":
-                shown = dataclasses.replace(
-                    result,
-                    tool_name=self.shown_name(result.tool_name),
-                    content=redaction.mask(result.content, secrets),
-                )
-                body = [*blocks.tool_result_blocks(shown), *self._auto_receipt(result, secrets)]
-                await slack.post(thread, body, blocks.tool_result_text(shown))
+            if result.tool_call_id not in already:  # shown while the run streamed
+                await self._show_result(thread, result, secrets)
         if outcome.reply:
             reply = redaction.mask(outcome.reply, secrets)
             if streamed is None or not await streamed.show_reply(reply):
                 await slack.post(thread, blocks.reply_blocks(reply), blocks.reply_text(reply))
         for review in outcome.pending:
             await self._post_review(thread, review.interrupt_id, review.request, recovering)
+
+    async def _show_result(
+        self, thread: SlackThread, result: ToolResult, secrets: frozenset[str]
+    ) -> None:
+        """One call's result card (or its failure, in plain words); a declined call has none."""
+        if result.status == "error":
+            await self._post_failure(thread, result, secrets)
+        elif result.status != "declined":
+            shown = dataclasses.replace(
+                result,
+                tool_name=self.shown_name(result.tool_name),
+                content=redaction.mask(result.content, secrets),
+            )
+            body = [*blocks.tool_result_blocks(shown), *self._auto_receipt(result, secrets)]
+            await self.deps.slack.post(thread, body, blocks.tool_result_text(shown))
+
+    def streamed_context(
+        self, thread: SlackThread, user: str | None, secrets: frozenset[str], requester: str | None
+    ) -> tuple[AgentContext, SlackReplyStream | None]:
+        """``Deps.streamed_context``, its stream showing each tool result as the run reports
+        it (before the reply streams), exactly as :meth:`present` would show it."""
+        context, stream = self.deps.streamed_context(thread, user, secrets)
+        if stream is not None:
+
+            async def show(result: ToolResult) -> bool:
+                try:
+                    await self._record_auto(thread, result, requester)  # once: idempotent
+                    shown = RunOutcome(thread_id=thread.thread_id, tool_results=[result])
+                    await self._show_result(
+                        thread, result, await self.secrets_for(thread.thread_id, shown)
+                    )
+                except Exception:  # present() posts it after the run instead
+                    log.warning("could not show a result in %s early", thread.thread_id)
+                    return False
+                return True
+
+            stream.on_result = show
+        return context, stream
 
     async def _post_failure(
         self, thread: SlackThread, result: ToolResult, secrets: frozenset[str]

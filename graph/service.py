@@ -29,6 +29,7 @@ from graph.previews import Preview, plain, run_preview
 from graph.receipts import failure_receipt, receipt_of
 from graph.review import ArgsChanged, InvalidDecision, check_bound, parse_decision, validate_args
 from graph.seam import Agent
+from graph.streaming import tell_result
 from graph.tools.mcp import McpStatus
 from graph.tools.registry import ToolRegistry
 from graph.types import (
@@ -343,6 +344,7 @@ class AgentService:
         # still open (siblings included) interrupts again in that step: so the interrupts the
         # stream reports are exactly the pending reviews, with no state read afterwards.
         waiting: dict[str, PendingReview] = {}
+        listener = context.reply if context is not None else None
         async for chunk in self.graph.astream(
             graph_input,
             config,
@@ -365,6 +367,8 @@ class AgentService:
                 for message in update.get("messages", []):
                     if isinstance(message, ToolMessage):
                         results.append(tool_result(message))
+                        if listener is not None:  # before the next step: the model's words
+                            await tell_result(listener, results[-1])
                     elif isinstance(message, AIMessage) and node == "call_llm":
                         reply = message_text(message) or reply
         return RunOutcome(

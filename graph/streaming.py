@@ -25,15 +25,30 @@ from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 
+from graph.types import ToolResult
+
 log = logging.getLogger(__name__)
 
 
 class ReplyListener(Protocol):
-    """Receives the model's text as it is written (see the module's invariant)."""
+    """Receives the model's text as it is written (see the module's invariant), and each tool
+    result as the run reports it (``graph.service``), before the run's next step starts: so
+    a listener can show a call's result before the words the model writes about it."""
 
     async def text(self, delta: str) -> None: ...
 
     async def message_end(self, *, final: bool) -> None: ...
+
+    async def tool_result(self, result: ToolResult) -> None: ...
+
+
+async def tell_result(listener: ReplyListener, result: ToolResult) -> None:
+    """Hand ``result`` to ``listener``; its failure never fails the run (the outcome still
+    carries every result)."""
+    try:
+        await listener.tool_result(result)
+    except Exception:
+        log.warning("the reply listener failed on a tool result", exc_info=True)
 
 
 class StreamingModel(Protocol):

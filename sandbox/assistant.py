@@ -1,9 +1,12 @@
-"""The thread status line: ``assistant.threads.setStatus``.
+"""The thread status line (``assistant.threads.setStatus``) and the agent session's lifecycle
+(``agents.sessions.setStatus``).
 
 As in Slack: the status belongs to a thread (``channel_id`` + ``thread_ts``), an empty status
 clears it, at most ``MAX_LOADING`` loading messages rotate under it, and the app posting in the
-thread clears it (``Workspace.post``). ``unavailable`` makes the method answer as a workspace
-without it does (``unknown_method``, ``missing_scope``...), for the bot's fallback tests.
+thread clears it (``Workspace.post``). A session is one of ``SESSION_STATES``, per thread,
+created by its first status; every state set is kept in order (``sessions``) for the tests.
+``unavailable`` / ``sessions_unavailable`` make a method answer as a workspace without it
+does (``unknown_method``, ``missing_scope``...), for the bot's fallback tests.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sandbox.workspace import BOT_USER_ID, Json, Workspace
 
 MAX_LOADING = 10
 MAX_PROMPTS = 4
+SESSION_STATES = frozenset({"active", "processing", "suspended", "closed"})
 
 
 def assistant_thread_started_event(user: str, channel: str, thread_ts: str) -> Json:
@@ -35,9 +39,11 @@ class AssistantMethods:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.unavailable: str | None = None
+        self.sessions_unavailable: str | None = None
 
     def handlers(self) -> dict[str, Callable[[Json], Json]]:
         return {
+            "agents.sessions.setStatus": self.set_session_status,
             "assistant.threads.setStatus": self.set_status,
             "assistant.threads.setSuggestedPrompts": self.set_suggested_prompts,
         }
@@ -54,6 +60,34 @@ class AssistantMethods:
             raise ApiError("invalid_arguments", detail="each prompt needs title and message")
         key = (chan.id, str(args.get("thread_ts") or ""))
         self.ws.suggested[key] = [dict(p) for p in prompts]
+        return {}
+
+    @property
+    def sessions(self) -> dict[tuple[str, str], list[str]]:
+        """Each thread's session states, in the order they were set (the last is current)."""
+        return self.ws.sessions
+
+    def session_of(self, channel_id: str, thread_ts: str) -> str | None:
+        return self.ws.session_of(channel_id, thread_ts)
+
+    def set_session_status(self, args: Json) -> Json:
+        """One of ``SESSION_STATES`` for the session of a thread the bot is in."""
+        if self.sessions_unavailable:
+            raise ApiError(self.sessions_unavailable)
+        chan = self.ws.channel(str(args.get("channel_id") or ""))
+        if BOT_USER_ID not in chan.members:
+            raise ApiError("channel_not_found")
+        thread_ts = str(args.get("thread_ts") or "")
+        if not thread_ts:
+            raise ApiError("invalid_thread_ts")
+        self.ws.find_message(chan.id, thread_ts)
+        status = args.get("status")
+        if status not in SESSION_STATES:
+            raise ApiError("invalid_arguments", detail=f"status is one of {sorted(SESSION_STATES)}")
+        initiator = args.get("initiator_user_id")
+        if initiator is not None:
+            self.ws.user(str(initiator))  # user_not_found as Slack answers
+        self.ws.set_session(chan.id, thread_ts, str(status))
         return {}
 
     def set_status(self, args: Json) -> Json:

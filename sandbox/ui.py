@@ -163,8 +163,15 @@ class UiApi:
         msgs += self._ephemerals(user, chan.id, root)
         msgs.sort(key=lambda m: float(m["ts"]))
         status = self.ws.status_of(chan.id, root)  # the thread's status line
+        session = self.ws.session_of(chan.id, root)  # the agent session's state, if any
         return JSONResponse(
-            {"channel": chan.id, "thread_ts": root, "messages": msgs, "status": status}
+            {
+                "channel": chan.id,
+                "thread_ts": root,
+                "messages": msgs,
+                "status": status,
+                "session": session,
+            }
         )
 
     async def view(self, request: Request) -> Response:

@@ -331,6 +331,8 @@ class Workspace:
         self.deliveries: list[DeliveryRecord] = []
         self.statuses: dict[tuple[str, str], tuple[str, list[str]]] = {}
         """Each thread's status line (``assistant.threads.setStatus``): text, loading messages."""
+        self.sessions: dict[tuple[str, str], list[str]] = {}
+        """Each thread's agent session states (``agents.sessions.setStatus``), in order."""
         self.suggested: dict[tuple[str, str], list[Json]] = {}
         """The prompts suggested in each assistant thread (``setSuggestedPrompts``)."""
 
@@ -526,6 +528,18 @@ class Workspace:
             else:
                 self.statuses.pop(key, None)
         self.publish({"kind": "message_changed", "channel": channel_id, "ts": key[1]})
+
+    def set_session(self, channel_id: str, thread_ts: str, state: str) -> None:
+        with self._lock:
+            root = self.find_message(channel_id, thread_ts)
+            key = (channel_id, root.thread_ts or root.ts)
+            self.sessions.setdefault(key, []).append(state)
+        self.publish({"kind": "message_changed", "channel": channel_id, "ts": key[1]})
+
+    def session_of(self, channel_id: str, thread_ts: str) -> str | None:
+        """The thread's agent session state (None before any)."""
+        states = self.sessions.get((channel_id, thread_ts))
+        return states[-1] if states else None
 
     def status_of(self, channel_id: str, thread_ts: str) -> str:
         """The thread's status line as people read it ("" when there is none)."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from graph import AgentContext
+from graph import AgentContext, ToolResult
 from graph.offline import OFFLINE_HELP
 from graph.tools.registry import build_registry
 from tests.conftest import AgentFactory
@@ -21,6 +21,7 @@ class Listener:
     def __init__(self, *, fail: bool = False) -> None:
         self.parts: list[str] = []
         self.ends: list[bool] = []
+        self.results: list[str] = []
         self.fail = fail
 
     async def text(self, delta: str) -> None:
@@ -30,6 +31,10 @@ class Listener:
 
     async def message_end(self, *, final: bool) -> None:
         self.ends.append(final)
+
+    async def tool_result(self, result: ToolResult) -> None:
+        self.results.append(result.tool_call_id)
+        self.parts.append(f"<result {result.tool_name}>")
 
 
 @pytest.fixture
@@ -59,8 +64,13 @@ async def test_claude_streams_its_reply_and_its_calls_come_whole(
                 thread_id, review.interrupt_id, {"action": "continue"}, context=context
             )
         )
-        assert len(listener.parts) > 1  # arrived in pieces, as written
-        assert "".join(listener.parts) == done.reply
+        # the call's result is told before the model's first word about it
+        result, *words = listener.parts
+        assert result == "<result weather_search>"
+        assert listener.results == [review.tool_call_id]
+        assert [r.tool_call_id for r in done.tool_results] == listener.results
+        assert len(words) > 1  # arrived in pieces, as written
+        assert "".join(words) == done.reply
         assert done.reply and done.reply.startswith("It's sunny")
         assert listener.ends == [False, True]
 

@@ -47,6 +47,7 @@ METHOD_SCOPES = {
     "chat.appendStream": {"chat:write"},
     "chat.stopStream": {"chat:write"},
     "assistant.threads.setStatus": {"chat:write"},
+    "agents.sessions.setStatus": {"chat:write"},  # the session lifecycle (bot.status)
     "assistant.threads.setSuggestedPrompts": {
         "assistant:write"
     },  # chat:write since 2026-03 (changelog)
@@ -157,10 +158,11 @@ def test_home_tab_is_on_exactly_when_app_home_opened_is_handled() -> None:
     assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is handles_home is True
 
 
-def test_the_assistant_view_says_what_the_code_says() -> None:
+def test_the_agent_view_says_what_the_code_says() -> None:
     from bot.assistant_view import ASSISTANT_DESCRIPTION, SUGGESTED_PROMPTS
 
-    view = MANIFEST["features"]["assistant_view"]
-    assert view["assistant_description"] == ASSISTANT_DESCRIPTION
+    assert "assistant_view" not in MANIFEST["features"]  # retired by Slack: agent_view instead
+    view = MANIFEST["features"]["agent_view"]
+    assert view["agent_description"] == ASSISTANT_DESCRIPTION
     assert view["suggested_prompts"] == [dict(p) for p in SUGGESTED_PROMPTS]
     assert 0 < len(SUGGESTED_PROMPTS) <= 4  # Slack's limit

@@ -206,3 +206,39 @@ async def test_a_policy_that_redacts_gets_replies_posted_whole(
         reply = await finished_reply(sandbox, "C0GENERAL", ts, "running offline")
         assert without_ids(reply["blocks"]) == blocks.reply_blocks(OFFLINE_HELP)
         assert not sandbox.calls_of("chat.startStream")
+
+
+async def shown_after_approval(env: SlackEnv) -> list[str]:
+    """What the bot posted in the thread after the review card, in thread order: each
+    message's kind (a tool result card, the reply)."""
+    sandbox = env.sandbox
+    ts = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> what's the weather in sf?")
+    [review] = await sandbox.wait_for(
+        lambda: review_messages(sandbox, "C0GENERAL", ts), within=WITHIN
+    )
+    await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
+    await finished_reply(sandbox, "C0GENERAL", ts, "Done.")
+    await sandbox.settle(5)
+    after = [m for m in bot_replies(sandbox, "C0GENERAL", ts) if m["ts"] > review["ts"]]
+    return [
+        "result" if str(m.get("text")).startswith("weather_search:") else str(m.get("text"))[:5]
+        for m in after
+    ]
+
+
+async def test_a_streamed_turn_shows_the_result_card_before_the_reply_as_unstreamed(
+    env: SlackEnv, database_url: str
+) -> None:
+    """The call's result is posted as soon as the run reports it, before the model writes
+    about it: the streamed reply comes after the card, as a posted reply does, once."""
+    streamed = await shown_after_approval(env)
+    assert streamed == ["result", "Done."], streamed
+    [start] = env.sandbox.calls_of("chat.startStream")
+    [card] = [
+        c
+        for c in env.sandbox.calls_of("chat.postMessage")
+        if str(c.args.get("text")).startswith("weather_search:")
+    ]
+    assert card.response["ts"] < start.response["ts"]  # posted before the stream began
+    async with running_slack_env(database_url) as unstreamed:
+        assert await shown_after_approval(unstreamed) == streamed

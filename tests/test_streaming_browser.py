@@ -39,6 +39,7 @@ async def test_a_person_sees_the_status_line_and_the_reply_being_written(
     await expect(status).to_have_text(
         "approvals is waiting for approval from anyone who can see the review"
     )
+    await expect(status).to_have_attribute("data-session", "suspended")  # the agent session
     task = chat.thread.get_by_test_id("task-card")
     await expect(task).to_have_attribute("data-status", "pending")
     await expect(task).to_contain_text("weather_search: waiting for review")
@@ -48,6 +49,7 @@ async def test_a_person_sees_the_status_line_and_the_reply_being_written(
     await expect(task).to_have_attribute("data-status", "complete")  # the same task, in place
     await expect(task).to_contain_text("weather_search: done")
     await expect(status).to_be_hidden()  # cleared once the agent is done
+    await expect(status).to_have_attribute("data-session", "closed")
 
     reply_box = chat.page.get_by_test_id("thread-input")
     await reply_box.fill("tell me a story")
@@ -60,3 +62,21 @@ async def test_a_person_sees_the_status_line_and_the_reply_being_written(
     await expect(written).to_have_count(1, timeout=30_000)
     await expect(writing).to_have_count(0)
     await expect(written.get_by_test_id("streaming")).to_have_count(0)
+
+
+async def test_without_the_words_the_session_says_the_agent_waits(
+    chat_page: ChatPage, env: SlackEnv
+) -> None:
+    env.sandbox.web_api.assistant.unavailable = "unknown_method"  # no status words here
+    chat = chat_page
+    await chat.open(env.sandbox.url)
+    await chat.send("@approvals what's the weather in sf?")
+    await chat.open_thread("what's the weather in sf?")
+    _, review = await chat.pending_review("weather_search")
+    status = chat.page.get_by_test_id("thread-status")
+    await expect(status).to_have_text("approvals is waiting…")
+    await expect(status).to_have_attribute("data-session", "suspended")
+    await review.get_by_role("button", name="Approve", exact=True).click()
+    await expect(chat.thread.get_by_test_id("message").filter(has_text="Done.")).to_be_visible()
+    await expect(status).to_have_attribute("data-session", "closed")
+    await expect(status).to_be_hidden()

@@ -5,16 +5,26 @@ before. Sandbox over signed HTTP, real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 
 from bot.task_blocks import PHASES, task_blocks
 from sandbox.blocks import validate_blocks
 from sandbox.server import Sandbox
 from tests.support.block_kit import assert_valid_blocks
-from tests.support.bot_harness import ALICE, BOT, SlackEnv, review_messages, running_slack_env
+from tests.support.bot_harness import (
+    ALICE,
+    BOT,
+    SlackEnv,
+    review_messages,
+    running_slack_env,
+    text_of,
+)
+from tests.support.counting_tools import registry_with
+from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WITHIN = 60.0
 GENERAL = "C0GENERAL"
@@ -46,7 +56,7 @@ def tasks(sandbox: Sandbox, thread: str) -> list[dict[str, Any]]:
 
 def card_of(message: dict[str, Any]) -> dict[str, Any]:
     [card] = [b for b in message["blocks"] if b["type"] == "task_card"]
-    return card
+    return dict(card)
 
 
 async def start(env: SlackEnv, ask: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -106,6 +116,14 @@ async def test_a_call_that_fails_shows_a_failed_task(env: SlackEnv) -> None:
     assert failed["title"] == "set_channel_topic: failed"
 
 
+def reviews_in(sandbox: Sandbox, thread: str) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: review_messages(sandbox, GENERAL, thread)
+
+
+def said(sandbox: Sandbox, thread: str, words: str) -> Callable[[], bool]:
+    return lambda: any(words in str(m.get("text")) for m in sandbox.replies(GENERAL, thread))
+
+
 async def test_a_workspace_refusing_task_cards_gets_the_review_card_alone(
     database_url: str,
 ) -> None:
@@ -114,16 +132,9 @@ async def test_a_workspace_refusing_task_cards_gets_the_review_card_alone(
         sandbox.web_api.refused_block_types.add("task_card")
         for ask in ("what's the weather in sf?", "what's the weather in Oslo?"):
             thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {ask}")
-            [review] = await sandbox.wait_for(
-                lambda t=thread: review_messages(sandbox, GENERAL, t), WITHIN
-            )
+            [review] = await sandbox.wait_for(reviews_in(sandbox, thread), WITHIN)
             await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
-            await sandbox.wait_for(
-                lambda t=thread: any(
-                    "Done." in str(m.get("text")) for m in sandbox.replies(GENERAL, t)
-                ),
-                WITHIN,
-            )
+            await sandbox.wait_for(said(sandbox, thread, "Done."), WITHIN)
             assert not tasks(sandbox, thread)
         refused = [
             c
@@ -131,3 +142,86 @@ async def test_a_workspace_refusing_task_cards_gets_the_review_card_alone(
             if any(b.get("type") == "task_card" for b in c.args.get("blocks") or [])
         ]
         assert len(refused) == 1 and refused[0].error == "invalid_blocks"  # asked once
+
+
+async def test_an_edited_call_runs_as_edited_and_its_task_is_done_in_place(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    thread, review, task = await start(env, "what's the weather in sf?")
+    await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_edit")
+    modal = await sandbox.wait_for(lambda: sandbox.open_modal(ALICE), WITHIN)
+    assert modal["callback_id"] == "review_edit_submit"
+    assert (await sandbox.submit_modal(ALICE, {"arg:city": "Oslo"})).closed
+    done = await final_status(sandbox, thread, "complete")
+    assert done["title"] == "weather_search: done"
+    assert [m["ts"] for m in tasks(sandbox, thread)] == [task["ts"]]  # updated in place
+    link = done["details"]["elements"][0]["elements"][1]
+    assert link["url"].endswith(f"/p{review['ts'].replace('.', '')}")  # still its card's
+    edited = next(m for m in sandbox.replies(GENERAL, thread) if m["ts"] == review["ts"])
+    assert "Edited and approved by" in text_of(edited)
+
+
+def model_down(seen: Any) -> AIMessage:
+    raise ModelDown("the model went away after the tool ran")
+
+
+class ModelDown(RuntimeError):
+    pass
+
+
+async def test_a_call_that_ran_before_the_model_failed_shows_done_not_waiting(
+    database_url: str,
+) -> None:
+    """The tool ran, then the model failed: the decision is the agent's (settled, no buttons),
+    so the task says how the call ended, never "waiting for review" again."""
+    model = ScriptedModel([tool_calls(("record_note", {"note": "ship it"})), model_down])
+    async with running_slack_env(
+        database_url, model=model, registry=registry_with(), task_cards=True
+    ) as env:
+        sandbox = env.sandbox
+        thread, review, task = await start(env, "note: ship it")
+        await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
+        await sandbox.wait_for(
+            lambda: [m for m in sandbox.replies(GENERAL, thread) if "but then" in text_of(m)],
+            WITHIN,
+        )
+        done = await final_status(sandbox, thread, "complete")
+        assert done["title"] == "record_note: done"
+        await sandbox.settle(5)
+        assert card_of(next(m for m in tasks(sandbox, thread) if m["ts"] == task["ts"])) == done
+
+
+async def test_a_decision_given_back_after_a_failure_shows_the_task_waiting_again(
+    env: SlackEnv,
+) -> None:
+    sandbox = env.sandbox
+    thread, review, task = await start(env, "what's the weather in sf?")
+    agent = env.bot.service
+    answer = agent.answer
+    failed: list[str] = []
+
+    async def fails_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append("once")
+            raise ModelDown("the agent could not be reached")
+        return await answer(*args, **kwargs)
+
+    agent.answer = fails_once  # type: ignore[method-assign]
+    await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
+    await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), WITHIN)
+    await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread), WITHIN)  # buttons
+    pending = await sandbox.wait_for(
+        lambda: (
+            [
+                c.args["blocks"][0]["status"]
+                for c in sandbox.calls_of("chat.update")
+                if c.args.get("ts") == task["ts"]
+            ][-1:]
+            == ["pending"]
+        ),
+        WITHIN,
+    )
+    assert pending and failed
+    await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")  # again: runs
+    done = await final_status(sandbox, thread, "complete")
+    assert done["title"] == "weather_search: done"
+    assert [m["ts"] for m in tasks(sandbox, thread)] == [task["ts"]]

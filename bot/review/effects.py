@@ -26,7 +26,7 @@ from bot.review.shown import shown_request, verdict_of, with_args
 from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
 from bot.turns import Turns
-from graph import EXPIRY_ACTOR, Approve, Expire, Refused, ReviewRequest, RunOutcome
+from graph import EXPIRY_ACTOR, Approve, Expire, PendingReview, Refused, ReviewRequest, RunOutcome
 from graph.decisions import Feedback, ReviewDecision, stored_action
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ def task_phase(decision: ReviewDecision) -> str:
     if isinstance(decision, Expire):
         return "expired"
     return "approved"
+
+
+def requests_of(pending: list[PendingReview]) -> list[ReviewRequest]:
+    return [review.request for review in pending]
 
 
 def ran_phase(outcome: RunOutcome, request: ReviewRequest) -> str:
@@ -140,11 +144,14 @@ class ReviewEffects:
         status, tasks = self.turns.status, self.turns.tasks
         if tasks is not None:
             await tasks.move(claimed.ref, task_phase(decision))
-        await status.working(thread)
+        await status.working(thread, user=claimed.request.get("requested_by"))
         try:
             secrets = await self.turns.secrets_for(claimed.thread_id)
-            context, stream = self.deps.streamed_context(
-                thread, claimed.decided_by, secrets | self.deps.review_secrets(claimed)
+            context, stream = self.turns.streamed_context(
+                thread,
+                claimed.decided_by,
+                secrets | self.deps.review_secrets(claimed),
+                claimed.request.get("requested_by"),
             )
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
@@ -153,15 +160,17 @@ class ReviewEffects:
         except Exception as error:
             metrics.decided(action, "failed")
             log.exception("applying %s on %s failed", action, claimed.ref)
-            await status.finished(thread)
-            if tasks is not None:  # released: waiting for review again
-                await tasks.move(claimed.ref, "pending")
-            await self._after_failure(claimed, click, error)
+            waiting = await self._after_failure(claimed, click, error)
+            # after the notes are posted (a post in the thread clears its status in Slack)
+            await status.finished(thread, self.turns.waiting_of(thread, requests_of(waiting)))
+            if tasks is not None:
+                await self._task_after_failure(claimed, decision, waiting)
             return
         if isinstance(outcome, Refused):
             metrics.decided(action, "refused")
-            await status.finished(thread)
             await self._refused(claimed, click, outcome)
+            waiting = await self._waiting_in(claimed.thread_id, fallback=[])
+            await status.finished(thread, self.turns.waiting_of(thread, requests_of(waiting)))
             return
         metrics.decided(action, "applied", since=started)
         await self._finish(claimed, approvals, detail)
@@ -262,22 +271,32 @@ class ReviewEffects:
         await self.show_receipt(review, recap, approvals)
         await self.turns.present(thread, recap, recovering=True, requester=requester)
 
+    async def _waiting_in(
+        self, thread_id: str, *, fallback: list[PendingReview]
+    ) -> list[PendingReview]:
+        """The reviews the agent still waits on in the thread (``fallback`` when they cannot
+        be read)."""
+        try:
+            return await self.deps.agent.pending_reviews(thread_id)
+        except Exception:
+            log.warning("could not re-read %s after a failure", thread_id, exc_info=True)
+            return fallback
+
     async def _after_failure(
         self, review: ReviewRow, click: Click | None, error: Exception
-    ) -> None:
-        try:
-            pending = await self.deps.agent.pending_reviews(review.thread_id)
-            still_pending = any(p.interrupt_id == review.interrupt_id for p in pending)
-        except Exception:
-            log.warning("could not re-read %s after a failure", review.thread_id, exc_info=True)
-            still_pending = True
+    ) -> list[PendingReview]:
+        """Settle or release a decision whose application failed; returns the requests still
+        waiting in the thread (the released review among them), for the status line."""
+        given_back = PendingReview(review.thread_id, review.interrupt_id, review.request)
+        waiting = await self._waiting_in(review.thread_id, fallback=[given_back])
+        still_pending = any(p.interrupt_id == review.interrupt_id for p in waiting)
         if not still_pending:  # the agent has the decision: settle it, with its event
             approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
             await self._finish(review, approvals)
             await self.deps.slack.say(
                 thread_of(review), f"Your decision was applied, but then: {explain(error)}"
             )
-            return
+            return waiting
         try:
             await self.deps.storage.release(review.ref)
         except Exception:  # the database is gone: the sweeper retries the claim later
@@ -287,10 +306,34 @@ class ReviewEffects:
                 review,
                 DB_DOWN + " Your decision is kept and will be applied when it is back.",
             )
-            return
+            return waiting
         approvals = tuple(await self.deps.storage.approvals(review.ref, review.version))
         await self.repaint_pending(dataclasses.replace(review, status="pending"), approvals)
         await self.notify(click, review, explain(error))
+        return waiting
+
+    async def _task_after_failure(
+        self, review: ReviewRow, decision: ReviewDecision, waiting: list[PendingReview]
+    ) -> None:
+        """The task once applying failed: waiting for review again if the decision was given
+        back; otherwise how the call ended, as the agent's checkpoint has it (the tool ran,
+        then the model failed), or the decision's phase if that cannot be read."""
+        tasks = self.turns.tasks
+        if tasks is None:
+            return
+        if any(p.interrupt_id == review.interrupt_id for p in waiting):
+            await tasks.move(review.ref, "pending")
+            return
+        if task_phase(decision) != "approved":
+            return  # declined or expired: already shown
+        try:
+            followed = await self.deps.agent.recap(
+                review.thread_id, review.request["tool_call"].get("id")
+            )
+        except Exception:
+            log.warning("could not read how %s ended", review.ref, exc_info=True)
+            return
+        await tasks.move(review.ref, ran_phase(followed, review.request))
 
     # -- the clock -----------------------------------------------------------------------
 

@@ -184,11 +184,15 @@
     delete $("thread-pane").dataset.threadTs;
   }
 
-  // The thread's status line (assistant.threads.setStatus): "approvals is working on it…".
-  function renderStatus(status) {
+  // The thread's status line (assistant.threads.setStatus): "approvals is working on it…";
+  // without words, the agent session's state (agents.sessions.setStatus) says it in short.
+  const SESSION_WORDS = { processing: "is working…", suspended: "is waiting…" };
+  function renderStatus(status, session) {
     const el = $("thread-status");
-    el.textContent = status ? `approvals ${status}` : "";
-    el.classList.toggle("hidden", !status);
+    const words = status || SESSION_WORDS[session] || "";
+    el.textContent = words ? `approvals ${words}` : "";
+    el.dataset.session = session || "";
+    el.classList.toggle("hidden", !words);
   }
 
   async function refreshThread() {
@@ -198,7 +202,7 @@
       const data = await api(`/sandbox/api/channels/${encodeURIComponent(S.channel)}/threads/${encodeURIComponent(S.thread)}?user=${encodeURIComponent(S.user)}`);
       if (seq === threadSeq) {
         renderList($("thread-messages"), data.messages, true);
-        renderStatus(data.status || "");
+        renderStatus(data.status || "", data.session || "");
       }
     } catch (err) {
       if (seq === threadSeq) closeThread();
