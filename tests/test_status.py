@@ -24,6 +24,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     review_messages,
+    review_ref,
     running_slack_env,
     text_of,
 )
@@ -212,16 +213,12 @@ async def until_status(sandbox: Sandbox, thread: str, *last: str) -> list[str]:
     )
 
 
-def ref_of(review: dict[str, Any]) -> str:
-    return str(review["blocks"][-1]["elements"][0]["value"])
-
-
 async def expire_now(env: SlackEnv, review: dict[str, Any]) -> None:
     """The review's time runs out, and the sweeper finds it."""
     async with env.bot.flow.store.pool.connection() as conn:
         await conn.execute(
             "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
-            (ref_of(review),),
+            (review_ref(review),),
         )
     assert (await sweep_once(env.bot.flow)).expired == 1
 
