@@ -170,6 +170,8 @@ async def streamed_reply(chat: ChatPage, out: Path) -> Path:
     writing = chat.thread.locator('[data-testid="message"][data-streaming="true"]')
     await expect(writing).to_contain_text("overcast", timeout=30_000)  # some words, not all
     await shoot_thread(chat, shot)
+    if await writing.count() != 1:  # still writing after the picture, so during it too
+        raise RuntimeError("the reply was finished before its picture; run the script again")
     await expect(writing).to_have_count(0, timeout=60_000)  # finished: nothing left running
     return shot
 
