@@ -1,13 +1,13 @@
 """``python -m bench --scale``: a large organisation's year, inserted in bulk, then timed.
 
-At ``--scale-factor 1``: 1,000,000 pending reviews, 10,000,000 audit events and 100,000
-conversations (each with a checkpoint and a decided review), spread over a year. Then: the App
-Home's scan, the sweeper's queries with nothing due and with 1,000 due, ``audit`` exported
-whole and ``audit verify`` of its hash chain (time and each command's own peak RSS),
-``prune --older-than 90d`` of the year, and ``migrate`` on that database. Pending reviews carry
-a request of the shape the graph writes (the call, the tool's schema, Agent Inbox's copy of the
-arguments: about 1.7 kB), so the Home scan reads what it would in production. Outside CI's quick
-run; a small factor checks that it works.
+At ``--scale-factor 1``: 1,000,000 pending reviews, 10,000,000 audit events, 100,000
+conversations (each with a checkpoint and a decided review) and 1,000,000 event claims, spread
+over a year. Then: the App Home's scan, the sweeper's queries with nothing due and with 1,000
+due, ``audit`` exported whole and ``audit verify`` of its hash chain (time and each command's
+own peak RSS), ``prune --older-than 90d`` of the year, and ``migrate`` on that database.
+Pending reviews carry a request of the shape the graph writes (the call, the tool's schema,
+Agent Inbox's copy of the arguments: about 1.7 kB), so the Home scan reads what it would in
+production. Outside CI's quick run; a small factor checks that it works.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from graph.db import Pool
 from graph.review import review_request
 from graph.tools.registry import ToolRegistry, builtin_entries
 
-FULL = {"pending": 1_000_000, "audit": 10_000_000, "conversations": 100_000}
+FULL = {
+    "pending": 1_000_000,
+    "audit": 10_000_000,
+    "conversations": 100_000,
+    "event_claims": 1_000_000,
+}
 
 FILL: tuple[LiteralString, ...] = (
     """
@@ -75,6 +80,13 @@ FILL: tuple[LiteralString, ...] = (
            'scale-th-' || (i %% %(conversations)s), 'int', 'call', 'post_message',
            %(args)s::jsonb, 'U1', 'U2'
     FROM generate_series(1, %(audit)s) i
+    """,
+    # Slack's events as the bot claimed them over the year (1 in 1,000 still being handled).
+    """
+    INSERT INTO slack_events (event_id, status, claimed_at)
+    SELECT 'scale-ev-' || i, CASE WHEN i %% 1000 = 0 THEN 'handling' ELSE 'done' END,
+           now() - i * (interval '365 days' / %(event_claims)s)
+    FROM generate_series(1, %(event_claims)s) i
     """,
     "ANALYZE",
 )
