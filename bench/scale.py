@@ -1,16 +1,20 @@
 """``python -m bench --scale``: a large organisation's year, inserted in bulk, then timed.
 
-At ``--scale-factor 1``: 1,000,000 pending reviews, 10,000,000 audit events and 100,000
-conversations (each with a checkpoint and a decided review), spread over a year. Then: the App
-Home's scan, the sweeper's queries with nothing due and with 1,000 due, ``audit`` exported
-whole (time and the child's peak RSS), ``prune --older-than 90d`` of the year, and ``migrate``
-on that database. Outside CI's quick run; a small factor checks that it works.
+At ``--scale-factor 1``: 1,000,000 pending reviews, 10,000,000 audit events, 100,000
+conversations (each with a checkpoint and a decided review) and 1,000,000 event claims, spread
+over a year. Then: the App Home's scan, the sweeper's queries with nothing due and with 1,000
+due, ``audit`` exported whole and ``audit verify`` of its hash chain (time and each command's
+own peak RSS), ``prune --older-than 90d`` of the year, and ``migrate`` on that database.
+Pending reviews carry a request of the shape the graph writes (the call, the tool's schema,
+Agent Inbox's copy of the arguments: about 1.7 kB), so the Home scan reads what it would in
+production. Outside CI's quick run; a small factor checks that it works.
 """
 
 from __future__ import annotations
 
 import asyncio
-import resource
+import json
+import os
 import subprocess
 import sys
 import time
@@ -29,8 +33,15 @@ from bot.retention import Pruner
 from bot.store import SWEEPER_SQL
 from graph import AgentSettings, open_agent
 from graph.db import Pool
+from graph.review import review_request
+from graph.tools.registry import ToolRegistry, builtin_entries
 
-FULL = {"pending": 1_000_000, "audit": 10_000_000, "conversations": 100_000}
+FULL = {
+    "pending": 1_000_000,
+    "audit": 10_000_000,
+    "conversations": 100_000,
+    "event_claims": 1_000_000,
+}
 
 FILL: tuple[LiteralString, ...] = (
     """
@@ -58,15 +69,24 @@ FILL: tuple[LiteralString, ...] = (
     INSERT INTO slack_reviews (ref, thread_id, interrupt_id, channel_id, thread_ts, tool_name,
         request, status, created_at, expires_at, remind_at)
     SELECT 'scale-pending-' || i, 'scale-pending-th-' || i, 'int', 'C1', i || '.0',
-        'post_message', '{"tool_call": {"name": "post_message", "args": {}}}', 'pending',
+        'post_message', %(request)s::json, 'pending',
         now() - make_interval(secs => i), now() + interval '1 day', now() + interval '12 hours'
     FROM generate_series(1, %(pending)s) i
     """,
     """
-    INSERT INTO audit_events (at, outcome, thread_id, interrupt_id, tool_call_id, tool_name)
+    INSERT INTO audit_events (at, outcome, thread_id, interrupt_id, tool_call_id, tool_name,
+                              proposed_args, requested_by, decided_by)
     SELECT now() - i * (interval '365 days' / %(audit)s), 'approved',
-           'scale-th-' || (i %% %(conversations)s), 'int', 'call', 'post_message'
+           'scale-th-' || (i %% %(conversations)s), 'int', 'call', 'post_message',
+           %(args)s::jsonb, 'U1', 'U2'
     FROM generate_series(1, %(audit)s) i
+    """,
+    # Slack's events as the bot claimed them over the year (1 in 1,000 still being handled).
+    """
+    INSERT INTO slack_events (event_id, status, claimed_at)
+    SELECT 'scale-ev-' || i, CASE WHEN i %% 1000 = 0 THEN 'handling' ELSE 'done' END,
+           now() - i * (interval '365 days' / %(event_claims)s)
+    FROM generate_series(1, %(event_claims)s) i
     """,
     "ANALYZE",
 )
@@ -76,6 +96,17 @@ DUE_SQL: LiteralString = """
         remind_at = now() - interval '1 minute'
     WHERE ref IN (SELECT 'scale-pending-' || i FROM generate_series(1, 1000) i)
 """
+
+
+ARGS = {"channel": "#general", "text": "Quarterly numbers are in: revenue up, churn down."}
+
+
+def fill_params(counts: dict[str, int]) -> dict[str, Any]:
+    """The sizes, a pending review's request as the graph writes it, and an event's arguments."""
+    call = {"name": "post_message", "args": ARGS, "id": "toolu_1", "type": "tool_call"}
+    info = ToolRegistry(builtin_entries()).info("post_message")
+    request = review_request(call, info, "U1", ["U1"])  # type: ignore[arg-type]
+    return {**counts, "request": json.dumps(request), "args": json.dumps(ARGS)}
 
 
 @dataclass
@@ -103,6 +134,39 @@ class ScaleResults:
         return "\n".join([*lines, *(f"note: {note}" for note in self.notes)])
 
 
+BIG_TABLES = frozenset(
+    {"slack_reviews", "slack_events", "slack_conversations", "audit_events", "checkpoints"}
+)
+
+
+def _nodes(plan: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    own = (plan["Node Type"], plan.get("Relation Name"), plan.get("Index Name"))
+    return [own, *(n for child in plan.get("Plans", ()) for n in _nodes(child))]
+
+
+async def plans(pool: Pool) -> list[str]:
+    """Each sweeper and Home query's plan at this size (EXPLAIN, nothing runs): the indexes it
+    reads, or the big tables it scans sequentially (which ``tests/test_query_plans.py`` forbids
+    at a smaller size)."""
+    queries: dict[str, tuple[LiteralString, tuple[Any, ...]]] = {
+        **{f"sweeper {name}": query for name, query in SWEEPER_SQL.items()},
+        "home pending": (home.PENDING_SQL, (home.SCAN_LIMIT,)),
+    }
+    lines = []
+    async with pool.connection() as conn:
+        cursor = psycopg.AsyncClientCursor(conn)  # parameters inlined: EXPLAIN plans them
+        for name, (sql, params) in queries.items():
+            await cursor.execute(b"EXPLAIN (FORMAT JSON) " + sql.encode(), params)
+            row = await cursor.fetchone()
+            assert row is not None
+            nodes = _nodes(row["QUERY PLAN"][0]["Plan"])
+            seq = sorted({t for kind, t, _ in nodes if kind == "Seq Scan" and t in BIG_TABLES})
+            used = sorted({index for _, _, index in nodes if index})
+            verdict = f"SEQUENTIAL SCAN of {', '.join(seq)}" if seq else "no sequential scan"
+            lines.append(f"plan {name}: {verdict}; indexes: {', '.join(used) or 'none'}")
+    return lines
+
+
 async def timed(times: int, work: Callable[[], Awaitable[Any]]) -> list[float]:
     samples: list[float] = []
     for _ in range(times):
@@ -121,15 +185,19 @@ async def sweeper_queries(pool: Pool) -> None:
 
 
 def command(database_url: str, *args: str) -> tuple[float, int]:
-    """Run ``python -m bot ARGS``: its wall time and peak RSS (kB)."""
+    """Run ``python -m bot ARGS``: its wall time and its own peak RSS in kB (``wait4`` reports
+    that one child's usage, not the largest child so far)."""
     started = time.perf_counter()
-    subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-m", "bot", *args],
         env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "LOG_LEVEL": "WARNING"},
         stdout=subprocess.DEVNULL,
-        check=True,
     )
-    return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return time.perf_counter() - started, usage.ru_maxrss
 
 
 async def run_scale(database_url: str, factor: float) -> ScaleResults:
@@ -140,10 +208,12 @@ async def run_scale(database_url: str, factor: float) -> ScaleResults:
         pool = agent.pool
         await migrate_bot(pool)
         started = time.perf_counter()
+        params = fill_params(counts)
         async with pool.connection() as conn:
             for statement in FILL:
-                await conn.execute(statement, counts)
+                await conn.execute(statement, params)
         results.notes.append(f"bulk insert {time.perf_counter() - started:.1f} s")
+        results.notes += await plans(pool)
         results.timings["App Home scan (newest 1,000 pending)"] = await timed(
             20, lambda: home.pending_reviews(pool)
         )
@@ -156,7 +226,10 @@ async def run_scale(database_url: str, factor: float) -> ScaleResults:
             command, database_url, "audit", "--format", "jsonl", "--output", "/dev/null"
         )
         results.timings["audit export, everything (jsonl)"] = [seconds]
-        results.notes.append(f"audit export peak RSS {rss / 1024:.0f} MiB (largest child so far)")
+        results.notes.append(f"audit export peak RSS {rss / 1024:.0f} MiB")
+        seconds, rss = await asyncio.to_thread(command, database_url, "audit", "verify")
+        results.timings["audit verify, everything"] = [seconds]
+        results.notes.append(f"audit verify peak RSS {rss / 1024:.0f} MiB")
         pruner = Pruner(pool, agent)
         started = time.perf_counter()
         report = await pruner.prune(timedelta(days=90))

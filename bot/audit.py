@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, LiteralString, get_args
 
-from psycopg import sql
+from psycopg import AsyncServerCursor, sql
 from psycopg.types.json import Jsonb
 
 from graph.db import Pool
@@ -177,19 +177,38 @@ class AuditLog:
         outcome: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        limit: int | None = None,
         batch: int = 1000,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every matching event, oldest first, read through a server-side cursor ``batch``
+        """Every matching event (or, with ``limit``, the latest ``limit`` of them, as
+        :meth:`query` picks them), oldest first, read through a server-side cursor ``batch``
         rows at a time: an export of millions of events holds one batch in memory, not the
         trail. The cursor lives in one transaction (a snapshot), so the export is consistent."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
         condition, params = _filters(tool, user, outcome, since, until)
         statement = sql.SQL("{} ORDER BY at, id").format(_select(condition))
+        if limit is not None:  # the latest ones, then back to oldest first
+            latest = sql.SQL("{} ORDER BY at DESC, id DESC LIMIT %s").format(_select(condition))
+            statement = sql.SQL("SELECT * FROM ({}) AS latest ORDER BY at, id").format(latest)
+            params.append(limit)
         async with self.pool.connection() as conn, conn.transaction():
             cursor = conn.cursor(name="audit_export")
-            cursor.itersize = batch
             await cursor.execute(statement, params)
-            async for row in cursor:
+            async for row in in_batches(cursor, batch):
                 yield dict(row)
+
+
+async def in_batches(cursor: AsyncServerCursor[Any], batch: int) -> AsyncIterator[Any]:
+    """A server-side cursor's rows, fetched ``batch`` at a time (``FETCH FORWARD batch``): at
+    most one batch is held here, whatever the result's size."""
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    while rows := await cursor.fetchmany(batch):
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
 
 
 def _filters(

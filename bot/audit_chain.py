@@ -16,9 +16,9 @@ change the ``v1`` tag).
 
 The database computes the links itself, in a ``BEFORE INSERT`` trigger (``bot.migrations``
 step 9), so every insert is chained whatever statement makes it (the review transitions append
-their event in the same statement as the change: they stay atomic). The trigger locks the
-workspace's row of ``audit_chain_heads`` until the inserting transaction ends: appenders on
-every replica queue per workspace and the chain stays linear; other workspaces never wait.
+their event in the same statement as the change: they stay atomic). The trigger takes a
+per-workspace advisory lock held until the inserting transaction ends: appenders on every
+replica queue per workspace and the chain stays linear; other workspaces never wait.
 This module recomputes every hash in Python from the columns as stored, so a row deleted,
 reordered (its sequence, id or time changed) or altered is found: the first broken link is
 named with its event id.
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
+from bot.audit import in_batches
 from graph.db import Pool
 
 GENESIS = bytes(32)
@@ -202,9 +203,9 @@ def _cuts(rows: list[dict[str, Any]]) -> dict[str, dict[int, Cut]]:
 
 async def verify(pool: Pool, *, batch: int = 1000) -> Verified:
     """Check every workspace's chain, streaming the trail through a server-side cursor
-    (constant memory); stop at the first broken link. Heads, cuts and events are read in one
-    snapshot (``REPEATABLE READ``), so events appended meanwhile are neither half seen nor held
-    against the trail."""
+    ``batch`` rows at a time (constant memory: one batch, the cuts and the heads); stop at the
+    first broken link. Heads, cuts and events are read in one snapshot (``REPEATABLE READ``),
+    so events appended meanwhile are neither half seen nor held against the trail."""
     found = Verified()
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -212,9 +213,8 @@ async def verify(pool: Pool, *, batch: int = 1000) -> Verified:
         head_rows = await (await conn.execute(_HEADS_SQL)).fetchall()
         heads = {r["workspace"]: (int(r["seq"]), bytes(r["hash"])) for r in head_rows}
         cursor = conn.cursor(name="audit_verify")
-        cursor.itersize = batch
         await cursor.execute(ROWS_SQL)
-        found.broken = await _walk(cursor, cuts, heads, found)
+        found.broken = await _walk(in_batches(cursor, batch), cuts, heads, found)
     if found.broken is None:
         for workspace in sorted(set(heads) - set(found.heads)):  # every event of it was cut
             empty = _Chain(workspace, cuts.get(workspace, {}))

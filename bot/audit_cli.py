@@ -15,8 +15,9 @@ import csv
 import json
 import re
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -161,18 +162,59 @@ def _cell(value: Any) -> str:
     return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
 
 
-def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    """Aligned columns for a terminal; long cells are cut (use jsonl or csv for everything)."""
-    if not rows:
-        out.write("no audit events match\n")
-        return
-    headers = [name.removesuffix("_name") for name in TABLE_COLUMNS]
-    table = [[_cell(row.get(name)) for name in TABLE_COLUMNS] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    for line in [headers, ["-" * w for w in widths], *table]:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-        out.write("\n")
-    out.write(f"{len(rows)} event{'s' if len(rows) != 1 else ''} (times in UTC)\n")
+class TableSpool:
+    """The table for a terminal, in constant memory. Its columns' widths are known only once
+    every row was seen, so the rows wait in a temporary file, one line of tab-separated cells
+    each (a cell holds neither tabs nor newlines: :func:`_cell` folds all whitespace into
+    single spaces), and are aligned as they are read back. Made by :func:`table_spool`, which
+    removes the file afterwards."""
+
+    HEADERS: tuple[str, ...] = tuple(name.removesuffix("_name") for name in TABLE_COLUMNS)
+
+    def __init__(self, file: TextIO) -> None:
+        self.widths = [len(h) for h in self.HEADERS]
+        self.count = 0
+        self._file = file
+
+    def add(self, row: dict[str, Any]) -> None:
+        cells = [_cell(row.get(name)) for name in TABLE_COLUMNS]
+        self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
+        self._file.write("\t".join(cells) + "\n")
+        self.count += 1
+
+    def write(self, out: TextIO) -> int:
+        """Aligned columns and a count of the rows (or a sentence if none); how many rows."""
+        if not self.count:
+            out.write("no audit events match\n")
+            return 0
+        _aligned(self.HEADERS, self.widths, out)
+        _aligned(["-" * w for w in self.widths], self.widths, out)
+        self._file.seek(0)
+        for line in self._file:
+            _aligned(line.removesuffix("\n").split("\t"), self.widths, out)
+        out.write(f"{self.count} event{'s' if self.count != 1 else ''} (times in UTC)\n")
+        return self.count
+
+
+@contextmanager
+def table_spool() -> Iterator[TableSpool]:
+    """A :class:`TableSpool` over a new temporary file (gone, even on disk, once it ends)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n") as file:
+        yield TableSpool(file)
+
+
+def write_table(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """Aligned columns for a terminal; long cells are cut (use jsonl or csv for everything).
+    How many rows were written."""
+    with table_spool() as table:
+        for row in rows:
+            table.add(row)
+        return table.write(out)
+
+
+def _aligned(cells: Sequence[str], widths: Sequence[int], out: TextIO) -> None:
+    out.write("  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip())
+    out.write("\n")
 
 
 @asynccontextmanager
@@ -195,25 +237,18 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _rows(log: AuditLog, args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
-    """Matching events, oldest first: the latest ``--limit`` of them (bounded), else all of
-    them through a server-side cursor, so an export runs in constant memory."""
-    if args.limit is not None:
-        for row in await log.query(**_filters(args), limit=args.limit):
-            yield row
-        return
-    async for row in log.stream(**_filters(args)):
-        yield row
-
-
 async def export(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
-    """Write the events in ``args.format``; how many were written. JSON lines and CSV are
-    written as they are read; the table (for eyes) needs every row to size its columns."""
-    rows = _rows(log, args)
+    """Write the events in ``args.format``; how many were written. Every format reads the
+    events through a server-side cursor (``AuditLog.stream``, ``--limit`` included) and
+    writes them as they come, so an export of the whole trail runs in constant memory; the
+    table, which must see every row to size its columns, keeps them in a temporary file
+    meanwhile (:func:`table_spool`)."""
+    rows = log.stream(**_filters(args), limit=args.limit)
     if args.format == "table":
-        table = [row async for row in rows]
-        write_table(table, out)
-        return len(table)
+        with table_spool() as table:
+            async for row in rows:
+                table.add(row)
+            return table.write(out)
     count = 0
     writer = csv.writer(out, lineterminator="\n") if args.format == "csv" else None
     if writer is not None:

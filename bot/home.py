@@ -31,15 +31,18 @@ EMPTY_TEXT = (
 )
 
 # A routed card (bot.routing) is linked, and shown to whoever can see the channel it lives in.
+# The request is ``json`` text (about 2 kB: the call, the tool's schema, Agent Inbox's copy of
+# the arguments), so each ``request -> ...`` parses all of it again: ``json_to_record`` parses
+# it once per row and keeps the three fields the list needs.
 PENDING_SQL = """
     SELECT ref, team_id, COALESCE(card_channel, channel_id) AS channel_id,
            CASE WHEN card_channel IS NULL THEN thread_ts ELSE COALESCE(message_ts, thread_ts)
-           END AS thread_ts, message_ts, tool_name,
-           request -> 'tool_call' -> 'args' AS args, proposed_edit,
-           request ->> 'requested_by' AS requested_by, request -> 'requesters' AS requesters,
-           created_at, policy_match,
+           END AS thread_ts, message_ts, tool_name, tool_call -> 'args' AS args, proposed_edit,
+           requested_by, requesters, created_at, policy_match,
            CASE WHEN escalated_at IS NULL THEN '{}' ELSE escalate_to END AS escalated_to
     FROM slack_reviews
+    CROSS JOIN LATERAL json_to_record(request) AS q(tool_call json, requested_by text,
+                                                     requesters json)
     WHERE status = 'pending'
     ORDER BY created_at DESC, ref
     LIMIT %s

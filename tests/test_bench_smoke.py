@@ -51,6 +51,7 @@ SCALE_FIGURES = (
     "sweeper queries, nothing due",
     "sweeper queries, 1,000 due",
     "audit export, everything (jsonl)",
+    "audit verify, everything",
     "prune --older-than 90d of the year",
     "migrate (nothing pending)",
 )
