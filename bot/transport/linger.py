@@ -13,7 +13,7 @@ only then closes. The app never sees those bytes: it read at most the body cap.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -26,35 +26,24 @@ streams a 16 MiB body before it reads the answer still reads it; discarding is a
 and nothing else)."""
 
 
-class _ClosesLingering(asyncio.Transport):
-    """The connection's transport, whose ``close()`` lingers while the body is unread."""
+class _ClosesLingering:
+    """The connection's transport, whose ``close()`` lingers while the body is unread; every
+    other attribute is the transport's own (not a subclass of ``asyncio.Transport``, whose
+    methods would shadow the delegation)."""
 
     def __init__(self, transport: asyncio.Transport, protocol: LingeringHttpToolsProtocol) -> None:
-        super().__init__()
         self.real = transport
         self.protocol = protocol
 
-    def __getattr__(self, name: str) -> Any:  # everything but close() goes straight through
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.real.get_extra_info(name, default)
 
     def is_closing(self) -> bool:
         return self.real.is_closing() or self.protocol.lingering
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.real.write(data)
-
     def pause_reading(self) -> None:
         if not self.protocol.lingering:
             self.real.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.real.resume_reading()
-
-    def is_reading(self) -> bool:
-        return self.real.is_reading()
 
     def close(self) -> None:
         if self.protocol.lingering or self.real.is_closing():
@@ -75,7 +64,7 @@ class LingeringHttpToolsProtocol(HttpToolsProtocol):
     discarded = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_ClosesLingering(transport, self))
+        super().connection_made(cast(asyncio.Transport, _ClosesLingering(transport, self)))
 
     def linger(self) -> None:
         """Send the FIN after the response, then discard what comes, for a bounded time."""
@@ -87,8 +76,8 @@ class LingeringHttpToolsProtocol(HttpToolsProtocol):
 
     @property
     def real_transport(self) -> asyncio.Transport:
-        transport = self.transport
-        return transport.real if isinstance(transport, _ClosesLingering) else transport
+        transport: Any = self.transport
+        return transport.real if isinstance(transport, _ClosesLingering) else self.transport
 
     def data_received(self, data: bytes) -> None:
         if not self.lingering:
