@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shlex
 import sys
 from pathlib import Path
 
 from bench.report import table, write_markdown
-from bench.run import Sizes, run
+from bench.run import PHASES, Sizes, run
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def phases(text: str) -> tuple[str, ...]:
+    """``--only``'s value: known phase names, comma-separated."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PHASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown phase(s) {unknown}; known: {list(PHASES)}")
+    return names
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +37,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--quick", action="store_true", help="CI-size numbers (well under a minute)"
+    )
+    parser.add_argument(
+        "--only",
+        type=phases,
+        default=tuple(PHASES),
+        metavar="PHASE[,PHASE]",
+        help=f"run only these phases ({', '.join(PHASES)}; default: all); the figures of the "
+        "others read n/a. 'ack' alone gives the acknowledgement figures (1, 50, 200 "
+        "concurrent) and click->applied",
+    )
+    parser.add_argument(
+        "--ack-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds of 200 concurrent clicks (default: 1 with --quick, 2 otherwise)",
     )
     parser.add_argument(
         "--scale",
@@ -85,11 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(asyncio.run(measure(args.remote_samples)).lines()))
         return 0
     sizes = Sizes.quick() if args.quick else Sizes.full()
-    results = asyncio.run(run(sizes, args.database_url))
+    if args.ack_rounds is not None:
+        sizes = dataclasses.replace(sizes, rounds_200=args.ack_rounds)
+    results = asyncio.run(run(sizes, args.database_url, args.only))
     print(table(results))
     for note in results.notes:
         print(f"note: {note}")
-    target = args.markdown or (None if args.quick else DOCS)
+    partial = args.only != tuple(PHASES) or args.ack_rounds is not None
+    target = args.markdown or (None if args.quick or partial else DOCS)
     if target is not None:
         command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
         write_markdown(target, results, command.strip())

@@ -21,6 +21,7 @@ from bench.fakes import InstantModel, bench_registry
 from bot.config import BotSettings
 from bot.limits import TurnLimits
 from bot.server import http_app, run_fast, running_bot
+from bot.transport.linger import LingeringHttpToolsProtocol
 from graph import AgentSettings
 from graph.remote import RemoteSettings
 
@@ -58,6 +59,7 @@ async def serve() -> None:
                 lifespan="off",
                 access_log=False,
                 backlog=2048,
+                http=LingeringHttpToolsProtocol,
             )
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))

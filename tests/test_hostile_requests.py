@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.server import MAX_BODY_BYTES, http_app
+from bot.transport.linger import LingeringHttpToolsProtocol
 from tests.support.bot_harness import (
     ALICE,
     BOT,
@@ -71,7 +73,10 @@ async def counted(env: SlackEnv) -> AsyncIterator[Counted]:
     """A second HTTP server in front of the same bot, counting what it reads."""
     sock = listening_socket()
     app = CountingApp(http_app(env.bot))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", http=LingeringHttpToolsProtocol
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -243,3 +248,35 @@ async def test_a_click_among_big_unsigned_bodies_is_acknowledged(
     await sandbox.wait_for(
         lambda: [m for m in sandbox.replies("C0GENERAL", thread) if "Done." in text_of(m)], 15
     )
+
+
+def stream_after_the_answer(port: int) -> tuple[bool, bytes]:
+    """Declare a 16 MiB body, send 64 KiB of it, wait until the answer is there, then keep
+    sending 4 MiB more, as a client streaming its body does; (all sent, the answer read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(
+            b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 16777216\r\n\r\n" + b"x" * 65536
+        )
+        client.recv(1, socket.MSG_PEEK)
+        sent = True
+        try:
+            for _ in range(64):
+                client.sendall(b"x" * 65536)
+        except OSError:
+            sent = False
+        try:
+            answer = client.recv(65536)
+        except OSError:
+            answer = b""
+    return sent, answer
+
+
+async def test_a_413_reaches_a_client_still_sending_its_body(
+    counted: Counted,
+) -> None:
+    """The server closes a refused connection lingering: no reset while the client sends."""
+    sent, answer = await asyncio.to_thread(stream_after_the_answer, counted.port)
+    assert sent, "the connection was reset while the client was still sending"
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert counted.app.read == 0  # discarded by the server, never handed to the app

@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import uvicorn
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +29,8 @@ from bot import metrics
 from bot.bolt_request import ParsedRequest
 from bot.inflight import SHUTDOWN_GRACE_SECONDS
 from bot.payloads import well_formed
+from bot.transport.ackfirst import count_requests, gate
+from bot.transport.linger import LingeringHttpToolsProtocol
 from graph.remote import RemoteAgent
 from graph.tools.mcp import McpStatus
 
@@ -40,13 +44,15 @@ MAX_BODY_BYTES = 1 << 20
 """Largest request body read (1 MiB). Slack's own payloads are far smaller: a click carries the
 message clicked (at most 50 blocks), a modal submission the modal. A longer body is refused
 with 413 as soon as its ``Content-Length`` (or the bytes read so far) says so, and its
-connection closed, so it is never read whole."""
+connection closed (after a bounded lingering read, so the client can read the 413), so it is
+never read whole."""
 
 _DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: int() also takes " 1_0", "١"
 
 
 def too_large() -> Response:
-    """413, closing the connection: the rest of the body is not read, even to discard it."""
+    """413, closing the connection: the rest of the body is not read by the app (the server
+    discards a bounded amount of it while closing: :mod:`bot.transport.linger`)."""
     return JSONResponse(
         {"error": "request body too large"}, status_code=413, headers={"connection": "close"}
     )
@@ -97,6 +103,25 @@ def is_ssl_check(raw: bytes) -> bool:
     return len(raw) <= 512 and b"ssl_check=1" in raw.split(b"&")
 
 
+CLICK_PREFIXES = tuple(
+    b"payload=" + urllib.parse.quote_plus(start).encode()
+    for start in ('{"type":"block_actions"', '{"type": "block_actions"')
+)
+"""How a button click's form body starts: Slack's payload names its type first (compact JSON;
+the second form is Python's ``json.dumps``, as the sandbox and the benchmark send it)."""
+
+
+def is_click(raw: bytes, content_type: str | None) -> bool:
+    """Whether a signed body is a button click (``block_actions``), told without parsing it.
+
+    Parsing a click's payload (the whole message, URL-encoded) is most of what its
+    acknowledgement would cost, so it is parsed after the acknowledgement, and a click whose
+    payload then turns out malformed is dropped with a warning (it was signed: Slack does not
+    send such bodies). A click spelled any other way is parsed first, then acknowledged.
+    """
+    return content_type != "application/json" and raw.startswith(CLICK_PREFIXES)
+
+
 CONCURRENT_CLICKS = 16
 
 
@@ -127,11 +152,23 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     # Clicks are acknowledged at once and then queue here for Bolt's dispatch (its middleware
     # and the listener up to its ack; the decision then goes on in Bolt's background task, with
     # the database pool as its limit): a burst of clicks enters Bolt a few at a time, so the
-    # acknowledgements of later clicks are not held up behind hundreds of dispatches.
+    # acknowledgements of later clicks are not held up behind hundreds of dispatches. And a
+    # decision enters only once no request is waiting for its answer (``gate``): acks first.
     deciding = asyncio.Semaphore(CONCURRENT_CLICKS)
 
-    async def handle_click(raw: bytes, body: dict[str, Any], request: Request) -> None:
+    async def handle_click(
+        raw: bytes, request: Request, body: dict[str, Any] | None = None
+    ) -> None:
+        """Decide an acknowledged click (its body parsed here unless it was already), once no
+        request is waiting for its answer."""
+        await gate().quiet()
         async with deciding:
+            await gate().quiet()  # a burst may have arrived while this one waited its turn
+            if body is None:
+                body = well_formed(raw, request.headers.get("content-type"))
+            if body is None or body.get("type") != "block_actions":
+                log.warning("dropped a signed click Bolt could not read (acknowledged already)")
+                return
             try:  # Slack has its answer already: Bolt's response goes nowhere
                 await bot.app.async_dispatch(ParsedRequest(raw.decode("utf-8"), body, request))
             except Exception:
@@ -159,15 +196,20 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
             if is_ssl_check(raw):
                 return Response(status_code=200)
             return JSONResponse({"error": "invalid request signature"}, status_code=401)
-        body = well_formed(raw, request.headers.get("content-type"))
+        content_type = request.headers.get("content-type")
+        if is_click(raw, content_type):
+            # A button's acknowledgement carries nothing, so Slack is answered now, before the
+            # body is even parsed (most of a click's handling here), instead of after Bolt's
+            # dispatch. Bolt verifies the request again as it handles it.
+            with bot.work.request_scope():  # adopted: shutdown waits for it
+                bot.work.adopt(asyncio.create_task(handle_click(raw, request)))
+            return Response(status_code=200)
+        body = well_formed(raw, content_type)
         if body is None:
             return JSONResponse({"error": "malformed request"}, status_code=400)
         with bot.work.request_scope():
-            if body.get("type") == "block_actions":
-                # A button's acknowledgement carries nothing, so Slack is answered now instead
-                # of after Bolt's dispatch, which polls for ack() every 10 ms on a loop shared
-                # with running decisions. Bolt verifies the request again as it handles it.
-                bot.work.adopt(asyncio.create_task(handle_click(raw, body, request)))
+            if body.get("type") == "block_actions":  # a click spelled another way
+                bot.work.adopt(asyncio.create_task(handle_click(raw, request, body)))
                 return Response(status_code=200)
             return await dispatch(raw, body, request)
 
@@ -199,7 +241,7 @@ def http_app(bot: Bot, *, slack_events: bool = True) -> Starlette:
     ]
     if slack_events:
         routes.append(Route("/slack/events", events, methods=["POST"]))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(count_requests)])
 
 
 class _QuietSignalsServer(uvicorn.Server):
@@ -229,6 +271,7 @@ async def http_server(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
+        http=LingeringHttpToolsProtocol,
     )
     server = _QuietSignalsServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
