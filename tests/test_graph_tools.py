@@ -7,6 +7,8 @@ Slack side hands it in.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,10 @@ from langchain_core.messages import AIMessage
 from pydantic import ValidationError
 
 from graph import AgentContext
+from graph.tools import slack as slack_tools
 from graph.tools.registry import ToolRegistry, build_registry, load_tool_module
 from graph.tools.slack import IDEMPOTENCY_EVENT, CreateChannelArgs, InviteArgs
+from sandbox.web_api import NO_JSON_BODY
 from tests.conftest import AgentFactory
 from tests.support.graph_helpers import (
     FakeSlack,
@@ -436,3 +440,11 @@ async def test_replays_of_create_and_invite_are_not_errors(
     )
     assert other.tool_results[0].status == "error"
     assert "name_taken" in other.tool_results[0].content
+
+
+def test_every_read_method_the_tools_call_goes_as_query_parameters() -> None:
+    """Slack reads no JSON body on read methods (the sandbox plays it: ``NO_JSON_BODY``): each
+    one the tools call must be in ``READ_METHODS``, or its arguments are silently lost."""
+    source = Path(slack_tools.__file__).read_text()
+    called = set(re.findall(r'"([a-z]+\.[a-zA-Z.]+)"', source)) - {"."}
+    assert called & NO_JSON_BODY <= slack_tools.READ_METHODS

@@ -88,6 +88,7 @@ READ_METHODS = frozenset(
     {
         "auth.test",
         "chat.getPermalink",
+        "conversations.history",
         "conversations.info",
         "conversations.list",
         "conversations.members",
