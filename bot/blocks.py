@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from bot.mrkdwn import escape, show_value, slack_date, truncate, user_mention, visible
-from bot.readable import NO_NAMES, Names, property_schema, readable_value, value_format
+from bot.readable import (
+    NO_NAMES,
+    Names,
+    inline_value,
+    property_schema,
+    readable_value,
+    value_format,
+)
 from graph import ReviewRequest, ToolResult
 from graph.types import ToolInfo
 
@@ -159,10 +166,21 @@ class Progress:
     changes: Mapping[str, tuple[Any, Any]] | None = None
 
 
-def _changes_block(changes: Mapping[str, tuple[Any, Any]], title: str) -> Block:
+def _changes_block(
+    changes: Mapping[str, tuple[Any, Any]],
+    title: str,
+    schema: Mapping[str, Any] | None = None,
+    names: Names = NO_NAMES,
+) -> Block:
+    """Each changed argument as ``~old~ → new``; people and channels by name (with their
+    ids), anything else exactly as written."""
+
+    def shown(name: str, value: Any, limit: int) -> str:
+        fmt = value_format(property_schema(schema or {}, name), schema or {})
+        return inline_value(value, fmt, names) or escape(truncate(shown_text(value), limit))
+
     lines = [
-        f"• *{escape(visible(name))}*: ~{escape(truncate(shown_text(old), 200))}~ → "
-        f"{escape(truncate(shown_text(new), 400))}"
+        f"• *{escape(visible(name))}*: ~{shown(name, old, 200)}~ → {shown(name, new, 400)}"
         for name, (old, new) in changes.items()
     ]
     return _section(f"*{title}*\n" + "\n".join(lines))
@@ -198,7 +216,12 @@ def review_blocks(
     extra: list[Block] = [_context(policy_line)] if policy_line else []
     if progress and progress.changes:
         extra.append(
-            _changes_block(progress.changes, f"Edited by {user_mention(progress.edited_by)}")
+            _changes_block(
+                progress.changes,
+                f"Edited by {user_mention(progress.edited_by)}",
+                request["tool"]["args_schema"],
+                names,
+            )
         )
     if progress and progress.quorum > 1:
         have = len(progress.approvals)
@@ -290,7 +313,7 @@ def decided_blocks(
     schema = request["tool"]["args_schema"]
     blocks = [*_heading(request, icon, label), *argument_blocks(args, schema, names)]
     if verdict.changes:
-        blocks.append(_changes_block(verdict.changes, "Changes"))
+        blocks.append(_changes_block(verdict.changes, "Changes", schema, names))
     if verdict.feedback:
         quoted = "\n".join(f"> {line}" for line in escape(verdict.feedback).splitlines())
         blocks.append(_section(f"{who}:\n{quoted}"))

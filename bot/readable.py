@@ -264,6 +264,21 @@ def _one_channel(value: Any, names: Names) -> str | None:
     return channel(value, names) if ok else None
 
 
+def inline_value(value: Any, fmt: str | None, names: Names = NO_NAMES) -> str | None:
+    """People or channels on one line (``@bob (`U0BOB`), @carol (`U0CAROL`)``), for a line
+    that shows a change; None for any other value or shape (shown exactly instead)."""
+    one = {USER: _one_user, USERS: _one_user, CHANNEL: _one_channel, CHANNELS: _one_channel}
+    render = one.get(fmt or "")
+    if render is None or value == MASK:
+        return None
+    items = value if fmt in (USERS, CHANNELS) and isinstance(value, list) else [value]
+    shown = [render(item, names) for item in items]
+    if not items or any(line is None for line in shown):
+        return None
+    line = ", ".join(str(text) for text in shown)
+    return line if len(line) <= READABLE_LIMIT else None
+
+
 def readable_value(value: Any, fmt: str | None, names: Names = NO_NAMES) -> str | None:
     """The value as mrkdwn people read, with its exact form beside it; None when the plain
     exact form should be shown instead (redacted, not the promised shape, or too long)."""

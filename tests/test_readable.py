@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot import blocks, modals, pickers, readable
-from bot.blocks import Verdict
+from bot.blocks import Progress, Verdict
 from bot.readable import Names, readable_value, wanted_ids
 from graph import ReviewRequest
 from graph.tools.registry import build_registry
@@ -148,6 +148,24 @@ def test_cards_show_names_and_stay_valid() -> None:
     assert "• `U0X`" in card_text(decided)
     # without names (Slack refused, or did not answer): the ids
     assert "• `U0BOB`" in card_text(blocks.review_blocks(request, "ref"))
+
+
+def test_a_change_of_people_names_them_on_the_card_and_after() -> None:
+    request = request_for("invite_users", {"channel": "C0GEN", "users": ["U0BOB"]})
+    changes = {"users": (["U0BOB"], ["U0BOB", "U0CAROL"]), "channel": ("C0GEN", "C0X")}
+    line = "~@Bob Lee (`U0BOB`)~ → @Bob Lee (`U0BOB`), @Carol (`U0CAROL`)"
+    decided = blocks.decided_blocks(
+        request, Verdict("update", "U0CAROL", NOW, changes=changes), names=NAMES
+    )
+    assert_valid_blocks(decided)
+    assert line in card_text(decided) and "~#general (`C0GEN`)~ → `C0X`" in card_text(decided)
+    pending = blocks.review_blocks(request, "ref", Progress((), 2, "U0CAROL", changes), names=NAMES)
+    assert line in card_text(pending)
+    # a value of no such shape is shown exactly, as before
+    odd = blocks.decided_blocks(
+        request, Verdict("update", "U0CAROL", NOW, changes={"users": ("x", "y")}), names=NAMES
+    )
+    assert "• *users*: ~x~ → y" in card_text(odd)
 
 
 def test_a_hundred_people_fit_a_section() -> None:
