@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,18 @@ GRANT_RULE_TESTS = tuple(
 )
 """The grants' pure rules (match, refusal, combined terms, what is shown), no database."""
 
+DIGEST_UNIT_TESTS = tuple(
+    f"tests/test_digest_binding.py::{name}"
+    for name in (
+        "test_the_digest_is_rfc_8785_over_the_arguments",
+        "test_what_rfc_8785_cannot_hold_exactly_is_digested_under_another_tag",
+        "test_the_wire_carries_the_digest_and_stays_valid_without_one",
+        "test_a_decision_runs_only_the_arguments_its_digest_names",
+        "test_run_tool_refuses_a_call_whose_arguments_differ_from_the_approved_digest",
+    )
+)
+"""The digest binding without a database: the digest, ``check_bound``, and ``run_tool``."""
+
 ROUTING_PURE_TESTS = tuple(
     f"tests/test_routing.py::{name}"
     for name in (
@@ -77,6 +90,9 @@ class Group:
     modules: tuple[str, ...]
     tests: tuple[str, ...]
     why: str
+    database: bool = False
+    """Start one embedded PostgreSQL for the whole run (``TEST_DATABASE_URL``): without it
+    every mutant's pytest session would start its own server."""
 
 
 GROUPS: dict[str, Group] = {
@@ -113,14 +129,32 @@ GROUPS: dict[str, Group] = {
         "rules on arguments (CEL), standing approvals' rules, routing's card blocks, the "
         "interrupt protocols: unit tests only (the grant store and the router are in no group)",
     ),
-    "agent": Group(
-        ("graph/review.py", "graph/locks.py", "graph/service.py"),
+    "review": Group(
+        ("graph/review.py",),
         (
+            "tests/test_edit_validation.py",
+            *DIGEST_UNIT_TESTS,
+            "tests/test_redaction.py::test_a_shown_request_masks_agent_inbox_s_copy_of_the_arguments_too",
+        ),
+        "the reviewer's payload, a decision's shape, edit validation, the digest binding "
+        "(graph/review.py is pure): unit tests only",
+    ),
+    "agent": Group(
+        ("graph/locks.py", "graph/service.py"),
+        (
+            "tests/test_agent_service.py",
             "tests/test_graph_refusals.py",
             "tests/test_graph_leases.py",
+            "tests/test_graph_crash.py",
+            "tests/test_graph_offline.py",
+            "tests/test_graph_parallel.py",
+            "tests/test_graph_seed.py",
+            "tests/test_digest_binding.py",
             "tests/test_guarantees.py::test_the_lease_alone_refuses_a_second_run",
         ),
-        "the agent's verdict and answer, leases: real PostgreSQL (slow)",
+        "the agent service's verdict and answer, recovery, leases: real PostgreSQL, in process "
+        "(one server for the whole run; slow)",
+        database=True,
     ),
     "bot": Group(
         (
@@ -202,8 +236,24 @@ def report(name: str, results: str) -> int:
 def run(name: str, children: int) -> int:
     group = GROUPS[name]
     copy = scratch_copy(name, group)
-    mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PYTHONPATH": str(copy)}
+    if not group.database:
+        return mutate(name, copy, env, children)
+    sys.path.insert(0, str(ROOT))
+    from graph.db import start_embedded_postgres, stop_embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix=f"mutate-{name}-pg-") as data_dir:
+        Path(data_dir).chmod(0o755)  # the server may run as another user (as the tests' own)
+        env["TEST_DATABASE_URL"] = start_embedded_postgres(Path(data_dir))
+        try:
+            return mutate(name, copy, env, children)
+        finally:
+            stop_embedded_postgres(Path(data_dir))
+
+
+def mutate(name: str, copy: Path, env: dict[str, str], children: int) -> int:
+    """Run mutmut in ``copy`` and print its results; the number of survivors."""
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
     subprocess.run([mutmut, "run", "--max-children", str(children)], cwd=copy, env=env, check=True)
     results = subprocess.run(
         [mutmut, "results", "--all", "true"],
