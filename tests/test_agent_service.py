@@ -181,6 +181,25 @@ async def test_has_message_says_whether_a_message_got_into_the_thread(
         assert not await service.has_message(thread_id, "m2")
 
 
+async def test_a_refusal_names_the_thread_and_the_argument_at_fault(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    """``check`` on a thread that does not exist says which; an edit carrying a NUL character
+    is refused before the thread is held, naming the argument (the modal marks that field)."""
+    log = ToolLog()
+    async with agent_factory(model=two_turn_model(), registry=weather_registry(log)) as service:
+        missing = await service.check(f"{thread_id}-none", "i1", {"action": "continue"})
+        assert missing is not None and missing.reason == "unknown_thread"
+        assert missing.message == f"There is no conversation '{thread_id}-none'."
+        started = outcome(await service.start_turn(thread_id, "turn 1", user="U1"))
+        [review] = started.pending
+        nul = {"action": "update", "data": {"city": "s\x00f"}}
+        refused = await service.answer(thread_id, review.interrupt_id, nul)
+        assert not isinstance(refused, RunOutcome)
+        assert refused.reason == "invalid_decision" and refused.argument == "city"
+        assert log.runs == []
+
+
 # -- previews ----------------------------------------------------------------------------------
 
 
