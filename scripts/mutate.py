@@ -3,13 +3,17 @@
 Each group mutates some modules and runs the tests that cover them, in a scratch copy of the
 tracked files (``.mutants/<group>/``), so the work tree is never touched and each group's test
 selection stays small. mutmut runs, per mutant, only the selected tests that reach the mutated
-function. Prints, per module, killed / survived / untested and the surviving mutants' names;
-``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
+function. Prints, per module, killed / timed out / survived / untested and the surviving
+mutants' names; ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
 why each survivor is equivalent or which test now kills it.
 
-    python scripts/mutate.py            # the unit-test groups, pure and rules (~15 min, 2 cores)
+    python scripts/mutate.py            # the unit-test groups: pure, rules, review (~20 min)
     python scripts/mutate.py rules      # one group
     python scripts/mutate.py agent bot  # the slow groups; `--list` names them
+
+The database-backed group (``agent``) gets one embedded PostgreSQL for the whole run, passed
+to every mutant's tests as ``TEST_DATABASE_URL``: otherwise each mutant's pytest session would
+start (and stop) its own server.
 """
 
 from __future__ import annotations
@@ -169,7 +173,7 @@ GROUPS: dict[str, Group] = {
 }
 
 
-DEFAULT = ("pure", "rules")
+DEFAULT = ("pure", "rules", "review")
 """The groups ``./dev mutate`` runs without arguments: unit tests only, minutes each."""
 
 
@@ -211,25 +215,37 @@ def module_of(mutant: str) -> str:
 
 
 def report(name: str, results: str) -> int:
-    """Print the group's table and survivors; the number of survivors."""
+    """Print the group's table, survivors and timeouts; the number of survivors.
+
+    A *timeout* (the mutant's tests ran past mutmut's time limit, e.g. a wait loop that never
+    ends) is a mutant the tests caught: they did not pass. It is counted apart from *killed*
+    and listed, since on a loaded machine a slow survivor could time out too: re-run those
+    (``mutmut run NAME`` in the group's copy) before trusting them. *Suspicious* counts as a
+    survivor."""
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []
+    timeouts: list[str] = []
     for line in results.splitlines():
         mutant, _, status = line.strip().rpartition(": ")
         if not mutant:
             continue
         counts[module_of(mutant)][status] += 1
-        if status in ("survived", "timeout", "suspicious"):
+        if status in ("survived", "suspicious"):
             survivors.append(mutant)
+        elif status == "timeout":
+            timeouts.append(mutant)
     print(
-        f"\n## {name}\n\n| module | killed | survived | no tests | score |\n|---|---|---|---|---|"
+        f"\n## {name}\n\n| module | killed | timeout | survived | no tests | score |\n"
+        "|---|---|---|---|---|---|"
     )
     for module, seen in sorted(counts.items()):
-        tried = seen["killed"] + seen["survived"] + seen["timeout"] + seen["suspicious"]
-        score = f"{100 * seen['killed'] / tried:.0f}%" if tried else "n/a"
-        row = [module, seen["killed"], tried - seen["killed"], seen["no tests"], score]
+        caught = seen["killed"] + seen["timeout"]
+        tried = caught + seen["survived"] + seen["suspicious"]
+        score = f"{100 * caught / tried:.0f}%" if tried else "n/a"
+        row = [module, seen["killed"], seen["timeout"], tried - caught, seen["no tests"], score]
         print("|", " | ".join(map(str, row)), "|")
     print("\nsurvivors:", *survivors, sep="\n  ")
+    print("\ntimeouts (caught; re-run to be sure):", *timeouts, sep="\n  ")
     return len(survivors)
 
 
