@@ -4,8 +4,8 @@ Each group mutates some modules and runs the tests that cover them, in a scratch
 tracked files (``.mutants/<group>/``), so the work tree is never touched and each group's test
 selection stays small. mutmut runs, per mutant, only the selected tests that reach the mutated
 function. Prints, per module, killed / timed out / survived / untested and the surviving
-mutants' names; ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
-why each survivor is equivalent or which test now kills it.
+mutants' names; ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the
+last result and why each survivor is equivalent or which test now kills it.
 
     python scripts/mutate.py            # the unit-test groups: pure, rules, review (~20 min)
     python scripts/mutate.py rules      # one group
