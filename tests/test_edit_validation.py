@@ -197,6 +197,8 @@ def test_required_text_left_blank_is_refused_and_optional_text_is_not() -> None:
     for blank in ("", "   "):
         error = refused(validate_args, BOOK, {"hotel": blank})
         assert str(error) == "hotel: must not be blank" and error.field == "hotel"
+        optional = {"title": "Door", "priority": 1, "note": blank}
+        assert validate_json_args("t", TICKET, optional) == optional
 
 
 class Nested(BaseModel):
