@@ -14,6 +14,9 @@ from typing import Any, cast
 
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.prebuilt import ToolRuntime
+from pydantic import BaseModel
 
 from graph import AgentContext, AgentService, RunOutcome
 from graph.db import Pool
@@ -198,6 +201,38 @@ async def test_a_refusal_names_the_thread_and_the_argument_at_fault(
         assert not isinstance(refused, RunOutcome)
         assert refused.reason == "invalid_decision" and refused.argument == "city"
         assert log.runs == []
+        outcome(await service.answer(thread_id, review.interrupt_id, {"action": "continue"}))
+        again = await service.answer(thread_id, review.interrupt_id, {"action": "continue"})
+        assert not isinstance(again, RunOutcome) and again.reason == "not_pending"
+        assert again.message == "This review is no longer waiting for a decision."
+        assert again.previous is not None and again.previous.action == "continue"
+
+
+class Place(BaseModel):
+    city: str
+
+
+@tool(args_schema=Place)  # what a reviewer edits; the runtime is injected
+def weather_for(city: str, runtime: ToolRuntime[AgentContext, Any]) -> str:
+    """The weather, for whoever asked (the run's context)."""
+    return f"sunny in {city} for {runtime.context.requester}"
+
+
+async def test_an_answer_runs_the_tools_with_the_callers_context(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    model = ScriptedModel([said("", ("weather_for", {"city": "sf"}, "call-1")), said("Done.")])
+    async with agent_factory(model=model, registry=ToolRegistry([ToolEntry(weather_for)])) as svc:
+        [review] = outcome(await svc.start_turn(thread_id, "weather?", user="U1")).pending
+        done = outcome(
+            await svc.answer(
+                thread_id,
+                review.interrupt_id,
+                {"action": "continue"},
+                context=AgentContext(requester="U9"),
+            )
+        )
+        assert [r.content for r in done.tool_results] == ["sunny in sf for U9"]
 
 
 # -- previews ----------------------------------------------------------------------------------
