@@ -48,6 +48,8 @@ def test_a_result_in_content_blocks_is_reported_as_its_text_blocks() -> None:
     assert tool_result(no_text).content == no_text.text
     assert tool_result(no_text).tool_name == ""
     assert tool_result(ToolMessage(content="plain", tool_call_id="c3")).content == "plain"
+    words = ToolMessage(content=["plain words"], tool_call_id="c4")  # no text block: its text
+    assert tool_result(words).content == "plain words"
 
 
 def test_a_result_says_what_ran_which_rule_let_it_and_its_receipt() -> None:
@@ -239,7 +241,7 @@ async def test_an_answer_runs_the_tools_with_the_callers_context(
 
 
 async def test_a_preview_sees_the_checked_arguments_or_says_the_tool_would_refuse(
-    agent_factory: AgentFactory,
+    agent_factory: AgentFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[tuple[dict[str, Any], AgentContext]] = []
 
@@ -266,8 +268,10 @@ async def test_a_preview_sees_the_checked_arguments_or_says_the_tool_would_refus
             ok=False,
         )
         assert len(seen) == 2  # the tool's preview never saw what the tool would refuse
-        assert await service.preview("weather_search", {"city": "sf"}) is None  # no preview
-        assert await service.preview("no_such_tool", {}) is None
+        with caplog.at_level(logging.INFO, logger="graph.previews"):
+            assert await service.preview("weather_search", {"city": "sf"}) is None
+            assert await service.preview("no_such_tool", {}) is None
+        assert caplog.records == []  # a tool without a preview is not a failed preview
         assert log.runs == []
 
 
