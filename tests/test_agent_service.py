@@ -236,6 +236,36 @@ async def test_an_answer_runs_the_tools_with_the_callers_context(
             )
         )
         assert [r.content for r in done.tool_results] == ["sunny in sf for U9"]
+        assert done.thread_id == thread_id
+
+
+async def test_a_turn_runs_auto_approved_tools_with_the_callers_context(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    model = ScriptedModel([said("", ("weather_for", {"city": "sf"}, "call-1")), said("Done.")])
+    registry = ToolRegistry([ToolEntry(weather_for, policy="auto", rule="test")])
+    async with agent_factory(model=model, registry=registry) as service:
+        context = AgentContext(requester="U9")
+        done = outcome(await service.start_turn(thread_id, "weather?", user="U1", context=context))
+        assert [r.content for r in done.tool_results] == ["sunny in sf for U9"]
+        assert done.thread_id == thread_id and done.reply == "Done."
+
+
+async def test_the_reply_is_the_models_words_after_the_tools_not_an_edited_proposal(
+    agent_factory: AgentFactory, thread_id: str
+) -> None:
+    """An edit rewrites the proposing message (with its words) in the review step; that is
+    not the model replying, so a run whose model says nothing afterwards has no reply."""
+    log = ToolLog()
+    model = ScriptedModel(
+        [said("Looking up sf.", ("weather_search", {"city": "sf"}, "c1")), said("")]
+    )
+    async with agent_factory(model=model, registry=weather_registry(log)) as service:
+        [review] = outcome(await service.start_turn(thread_id, "weather?", user="U1")).pending
+        edit = {"action": "update", "data": {"city": "la"}}
+        done = outcome(await service.answer(thread_id, review.interrupt_id, edit))
+        assert [r.content for r in done.tool_results] == ["sunny in la"]
+        assert done.reply is None
 
 
 # -- previews ----------------------------------------------------------------------------------
