@@ -131,6 +131,25 @@ async def test_a_release_that_cannot_reach_the_database_is_logged_not_raised(
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert record.getMessage() == f"could not release the lease on thread {thread_id}"
+    assert isinstance(record.exc_info, tuple) and record.exc_info[0] is psycopg.OperationalError
+
+
+async def test_a_release_that_fails_twice_still_does_not_raise(
+    offline_agent: AgentService, thread_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release failing for another reason (taken as the rider's), then the plain release
+    failing as well: logged once, never raised into the caller's run."""
+
+    class Failing:
+        def connection(self) -> Any:
+            raise RuntimeError("no")
+
+    leases = dataclasses.replace(offline_agent.leases, pool=cast(Pool, Failing()))
+    with caplog.at_level(logging.WARNING, logger="graph.locks"):
+        await leases._release(Lease(thread_id, "h"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not run the release rider on thread {thread_id}"
+    ]
 
 
 async def test_a_failing_rider_is_logged_and_the_thread_released_without_it(
