@@ -173,6 +173,12 @@ async def test_recap_names_the_reviews_still_waiting(
         waiting = await service.recap(thread_id, after_message="m1")
         assert [p.interrupt_id for p in waiting.pending] == [review.interrupt_id]
         assert [p.thread_id for p in waiting.pending] == [thread_id]
+        busy = await service.start_turn(thread_id, "and now?", user="U1")
+        assert not isinstance(busy, RunOutcome) and busy.reason == "reviews_pending"
+        assert busy.message == "1 review(s) in this thread need a decision first."
+        assert [(p.thread_id, p.interrupt_id) for p in busy.pending] == [
+            (thread_id, review.interrupt_id)
+        ]
         assert waiting.tool_results == [] and waiting.reply == "Looking up sf."
 
 
