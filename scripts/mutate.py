@@ -3,13 +3,17 @@
 Each group mutates some modules and runs the tests that cover them, in a scratch copy of the
 tracked files (``.mutants/<group>/``), so the work tree is never touched and each group's test
 selection stays small. mutmut runs, per mutant, only the selected tests that reach the mutated
-function. Prints, per module, killed / survived / untested and the surviving mutants' names;
-``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the last result and
-why each survivor is equivalent or which test now kills it.
+function. Prints, per module, killed / timed out / survived / untested and the surviving
+mutants' names; ``mutmut show NAME`` in the group's copy shows one. docs/mutation.md holds the
+last result and why each survivor is equivalent or which test now kills it.
 
-    python scripts/mutate.py            # the unit-test groups, pure and rules (~15 min, 2 cores)
+    python scripts/mutate.py            # the unit-test groups: pure, rules, review (~20 min)
     python scripts/mutate.py rules      # one group
     python scripts/mutate.py agent bot  # the slow groups; `--list` names them
+
+The database-backed group (``agent``) gets one embedded PostgreSQL for the whole run, passed
+to every mutant's tests as ``TEST_DATABASE_URL``: otherwise each mutant's pytest session would
+start (and stop) its own server.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +67,18 @@ GRANT_RULE_TESTS = tuple(
 )
 """The grants' pure rules (match, refusal, combined terms, what is shown), no database."""
 
+DIGEST_UNIT_TESTS = tuple(
+    f"tests/test_digest_binding.py::{name}"
+    for name in (
+        "test_the_digest_is_rfc_8785_over_the_arguments",
+        "test_what_rfc_8785_cannot_hold_exactly_is_digested_under_another_tag",
+        "test_the_wire_carries_the_digest_and_stays_valid_without_one",
+        "test_a_decision_runs_only_the_arguments_its_digest_names",
+        "test_run_tool_refuses_a_call_whose_arguments_differ_from_the_approved_digest",
+    )
+)
+"""The digest binding without a database: the digest, ``check_bound``, and ``run_tool``."""
+
 ROUTING_PURE_TESTS = tuple(
     f"tests/test_routing.py::{name}"
     for name in (
@@ -77,6 +94,9 @@ class Group:
     modules: tuple[str, ...]
     tests: tuple[str, ...]
     why: str
+    database: bool = False
+    """Start one embedded PostgreSQL for the whole run (``TEST_DATABASE_URL``): without it
+    every mutant's pytest session would start its own server."""
 
 
 GROUPS: dict[str, Group] = {
@@ -113,14 +133,32 @@ GROUPS: dict[str, Group] = {
         "rules on arguments (CEL), standing approvals' rules, routing's card blocks, the "
         "interrupt protocols: unit tests only (the grant store and the router are in no group)",
     ),
-    "agent": Group(
-        ("graph/review.py", "graph/locks.py", "graph/service.py"),
+    "review": Group(
+        ("graph/review.py",),
         (
+            "tests/test_edit_validation.py",
+            *DIGEST_UNIT_TESTS,
+            "tests/test_redaction.py::test_a_shown_request_masks_agent_inbox_s_copy_of_the_arguments_too",
+        ),
+        "the reviewer's payload, a decision's shape, edit validation, the digest binding "
+        "(graph/review.py is pure): unit tests only",
+    ),
+    "agent": Group(
+        ("graph/locks.py", "graph/service.py"),
+        (
+            "tests/test_agent_service.py",
             "tests/test_graph_refusals.py",
             "tests/test_graph_leases.py",
+            "tests/test_graph_crash.py",
+            "tests/test_graph_offline.py",
+            "tests/test_graph_parallel.py",
+            "tests/test_graph_seed.py",
+            "tests/test_digest_binding.py",
             "tests/test_guarantees.py::test_the_lease_alone_refuses_a_second_run",
         ),
-        "the agent's verdict and answer, leases: real PostgreSQL (slow)",
+        "the agent service's verdict and answer, recovery, leases: real PostgreSQL, in process "
+        "(one server for the whole run; slow)",
+        database=True,
     ),
     "bot": Group(
         (
@@ -135,7 +173,7 @@ GROUPS: dict[str, Group] = {
 }
 
 
-DEFAULT = ("pure", "rules")
+DEFAULT = ("pure", "rules", "review")
 """The groups ``./dev mutate`` runs without arguments: unit tests only, minutes each."""
 
 
@@ -177,33 +215,61 @@ def module_of(mutant: str) -> str:
 
 
 def report(name: str, results: str) -> int:
-    """Print the group's table and survivors; the number of survivors."""
+    """Print the group's table, survivors and timeouts; the number of survivors.
+
+    A *timeout* (the mutant's tests ran past mutmut's time limit, e.g. a wait loop that never
+    ends) is a mutant the tests caught: they did not pass. It is counted apart from *killed*
+    and listed, since on a loaded machine a slow survivor could time out too: re-run those
+    (``mutmut run NAME`` in the group's copy) before trusting them. *Suspicious* counts as a
+    survivor."""
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []
+    timeouts: list[str] = []
     for line in results.splitlines():
         mutant, _, status = line.strip().rpartition(": ")
         if not mutant:
             continue
         counts[module_of(mutant)][status] += 1
-        if status in ("survived", "timeout", "suspicious"):
+        if status in ("survived", "suspicious"):
             survivors.append(mutant)
+        elif status == "timeout":
+            timeouts.append(mutant)
     print(
-        f"\n## {name}\n\n| module | killed | survived | no tests | score |\n|---|---|---|---|---|"
+        f"\n## {name}\n\n| module | killed | timeout | survived | no tests | score |\n"
+        "|---|---|---|---|---|---|"
     )
     for module, seen in sorted(counts.items()):
-        tried = seen["killed"] + seen["survived"] + seen["timeout"] + seen["suspicious"]
-        score = f"{100 * seen['killed'] / tried:.0f}%" if tried else "n/a"
-        row = [module, seen["killed"], tried - seen["killed"], seen["no tests"], score]
+        caught = seen["killed"] + seen["timeout"]
+        tried = caught + seen["survived"] + seen["suspicious"]
+        score = f"{100 * caught / tried:.0f}%" if tried else "n/a"
+        row = [module, seen["killed"], seen["timeout"], tried - caught, seen["no tests"], score]
         print("|", " | ".join(map(str, row)), "|")
     print("\nsurvivors:", *survivors, sep="\n  ")
+    print("\ntimeouts (caught; re-run to be sure):", *timeouts, sep="\n  ")
     return len(survivors)
 
 
 def run(name: str, children: int) -> int:
     group = GROUPS[name]
     copy = scratch_copy(name, group)
-    mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PYTHONPATH": str(copy)}
+    if not group.database:
+        return mutate(name, copy, env, children)
+    sys.path.insert(0, str(ROOT))
+    from graph.db import start_embedded_postgres, stop_embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix=f"mutate-{name}-pg-") as data_dir:
+        Path(data_dir).chmod(0o755)  # the server may run as another user (as the tests' own)
+        env["TEST_DATABASE_URL"] = start_embedded_postgres(Path(data_dir))
+        try:
+            return mutate(name, copy, env, children)
+        finally:
+            stop_embedded_postgres(Path(data_dir))
+
+
+def mutate(name: str, copy: Path, env: dict[str, str], children: int) -> int:
+    """Run mutmut in ``copy`` and print its results; the number of survivors."""
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
     subprocess.run([mutmut, "run", "--max-children", str(children)], cwd=copy, env=env, check=True)
     results = subprocess.run(
         [mutmut, "results", "--all", "true"],

@@ -9,8 +9,9 @@ Every test counts real tool executions (a recording tool), so "nothing ran" is o
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
@@ -19,8 +20,10 @@ from graph import Approve, Edit
 from graph.decisions import from_stored, from_wire, to_wire
 from graph.digest import JCS_TAG, PYTHON_TAG, args_digest, short
 from graph.nodes import AgentNodes
+from graph.review import ArgsChanged, InvalidDecision, check_bound
 from graph.state import AgentState
 from graph.tools.registry import ToolEntry, ToolRegistry
+from graph.types import DecisionRecord
 from tests.conftest import AgentFactory
 from tests.support.graph_helpers import (
     ToolLog,
@@ -70,6 +73,42 @@ def test_the_wire_carries_the_digest_and_stays_valid_without_one() -> None:
     assert to_wire(Approve("U1")) == {"action": "continue", "by": "U1"}  # the seed's words
     assert from_wire({"action": "continue"}) == Approve()
     assert from_stored("continue", "U1", None, None, "sha256:x") == Approve("U1", "sha256:x")
+
+
+# -- check_bound: what the graph runs is what was approved ------------------------------------
+
+
+def decided(action: str, digest: str | None, **record: Any) -> DecisionRecord:
+    fields = {
+        "tool_call_id": "c1",
+        "action": action,
+        "args": record.get("args"),
+        "feedback": record.get("feedback"),
+        "by": "U1",
+        **({"digest": digest} if digest != "absent" else {}),
+    }
+    return cast(DecisionRecord, fields)
+
+
+def test_a_decision_runs_only_the_arguments_its_digest_names() -> None:
+    """Approve and Edit are bound to their digest: other arguments raise ``ArgsChanged``, which
+    names both digests; Feedback runs nothing, so its digest binds nothing; a decision with no
+    digest (absent, None or empty: the seed's wire) is unbound."""
+    sf, la = {"city": "sf"}, {"city": "la"}
+    for action in ("continue", "update"):
+        check_bound(decided(action, args_digest(sf)), sf)
+        with pytest.raises(ArgsChanged) as changed:
+            check_bound(decided(action, args_digest(sf)), la)
+        assert changed.value.approved == args_digest(sf)
+        assert changed.value.running == args_digest(la)
+        assert isinstance(changed.value, InvalidDecision) and changed.value.field is None
+        assert str(changed.value) == (
+            f"the arguments changed since they were approved ({short(args_digest(sf))} approved, "
+            f"{short(args_digest(la))} would run); nothing ran, please review again"
+        )
+    check_bound(decided("feedback", args_digest(sf), feedback="no"), la)
+    for unbound in ("absent", None, ""):
+        check_bound(decided("continue", unbound), la)
 
 
 # -- the service and the graph --------------------------------------------------------------
@@ -181,7 +220,7 @@ async def test_run_tool_refuses_a_call_whose_arguments_differ_from_the_approved_
     are not the ones about to run (the state changed in between) runs nothing; the model is
     told why. A matching and an unbound decision run."""
     log = ToolLog()
-    nodes = AgentNodes(ScriptedModel([]), registry_for(log))  # type: ignore[arg-type]
+    nodes = AgentNodes(ScriptedModel([]), registry_for(log))
     message = AIMessage(
         content="",
         tool_calls=[
