@@ -10,6 +10,7 @@ import dataclasses
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from tests.support.bot_harness import (
     BOB,
     BOT,
     CAROL,
+    SlackEnv,
     review_messages,
     review_ref,
     running_slack_env,
@@ -132,11 +134,9 @@ def _policy(text: str) -> Path:
     return path
 
 
-async def test_a_quorum_counts_only_approvals_of_the_arguments_that_run(
-    database_url: str,
-) -> None:
-    """Alice approves, Bob edits (his approval of the edit), Carol approves: the edit runs on
-    Bob's and Carol's approvals, each vote and the decision recorded with its digest."""
+@asynccontextmanager
+async def quorum_note(database_url: str) -> AsyncIterator[tuple[SlackEnv, str, dict[str, Any]]]:
+    """Carol asks for a note that needs two approvals: the bot, the thread and its card."""
     RUNS.clear()
     model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
     policy = "[tools.record_note]\nquorum = 2\n"
@@ -146,6 +146,16 @@ async def test_a_quorum_counts_only_approvals_of_the_arguments_that_run(
         sandbox = env.sandbox
         thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
         [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+        yield env, thread, review
+
+
+async def test_a_quorum_counts_only_approvals_of_the_arguments_that_run(
+    database_url: str,
+) -> None:
+    """Alice approves, Bob edits (his approval of the edit), Carol approves: the edit runs on
+    Bob's and Carol's approvals, each vote and the decision recorded with its digest."""
+    async with quorum_note(database_url) as (env, _thread, review):
+        sandbox = env.sandbox
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
         audit = AuditLog(env.bot.pool)
 
@@ -210,15 +220,8 @@ async def test_an_approve_from_a_card_painted_before_an_edit_is_refused(
     """Bob's edit replaced the proposal (his approval of it) but Alice's card, whose repaint
     Slack did not take, still shows the original: her Approve must not count for the edit she
     never saw (it would reach the quorum and run it). She is told, and her card repainted."""
-    RUNS.clear()
-    model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
-    policy = "[tools.record_note]\nquorum = 2\n"
-    async with running_slack_env(
-        database_url, model=model, registry=registry_with(), policy_file=_policy(policy)
-    ) as env:
+    async with quorum_note(database_url) as (env, thread, review):
         sandbox = env.sandbox
-        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
-        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")
         await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
         updates = len(sandbox.calls_of("chat.update"))
@@ -261,15 +264,8 @@ async def test_an_edit_form_submitted_after_the_proposal_changed_is_refused(
     """Alice opens Edit; Bob's edit replaces the proposal before she submits. Her form showed
     the old proposal (and keeps what it hides, such as redacted values, as proposed): it is
     bound to what it showed, so submitted now it is refused in the form and nothing changes."""
-    RUNS.clear()
-    model = ScriptedModel([tool_calls(("record_note", {"note": "hi"})), AIMessage("noted")])
-    policy = "[tools.record_note]\nquorum = 2\n"
-    async with running_slack_env(
-        database_url, model=model, registry=registry_with(), policy_file=_policy(policy)
-    ) as env:
+    async with quorum_note(database_url) as (env, _thread, review):
         sandbox = env.sandbox
-        thread = await sandbox.post_message(CAROL, "#general", f"<@{BOT}> note hi")
-        [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
         await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_edit")
         await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
         await sandbox.click_button(BOB, "C0GENERAL", review["ts"], "review_edit")

@@ -301,15 +301,7 @@ async def test_slack_sdk_style_exception_is_reported_with_its_error(
         response = Response()
 
     class RaisingSlack(FakeSlack):
-        async def api_call(
-            self,
-            api_method: str,
-            *,
-            http_verb: str = "POST",
-            params: dict[str, Any] | None = None,
-            json: dict[str, Any] | None = None,
-        ) -> Any:
-            self.calls.append((api_method, dict(json or params or {})))
+        def answer(self, api_method: str) -> Any:
             raise SlackApiError("The request to the Slack API failed.")
 
     slack = RaisingSlack()

@@ -218,6 +218,10 @@ class FakeSlack:
         json: dict[str, Any] | None = None,
     ) -> Any:
         self.calls.append((api_method, dict(json or params or {})))
+        return self.answer(api_method)
+
+    def answer(self, api_method: str) -> Any:
+        """The scripted reply to one call (overridden to make a call fail)."""
         script = self.replies.get(api_method)
         if script is None:
             return {"ok": False, "error": "unknown_method"}
