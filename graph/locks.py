@@ -68,13 +68,21 @@ class ThreadLeases:
 
     @asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[Lease]:
-        """Hold the thread for the duration of the block, renewing the lease as it runs."""
+        """Hold the thread for the duration of the block, renewing the lease as it runs.
+
+        ``wait_seconds`` bounds the whole wait, in this process (behind another run of the
+        same thread here) and in the database (behind another replica's): past it,
+        :class:`LeaseTimeout`. A short-waiting copy of these leases (retention's) shares the
+        in-process locks, so it gives up on a thread busy here as soon as on one busy
+        elsewhere, instead of waiting for the run to end."""
         lock = self._local.setdefault(thread_id, asyncio.Lock())
         self._waiters[thread_id] = self._waiters.get(thread_id, 0) + 1
+        deadline = asyncio.get_running_loop().time() + self.wait_seconds
         try:
-            async with lock:
+            await self._enter(lock, thread_id)
+            try:
                 holder = f"{self.holder_prefix}:{uuid.uuid4().hex[:8]}"
-                await self._acquire(thread_id, holder)
+                await self._acquire(thread_id, holder, deadline)
                 # Most runs end long before the first renewal is due: a timer costs less than
                 # a task started (and cancelled) for every run.
                 renewer: list[asyncio.Task[None]] = []
@@ -92,18 +100,33 @@ class ThreadLeases:
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
                     await self._release(lease)
+            finally:
+                lock.release()
         finally:
             self._waiters[thread_id] -= 1
             if not self._waiters[thread_id]:
                 del self._waiters[thread_id]
                 self._local.pop(thread_id, None)
 
-    async def _acquire(self, thread_id: str, holder: str) -> None:
-        deadline = asyncio.get_running_loop().time() + self.wait_seconds
+    async def _enter(self, lock: asyncio.Lock, thread_id: str) -> None:
+        """Take this process's lock of the thread, waiting at most ``wait_seconds`` (a free
+        lock, the usual case, is taken without a timer)."""
+        if not lock.locked():
+            await lock.acquire()
+            return
+        try:
+            await asyncio.wait_for(lock.acquire(), self.wait_seconds)
+        except TimeoutError:
+            raise self._timeout(thread_id) from None
+
+    def _timeout(self, thread_id: str) -> LeaseTimeout:
+        return LeaseTimeout(f"thread {thread_id} stayed busy for {self.wait_seconds}s")
+
+    async def _acquire(self, thread_id: str, holder: str, deadline: float) -> None:
         delay = self.poll_seconds
         while not await self._try(thread_id, holder):
             if asyncio.get_running_loop().time() > deadline:
-                raise LeaseTimeout(f"thread {thread_id} stayed busy for {self.wait_seconds}s")
+                raise self._timeout(thread_id)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 

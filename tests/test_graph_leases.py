@@ -98,6 +98,25 @@ async def test_a_replica_waits_for_a_busy_thread_then_gives_up_in_words(
     assert await lease_rows(offline_agent, thread_id) == 0
 
 
+async def test_a_short_wait_gives_up_on_a_thread_busy_in_this_process_too(
+    offline_agent: AgentService, thread_id: str
+) -> None:
+    """Retention holds threads through a short-waiting copy of the same leases (the same
+    in-process locks): a thread running here must not keep it waiting until the run ends."""
+    patient = offline_agent.leases
+    brief = dataclasses.replace(patient, wait_seconds=0.3)
+
+    async def take() -> None:
+        async with brief.hold(thread_id):
+            raise AssertionError("held a thread a run in this process holds")
+
+    async with patient.hold(thread_id):
+        with pytest.raises(LeaseTimeout):
+            await asyncio.wait_for(take(), 30)  # a bound for the test, not a figure
+    async with brief.hold(thread_id):  # free again: taken at once
+        assert await lease_rows(offline_agent, thread_id) == 1
+
+
 async def test_an_expired_lease_is_taken_over(offline_agent: AgentService, thread_id: str) -> None:
     """A holder that died leaves its row; once it has expired another replica takes it."""
     async with offline_agent.pool.connection() as conn:
