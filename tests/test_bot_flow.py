@@ -79,7 +79,8 @@ async def test_edit_shows_inline_errors_then_applies_the_edit(env: SlackEnv) -> 
     )
     shown = text_of(message(sandbox, thread, review["ts"]))
     assert shown.index("*channel*") < shown.index("*users*")
-    assert '~["U0BOB"]~ → ["U0BOB", "U0CAROL"]' in shown.replace("&quot;", '"'), updated
+    # the change names the people, with their ids, as the argument list does
+    assert "~@bob (`U0BOB`)~ → @bob (`U0BOB`), @carol (`U0CAROL`)" in shown, updated
 
 
 async def test_feedback_sends_words_back_and_a_new_review_arrives(env: SlackEnv) -> None:

@@ -11,6 +11,7 @@ from tests.support.bot_harness import (
     ALICE,
     BOT,
     SlackEnv,
+    card_recorded,
     review_messages,
     text_of,
 )
@@ -39,6 +40,7 @@ async def test_an_update_slack_keeps_refusing_is_repainted_by_the_sweeper(env: S
     sandbox = env.sandbox
     thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> weather in Quito?")
     [review] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    await card_recorded(env, review)  # so the decision is painted once, by the click
     sandbox.web_api.fail_next("chat.update", 500, 500, 500, 500)  # beyond the SDK's retries
     await sandbox.click_button(ALICE, "C0GENERAL", review["ts"], "review_approve")
     await sandbox.wait_for(

@@ -87,8 +87,8 @@ async def test_edit_shows_inline_errors_keeps_the_modal_then_applies_the_edit(
 
     await expect(review).to_contain_text("Edited and approved by @alice")
     await expect(review.get_by_role("button")).to_have_count(0)
-    await expect(review.locator("s")).to_have_text('["U0BOB"]')  # old value, struck through
-    await expect(review).to_contain_text('["U0BOB"] → ["U0BOB", "U0CAROL"]')
+    await expect(review.locator("s")).to_have_text("@bob (U0BOB)")  # old value, struck through
+    await expect(review).to_contain_text("@bob (U0BOB) → @bob (U0BOB), @carol (U0CAROL)")
     await expect(review).to_contain_text("@carol (U0CAROL)")
     result = chat.thread.get_by_test_id("message").filter(has_text="invite_users returned:")
     await expect(result).to_contain_text("✅")

@@ -129,6 +129,22 @@ def review_ref(message: Mapping[str, Any]) -> str:
     raise AssertionError("the message has no review buttons")
 
 
+async def card_recorded(env: SlackEnv, card: Mapping[str, Any], within: float = 10.0) -> None:
+    """Wait (bounded) until the bot has recorded the card's message. Slack shows a card as
+    soon as it is posted, and the bot records it when the post's answer comes back: a test
+    that counts the card's updates waits for this first (a decision in between is painted
+    twice, by the decider and by the poster: ``ReviewEffects._paint``, ``Turns._store_card``)."""
+    deadline = asyncio.get_running_loop().time() + within
+    ref = review_ref(card)
+    while True:
+        row = await env.bot.flow.store.get(ref)
+        if row is not None and card["ts"] in row.messages:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"the card {card['ts']} was not recorded within {within:.0f}s")
+        await asyncio.sleep(0.02)
+
+
 def text_of(message: Mapping[str, Any]) -> str:
     """All visible text of a message: its fallback text and every block's text."""
     parts = [str(message.get("text") or "")]
