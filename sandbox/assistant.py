@@ -70,10 +70,9 @@ class AssistantMethods:
     def session_of(self, channel_id: str, thread_ts: str) -> str | None:
         return self.ws.session_of(channel_id, thread_ts)
 
-    def set_session_status(self, args: Json) -> Json:
-        """One of ``SESSION_STATES`` for the session of a thread the bot is in."""
-        if self.sessions_unavailable:
-            raise ApiError(self.sessions_unavailable)
+    def _bot_thread(self, args: Json) -> tuple[str, str]:
+        """The channel and thread a status call names, checked as Slack does: the bot is in
+        the channel, and the thread exists."""
         chan = self.ws.channel(str(args.get("channel_id") or ""))
         if BOT_USER_ID not in chan.members:
             raise ApiError("channel_not_found")
@@ -81,29 +80,30 @@ class AssistantMethods:
         if not thread_ts:
             raise ApiError("invalid_thread_ts")
         self.ws.find_message(chan.id, thread_ts)
+        return chan.id, thread_ts
+
+    def set_session_status(self, args: Json) -> Json:
+        """One of ``SESSION_STATES`` for the session of a thread the bot is in."""
+        if self.sessions_unavailable:
+            raise ApiError(self.sessions_unavailable)
+        channel_id, thread_ts = self._bot_thread(args)
         status = args.get("status")
         if status not in SESSION_STATES:
             raise ApiError("invalid_arguments", detail=f"status is one of {sorted(SESSION_STATES)}")
         initiator = args.get("initiator_user_id")
         if initiator is not None:
             self.ws.user(str(initiator))  # user_not_found as Slack answers
-        self.ws.set_session(chan.id, thread_ts, str(status))
+        self.ws.set_session(channel_id, thread_ts, str(status))
         return {}
 
     def set_status(self, args: Json) -> Json:
         if self.unavailable:
             raise ApiError(self.unavailable)
-        chan = self.ws.channel(str(args.get("channel_id") or ""))
-        if BOT_USER_ID not in chan.members:
-            raise ApiError("channel_not_found")
-        thread_ts = str(args.get("thread_ts") or "")
-        if not thread_ts:
-            raise ApiError("invalid_thread_ts")
-        self.ws.find_message(chan.id, thread_ts)
+        channel_id, thread_ts = self._bot_thread(args)
         if "status" not in args:
             raise ApiError("invalid_arguments", detail="status is required")
         loading = args.get("loading_messages") or []
         if not isinstance(loading, list) or len(loading) > MAX_LOADING:
             raise ApiError("invalid_arguments", detail=f"at most {MAX_LOADING} loading_messages")
-        self.ws.set_status(chan.id, thread_ts, str(args["status"]), [str(m) for m in loading])
+        self.ws.set_status(channel_id, thread_ts, str(args["status"]), [str(m) for m in loading])
         return {}

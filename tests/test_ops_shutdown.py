@@ -8,7 +8,6 @@ import asyncio
 
 import httpx
 from langchain_core.messages import AIMessage
-from langchain_core.tools import tool
 
 from bot.config import BotSettings
 from bot.server import running_bot, serve_http
@@ -17,19 +16,13 @@ from sandbox.config import SandboxConfig
 from sandbox.server import running_sandbox
 from tests.support.bot_harness import ALICE, BOT, listening_socket, review_messages, text_of
 from tests.support.counting_tools import registry_with
+from tests.support.faults import HeldExport
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 
 async def test_stop_waits_for_an_in_flight_decision(database_url: str) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    @tool
-    async def slow_export(table: str) -> str:
-        """Export a table (a test tool that runs until the test lets it finish)."""
-        started.set()
-        await release.wait()
-        return f"exported {table}"
-
+    export = HeldExport()
+    started, release = export.started, export.release
     model = ScriptedModel([tool_calls(("slow_export", {"table": "orders"})), AIMessage("all done")])
     sock = listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -42,7 +35,7 @@ async def test_stop_waits_for_an_in_flight_decision(database_url: str) -> None:
             agent=AgentSettings(database_url=database_url),
         )
         async with (
-            running_bot(settings, model=model, registry=registry_with(slow_export)) as bot,
+            running_bot(settings, model=model, registry=registry_with(export.tool)) as bot,
             httpx.AsyncClient(base_url=base, timeout=5) as client,
         ):
             stop = asyncio.Event()

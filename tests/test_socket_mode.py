@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 from langchain_core.messages import AIMessage
-from langchain_core.tools import tool
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.config import BotSettings
@@ -23,6 +22,7 @@ from sandbox.config import SandboxConfig
 from sandbox.server import Sandbox, running_sandbox
 from tests.support.bot_harness import ALICE, BOT, review_messages, text_of
 from tests.support.counting_tools import registry_with
+from tests.support.faults import HeldExport
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 # Nobody listens on port 9: an HTTP delivery would fail, and be recorded.
@@ -265,15 +265,8 @@ async def test_the_bots_exit_waits_for_a_listener_started_outside_a_request_scop
     waits for it (bounded) before the pools close, and no task of it is left pending. Before,
     the exit closed the pools under the running decision, which then failed with PoolClosed in
     whatever ran next on the loop (the next test's logs)."""
-    started, release = asyncio.Event(), asyncio.Event()
-
-    @tool
-    async def slow_export(table: str) -> str:
-        """Export a table (a test tool that runs until the test lets it finish)."""
-        started.set()
-        await release.wait()
-        return f"exported {table}"
-
+    export = HeldExport()
+    started, release = export.started, export.release
     model = ScriptedModel([tool_calls(("slow_export", {"table": "orders"})), AIMessage("all done")])
     config = socket_config()
     before = asyncio.all_tasks()
@@ -293,7 +286,7 @@ async def test_the_bots_exit_waits_for_a_listener_started_outside_a_request_scop
                     await asyncio.sleep(0.01)
             release.set()
 
-        async with running_bot(settings, model=model, registry=registry_with(slow_export)) as bot:
+        async with running_bot(settings, model=model, registry=registry_with(export.tool)) as bot:
             handler = AsyncSocketModeHandler(bot.app, settings.app_token)
             await handler.connect_async()  # type: ignore[no-untyped-call]
             try:

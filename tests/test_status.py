@@ -29,6 +29,7 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.counting_tools import registry_with
+from tests.support.faults import answer_fails_once, model_down
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WITHIN = 60.0
@@ -166,14 +167,6 @@ approvers = ["U0BOB"]
 BOTH = "is waiting for approval from alice or bob"
 
 
-def model_down(seen: Any) -> AIMessage:
-    raise ModelDown("the model went away after the tools ran")
-
-
-class ModelDown(RuntimeError):
-    pass
-
-
 @asynccontextmanager
 async def parallel_env(
     database_url: str, tmp_path: Path, last: AIMessage | Callable[[Any], AIMessage]
@@ -305,17 +298,7 @@ async def test_a_decision_that_could_not_be_applied_leaves_the_review_waiting_in
     async with parallel_env(database_url, tmp_path, AIMessage("done")) as env:
         sandbox = env.sandbox
         thread, weather, _ = await two_reviews(env)
-        agent = env.bot.service
-        answer = agent.answer
-        failed: list[str] = []
-
-        async def fails_once(*args: Any, **kwargs: Any) -> Any:
-            if not failed:
-                failed.append("once")
-                raise ModelDown("the agent could not be reached")
-            return await answer(*args, **kwargs)
-
-        agent.answer = fails_once  # type: ignore[method-assign]
+        failed = answer_fails_once(env.bot.service)
         await sandbox.click_button(ALICE, GENERAL, weather["ts"], "review_approve")
         await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), WITHIN)
         await sandbox.wait_for(lambda: len(review_messages(sandbox, GENERAL, thread)) == 2)

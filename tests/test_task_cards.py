@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
 
 from bot.task_blocks import PHASES, task_blocks
 from sandbox.blocks import validate_blocks
@@ -24,6 +23,7 @@ from tests.support.bot_harness import (
     text_of,
 )
 from tests.support.counting_tools import registry_with
+from tests.support.faults import answer_fails_once, model_down
 from tests.support.scripted_model import ScriptedModel, tool_calls
 
 WITHIN = 60.0
@@ -160,14 +160,6 @@ async def test_an_edited_call_runs_as_edited_and_its_task_is_done_in_place(env: 
     assert "Edited and approved by" in text_of(edited)
 
 
-def model_down(seen: Any) -> AIMessage:
-    raise ModelDown("the model went away after the tool ran")
-
-
-class ModelDown(RuntimeError):
-    pass
-
-
 async def test_a_call_that_ran_before_the_model_failed_shows_done_not_waiting(
     database_url: str,
 ) -> None:
@@ -195,17 +187,7 @@ async def test_a_decision_given_back_after_a_failure_shows_the_task_waiting_agai
 ) -> None:
     sandbox = env.sandbox
     thread, review, task = await start(env, "what's the weather in sf?")
-    agent = env.bot.service
-    answer = agent.answer
-    failed: list[str] = []
-
-    async def fails_once(*args: Any, **kwargs: Any) -> Any:
-        if not failed:
-            failed.append("once")
-            raise ModelDown("the agent could not be reached")
-        return await answer(*args, **kwargs)
-
-    agent.answer = fails_once  # type: ignore[method-assign]
+    failed = answer_fails_once(env.bot.service)
     await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
     await sandbox.wait_for(lambda: sandbox.ephemerals(ALICE), WITHIN)
     await sandbox.wait_for(lambda: review_messages(sandbox, GENERAL, thread), WITHIN)  # buttons
