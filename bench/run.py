@@ -290,15 +290,34 @@ class Env:
         await asyncio.gather(*(one() for _ in range(count)))
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the bot process has used so far."""
-        fields = Path(f"/proc/{self.bot_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the bot's process and its children (the acknowledging
+        process) have used so far."""
+        return sum(process_cpu_seconds(pid) for pid in process_tree(self.bot_pid))
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.bot_pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS for the bot process")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (``/proc/<pid>/task/<tid>/children``)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += process_tree(int(child))
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time one process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager

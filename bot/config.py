@@ -63,6 +63,11 @@ class BotSettings:
     task_cards: bool = True
     """``TASK_CARDS``: show each reviewed call as a task in its conversation
     (``bot.task_cards``); ``false`` shows the review card alone."""
+    ack_process: bool = False
+    """``ACK_PROCESS`` (on unless set false): Slack's HTTP requests reach a small process in
+    front (``bot.transport.acker``) that answers clicks at once, so acknowledgements never wait
+    behind the decisions this process applies. Off here so that a bot built in code (tests)
+    serves in process unless asked; ``from_env`` turns it on."""
 
     def agent_with(self, policy: Policy) -> AgentSettings:
         """Agent settings with the policy file's ``mode`` settings added as rules: the tool
@@ -115,6 +120,7 @@ class BotSettings:
             remote=remote_from_env(env),
             stream_replies=_flag(env, "STREAM_REPLIES"),
             task_cards=_flag(env, "TASK_CARDS"),
+            ack_process=_flag(env, "ACK_PROCESS"),
         )
 
 

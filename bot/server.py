@@ -11,11 +11,10 @@ from bot.bolt_request import ParsedRequest
 from bot.inflight import SHUTDOWN_GRACE_SECONDS, InflightWork, install_task_tracking
 from bot.payloads import MAX_NESTING, log_context_middleware, request_context, well_formed
 from bot.startup import Bot, run, run_fast, running_bot, serve, stop_on_signals, tune_gc
+from bot.transport.checks import MAX_BODY_BYTES, is_ssl_check
 from bot.transport.http import (
-    MAX_BODY_BYTES,
     http_app,
     http_server,
-    is_ssl_check,
     read_capped,
     serve_http,
     signed_by_slack,

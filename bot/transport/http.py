@@ -5,13 +5,8 @@ signature over the raw bytes, then the shape), clicks acknowledged before Bolt's
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import re
 import socket
-import time
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -29,7 +24,21 @@ from bot import metrics
 from bot.bolt_request import ParsedRequest
 from bot.inflight import SHUTDOWN_GRACE_SECONDS
 from bot.payloads import well_formed
+from bot.transport.ack_process import (
+    acknowledging,
+    listening_socket,
+    private_socket_path,
+    remove_private_socket,
+    unix_listening_socket,
+)
 from bot.transport.ackfirst import count_requests, gate
+from bot.transport.checks import (
+    DIGITS,
+    MAX_BODY_BYTES,
+    is_click,
+    is_ssl_check,
+    signature_matches,
+)
 from bot.transport.linger import LingeringHttpToolsProtocol
 from graph.remote import RemoteAgent
 from graph.tools.mcp import McpStatus
@@ -38,16 +47,6 @@ if TYPE_CHECKING:
     from bot.startup import Bot
 
 log = logging.getLogger(__name__)
-
-
-MAX_BODY_BYTES = 1 << 20
-"""Largest request body read (1 MiB). Slack's own payloads are far smaller: a click carries the
-message clicked (at most 50 blocks), a modal submission the modal. A longer body is refused
-with 413 as soon as its ``Content-Length`` (or the bytes read so far) says so, and its
-connection closed (after a bounded lingering read, so the client can read the 413), so it is
-never read whole."""
-
-_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: int() also takes " 1_0", "١"
 
 
 def too_large() -> Response:
@@ -62,7 +61,7 @@ async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | 
     """The body, read as it arrives; a refusal (400, 413) once it cannot be a Slack request."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not _DIGITS.fullmatch(declared):
+        if not DIGITS.fullmatch(declared):
             return JSONResponse({"error": "bad content-length"}, status_code=400)
         if int(declared) > limit:
             return too_large()
@@ -76,50 +75,15 @@ async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | 
     return b"".join(parts)
 
 
-SIGNATURE_MAX_AGE_SECONDS = 300  # Slack's own advice: refuse replays over five minutes old
-
-
 def signed_by_slack(secret: bytes, raw: bytes, headers: Headers) -> bool:
-    """Slack's ``v0`` signature over the raw bytes, with a timestamp under five minutes old.
-
-    Computed here rather than with ``slack_sdk``'s ``SignatureVerifier`` (which Bolt still
-    runs afterwards), because it raises instead of answering False on input Slack never
-    sends: a timestamp that is not an integer (``int()``), a body that is not UTF-8 (it
-    decodes the body first), a signature that is not ASCII (``compare_digest`` on str).
-    """
-    timestamp = headers.get("x-slack-request-timestamp") or ""
-    signature = headers.get("x-slack-signature") or ""
-    if not _DIGITS.fullmatch(timestamp) or not signature.isascii():
-        return False
-    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
-        return False
-    expected = hmac.new(secret, b"v0:%s:%s" % (timestamp.encode(), raw), hashlib.sha256)
-    return hmac.compare_digest(b"v0=" + expected.hexdigest().encode(), signature.encode())
-
-
-def is_ssl_check(raw: bytes) -> bool:
-    """Slack's certificate check of a slash command URL (``ssl_check=1&token=...``): Bolt
-    answers it 200 with nothing in it, signed or not; so do we, without parsing more."""
-    return len(raw) <= 512 and b"ssl_check=1" in raw.split(b"&")
-
-
-CLICK_PREFIXES = tuple(
-    b"payload=" + urllib.parse.quote_plus(start).encode()
-    for start in ('{"type":"block_actions"', '{"type": "block_actions"')
-)
-"""How a button click's form body starts: Slack's payload names its type first (compact JSON;
-the second form is Python's ``json.dumps``, as the sandbox and the benchmark send it)."""
-
-
-def is_click(raw: bytes, content_type: str | None) -> bool:
-    """Whether a signed body is a button click (``block_actions``), told without parsing it.
-
-    Parsing a click's payload (the whole message, URL-encoded) is most of what its
-    acknowledgement would cost, so it is parsed after the acknowledgement, and a click whose
-    payload then turns out malformed is dropped with a warning (it was signed: Slack does not
-    send such bodies). A click spelled any other way is parsed first, then acknowledged.
-    """
-    return content_type != "application/json" and raw.startswith(CLICK_PREFIXES)
+    """Slack's ``v0`` signature over the raw bytes, with a timestamp under five minutes old
+    (:func:`bot.transport.checks.signature_matches`)."""
+    return signature_matches(
+        secret,
+        raw,
+        headers.get("x-slack-request-timestamp") or "",
+        headers.get("x-slack-signature") or "",
+    )
 
 
 CONCURRENT_CLICKS = 16
@@ -260,21 +224,66 @@ async def http_server(
     """Serve :func:`http_app` while the block runs; on leaving, close the listening socket and
     let open requests finish (not the work they started: see :meth:`InflightWork.drain`).
 
-    ``sock`` (bound and listening) replaces ``settings.host``/``port`` (tests).
+    With ``ACK_PROCESS`` (``settings.ack_process``) Slack's requests reach an acknowledging
+    process in front (:mod:`bot.transport.acker`), which answers clicks at once and forwards
+    everything to this app on a private Unix socket. ``sock`` (bound and listening) replaces
+    ``settings.host``/``port`` (tests).
     """
-    config = uvicorn.Config(
+    if slack_events and bot.settings.ack_process:
+        async with _behind_acknowledger(bot, sock):
+            yield
+        return
+    config = _uvicorn_config(bot, slack_events, host=bot.settings.host, port=bot.settings.port)
+    async with _uvicorn(bot, config, [sock] if sock else None):
+        yield
+
+
+UPSTREAM_KEEP_ALIVE_SECONDS = 24 * 3600
+"""How long the bot keeps an idle connection from the acknowledger open: as long as it likes
+(the acknowledger keeps one open for clicks, and a click written on a connection the server is
+closing would be lost after its acknowledgement)."""
+
+
+@asynccontextmanager
+async def _behind_acknowledger(bot: Bot, sock: socket.socket | None) -> AsyncIterator[None]:
+    listening = sock or await listening_socket(bot.settings.host, bot.settings.port)
+    path = private_socket_path()
+    unix = unix_listening_socket(path)
+    config = _uvicorn_config(bot, True, timeout_keep_alive=UPSTREAM_KEEP_ALIVE_SECONDS)
+    try:
+        async with (
+            _uvicorn(bot, config, [unix]),
+            acknowledging(listening, path, bot.settings.signing_secret),
+        ):
+            yield
+            bot.work.draining = True  # /readyz answers 503 while the acknowledger finishes
+    finally:
+        unix.close()
+        remove_private_socket(path)
+        if sock is None:
+            listening.close()
+
+
+def _uvicorn_config(bot: Bot, slack_events: bool, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
         http_app(bot, slack_events=slack_events),
-        host=bot.settings.host,
-        port=bot.settings.port,
         log_config=None,  # our handler formats uvicorn's records too (JSON stays JSON)
         log_level="info",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
         http=LingeringHttpToolsProtocol,
+        **options,
     )
+
+
+@asynccontextmanager
+async def _uvicorn(
+    bot: Bot, config: uvicorn.Config, sockets: list[socket.socket] | None
+) -> AsyncIterator[None]:
+    """uvicorn serving ``config`` (on ``sockets`` when given) while the block runs."""
     server = _QuietSignalsServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
             task.result()  # failed to start (e.g. the port is taken): raise that

@@ -17,13 +17,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-LINGER_SECONDS = 2.0
-"""The longest a refused connection is kept open to discard what its client still sends."""
-
-LINGER_BYTES = 32 << 20
-"""The most a refused connection discards before it is closed anyway (32 MiB: a client that
-streams a 16 MiB body before it reads the answer still reads it; discarding is a socket read
-and nothing else)."""
+from bot.transport.checks import LINGER_BYTES, LINGER_SECONDS
 
 
 class _ClosesLingering:

@@ -16,7 +16,7 @@ import uvicorn
 from bot.blocks import parse_button_value
 from bot.config import BotSettings
 from bot.limits import TurnLimits
-from bot.server import Bot, http_app, running_bot
+from bot.server import Bot, http_app, http_server, running_bot
 from graph import AgentSettings
 from graph.model import ChatModel
 from graph.remote import RemoteSettings
@@ -59,6 +59,7 @@ async def running_slack_env(
     before_bot: Callable[[Sandbox], None] | None = None,
     stream_replies: bool = False,
     task_cards: bool = False,
+    ack_process: bool = False,
 ) -> AsyncIterator[SlackEnv]:
     """``turn_limits``: none unless given (tests send many messages as one person quickly).
     ``remote``: drive a graph on LangGraph Server (``AGENT_URL``) instead of one in process.
@@ -67,7 +68,10 @@ async def running_slack_env(
     by default so a test that reads a reply as soon as it appears never sees it half-written
     (``tests/test_streaming.py`` turns it on). ``task_cards``: each reviewed call also shown as
     a task message (``bot.task_cards``, on in production); off by default so the threads older
-    tests count stay as they were (``tests/test_task_cards.py`` turns it on)."""
+    tests count stay as they were (``tests/test_task_cards.py`` turns it on). ``ack_process``:
+    serve as ``python -m bot`` does, with the acknowledging process in front
+    (``bot.transport.acker``, on in production); off by default, so most tests need no child
+    process (``tests/test_acker.py`` turns it on)."""
     sock = listening_socket()
     bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     config = SandboxConfig(
@@ -88,8 +92,17 @@ async def running_slack_env(
             remote=remote,
             stream_replies=stream_replies,
             task_cards=task_cards,
+            ack_process=ack_process,
         )
         async with running_bot(settings, model=model, registry=registry) as bot:
+            if ack_process:
+                async with http_server(bot, sock=sock):
+                    try:
+                        yield SlackEnv(sandbox, bot, bot_url)
+                    finally:
+                        await sandbox.settle(5)
+                sock.close()
+                return
             server = uvicorn.Server(
                 uvicorn.Config(
                     http_app(bot),
