@@ -47,7 +47,10 @@ transport:
   $PORT serving POST /slack/events, GET /healthz (alive), GET /readyz (database reachable, the
   agent server too with AGENT_URL, not shutting down; lists each MCP server's state) and
   GET /metrics (Prometheus). Request signatures are always verified over HTTP, before a body
-  is parsed (401); bodies over 1 MiB are refused unread (413).
+  is parsed (401); bodies over 1 MiB are refused unread (413). In HTTP mode a small
+  acknowledging process of its own takes Slack's requests on $PORT, answers a signed click at
+  once and forwards it (and relays everything else) to the bot over a private Unix socket
+  (ACK_PROCESS; docs/architecture.md "The acknowledging process").
   On SIGTERM the bot stops taking requests, lets in-flight decisions and agent runs finish (up to
   25 s), then exits.
 
@@ -58,6 +61,9 @@ environment:
   SLACK_API_URL          Web API base URL (default https://slack.com/api/; GovSlack, proxies,
                          the local sandbox)
   PORT, HOST             HTTP listen address (default 0.0.0.0:3000)
+  ACK_PROCESS            HTTP mode: acknowledge clicks in a process of their own, so an
+                         acknowledgement never waits behind decisions being applied (default
+                         true; false serves everything in the bot's process)
   APPROVERS              who may decide, per tool: "post_message=U1,S2;*=U3" (S... = user group;
                          unset: anyone who can see the review); only for tools whose approvers
                          POLICY_FILE leaves unset, else the start stops naming both

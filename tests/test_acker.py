@@ -26,6 +26,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.config import BotSettings
 from bot.server import MAX_BODY_BYTES, http_app
 from bot.transport.ack_process import (
     AckProcess,
@@ -365,3 +366,11 @@ def test_the_acknowledger_imports_nothing_heavy() -> None:
         timeout=60,
     )
     assert out.stdout.strip() == ""
+
+
+def test_the_acknowledger_is_on_unless_turned_off() -> None:
+    base = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+    assert BotSettings.from_env(base).ack_process
+    assert not BotSettings.from_env({**base, "ACK_PROCESS": "false"}).ack_process
+    built = BotSettings(bot_token="xoxb-1", signing_secret="s")  # in code (tests): in process
+    assert not built.ack_process
