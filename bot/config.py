@@ -118,13 +118,13 @@ class BotSettings:
             turn_limits=turn_limits_from_env(env),
             retention=_retention(env),
             remote=remote_from_env(env),
-            stream_replies=_flag(env, "STREAM_REPLIES"),
-            task_cards=_flag(env, "TASK_CARDS"),
-            ack_process=_flag(env, "ACK_PROCESS"),
+            stream_replies=env_flag(env, "STREAM_REPLIES"),
+            task_cards=env_flag(env, "TASK_CARDS"),
+            ack_process=env_flag(env, "ACK_PROCESS"),
         )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def env_flag(env: Mapping[str, str], name: str) -> bool:
     """An on/off variable that is on unless set to 0, false, no or off."""
     return env.get(name, "true").strip().lower() not in ("0", "false", "no", "off")
 

@@ -20,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import uvicorn
-
-from bot.config import BotSettings, parse_approvers
-from bot.server import Bot, http_app, running_bot
+from bot.config import BotSettings, env_flag, parse_approvers
+from bot.server import Bot, http_server, running_bot
 from graph import AgentSettings
 from sandbox import persistence
 from sandbox.config import SandboxConfig
@@ -110,12 +108,9 @@ async def run(args: argparse.Namespace) -> None:
             approvers=parse_approvers(os.environ.get("APPROVERS", DEMO_APPROVERS)),
             policy_file=policy,
             agent=replace(agent),
+            ack_process=env_flag(os.environ, "ACK_PROCESS"),
         )
-        async with running_bot(settings) as bot:
-            server = uvicorn.Server(
-                uvicorn.Config(http_app(bot), log_level="warning", lifespan="off", access_log=False)
-            )
-            serving = asyncio.create_task(server.serve(sockets=[bot_sock]))
+        async with running_bot(settings) as bot, http_server(bot, sock=bot_sock):
             model = (
                 "Claude " + agent.anthropic_model
                 if agent.anthropic_api_key
@@ -132,8 +127,6 @@ async def run(args: argparse.Namespace) -> None:
                 flush=True,
             )
             await _until_interrupted()
-            server.should_exit = True
-            await serving
         saver.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await saver
