@@ -149,6 +149,10 @@ class LatestScan:
     def __init__(self) -> None:
         self._built: dict[PendingRow, WaitingReview] = {}
 
+    def forget(self) -> None:
+        """Build every review of the next scan anew (the benchmark's first-scan figure)."""
+        self._built = {}
+
     def reviews(self, rows: Sequence[PendingRow]) -> list[WaitingReview]:
         previous = self._built
         reviews = [
