@@ -42,6 +42,7 @@ FIGURES: tuple[str, ...] = (
     "bot RSS growth with bulk pending",
     "list one user's pending p50",
     "list one user's pending p99",
+    "list one user's pending, first scan p50",
     "App Home for one user p50",
     "App Home for one user p99",
 )
@@ -224,6 +225,16 @@ def rows(results: Results) -> list[Row]:
         )
     )
     out.append(Row("list one user's pending p99", ms(p99), "", None, f"{len(listing)} listings"))
+    first_scans = results.first_listing
+    out.append(
+        Row(
+            "list one user's pending, first scan p50",
+            ms(median(first_scans)),
+            "",
+            None,
+            f"nothing reused from an earlier scan, {len(first_scans)} listings",
+        )
+    )
     homes = results.home
     for pct in (50, 99):
         out.append(

@@ -592,6 +592,55 @@ REVIEW_TASKS: tuple[str, ...] = (
     """,
 )
 
+LISTED_FIELDS: tuple[str, ...] = (
+    # The request's three fields the App Home lists for every pending review (bot.home): the
+    # call's arguments as proposed, who asked, and everyone whose words led to the call. Kept
+    # beside the ~2 kB json request so the Home's scan of a thousand rows reads columns instead
+    # of parsing each request (most of that query's time). A trigger sets them from the request
+    # itself, with the same json_to_record the Home read before, so every writer keeps them (a
+    # replica of an earlier release, a bulk insert) and they cannot differ from the request.
+    # listed_args is json 'null' when the call has none, so SQL NULL means "not set": a row
+    # written before this step, or a request that is not an object; the Home parses those.
+    # Names of their own: an earlier release's Home query, still running on a replica during
+    # an upgrade, names json_to_record's requested_by and requesters unqualified.
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS listed_args json",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS listed_by text",
+    "ALTER TABLE slack_reviews ADD COLUMN IF NOT EXISTS listed_requesters json",
+    """
+    CREATE OR REPLACE FUNCTION slack_reviews_listed_fields() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF json_typeof(NEW.request) = 'object' THEN
+            SELECT COALESCE(q.tool_call -> 'args', 'null'::json), q.requested_by, q.requesters
+            INTO NEW.listed_args, NEW.listed_by, NEW.listed_requesters
+            FROM json_to_record(NEW.request)
+                AS q(tool_call json, requested_by text, requesters json);
+        ELSE
+            NEW.listed_args := NULL;
+            NEW.listed_by := NULL;
+            NEW.listed_requesters := NULL;
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = 'slack_reviews_listed_fields'
+              AND tgrelid = 'slack_reviews'::regclass
+        ) THEN
+            CREATE TRIGGER slack_reviews_listed_fields
+                BEFORE INSERT OR UPDATE OF request ON slack_reviews
+                FOR EACH ROW EXECUTE FUNCTION slack_reviews_listed_fields();
+        END IF;
+    END
+    $$
+    """,
+)
+
 BOT = Component(
     "bot",
     (
@@ -611,6 +660,7 @@ BOT = Component(
         Step(10, "reviews keep the claimed decision's audit detail", DECISION_DETAIL),
         Step(11, "reply streams still open", REPLY_STREAMS),
         Step(12, "review tasks: each reviewed call's task message", REVIEW_TASKS),
+        Step(13, "reviews keep the request's fields the App Home lists", LISTED_FIELDS),
     ),
 )
 

@@ -53,18 +53,24 @@ class WaitingLister:
     async def waiting_for(self, user: str) -> home.Waiting:
         """The viewer's reviews under the policy: approvers (users and groups) and four-eyes,
         the same checks a click would face, so nothing listed refuses them; and only from
-        conversations the viewer can see. Redacted arguments are masked."""
+        conversations the viewer can see. Redacted arguments are masked in every review the
+        list shows; the rest are only counted, so only the shown ones are copied masked. Each
+        review's policy is resolved once, for both."""
         reviews = await home.pending_reviews(self.store.pool)
         approvers = self.approvers
         mine = [
-            self.shown(review)
+            (review, call)
             for review in reviews
             for call in [self.policy_of(review)]
             if await approvers.may_decide_with(call, user, review.escalated_to)
             and not approvers.own_call_forbidden(call, user, review.requested_by, review.requesters)
             and await self.audience.can_see(review.channel_id, user, review.requested_by)
         ]
-        return home.waiting_from(mine, complete=len(reviews) < home.SCAN_LIMIT)
+        listed = home.waiting_from(
+            [review for review, _ in mine], complete=len(reviews) < home.SCAN_LIMIT
+        )
+        shown = tuple(self.shown(review, call) for review, call in mine[: len(listed.shown)])
+        return dataclasses.replace(listed, shown=shown)
 
     def policy_of(self, review: home.WaitingReview) -> CallPolicy:
         """The review's one policy, as a click would see it (``Deps.policy_of``)."""
@@ -78,10 +84,10 @@ class WaitingLister:
             created=review.created_at,
         )
 
-    def shown(self, review: home.WaitingReview) -> home.WaitingReview:
-        """The review as the list may show it: redacted arguments masked."""
-        masked = self.policy_of(review).policy.redacted(review.args)
-        return dataclasses.replace(review, args=masked)
+    def shown(self, review: home.WaitingReview, call: CallPolicy) -> home.WaitingReview:
+        """The review as the list may show it under its policy ``call``: redacted arguments
+        masked."""
+        return dataclasses.replace(review, args=call.policy.redacted(review.args))
 
 
 def lister_for(flow: ReviewFlow) -> WaitingLister:

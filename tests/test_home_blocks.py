@@ -4,6 +4,7 @@ right links, and a friendly empty state."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,54 @@ def test_the_index_serves_the_pending_query() -> None:
     assert "IF NOT EXISTS" in index and "slack_reviews (status, created_at DESC)" in index
     assert "WHERE status = 'pending'" in home.PENDING_SQL
     assert "ORDER BY created_at DESC" in home.PENDING_SQL
+
+
+def pending_row(
+    ref: str = "ref-1", args: str = '{"b": 1, "a": 2}', **changes: object
+) -> tuple[Any, ...]:
+    """A ``PENDING_SQL`` row, as psycopg returns it."""
+    row: dict[str, object] = {
+        "ref": ref,
+        "tool_name": "post_message",
+        "args": args,
+        "edit": None,
+        "requested_by": "U0CAROL",
+        "requesters": '["U0CAROL", "U0ALICE"]',
+        "channel_id": "C0GENERAL",
+        "thread_ts": "1714564800.000100",
+        "message_ts": None,
+        "created_at": NOW,
+        "policy_match": None,
+        "escalated_to": None,
+    }
+    return tuple((row | changes).values())
+
+
+def test_a_pending_row_builds_the_review_the_list_shows() -> None:
+    """Arguments keep the proposal's order, an edit awaiting its quorum is what would run,
+    and what is not an object reads as none."""
+    built = home.waiting_review(
+        pending_row(edit='{"a": 3, "b": 1}', escalated_to='["U0DAN"]', policy_match='{"rule": 1}')
+    )
+    assert list(built.args.items()) == [("b", 1), ("a", 3)]
+    assert built.proposed == {"b": 1, "a": 2} and built.edit == {"a": 3, "b": 1}
+    assert built.requesters == ("U0CAROL", "U0ALICE") and built.escalated_to == {"U0DAN"}
+    assert built.policy_match == {"rule": 1}
+    odd = home.waiting_review(pending_row(args="[1]", edit="null", requesters=None))
+    assert (odd.args, odd.proposed, odd.edit, odd.requesters) == ({}, {}, None, ())
+
+
+def test_a_scan_builds_again_only_the_rows_that_changed() -> None:
+    """An equal row gives the review built last scan (the same object); a row changed in any
+    column read (here an edit) is built anew, as a scan without the map would."""
+    scans = home.LatestScan()
+    rows = [pending_row("ref-1"), pending_row("ref-2")]
+    first = scans.reviews(rows)
+    again = scans.reviews([pending_row("ref-1"), pending_row("ref-2")])
+    assert [a is b for a, b in zip(first, again, strict=True)] == [True, True]
+    edited = pending_row("ref-2", edit='{"a": 9}')
+    [kept, rebuilt] = scans.reviews([pending_row("ref-1"), edited])
+    assert kept is first[0] and rebuilt is not first[1]
+    assert rebuilt == home.waiting_review(edited) and rebuilt.args == {"a": 9}
+    [only] = scans.reviews([pending_row("ref-2")])  # the map holds the latest scan only
+    assert only is not rebuilt and only == first[1]

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from psycopg.rows import tuple_row
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import home
 from bot.flow import ReviewFlow
 from bot.listeners.home import WaitingLister, lister_for
 from bot.migrations import migrate_bot
@@ -140,3 +142,51 @@ async def test_the_list_shows_an_edit_awaiting_its_quorum_not_the_first_proposal
     assert await store.propose_edit(ref, row.version, {"region": "us", "env": "prod"}, BOB)
     [shown] = [r for r in (await waiting.waiting_for(CAROL)).shown if r.ref == ref]
     assert list(shown.args.items()) == [("env", "prod"), ("region", "us")]
+
+
+async def test_a_review_registered_before_the_listed_columns_is_listed_the_same(
+    lister: tuple[WaitingLister, str],
+) -> None:
+    """The trigger copies the request's listed fields (bot migration step 13); a row from
+    before it (the copies NULL) is parsed from its request instead, to the same row."""
+    waiting, tool = lister
+    asked = request(tool, BOB, env="prod", region="eu")
+    asked["requesters"] = [ALICE, BOB]
+    ref = await waiting.store.add_review(
+        f"t-{uuid.uuid4().hex[:8]}",
+        "i1",
+        "T0",
+        "C0GENERAL",
+        "1.000001",
+        asked,  # type: ignore[arg-type]
+    )
+    async with waiting.store.pool.connection() as conn:
+        listed = await (
+            await conn.execute(
+                "SELECT listed_args::text AS args, listed_by, listed_requesters::text AS requesters"
+                " FROM slack_reviews WHERE ref = %s",
+                (ref,),
+            )
+        ).fetchone()
+        assert listed == {
+            "args": '{"env": "prod", "region": "eu"}',
+            "listed_by": BOB,
+            "requesters": f'["{ALICE}", "{BOB}"]',
+        }
+
+        async def row() -> tuple[object, ...]:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(home.PENDING_SQL, (home.SCAN_LIMIT,))
+            [mine] = [r for r in await cursor.fetchall() if r[0] == ref]
+            return mine
+
+        with_columns = await row()
+        await conn.execute(
+            "UPDATE slack_reviews SET listed_args = NULL, listed_by = NULL,"
+            " listed_requesters = NULL WHERE ref = %s",
+            (ref,),
+        )
+        assert await row() == with_columns
+    [shown] = [r for r in (await waiting.waiting_for(CAROL)).shown if r.ref == ref]
+    assert list(shown.args.items()) == [("env", "prod"), ("region", "eu")]
+    assert shown.requested_by == BOB and shown.requesters == (ALICE, BOB)
