@@ -155,6 +155,8 @@ GROUPS: dict[str, Group] = {
             "tests/test_graph_seed.py",
             "tests/test_digest_binding.py",
             "tests/test_guarantees.py::test_the_lease_alone_refuses_a_second_run",
+            "tests/test_graph_processes.py::"
+            "test_a_process_killed_after_the_tool_ran_leaves_that_step_on_disk",
         ),
         "the agent service's verdict and answer, recovery, leases: real PostgreSQL, in process "
         "(one server for the whole run; slow)",
