@@ -48,6 +48,13 @@ MCP_TABLE_TESTS = tuple(
 """The policy file's MCP server tables, tested without starting a server."""
 
 
+POLICY_SETTING_TESTS = (
+    "tests/test_routing.py::test_routing_and_escalation_settings_are_read_and_checked",
+    "tests/test_grants.py::test_the_policy_sets_grant_limits_per_tool_and_refuses_bad_ones",
+)
+"""The policy file's routing, escalation and grant settings, read without Slack."""
+
+
 GRANT_RULE_TESTS = tuple(
     f"tests/test_grants.py::{name}"
     for name in (
@@ -111,9 +118,13 @@ GROUPS: dict[str, Group] = {
             "tests/test_review_rules.py",
             "tests/test_policy.py",
             "tests/test_decision_edges.py",
+            "tests/test_policy_rules.py",
             *MCP_TABLE_TESTS,
+            *POLICY_SETTING_TESTS,
         ),
-        "who may decide, the review table, policy, the decision vocabulary: unit tests only",
+        "who may decide, the review table, policy, the decision vocabulary: unit tests (and "
+        "one test_policy.py test that runs the agent on PostgreSQL)",
+        database=True,
     ),
     "rules": Group(
         (
@@ -155,6 +166,8 @@ GROUPS: dict[str, Group] = {
             "tests/test_graph_seed.py",
             "tests/test_digest_binding.py",
             "tests/test_guarantees.py::test_the_lease_alone_refuses_a_second_run",
+            "tests/test_graph_processes.py::"
+            "test_a_process_killed_after_the_tool_ran_leaves_that_step_on_disk",
         ),
         "the agent service's verdict and answer, recovery, leases: real PostgreSQL, in process "
         "(one server for the whole run; slow)",

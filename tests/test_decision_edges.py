@@ -228,3 +228,80 @@ def test_destructive_quorum_reaches_tools_with_no_table_and_only_their_server() 
     assert resolved.for_tool("notes__wipe").quorum == 2
     assert resolved.for_tool("notes__a.b").quorum == 2
     assert resolved.for_tool("solo__wipe").quorum == 1
+
+
+# -- bot/policy.py: what an operator reads when the bot refuses to start ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("[tools]\npost_message = 3\n", "p.toml: expected a table of settings"),
+        ("defaults = 3\n", "p.toml: expected a table of settings"),
+        ("tools = 3\n", "p.toml: [tools] must contain one table per tool"),
+        (
+            "colour = 1\n",
+            "p.toml: unknown table [colour] (use [defaults], [tools.<name>] and "
+            "[mcp.servers.<name>])",
+        ),
+        (
+            "[defaults]\ncolour = 1\n",
+            "p.toml, line 2: unknown setting 'colour' (use: approvers, channel, "
+            "escalate_after, escalate_to, four_eyes, grants, mode, quorum, redact, "
+            "remind_before, review_channel, ttl)",
+        ),
+        (
+            '[defaults]\nmode = "auto"\n',
+            'p.toml, line 2: mode = "auto" belongs in a [tools.<name>] table; as a default it '
+            "would run every tool, including ones added later, unreviewed",
+        ),
+        (
+            "[tools.deploy]\napprovers = ['bob']\n",
+            "p.toml, line 2: approvers must be a list of Slack user ids (U..., W...) or user "
+            "group ids (S...)",
+        ),
+        (
+            '[defaults]\nquorum = 1\n[mcp]\nretries = 3\n[mcp.servers.notes]\ncommand = "x"\n',
+            "p.toml, line 3: [mcp] holds only [mcp.servers.<name>] tables",
+        ),
+    ],
+)
+def test_a_refusal_to_start_says_where_and_what_in_one_sentence(text: str, refusal: str) -> None:
+    """Where no line holds the mistake (a value where a table belongs), the file alone."""
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, "p.toml", env={})
+    assert str(error.value) == refusal
+
+
+def test_a_setting_written_as_its_own_table_is_placed_at_its_tools_table() -> None:
+    """The search for ``grants =`` stops at the next table header: the one it would find
+    further down is another tool's."""
+    text = (
+        '[tools.deploy]\nmode = "review"\n[tools.deploy.grants]\nmax_uses = 0\n'
+        "[tools.other]\ngrants = false\n"
+    )
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text)
+    assert str(error.value) == (
+        'policy, line 1: grants must be { max_duration = "1h", max_uses = 10 } (or false)'
+    )
+
+
+def test_every_approvers_conflict_is_named_in_one_refusal() -> None:
+    policy = parse_policy(
+        "[defaults]\napprovers = ['S0LEADS']\n[tools.deploy]\napprovers = ['U0ANN']\n"
+    )
+    with pytest.raises(PolicyError) as error:
+        policy.with_approvers({"deploy": frozenset({"U0BOB"}), "*": frozenset({"U0BOB"})})
+    assert str(error.value) == (
+        "APPROVERS entry 'deploy' conflicts with policy [tools.deploy] approvers; "
+        "APPROVERS entry '*' would change nothing: policy [defaults] approvers already "
+        "decides who approves every tool (keep one of the two)"
+    )
+
+
+def test_a_name_is_a_pattern_only_with_a_wildcard_character() -> None:
+    """``*``, ``?`` and ``[`` make a pattern (written quoted); a capital X is a letter."""
+    policy = parse_policy("[tools.Xport]\napprovers = ['U0ANN']\n")
+    with pytest.raises(PolicyError, match=r"conflicts with policy \[tools\.Xport\] approvers"):
+        policy.with_approvers({"Xport": frozenset({"U0BOB"})})

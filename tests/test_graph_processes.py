@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from graph.service import thread_config
 from tests.conftest import AgentFactory
 from tests.support.graph_helpers import (
+    KILLED_AT_THE_MODEL_SCRIPT,
     answer_in_subprocess,
     outcome,
     probe_runs,
@@ -201,3 +202,57 @@ async def test_a_fresh_process_resumes_a_thread_interrupted_here(
         assert previous is not None
         assert previous.decided_by == "U_OTHER"
         assert previous.action == "update"
+
+
+async def test_a_process_killed_after_the_tool_ran_leaves_that_step_on_disk(
+    agent_factory: AgentFactory,
+    database_url: str,
+    thread_id: str,
+    tmp_path: Path,
+    probe: tuple[str, Path],
+) -> None:
+    """A run saves each step before the next starts (``durability="sync"`` in ``_run``): a
+    process SIGKILLed as the model is called after the tool leaves the tool's step committed.
+
+    The other process holds that step's checkpoint save back (a slow disk) and blocks at the
+    model call. Saved in the background (``async``, LangGraph's default) or at the end
+    (``exit``), the model is called while the save is held and the kill loses the step: the
+    last checkpoint is the review's (nothing is next, the tool's result only a pending write:
+    the trap ``test_graph_crash.py`` finishes), or the proposal's. The hold only gives the next
+    step time to start first; the run as written waits for the save however long it takes.
+    """
+    module, log_path = probe
+    model = ScriptedModel([tool_calls(("probe_action", {"label": "deploy"}))])
+    async with agent_factory(model=model, tool_modules=(module,)) as service:
+        [review] = outcome(await service.start_turn(thread_id, "deploy please")).pending
+        process = await answer_in_subprocess(
+            script_dir=tmp_path,
+            database_url=database_url,
+            python_path=[tmp_path],
+            spec={
+                "thread_id": thread_id,
+                "interrupt_id": review.interrupt_id,
+                "decision": {"action": "continue", "by": "U_KILLED"},
+                "tool_modules": [module],
+                "tool_log": str(log_path),
+                "hold_seconds": 1.0,
+            },
+            script_text=KILLED_AT_THE_MODEL_SCRIPT,
+        )
+        try:
+            assert process.stdout is not None
+            said = await asyncio.wait_for(process.stdout.readline(), 120)
+        finally:
+            process.kill()  # SIGKILL: nothing in the child runs after this
+            _, err = await process.communicate()
+        assert said == b"MODEL CALLED\n", err.decode()
+        assert [run["label"] for run in probe_runs(log_path)] == ["deploy"]
+
+        snapshot = await service.graph.aget_state(thread_config(thread_id))
+        assert snapshot.next == ("call_llm",)  # the tool's step committed, the model's due
+        assert [type(m).__name__ for m in snapshot.values["messages"]] == [
+            "HumanMessage",
+            "AIMessage",
+            "ToolMessage",
+        ]
+        assert snapshot.values["decisions"][review.tool_call_id]["by"] == "U_KILLED"

@@ -10,6 +10,7 @@ the outside world only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -349,17 +350,69 @@ ANSWER_SCRIPT = textwrap.dedent(
 )
 
 
+KILLED_AT_THE_MODEL_SCRIPT = textwrap.dedent(
+    '''
+    """Open the agent in this (fresh) process and answer one review, with the checkpoint saved
+    after the tool ran held back for a while (a slow disk). When the model is called next, say
+    so on stdout and block the whole process, event loop included, until killed: whatever was
+    not on disk by then never gets there."""
+
+    import asyncio
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from graph import AgentSettings, open_agent
+
+
+    class ModelThatWaitsToBeKilled:
+        def bind_tools(self, tools):
+            return self
+
+        async def ainvoke(self, input, config=None):
+            print("MODEL CALLED", flush=True)
+            sys.stdin.read()  # blocks until the parent kills this process (or goes away)
+            raise SystemExit("the parent went away")
+
+
+    async def main() -> None:
+        spec = json.loads(sys.argv[1])
+        settings = AgentSettings(
+            database_url=os.environ["DATABASE_URL"],
+            tool_modules=tuple(spec["tool_modules"]),
+        )
+        async with open_agent(settings, model=ModelThatWaitsToBeKilled()) as service:
+            saver = service.graph.checkpointer
+            save = saver.aput
+
+            async def slow_once_the_tool_ran(*args, **kwargs):
+                if Path(spec["tool_log"]).exists():
+                    await asyncio.sleep(spec["hold_seconds"])
+                return await save(*args, **kwargs)
+
+            saver.aput = slow_once_the_tool_ran
+            await service.answer(spec["thread_id"], spec["interrupt_id"], spec["decision"])
+
+
+    asyncio.run(main())
+    '''
+)
+
+
 async def answer_in_subprocess(
     *,
     script_dir: Path,
     database_url: str,
     python_path: Sequence[Path],
     spec: Mapping[str, Any],
+    script_text: str = ANSWER_SCRIPT,
 ) -> asyncio.subprocess.Process:
-    """Start a fresh Python process that opens the service and answers one review."""
-    script = script_dir / "answer_review.py"
+    """Start a fresh Python process that opens the service and answers one review
+    (``ANSWER_SCRIPT``, or ``KILLED_AT_THE_MODEL_SCRIPT``: its stdin is a pipe for that one)."""
+    script = script_dir / f"agent_{hashlib.sha256(script_text.encode()).hexdigest()[:10]}.py"
     if not script.exists():
-        script.write_text(ANSWER_SCRIPT)
+        script.write_text(script_text)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -371,6 +424,7 @@ async def answer_in_subprocess(
         json.dumps(dict(spec)),
         cwd=str(REPO_ROOT),
         env=env,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
