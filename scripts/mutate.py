@@ -92,6 +92,7 @@ ROUTING_PURE_TESTS = tuple(
 BOT_TESTS = (
     "tests/test_permissions.py",
     "tests/test_request_checks.py",
+    "tests/test_bot_store.py",
     "tests/test_consent_expiry.py::test_no_statement_decides_an_expired_review",
     "tests/test_bot_flow.py",
     "tests/test_bot_policy.py",
