@@ -2,12 +2,14 @@
 stores the decision it makes and refuses a second one; a released claim can be made again; a
 vote counts only for the version and digest it approved, once per person; an edit needs the
 version it was made on; a review is settled once; a copy of the card is recorded once and says
-whether the review moved on; a claim being applied keeps beating, so no sweeper takes it over.
+whether the review moved on; a claim being applied keeps beating (a failed beat is logged), so
+no sweeper takes it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -157,22 +159,44 @@ async def test_each_copy_of_a_card_is_recorded_once_and_says_if_the_review_moved
     assert await store.add_copy(ref, "5.0")
 
 
-async def test_a_claim_being_applied_beats_so_no_sweeper_takes_it_over(store: BotStore) -> None:
+async def test_a_claim_being_applied_beats_again_and_again(store: BotStore) -> None:
+    """Beats keep coming while the block runs (a sweeper takes over only a claim whose
+    heartbeat and claim are both old). The claim stays fresh here: a backdated one would be
+    taken over by the sweeps of tests running beside this one on the same database."""
     ref = await new_review(store)
     assert store.heartbeat_seconds == pytest.approx(0.1)
     await store.claim(ref, Approve(ALICE, "d1"))
-    async with store.pool.connection() as conn:  # claimed long ago, by a process still alive
-        await conn.execute(
-            "UPDATE slack_reviews SET decided_at = now() - interval '1 hour' WHERE ref = %s", (ref,)
-        )
     async with store.deciding(ref):
-        await beaten(store, ref)
-        assert ref not in [r.ref for r in await store.take_over(older_than_seconds=60)]
+        first = await beaten(store, ref, after=None)
+        assert await beaten(store, ref, after=first) > first
     await store.finish(ref, AuditEvent("approved", "t", "int-1", "call-1", "store_test"))
 
 
-async def beaten(store: BotStore, ref: str, within: float = 10.0) -> None:
-    """Wait (bounded) until the review's first heartbeat is written."""
+async def test_a_beat_that_fails_is_logged_and_the_work_goes_on(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_pool(database_url, max_size=1) as pool:
+        store = BotStore(pool, recover_after_seconds=0.3)
+        async with store.deciding("r-1"):
+            await pool.close()  # every beat from here on fails
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if beats_failed(caplog):
+                    break
+                await asyncio.sleep(store.heartbeat_seconds / 4)
+    [record, *_] = beats_failed(caplog)
+    assert record.getMessage() == "could not refresh the heartbeat of ['r-1']"
+    assert record.exc_info
+
+
+def beats_failed(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "bot.store"]
+
+
+async def beaten(
+    store: BotStore, ref: str, *, after: datetime | None, within: float = 10.0
+) -> datetime:
+    """Wait (bounded) until the review's heartbeat is written (after ``after``); its time."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         async with store.pool.connection() as conn:
@@ -180,10 +204,11 @@ async def beaten(store: BotStore, ref: str, within: float = 10.0) -> None:
                 "SELECT heartbeat_at FROM slack_reviews WHERE ref = %s", (ref,)
             )
             row = await cursor.fetchone()
-        if row is not None and row["heartbeat_at"] is not None:
-            return
+        beat = None if row is None else row["heartbeat_at"]
+        if isinstance(beat, datetime) and (after is None or beat > after):
+            return beat
         await asyncio.sleep(store.heartbeat_seconds / 4)
-    raise AssertionError(f"the claim never beat within {within:.0f}s")
+    raise AssertionError(f"no heartbeat after {after} within {within:.0f}s")
 
 
 def test_a_rows_messages_its_channel_and_its_expiry() -> None:

@@ -7,6 +7,8 @@ once a review escalated, four-eyes follows the call's policy, lookups are cached
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,7 @@ from sandbox.server import Sandbox, running_sandbox
 from sandbox.workspace import APPROVERS_GROUP, User
 from tests.support.bot_harness import ALICE, BOB, CAROL
 
-DAVE = "U0DAVE"
+DAVE, ERIN, FRANK = "U0DAVE", "U0ERIN", "U0FRANK"
 ONCALL = "S0ONCALL"
 UNKNOWN_GROUP = "S0NOSUCH"
 
@@ -38,6 +40,27 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         workspace.usergroups["S0NAMELESS"] = {"id": "S0NAMELESS", "handle": "", "users": []}
         workspace.users[DAVE] = User(DAVE, "", "Dave Real")
         yield running
+
+
+@dataclasses.dataclass
+class Profiled(User):
+    """A person whose display name differs from their user name, as in Slack (the sandbox's
+    own people show their user name as their display name)."""
+
+    display_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        user = super().to_dict()
+        user["profile"]["display_name"] = self.display_name
+        return user
+
+
+def warned(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings logged so far, each required to carry its traceback; then forgotten."""
+    records = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert all(r.exc_info for r in records), records
+    caplog.clear()
+    return [r.getMessage() for r in records]
 
 
 def approvers(sandbox: Sandbox, cache_seconds: float = 60.0) -> Approvers:
@@ -93,9 +116,12 @@ async def test_every_approvers_condition_must_admit_the_decider(sandbox: Sandbox
     }
 
 
-async def test_an_unreadable_group_admits_nobody_and_is_read_again(sandbox: Sandbox) -> None:
+async def test_an_unreadable_group_admits_nobody_and_is_read_again(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     who = approvers(sandbox)
     assert not await who.is_among(frozenset({UNKNOWN_GROUP}), ALICE)
+    assert warned(caplog) == [f"could not read members of user group {UNKNOWN_GROUP}"]
     sandbox.web_api.fail_next("usergroups.users.list", 500)
     assert not await who.is_among(frozenset({APPROVERS_GROUP}), ALICE)
     assert await who.is_among(frozenset({APPROVERS_GROUP}), ALICE)  # the failure was not kept
@@ -140,7 +166,7 @@ async def test_members_are_cached_per_group_for_cache_seconds(sandbox: Sandbox) 
 
 
 async def test_group_handles_are_listed_once_and_a_failure_is_cached_too(
-    sandbox: Sandbox,
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     who = approvers(sandbox)
     handles = {APPROVERS_GROUP: "approvers", ONCALL: "on<call>"}  # none for a group without
@@ -151,22 +177,29 @@ async def test_group_handles_are_listed_once_and_a_failure_is_cached_too(
     sandbox.web_api.fail_next("usergroups.list", 500)
     assert await failing.group_handles() == {}
     assert await failing.group_handles() == {}  # a missing scope costs one call, not one a click
+    assert warned(caplog) == ["could not list user groups"]
     assert calls(sandbox, "usergroups.list") == 2
     fresh = approvers(sandbox, cache_seconds=0)
     assert await fresh.group_handles() == await fresh.group_handles() == handles
     assert calls(sandbox, "usergroups.list") == 4
 
 
-async def test_names_are_display_names_else_real_names_and_cached(sandbox: Sandbox) -> None:
+async def test_names_are_display_names_else_user_names_else_real_names_and_cached(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     who = approvers(sandbox)
-    assert await who.user_name(ALICE) == "alice"
+    sandbox.workspace.users[ERIN] = Profiled(ERIN, "erin.w", "Erin Real", display_name="Erin")
+    sandbox.workspace.users[FRANK] = Profiled(FRANK, "frank", "Frank Real", display_name="")
+    assert await who.user_name(ERIN) == "Erin"
+    assert await who.user_name(FRANK) == "frank"
     assert await who.user_name(DAVE) == "Dave Real"
     assert await who.user_name("U0GHOST") is None
-    assert await who.user_names([ALICE, "U0GHOST", DAVE]) == {ALICE: "alice", DAVE: "Dave Real"}
-    assert calls(sandbox, "users.info") == 3  # each read once, the unreadable one too
+    assert warned(caplog) == ["could not read the name of U0GHOST"]
+    assert await who.user_names([ERIN, "U0GHOST", DAVE]) == {ERIN: "Erin", DAVE: "Dave Real"}
+    assert calls(sandbox, "users.info") == 4  # each read once, the unreadable one too
     fresh = approvers(sandbox, cache_seconds=0)
     assert await fresh.user_name(BOB) == await fresh.user_name(BOB) == "bob"
-    assert calls(sandbox, "users.info") == 5
+    assert calls(sandbox, "users.info") == 6
 
 
 async def test_who_may_decide_is_said_with_mentions_and_handles(sandbox: Sandbox) -> None:
