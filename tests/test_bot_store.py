@@ -227,3 +227,40 @@ def test_a_rows_messages_its_channel_and_its_expiry() -> None:
     assert abs(Expired(row).at - datetime.now(UTC)) < timedelta(minutes=1)  # none stored: now
     listed = ReviewRow.from_row({**vars(row), "message_copies": None, "escalate_to": ["S1"]})
     assert (listed.message_copies, listed.escalate_to) == ((), ("S1",))
+
+
+async def test_a_review_never_shown_is_found_and_a_repaint_is_remembered(store: BotStore) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    ref = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request(), ttl_seconds=HOUR)
+    assert ref is not None
+    assert await store.unposted_review(thread, "int-1") is None  # its poster may still post it
+    assert await store.unposted_review(thread, "int-1", older_than_seconds=0) == ref
+    assert await store.unposted_review(thread, "int-2", older_than_seconds=0) is None
+    await store.add_copy(ref, "2.0")
+    assert await store.unposted_review(thread, "int-1", older_than_seconds=0) is None
+    await store.mark_repaint(ref)
+    assert (row := await store.get(ref)) is not None and row.needs_sync
+    await store.mark_repaint(ref, unsynced=False)
+    assert (row := await store.get(ref)) is not None and not row.needs_sync
+    await settle(store, ref)
+
+
+async def test_every_set_of_arguments_a_thread_carried_is_listed_newest_first(
+    store: BotStore,
+) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    first = await store.add_review(thread, "int-1", "T1", "C1", "1.0", request(), ttl_seconds=HOUR)
+    other: Any = {**request(), "tool_call": {"name": "send", "args": {"to": "a"}, "id": "c2"}}
+    second = await store.add_review(thread, "int-2", "T1", "C1", "1.0", other, ttl_seconds=HOUR)
+    assert first is not None and second is not None
+    await store.propose_edit(second, 0, {"to": "b"}, BOB)
+    await store.claim(second, Edit({"to": "c"}, BOB))
+    assert await store.thread_arguments(thread) == [
+        ("send", [{"to": "a"}, {"to": "c"}, {"to": "b"}]),
+        ("record_note", [{"note": "x"}]),
+    ]
+    assert await store.thread_arguments(thread, limit=1) == [
+        ("send", [{"to": "a"}, {"to": "c"}, {"to": "b"}])
+    ]
+    await store.finish(second, AuditEvent("edited", "t", "int-2", "c2", "store_test"))
+    await settle(store, first)
