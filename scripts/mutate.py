@@ -96,6 +96,26 @@ ROUTING_PURE_TESTS = tuple(
 """Routing's pure builders; the router itself needs Slack (the sandbox) and is in no group."""
 
 
+BOT_TESTS = (
+    "tests/test_permissions.py",
+    "tests/test_request_checks.py",
+    "tests/test_bot_store.py",
+    "tests/test_consent_expiry.py::test_no_statement_decides_an_expired_review",
+    "tests/test_bot_flow.py",
+    "tests/test_bot_policy.py",
+    "tests/test_hostile_requests.py",
+    "tests/test_ack_first.py",
+    "tests/test_consent_expiry.py",
+    "tests/test_bot_digest.py",
+    "tests/test_guarantees.py::test_the_claim_alone_refuses_a_second_decision",
+)
+"""The decision path through the bot, in process: unit tests first (who may decide against the
+sandbox's Web API, the signature and body checks, the store's statements on real PostgreSQL),
+then the bot's HTTP app behind the sandbox. Not the two-replica tests of ``test_guarantees.py``
+(seconds of set-up each). The order matters: ``scripts/mutate_order.py`` runs a mutant's tests
+in this order, so one a unit test kills stops there."""
+
+
 @dataclass(frozen=True)
 class Group:
     modules: tuple[str, ...]
@@ -180,8 +200,10 @@ GROUPS: dict[str, Group] = {
             "bot/store.py",
             "bot/transport/http.py",
         ),
-        ("tests/test_bot_flow.py", "tests/test_bot_policy.py", "tests/test_hostile_requests.py"),
-        "clicks, group lookups, the store's claims, the signature check: the sandbox (slowest)",
+        BOT_TESTS,
+        "who may decide, clicks, the store's claims and votes, the signature check and body "
+        "cap: the bot in process behind the sandbox, real PostgreSQL (one server for the run)",
+        database=True,
     ),
 }
 
@@ -214,7 +236,7 @@ def scratch_copy(name: str, group: Group) -> Path:
             f"only_mutate = {list(group.modules)!r}",
             f"also_copy = {ALSO_COPY!r}",
             f"pytest_add_cli_args_test_selection = {list(group.tests)!r}",
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-p", "scripts.mutate_order"]',
             "",
         ]
     ).replace("'", '"')
