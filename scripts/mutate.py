@@ -199,6 +199,7 @@ GROUPS: dict[str, Group] = {
             "bot/permissions.py",
             "bot/store.py",
             "bot/transport/http.py",
+            "bot/transport/checks.py",
         ),
         BOT_TESTS,
         "who may decide, clicks, the store's claims and votes, the signature check and body "

@@ -18,14 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from bot.transport.http import (
-    SIGNATURE_MAX_AGE_SECONDS,
-    is_click,
-    is_ssl_check,
-    mcp_section,
-    read_capped,
-    signed_by_slack,
-)
+from bot.transport.checks import SIGNATURE_MAX_AGE_SECONDS, is_click, is_ssl_check
+from bot.transport.http import mcp_section, read_capped, signed_by_slack
 from graph.tools.mcp import McpStatus
 
 SECRET = b"the-signing-secret"
