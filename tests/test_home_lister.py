@@ -68,6 +68,18 @@ async def add(store: BotStore, tool: str, requested_by: str, **args: Any) -> str
     return ref
 
 
+async def add_asked(store: BotStore, asked: dict[str, Any]) -> str | None:
+    """Register a review whose request was built (and changed) by the test itself."""
+    return await store.add_review(
+        f"t-{uuid.uuid4().hex[:8]}",
+        "i1",
+        "T0",
+        "C0GENERAL",
+        "1.000001",
+        asked,  # type: ignore[arg-type]
+    )
+
+
 async def test_approvers_groups_and_four_eyes_decide_whose_list(
     lister: tuple[WaitingLister, str],
 ) -> None:
@@ -116,14 +128,7 @@ async def test_four_eyes_in_the_list_covers_everyone_whose_words_led_to_the_call
     store = waiting.store
     asked = request(tool, BOB, env="prod")
     asked["requesters"] = [ALICE, BOB]
-    ref = await store.add_review(
-        f"t-{uuid.uuid4().hex[:8]}",
-        "i1",
-        "T0",
-        "C0GENERAL",
-        "1.000001",
-        asked,  # type: ignore[arg-type]
-    )
+    ref = await add_asked(store, asked)
     assert ref is not None
     assert ref not in [r.ref for r in (await waiting.waiting_for(ALICE)).shown]
     assert ref not in [r.ref for r in (await waiting.waiting_for(BOB)).shown]
@@ -152,14 +157,7 @@ async def test_a_review_registered_before_the_listed_columns_is_listed_the_same(
     waiting, tool = lister
     asked = request(tool, BOB, env="prod", region="eu")
     asked["requesters"] = [ALICE, BOB]
-    ref = await waiting.store.add_review(
-        f"t-{uuid.uuid4().hex[:8]}",
-        "i1",
-        "T0",
-        "C0GENERAL",
-        "1.000001",
-        asked,  # type: ignore[arg-type]
-    )
+    ref = await add_asked(waiting.store, asked)
     async with waiting.store.pool.connection() as conn:
         listed = await (
             await conn.execute(

@@ -194,10 +194,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send(self, request: bytes) -> asyncio.Future[bytes | None]:
         """Write a request; its future gets the answer (None if the connection is lost first)."""
-        assert self.transport is not None
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
-        self.transport.write(request)
+        [future] = self.send_all([request])
         return future
 
     def send_all(self, requests: list[bytes]) -> list[asyncio.Future[bytes | None]]:
