@@ -29,12 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bot.config import BotSettings
 from bot.server import MAX_BODY_BYTES, http_app
 from bot.transport.ack_process import (
+    STOP_SECONDS,
     AckProcess,
     acknowledging,
     private_socket_path,
     remove_private_socket,
     unix_listening_socket,
 )
+from bot.transport.acker import PRIORITY
 from bot.transport.linger import LingeringHttpToolsProtocol
 from tests.support.bot_harness import (
     ALICE,
@@ -247,6 +249,68 @@ async def test_a_click_is_acknowledged_before_the_bot_has_even_read_it(env: Slac
         await upstream.stop()
         remove_private_socket(upstream.path)
         sock.close()
+
+
+HELD_SECONDS = 2.0
+"""How long a held click keeps a stopping acknowledger alive in the test below: well inside the
+5 s it waits for the bot (and ``STOP_SECONDS``), and long enough for one that did not wait to
+have exited."""
+
+
+async def test_on_sigterm_the_acknowledger_waits_until_the_bot_has_its_clicks(
+    env: SlackEnv,
+) -> None:
+    """A click acknowledged and handed over, the bot holding it unanswered: SIGTERM stops the
+    acknowledger accepting, but it stays until the bot has taken the click, then exits 0 (so a
+    rolling restart never drops a click Slack was told was received)."""
+    assert HELD_SECONDS < 5.0 < STOP_SECONDS
+    holding = HoldingApp(http_app(env.bot))
+    upstream = Behind(holding)
+    await upstream.start()
+    sock = listening_socket()
+    secret = env.bot.settings.signing_secret
+    acker = AckProcess(sock, upstream.path, secret)
+    try:
+        await acker.start()
+        assert acker.process is not None
+        assert await send_click(sock.getsockname()[1], secret) == 200
+        await asyncio.wait_for(holding.arrived.wait(), 15)
+        acker.process.send_signal(signal.SIGTERM)
+        exited = asyncio.ensure_future(acker.process.wait())
+        done, _ = await asyncio.wait([exited], timeout=HELD_SECONDS)
+        assert not done, "the acknowledger left before the bot had taken its click"
+        holding.release.set()
+        assert await asyncio.wait_for(exited, 15) == 0
+        assert holding.read == len(click_body())
+    finally:
+        holding.release.set()
+        await acker.stop()
+        await upstream.stop()
+        remove_private_socket(upstream.path)
+        sock.close()
+
+
+def raising_priority_is_permitted() -> bool:
+    """Whether a process here may lower its niceness to the acknowledger's (root with
+    ``CAP_SYS_NICE``), asked of a child so this process keeps its own."""
+    import subprocess
+    import sys
+
+    code = f"import os; os.setpriority(os.PRIO_PROCESS, 0, {PRIORITY})"
+    return (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode
+        == 0
+    )
+
+
+async def test_the_acknowledger_runs_at_a_higher_priority_where_permitted(
+    fronted: tuple[AckProcess, int],
+) -> None:
+    """Niceness -5 where the machine allows it; elsewhere the bot's own, as the docs say."""
+    acker, _ = fronted
+    assert acker.process is not None
+    expected = PRIORITY if raising_priority_is_permitted() else os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, acker.process.pid) == expected
 
 
 async def send_click(port: int, secret: str) -> int | None:
