@@ -420,6 +420,11 @@ def test_a_tool_with_rules_is_reviewed_by_the_agent_naming_the_file() -> None:
             "[tools.refund]\nrules = [1]\n",
             "p.toml, line 2: rules is a list of tables: [[tools.refund.rules]]",
         ),
+        ("[tools]\nrefund = { rules = 1 }\n", "p.toml: rules is a list of tables"),
+        (
+            "tools = { refund = { rules = [{ when = 'a >' }] } }\n",
+            "p.toml: cannot parse the condition 'a >'",
+        ),
         (
             "[tools.refund]\nttl = '1h'\nrules = [{ when = 'true', quorum = 0 }]\n",
             "p.toml, line 3: quorum must be a whole number from 1 to 10",
@@ -488,3 +493,19 @@ def test_a_grant_may_allow_from_one_to_a_thousand_uses(uses: int) -> None:
     text = f"[tools.refund]\ngrants = {{ max_uses = {uses}, max_duration = '1h' }}\n"
     limits = parse_policy(text).for_tool("refund").grants
     assert limits is not None and limits.max_uses == uses
+
+
+def test_a_type_error_in_an_mcp_tools_rule_names_the_tool_as_people_read_it() -> None:
+    text = (
+        "[mcp.servers.github]\ncommand = 'true'\n\n"
+        '[tools."github.*"]\n[[tools."github.*".rules]]\nwhen = "args.nope > 1"\n'
+    )
+    policy = parse_policy(text, "p.toml", env={}).with_mcp_tools(
+        {"github__merge": ("github.merge", {})}
+    )
+    schema = {"type": "object", "properties": {"pr": {"type": "integer"}}}
+    with pytest.raises(PolicyError) as error:
+        policy.check_rules({"github__merge": schema})
+    assert str(error.value) == (
+        "p.toml, line 6: the arguments of github.merge have no 'nope' (known: pr)"
+    )
