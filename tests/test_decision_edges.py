@@ -369,6 +369,8 @@ def test_a_tool_without_rules_has_its_own_policy_and_redactions() -> None:
     )
     assert gone.failed == "the rule 'old' is no longer in the policy file"
     assert gone.policy.quorum == 2
+    edited = policy.for_review("refund", {"rule": "old"}, {"a": 1}, {"a": 2}, **FACTS)
+    assert edited == gone  # an edit adds nothing to a tool without rules
     same = policy.for_review("refund", None, {"a": 1}, {"a": 2}, **FACTS)
     assert same == policy.for_call("refund", {"a": 1})
 
