@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from graph.decisions import (
     Feedback,
     from_stored,
     from_wire,
+    to_wire,
 )
 
 
@@ -305,3 +307,207 @@ def test_a_name_is_a_pattern_only_with_a_wildcard_character() -> None:
     policy = parse_policy("[tools.Xport]\napprovers = ['U0ANN']\n")
     with pytest.raises(PolicyError, match=r"conflicts with policy \[tools\.Xport\] approvers"):
         policy.with_approvers({"Xport": frozenset({"U0BOB"})})
+
+
+def test_a_digest_survives_the_wire_and_the_row_and_only_as_a_string() -> None:
+    """The digest binds an approval to the arguments approved: it must reach the graph."""
+    approve, edit = Approve("U0A", "d1"), Edit({"x": 1}, "U0A", "d2")
+    assert to_wire(approve) == {"action": "continue", "by": "U0A", "digest": "d1"}
+    assert to_wire(edit) == {"action": "update", "data": {"x": 1}, "by": "U0A", "digest": "d2"}
+    assert from_wire(to_wire(approve)) == approve and from_wire(to_wire(edit)) == edit
+    assert from_wire({"action": "continue", "digest": 5}) == Approve()
+    assert from_stored("continue", "U0A", None, None, "d1") == approve
+    assert from_stored("update", "U0A", {"x": 1}, None, "d2") == edit
+
+
+LEGACY_RULES = """\
+[tools.refund]
+redact = ["card"]
+
+[[tools.refund.rules]]
+name = "carol in C0, 2020"
+when = 'requester == "U0CAROL" && channel == "C0" && time.getFullYear() == 2020'
+quorum = 3
+"""
+
+IN_2020 = datetime(2020, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_review_without_a_stored_rule_is_resolved_from_its_own_facts() -> None:
+    """A row from before rules were stored, and an edit of it: the requester, the channel and
+    the creation time of the review decide, not who or when asks later."""
+    policy = parse_policy(LEGACY_RULES, "p.toml")
+    facts = {"requester": "U0CAROL", "channel": "C0", "created": IN_2020}
+    args = {"amount": 1}
+    assert policy.for_stored("refund", None, args, **facts).policy.quorum == 3
+    assert policy.for_review("refund", None, args, None, **facts).policy.quorum == 3
+    for who, where in (("U0BOB", "C0"), ("U0CAROL", "C1")):
+        late = policy.for_stored(
+            "refund", None, args, requester=who, channel=where, created=IN_2020
+        )
+        assert late.policy.quorum == 1
+    assert policy.for_stored("refund", None, args, **{**facts, "created": None}).rule is None
+
+
+def test_an_edit_is_resolved_with_the_reviews_requester_channel_and_time() -> None:
+    text = LEGACY_RULES.replace("[tools.refund]", "[tools.refund]\nttl = '2h'")
+    policy = parse_policy(text, "p.toml")
+    facts = {"requester": "U0CAROL", "channel": "C0", "created": IN_2020}
+    before = policy.for_call("refund", {"amount": 1}, requester="U0BOB", channel="C0", now=IN_2020)
+    assert before.rule is None
+    after = policy.for_review("refund", before.stored(), {"amount": 1}, {"amount": 2}, **facts)
+    assert after.policy.quorum == 3 and after.edited == "carol in C0, 2020 (rule 1)"
+
+
+def test_a_tool_without_rules_has_its_own_policy_and_redactions() -> None:
+    text = '[tools.refund]\nquorum = 2\nredact = ["card"]\n[tools.other]\n'
+    policy = parse_policy(text, "p.toml")
+    assert policy.for_call("refund", {"card": "4111"}).policy.quorum == 2
+    assert policy.redacts("refund") == {"card"}
+    gone = policy.for_stored(
+        "refund", {"rule": "old"}, {}, requester=None, channel=None, created=IN_2020
+    )
+    assert gone.failed == "the rule 'old' is no longer in the policy file"
+    assert gone.policy.quorum == 2
+    edited = policy.for_review("refund", {"rule": "old"}, {"a": 1}, {"a": 2}, **FACTS)
+    assert edited == gone  # an edit adds nothing to a tool without rules
+    same = policy.for_review("refund", None, {"a": 1}, {"a": 2}, **FACTS)
+    assert same == policy.for_call("refund", {"a": 1})
+
+
+FACTS: dict[str, Any] = {"requester": None, "channel": None, "created": IN_2020}
+
+
+def test_every_rule_that_would_lift_a_modules_review_is_named_on_its_own_line() -> None:
+    text = (
+        '[tools.wipe]\nmode = "auto"\n\n[[tools.wipe.rules]]\nwhen = "true"\nquorum = 2\n\n'
+        '[[tools.wipe.rules]]\nwhen = "false"\nttl = "1h"\n'
+    )
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, "p.toml").check_auto_rules({"wipe": "mod.REVIEW_POLICY"})
+    assert str(error.value) == "\n".join(
+        f'p.toml, line {line}: mode = "auto" cannot lift the review mod.REVIEW_POLICY asks '
+        "for (review wins; remove one of the two)"
+        for line in (5, 9)
+    )
+
+
+def test_every_type_error_of_the_rules_is_named_on_its_own_line() -> None:
+    text = "[tools.refund]\n[[tools.refund.rules]]\nwhen = 'args.a > 1'\n"
+    text += "[[tools.refund.rules]]\nwhen = 'args.b > 1'\n"
+    schema = {"type": "object", "properties": {"c": {"type": "integer"}}}
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, "p.toml").check_rules({"refund": schema})
+    lines = str(error.value).split("\n")
+    assert [line.split(":")[0] for line in lines] == ["p.toml, line 3", "p.toml, line 5"]
+
+
+def test_a_tool_with_rules_is_reviewed_by_the_agent_naming_the_file() -> None:
+    text = '[tools.refund]\nmode = "auto"\n[[tools.refund.rules]]\nwhen = "true"\nmode = "review"\n'
+    words = [(r.tool, r.policy, r.source) for r in parse_policy(text).mode_rules("p.toml")]
+    assert words == [
+        ("refund", "auto", 'policy file p.toml [tools.refund] mode = "auto"'),
+        ("refund", "review", "policy file p.toml [tools.refund] rules (decided per call)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        (
+            "[tools.refund]\nrules = 1\n",
+            "p.toml, line 2: rules is a list of tables: [[tools.refund.rules]]",
+        ),
+        (
+            "[tools.refund]\nrules = [1]\n",
+            "p.toml, line 2: rules is a list of tables: [[tools.refund.rules]]",
+        ),
+        ("[tools]\nrefund = { rules = 1 }\n", "p.toml: rules is a list of tables"),
+        (
+            "tools = { refund = { rules = [{ when = 'a >' }] } }\n",
+            "p.toml: cannot parse the condition 'a >'",
+        ),
+        (
+            "[tools.refund]\nttl = '1h'\nrules = [{ when = 'true', quorum = 0 }]\n",
+            "p.toml, line 3: quorum must be a whole number from 1 to 10",
+        ),
+        (
+            "[tools.refund]\n[[tools.refund.rules]]\nwhen = 'true'\ngrants.max_uses = 0\n"
+            "grants.max_duration = '1h'\n[[tools.refund.rules]]\nwhen = 'true'\n"
+            "grants = { max_uses = 1, max_duration = '1h' }\n",
+            "p.toml, line 2: max_uses must be a whole number from 1 to 1000",
+        ),
+        (
+            "[tools.refund]\n[[tools.refund.rules]]\nwhen = 'true'\nchannel = 'x'\n",
+            "p.toml, line 4: channel must be a channel name",
+        ),
+        ("[mcp]\nservers = 1\n", "p.toml: [mcp.servers] must contain one table per server"),
+        (
+            "[tools.refund]\nreview_channel = 'x'\n",
+            "p.toml, line 2: review_channel must be a channel name",
+        ),
+        (
+            "[tools.refund]\ngrants = { max_uses = true, max_duration = '1h' }\n",
+            "p.toml, line 2: max_uses must be",
+        ),
+        (
+            "[tools.refund]\nescalate_to = []\n",
+            "p.toml, line 2: escalate_to must be a non-empty "
+            "list of Slack user ids (U..., W...) or user group ids (S...)",
+        ),
+        (
+            "[tools.refund]\nescalate_to = ['U0A']\nescalate_after = 'soon'\n",
+            "p.toml, line 3: a duration like",
+        ),
+        (
+            "[tools.refund]\nttl = '1h'\nescalate_after = '5m'\n",
+            "p.toml, line 3: escalate_after needs escalate_to (whom)",
+        ),
+        (
+            "[tools.refund]\nttl = '1h'\nescalate_to = ['U0A']\n",
+            "p.toml, line 3: escalate_to needs escalate_after (when)",
+        ),
+        (
+            "[tools.refund]\nttl = '1h'\nescalate_to = ['U0A']\nescalate_after = '1h'\n",
+            "p.toml, line 4: escalate_after must be shorter than ttl, or the review expires "
+            "before anyone is pinged",
+        ),
+        (
+            "[defaults]\nttl = '1h'\n[tools.refund]\nescalate_to = ['U0A']\n"
+            "escalate_after = '2h'\n",
+            "p.toml, line 5: escalate_after must be shorter than ttl",
+        ),
+        (
+            "[defaults]\nescalate_to = ['U0A']\nescalate_after = '30m'\n[tools.refund]\n"
+            "ttl = '10m'\n",
+            "p.toml, line 4: escalate_after must be shorter than ttl",
+        ),
+    ],
+)
+def test_each_refusal_of_a_rule_or_a_setting_names_its_line(text: str, refusal: str) -> None:
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, "p.toml")
+    assert str(error.value).startswith(refusal)
+
+
+@pytest.mark.parametrize("uses", [1, 1000])
+def test_a_grant_may_allow_from_one_to_a_thousand_uses(uses: int) -> None:
+    text = f"[tools.refund]\ngrants = {{ max_uses = {uses}, max_duration = '1h' }}\n"
+    limits = parse_policy(text).for_tool("refund").grants
+    assert limits is not None and limits.max_uses == uses
+
+
+def test_a_type_error_in_an_mcp_tools_rule_names_the_tool_as_people_read_it() -> None:
+    text = (
+        "[mcp.servers.github]\ncommand = 'true'\n\n"
+        '[tools."github.*"]\n[[tools."github.*".rules]]\nwhen = "args.nope > 1"\n'
+    )
+    policy = parse_policy(text, "p.toml", env={}).with_mcp_tools(
+        {"github__merge": ("github.merge", {})}
+    )
+    schema = {"type": "object", "properties": {"pr": {"type": "integer"}}}
+    with pytest.raises(PolicyError) as error:
+        policy.check_rules({"github__merge": schema})
+    assert str(error.value) == (
+        "p.toml, line 6: the arguments of github.merge have no 'nope' (known: pr)"
+    )
