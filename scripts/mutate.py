@@ -192,7 +192,8 @@ GROUPS: dict[str, Group] = {
             "test_a_process_killed_after_the_tool_ran_leaves_that_step_on_disk",
         ),
         "the agent service's verdict and answer, what a reply listener is told, recovery, "
-        "leases: real PostgreSQL, in process (one server for the whole run; slow)",
+        "leases: real PostgreSQL, in process but for one kill test (one server for the whole "
+        "run; slow)",
         database=True,
     ),
     "bot": Group(
