@@ -10,6 +10,7 @@ last result and why each survivor is equivalent or which test now kills it.
     python scripts/mutate.py            # the unit-test groups: pure, rules, review (~20 min)
     python scripts/mutate.py rules      # one group
     python scripts/mutate.py agent bot  # the slow groups; `--list` names them
+    python scripts/mutate.py agent --mutants "graph.service.x*_run__mutmut_*"  # some mutants
 
 The database-backed group (``agent``) gets one embedded PostgreSQL for the whole run, passed
 to every mutant's tests as ``TEST_DATABASE_URL``: otherwise each mutant's pytest session would
@@ -178,6 +179,7 @@ GROUPS: dict[str, Group] = {
         ("graph/locks.py", "graph/service.py"),
         (
             "tests/test_agent_service.py",
+            "tests/test_graph_streaming.py",
             "tests/test_graph_refusals.py",
             "tests/test_graph_leases.py",
             "tests/test_graph_crash.py",
@@ -189,8 +191,9 @@ GROUPS: dict[str, Group] = {
             "tests/test_graph_processes.py::"
             "test_a_process_killed_after_the_tool_ran_leaves_that_step_on_disk",
         ),
-        "the agent service's verdict and answer, recovery, leases: real PostgreSQL, in process "
-        "(one server for the whole run; slow)",
+        "the agent service's verdict and answer, what a reply listener is told, recovery, "
+        "leases: real PostgreSQL, in process but for one kill test (one server for the whole "
+        "run; slow)",
         database=True,
     ),
     "bot": Group(
@@ -285,12 +288,12 @@ def report(name: str, results: str) -> int:
     return len(survivors)
 
 
-def run(name: str, children: int) -> int:
+def run(name: str, children: int, mutants: list[str]) -> int:
     group = GROUPS[name]
     copy = scratch_copy(name, group)
     env = {**os.environ, "PYTHONPATH": str(copy)}
     if not group.database:
-        return mutate(name, copy, env, children)
+        return mutate(name, copy, env, children, mutants)
     sys.path.insert(0, str(ROOT))
     from graph.db import start_embedded_postgres, stop_embedded_postgres
 
@@ -298,15 +301,20 @@ def run(name: str, children: int) -> int:
         Path(data_dir).chmod(0o755)  # the server may run as another user (as the tests' own)
         env["TEST_DATABASE_URL"] = start_embedded_postgres(Path(data_dir))
         try:
-            return mutate(name, copy, env, children)
+            return mutate(name, copy, env, children, mutants)
         finally:
             stop_embedded_postgres(Path(data_dir))
 
 
-def mutate(name: str, copy: Path, env: dict[str, str], children: int) -> int:
-    """Run mutmut in ``copy`` and print its results; the number of survivors."""
+def mutate(name: str, copy: Path, env: dict[str, str], children: int, mutants: list[str]) -> int:
+    """Run mutmut in ``copy`` and print its results; the number of survivors.
+
+    ``mutants`` (names or globs, as ``mutmut run`` takes them) limits the run to those; empty
+    runs every mutant. The table then counts only what was run (``results`` lists the rest as
+    not checked, which the report does not count)."""
     mutmut = str(Path(sys.executable).with_name("mutmut"))
-    subprocess.run([mutmut, "run", "--max-children", str(children)], cwd=copy, env=env, check=True)
+    command = [mutmut, "run", "--max-children", str(children), *mutants]
+    subprocess.run(command, cwd=copy, env=env, check=True)
     results = subprocess.run(
         [mutmut, "results", "--all", "true"],
         cwd=copy,
@@ -323,6 +331,9 @@ def main() -> None:
     parser.add_argument("groups", nargs="*", default=list(DEFAULT), help=f"of {', '.join(GROUPS)}")
     parser.add_argument("--list", action="store_true", help="name the groups and stop")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--mutants", nargs="+", default=[], help="only these mutants (names or globs)"
+    )
     args = parser.parse_args()
     if args.list:
         for name, group in GROUPS.items():
@@ -331,7 +342,7 @@ def main() -> None:
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"no such group: {', '.join(sorted(unknown))}")
-    survived = sum(run(name, args.children) for name in args.groups)
+    survived = sum(run(name, args.children, args.mutants) for name in args.groups)
     print(f"\n{survived} surviving mutants: explain each in docs/mutation.md or kill it.")
 
 

@@ -102,7 +102,8 @@ async def test_a_short_wait_gives_up_on_a_thread_busy_in_this_process_too(
     offline_agent: AgentService, thread_id: str
 ) -> None:
     """Retention holds threads through a short-waiting copy of the same leases (the same
-    in-process locks): a thread running here must not keep it waiting until the run ends."""
+    in-process locks): a thread running here must not keep it waiting until the run ends. It
+    gives up in the same words as behind another replica, naming the thread."""
     patient = offline_agent.leases
     brief = dataclasses.replace(patient, wait_seconds=0.3)
 
@@ -111,8 +112,9 @@ async def test_a_short_wait_gives_up_on_a_thread_busy_in_this_process_too(
             raise AssertionError("held a thread a run in this process holds")
 
     async with patient.hold(thread_id):
-        with pytest.raises(LeaseTimeout):
+        with pytest.raises(LeaseTimeout) as timed_out:
             await asyncio.wait_for(take(), 30)  # a bound for the test, not a figure
+        assert str(timed_out.value) == f"thread {thread_id} stayed busy for 0.3s"
     async with brief.hold(thread_id):  # free again: taken at once
         assert await lease_rows(offline_agent, thread_id) == 1
 
