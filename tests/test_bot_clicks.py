@@ -5,12 +5,15 @@ read and being claimed). The bot is the real one behind the Slack sandbox, on Po
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.audit import AuditLog
+from bot.failures import BROKEN
 from bot.metrics import REGISTRY
 from bot.review.binding import proposal_digest
 from bot.review.clicks import CHANGED, stale_words
@@ -225,13 +228,13 @@ async def test_an_approval_after_the_quorum_was_reached_is_told_who_decided(
 
 
 async def open_form(env: SlackEnv, text: str, button: str) -> tuple[str, str]:
-    """Alice asks for a call and opens its Edit or Feedback form: the thread and the card."""
+    """Alice asks for a call and opens its Edit or Feedback form: the thread and the ref."""
     sandbox = env.sandbox
     thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {text}")
     [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
     await sandbox.click_button(ALICE, "C0GENERAL", card["ts"], button)
     await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
-    return thread, str(card["ts"])
+    return thread, review_ref(card)
 
 
 async def test_a_requester_held_to_four_eyes_may_still_send_feedback(env: SlackEnv) -> None:
@@ -257,11 +260,94 @@ async def test_an_edit_is_held_to_the_rule_of_the_edited_arguments(env: SlackEnv
 
 
 async def test_an_edit_keeps_a_redacted_argument_nobody_replaced(env: SlackEnv) -> None:
+    """The redacted text has no input; the edit runs it as proposed, as Alice's edit."""
     sandbox = env.sandbox
-    await open_form(env, "post 'the launch code' to #general", "review_edit")
+    _, ref = await open_form(env, "post 'the launch code' to #general", "review_edit")
     done = await sandbox.submit_modal(ALICE, {"arg:channel": "#random"})
     assert done.closed, done.errors
     posted = await sandbox.wait_for_call(
         "chat.postMessage", lambda call: call.args.get("channel") == "#random"
     )
     assert posted.args["text"] == "the launch code"
+    row = await read(env, ref)
+    assert (row.action, row.decided_by) == ("update", ALICE)
+
+
+async def test_the_agents_refusal_of_a_redacted_argument_is_shown_under_a_visible_input(
+    env: SlackEnv,
+) -> None:
+    """The model proposed a blank (redacted) text; the agent refuses any edit keeping it, and
+    the refusal goes under the first input the form has (the text has none)."""
+    sandbox = env.sandbox
+    await open_form(env, "post ' ' to #general", "review_edit")
+    refused = await sandbox.submit_modal(ALICE, {"arg:channel": "#random"})
+    assert not refused.closed
+    assert refused.errors == {"arg:channel": "text: must not be blank"}
+    assert not [c for c in sandbox.calls_of("chat.postMessage") if c.args["channel"] == "#random"]
+
+
+@pytest.fixture
+async def broken_ref(env: SlackEnv) -> AsyncIterator[str]:
+    """A review whose stored request has no arguments (as a row another version wrote might
+    not): reading its policy raises. Deleted afterwards, so no other bot's sweeper finds it."""
+    request: Any = {"question": "?", "tool_call": {"name": "record_note", "id": "call-1"}}
+    store = env.bot.flow.store
+    ref = await store.add_review(
+        f"broken-{uuid.uuid4().hex}", "int-1", "T0SANDBOX", "C0GENERAL", "1.0", request
+    )
+    assert ref is not None
+    try:
+        yield ref
+    finally:
+        async with store.pool.connection() as conn:
+            await conn.execute("DELETE FROM slack_reviews WHERE ref = %s", (ref,))
+
+
+async def test_a_submission_that_cannot_be_checked_is_logged_and_answered(
+    env: SlackEnv, broken_ref: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    checked = await env.bot.flow.clicks.check_submission(
+        Click(ALICE, broken_ref, "C0GENERAL"), "feedback", {}, "feedback"
+    )
+    assert checked == {"feedback": BROKEN}
+    [logged] = [r for r in caplog.records if r.name == "bot.review.clicks"]
+    assert logged.getMessage() == f"checking a feedback submission for {broken_ref} failed"
+    assert logged.exc_info is not None
+
+
+async def test_a_click_that_cannot_be_handled_is_logged_and_told(
+    env: SlackEnv, broken_ref: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clicks = env.bot.flow.clicks
+    await clicks.open_modal(Click(ALICE, broken_ref, "C0GENERAL"), "trigger", "edit")
+    await clicks.decide(Click(BOB, broken_ref, "C0GENERAL"), Approve(BOB))
+    logged = [r for r in caplog.records if r.name == "bot.review.clicks"]
+    assert [r.getMessage() for r in logged] == [
+        f"opening the edit modal for {broken_ref} failed",
+        f"deciding approve on {broken_ref} failed",
+    ]
+    assert all(r.exc_info is not None for r in logged)
+    assert told(env, ALICE) == told(env, BOB) == [BROKEN]
+
+
+async def test_an_edit_form_opened_after_an_edit_is_bound_to_the_new_proposal(
+    env: SlackEnv,
+) -> None:
+    """Alice's edit is the proposal (version 1); Bob's form, opened after it, is bound to
+    that version: his edit is taken (the proposal's version 2, his approval its first),
+    not refused as made on an earlier proposal."""
+    sandbox, clicks = env.sandbox, env.bot.flow.clicks
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {INVITE}")
+    [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    ref = review_ref(card)
+    invite_bob = {"channel": "#general", "users": [BOB]}
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Edit(invite_bob, ALICE))
+    assert (await read(env, ref)).version == 1
+    await sandbox.click_button(BOB, "C0GENERAL", card["ts"], "review_edit")
+    await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
+    done = await sandbox.submit_modal(BOB, {"arg:users": [BOB, CAROL]})
+    assert done.closed, done.errors
+    row = await read(env, ref)
+    assert row.version == 2 and row.proposed_edit == {"channel": "#general", "users": [BOB, CAROL]}
+    assert await env.bot.flow.store.approvals(ref, 2) == [BOB]
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
