@@ -14,6 +14,7 @@ import pytest
 
 from bot.audit import AuditLog
 from bot.failures import BROKEN
+from bot.grants import GrantTerms
 from bot.metrics import REGISTRY
 from bot.review.binding import proposal_digest
 from bot.review.clicks import CHANGED, stale_words
@@ -42,13 +43,17 @@ four_eyes = true
 [tools.post_message]
 redact = ["text"]
 
+[tools.create_channel]
+grants = { max_duration = "1h", max_uses = 2 }
+
 [[tools.set_channel_topic.rules]]
 name = "secret topics need Carol"
 when = 'args.topic == "secret"'
 approvers = ["U0CAROL"]
 """
 """For the demo model and tools: invitations need two approvals, the weather another's eyes
-than its requester's, a post's text is redacted, and a secret topic Carol's approval."""
+than its requester's, a post's text is redacted, a new channel may be approved with a standing
+approval, and a secret topic needs Carol's approval."""
 
 
 @pytest.fixture
@@ -351,3 +356,18 @@ async def test_an_edit_form_opened_after_an_edit_is_bound_to_the_new_proposal(
     assert row.version == 2 and row.proposed_edit == {"channel": "#general", "users": [BOB, CAROL]}
     assert await env.bot.flow.store.approvals(ref, 2) == [BOB]
     await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_an_approval_offering_a_standing_approval_creates_it(env: SlackEnv) -> None:
+    """The channel's name is this test's own, so the grant matches no other test's call."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, f"create channel called c-{uuid.uuid4().hex[:8]}")
+    terms = GrantTerms(seconds=60, uses=1, scope=frozenset({"name"}))
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), offer=terms)
+    async with env.bot.service.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT created_by, max_uses FROM standing_grants WHERE source_ref = %s", (ref,)
+            )
+        ).fetchall()
+    assert [(r["created_by"], r["max_uses"]) for r in rows] == [([BOB], 1)]
