@@ -10,7 +10,7 @@ last result and why each survivor is equivalent or which test now kills it.
     python scripts/mutate.py            # the unit-test groups: pure, rules, review (~20 min)
     python scripts/mutate.py rules      # one group
     python scripts/mutate.py agent bot  # the slow groups; `--list` names them
-    python scripts/mutate.py agent --mutants "graph.service.x*_run__mutmut_*"  # some mutants
+    python scripts/mutate.py bot --only "bot.review.clicks*"  # some of a group's mutants
 
 The database-backed group (``agent``) gets one embedded PostgreSQL for the whole run, passed
 to every mutant's tests as ``TEST_DATABASE_URL``: otherwise each mutant's pytest session would
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
 import os
 import re
 import shutil
@@ -102,6 +103,7 @@ BOT_TESTS = (
     "tests/test_request_checks.py",
     "tests/test_bot_store.py",
     "tests/test_consent_expiry.py::test_no_statement_decides_an_expired_review",
+    "tests/test_bot_clicks.py",
     "tests/test_bot_flow.py",
     "tests/test_bot_policy.py",
     "tests/test_hostile_requests.py",
@@ -253,20 +255,27 @@ def module_of(mutant: str) -> str:
     return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
 
 
-def report(name: str, results: str) -> int:
+def chosen(mutant: str, only: tuple[str, ...]) -> bool:
+    """Whether ``--only`` keeps this mutant: a name or ``fnmatch`` pattern, as ``mutmut run``
+    reads them (``*`` spans dots); no pattern keeps all."""
+    return not only or any(mutant == p or fnmatch.fnmatch(mutant, p) for p in only)
+
+
+def report(name: str, results: str, only: tuple[str, ...] = ()) -> int:
     """Print the group's table, survivors and timeouts; the number of survivors.
 
     A *timeout* (the mutant's tests ran past mutmut's time limit, e.g. a wait loop that never
     ends) is a mutant the tests caught: they did not pass. It is counted apart from *killed*
     and listed, since on a loaded machine a slow survivor could time out too: re-run those
     (``mutmut run NAME`` in the group's copy) before trusting them. *Suspicious* counts as a
-    survivor."""
+    survivor. With ``only``, the mutants left out are not counted (mutmut lists them as not
+    checked)."""
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []
     timeouts: list[str] = []
     for line in results.splitlines():
         mutant, _, status = line.strip().rpartition(": ")
-        if not mutant:
+        if not mutant or not chosen(mutant, only):
             continue
         counts[module_of(mutant)][status] += 1
         if status in ("survived", "suspicious"):
@@ -288,12 +297,12 @@ def report(name: str, results: str) -> int:
     return len(survivors)
 
 
-def run(name: str, children: int, mutants: list[str]) -> int:
+def run(name: str, children: int, only: tuple[str, ...] = ()) -> int:
     group = GROUPS[name]
     copy = scratch_copy(name, group)
     env = {**os.environ, "PYTHONPATH": str(copy)}
     if not group.database:
-        return mutate(name, copy, env, children, mutants)
+        return mutate(name, copy, env, children, only)
     sys.path.insert(0, str(ROOT))
     from graph.db import start_embedded_postgres, stop_embedded_postgres
 
@@ -301,19 +310,16 @@ def run(name: str, children: int, mutants: list[str]) -> int:
         Path(data_dir).chmod(0o755)  # the server may run as another user (as the tests' own)
         env["TEST_DATABASE_URL"] = start_embedded_postgres(Path(data_dir))
         try:
-            return mutate(name, copy, env, children, mutants)
+            return mutate(name, copy, env, children, only)
         finally:
             stop_embedded_postgres(Path(data_dir))
 
 
-def mutate(name: str, copy: Path, env: dict[str, str], children: int, mutants: list[str]) -> int:
-    """Run mutmut in ``copy`` and print its results; the number of survivors.
-
-    ``mutants`` (names or globs, as ``mutmut run`` takes them) limits the run to those; empty
-    runs every mutant. The table then counts only what was run (``results`` lists the rest as
-    not checked, which the report does not count)."""
+def mutate(name: str, copy: Path, env: dict[str, str], children: int, only: tuple[str, ...]) -> int:
+    """Run mutmut in ``copy`` (only the mutants ``only`` names, if any) and print its results;
+    the number of survivors."""
     mutmut = str(Path(sys.executable).with_name("mutmut"))
-    command = [mutmut, "run", "--max-children", str(children), *mutants]
+    command = [mutmut, "run", "--max-children", str(children), *only]
     subprocess.run(command, cwd=copy, env=env, check=True)
     results = subprocess.run(
         [mutmut, "results", "--all", "true"],
@@ -323,7 +329,7 @@ def mutate(name: str, copy: Path, env: dict[str, str], children: int, mutants: l
         capture_output=True,
         text=True,
     ).stdout
-    return report(name, results)
+    return report(name, results, only)
 
 
 def main() -> None:
@@ -332,7 +338,12 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="name the groups and stop")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
-        "--mutants", nargs="+", default=[], help="only these mutants (names or globs)"
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only the mutants this names (repeatable; mutmut's fnmatch patterns, e.g. "
+        '"bot.review.clicks*"); the table counts only those',
     )
     args = parser.parse_args()
     if args.list:
@@ -342,7 +353,8 @@ def main() -> None:
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"no such group: {', '.join(sorted(unknown))}")
-    survived = sum(run(name, args.children, args.mutants) for name in args.groups)
+    only = tuple(args.only)
+    survived = sum(run(name, args.children, only) for name in args.groups)
     print(f"\n{survived} surviving mutants: explain each in docs/mutation.md or kill it.")
 
 

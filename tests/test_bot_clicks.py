@@ -1,0 +1,373 @@
+"""What a click does (``bot.review.clicks``), called on the running bot's own ``Clicks`` with
+reviews of the real store: the sentences a clicker is told, the metrics a click counts, and the
+paths the sandbox's buttons rarely take (a review gone, a review that lapsed between being
+read and being claimed). The bot is the real one behind the Slack sandbox, on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.audit import AuditLog
+from bot.failures import BROKEN
+from bot.grants import GrantTerms
+from bot.metrics import REGISTRY
+from bot.review.binding import proposal_digest
+from bot.review.clicks import CHANGED, stale_words
+from bot.review.effects import Click
+from bot.store import ReviewRow
+from graph import Approve, Edit
+from sandbox.server import Sandbox
+from tests.support.bot_harness import (
+    ALICE,
+    BOB,
+    BOT,
+    CAROL,
+    SlackEnv,
+    review_messages,
+    review_ref,
+    running_slack_env,
+)
+
+POLICY = """\
+[tools.invite_users]
+quorum = 2
+
+[tools.weather_search]
+four_eyes = true
+
+[tools.post_message]
+redact = ["text"]
+
+[tools.create_channel]
+grants = { max_duration = "1h", max_uses = 2 }
+
+[[tools.set_channel_topic.rules]]
+name = "secret topics need Carol"
+when = 'args.topic == "secret"'
+approvers = ["U0CAROL"]
+"""
+"""For the demo model and tools: invitations need two approvals, the weather another's eyes
+than its requester's, a post's text is redacted, a new channel may be approved with a standing
+approval, and a secret topic needs Carol's approval."""
+
+
+@pytest.fixture
+async def env(database_url: str, tmp_path: Path) -> AsyncIterator[SlackEnv]:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    async with running_slack_env(database_url, policy_file=policy) as slack_env:
+        yield slack_env
+
+
+def decisions(action: str, result: str) -> float:
+    """``approval_bot_decisions_total`` for one action and result (0 before the first)."""
+    value = REGISTRY.get_sample_value(
+        "approval_bot_decisions_total", {"action": action, "result": result}
+    )
+    return value or 0.0
+
+
+async def open_review(sandbox: Sandbox, text: str = "what's the weather in sf?") -> str:
+    """A pending review asked for by Alice in #general; its ref."""
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {text}")
+    [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    return review_ref(card)
+
+
+async def read(env: SlackEnv, ref: str) -> ReviewRow:
+    row = await env.bot.flow.store.get(ref)
+    assert row is not None
+    return row
+
+
+def told(env: SlackEnv, user: str) -> list[str]:
+    """What ``user`` was told privately, oldest first."""
+    return [str(note["text"]) for note in env.sandbox.ephemerals(user)]
+
+
+INVITE = f"invite <@{CAROL}> to #general"
+
+
+async def lapse_now(env: SlackEnv, ref: str) -> None:
+    """Let a review's time run out now (the database's clock decides, as the claim does)."""
+    async with env.bot.service.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE slack_reviews SET expires_at = now() - interval '1 second' WHERE ref = %s",
+            (ref,),
+        )
+
+
+def test_a_review_that_is_gone_was_decided_by_someone() -> None:
+    assert stale_words(None) == "This review was already decided by someone."
+
+
+async def test_a_modal_error_names_people_by_their_slack_names(env: SlackEnv) -> None:
+    clicks = env.bot.flow.clicks
+    assert await clicks.plain(f"Only <@{BOB}> may decide") == "Only @bob may decide"
+
+
+async def test_a_review_lapsed_after_it_was_read_is_refused_counted_and_expired_at_once(
+    env: SlackEnv,
+) -> None:
+    """The claim finds the review expired (it was read in time): the refusal is counted as
+    ``expired`` once, and the review is expired before ``decide`` returns (not later)."""
+    store, clicks = env.bot.flow.store, env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    review = await store.get(ref)
+    assert review is not None
+    await lapse_now(env, ref)
+    before = decisions("continue", "expired"), decisions("continue", "rejected")
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), review)
+    assert (decisions("continue", "expired"), decisions("continue", "rejected")) == (
+        before[0] + 1,
+        before[1],
+    )
+    row = await store.get(ref)
+    assert row is not None and row.status == "decided" and row.action == "expired"
+    [note] = told(env, BOB)
+    assert note.startswith("This review expired at")
+
+
+async def test_an_edit_of_a_quorum_review_lapsed_after_it_was_read_is_refused_at_once(
+    env: SlackEnv,
+) -> None:
+    """With a quorum an edit is first proposed: the proposal finds the review expired."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    review = await read(env, ref)
+    await lapse_now(env, ref)
+    before = decisions("update", "expired")
+    edit = Edit({"channel": "C0GENERAL", "users": [BOB]}, BOB)
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), edit, review)
+    assert decisions("update", "expired") == before + 1
+    [note] = told(env, BOB)
+    assert note.startswith("This review expired at")
+    row = await read(env, ref)
+    assert row.status == "decided" and row.action == "expired" and row.proposed_edit is None
+
+
+async def test_an_approval_towards_a_quorum_lapsed_after_it_was_read_is_refused_at_once(
+    env: SlackEnv,
+) -> None:
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    review = await read(env, ref)
+    await lapse_now(env, ref)
+    before = decisions("continue", "expired")
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), review)
+    assert decisions("continue", "expired") == before + 1
+    [note] = told(env, BOB)
+    assert note.startswith("This review expired at")
+    row = await read(env, ref)
+    assert row.status == "decided" and row.action == "expired"
+    assert await env.bot.flow.store.approvals(ref, row.version) == []
+
+
+async def test_a_vote_short_of_the_quorum_is_stored_audited_and_counted(env: SlackEnv) -> None:
+    """Each vote is stored and audited with the digest of what it approved, and counted."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    review = await read(env, ref)
+    counted = decisions("continue", "approval_recorded")
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Approve(ALICE), review)
+    async with env.bot.service.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT user_id, args_digest FROM slack_review_approvals WHERE ref = %s", (ref,)
+            )
+        ).fetchall()
+    assert [(r["user_id"], r["args_digest"]) for r in rows] == [(ALICE, proposal_digest(review))]
+    assert told(env, ALICE) == ["Your approval is recorded: 1 of 2."]
+    assert decisions("continue", "approval_recorded") == counted + 1
+    events = await AuditLog(env.bot.service.pool).query(outcome="approval_recorded")
+    [event] = [e for e in events if e["thread_id"] == review.thread_id]
+    assert (event["decided_by"], event["detail"], event["args_digest"]) == (
+        ALICE,
+        "1 of 2",
+        proposal_digest(review),
+    )
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_a_click_on_a_card_behind_an_edit_is_told_the_review_changed(
+    env: SlackEnv,
+) -> None:
+    """Alice's edit is the new proposal; Bob's edit or approval of the card he read before it
+    records nothing, and he is told to look again (not that the review was decided)."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    review = await read(env, ref)
+    invite_bob = {"channel": "C0GENERAL", "users": [BOB]}
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Edit(invite_bob, ALICE), review)
+    edited = await read(env, ref)
+    assert edited.version == review.version + 1 and edited.proposed_edit == invite_bob
+
+    invite_carol = {"channel": "C0GENERAL", "users": [CAROL]}
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Edit(invite_carol, BOB), review)
+    assert told(env, BOB) == [CHANGED]
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL), review)
+    assert told(env, CAROL) == [CHANGED]
+    now = await read(env, ref)
+    assert now.status == "pending" and now.proposed_edit == invite_bob
+    assert await env.bot.flow.store.approvals(ref, now.version) == [ALICE]
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))  # leave it decided
+
+
+async def test_an_approval_after_the_quorum_was_reached_is_told_who_decided(
+    env: SlackEnv,
+) -> None:
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    review = await read(env, ref)
+    for user in (ALICE, CAROL):
+        await clicks.decide(Click(user, ref, "C0GENERAL"), Approve(user), review)
+    assert (await read(env, ref)).status == "decided"
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), review)
+    [note] = told(env, BOB)
+    assert note.startswith(f"This review was already approved by <@{CAROL}>")
+
+
+async def open_form(env: SlackEnv, text: str, button: str) -> tuple[str, str]:
+    """Alice asks for a call and opens its Edit or Feedback form: the thread and the ref."""
+    sandbox = env.sandbox
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {text}")
+    [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    await sandbox.click_button(ALICE, "C0GENERAL", card["ts"], button)
+    await sandbox.wait_for(lambda: sandbox.open_modal(ALICE))
+    return thread, review_ref(card)
+
+
+async def test_a_requester_held_to_four_eyes_may_still_send_feedback(env: SlackEnv) -> None:
+    sandbox = env.sandbox
+    await open_form(env, "what's the weather in Oslo?", "review_feedback")
+    sent = await sandbox.submit_modal(ALICE, {"feedback": "use Paris"})
+    assert sent.closed, sent.errors
+    assert not told(env, ALICE)
+
+
+async def test_an_edit_is_held_to_the_rule_of_the_edited_arguments(env: SlackEnv) -> None:
+    """Anyone may set a topic, only Carol a secret one: Alice's edit to it is refused under
+    the form's input, in plain words, and nothing runs."""
+    sandbox = env.sandbox
+    await open_form(env, "set the topic of #general to 'launch'", "review_edit")
+    refused = await sandbox.submit_modal(ALICE, {"arg:topic": "secret"})
+    assert not refused.closed
+    assert list(refused.errors.values()) == [
+        "Only @carol may decide set_channel_topic calls, so I did nothing. "
+        "Ask one of them to take a look."
+    ]
+    assert not sandbox.calls_of("conversations.setTopic")
+
+
+async def test_an_edit_keeps_a_redacted_argument_nobody_replaced(env: SlackEnv) -> None:
+    """The redacted text has no input; the edit runs it as proposed, as Alice's edit."""
+    sandbox = env.sandbox
+    _, ref = await open_form(env, "post 'the launch code' to #general", "review_edit")
+    done = await sandbox.submit_modal(ALICE, {"arg:channel": "#random"})
+    assert done.closed, done.errors
+    posted = await sandbox.wait_for_call(
+        "chat.postMessage", lambda call: call.args.get("channel") == "#random"
+    )
+    assert posted.args["text"] == "the launch code"
+    row = await read(env, ref)
+    assert (row.action, row.decided_by) == ("update", ALICE)
+
+
+async def test_the_agents_refusal_of_a_redacted_argument_is_shown_under_a_visible_input(
+    env: SlackEnv,
+) -> None:
+    """The model proposed a blank (redacted) text; the agent refuses any edit keeping it, and
+    the refusal goes under the first input the form has (the text has none)."""
+    sandbox = env.sandbox
+    await open_form(env, "post ' ' to #general", "review_edit")
+    refused = await sandbox.submit_modal(ALICE, {"arg:channel": "#random"})
+    assert not refused.closed
+    assert refused.errors == {"arg:channel": "text: must not be blank"}
+    assert not [c for c in sandbox.calls_of("chat.postMessage") if c.args["channel"] == "#random"]
+
+
+@pytest.fixture
+async def broken_ref(env: SlackEnv) -> AsyncIterator[str]:
+    """A review whose stored request has no arguments (as a row another version wrote might
+    not): reading its policy raises. Deleted afterwards, so no other bot's sweeper finds it."""
+    request: Any = {"question": "?", "tool_call": {"name": "record_note", "id": "call-1"}}
+    store = env.bot.flow.store
+    ref = await store.add_review(
+        f"broken-{uuid.uuid4().hex}", "int-1", "T0SANDBOX", "C0GENERAL", "1.0", request
+    )
+    assert ref is not None
+    try:
+        yield ref
+    finally:
+        async with store.pool.connection() as conn:
+            await conn.execute("DELETE FROM slack_reviews WHERE ref = %s", (ref,))
+
+
+async def test_a_submission_that_cannot_be_checked_is_logged_and_answered(
+    env: SlackEnv, broken_ref: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    checked = await env.bot.flow.clicks.check_submission(
+        Click(ALICE, broken_ref, "C0GENERAL"), "feedback", {}, "feedback"
+    )
+    assert checked == {"feedback": BROKEN}
+    [logged] = [r for r in caplog.records if r.name == "bot.review.clicks"]
+    assert logged.getMessage() == f"checking a feedback submission for {broken_ref} failed"
+    assert logged.exc_info is not None
+
+
+async def test_a_click_that_cannot_be_handled_is_logged_and_told(
+    env: SlackEnv, broken_ref: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clicks = env.bot.flow.clicks
+    await clicks.open_modal(Click(ALICE, broken_ref, "C0GENERAL"), "trigger", "edit")
+    await clicks.decide(Click(BOB, broken_ref, "C0GENERAL"), Approve(BOB))
+    logged = [r for r in caplog.records if r.name == "bot.review.clicks"]
+    assert [r.getMessage() for r in logged] == [
+        f"opening the edit modal for {broken_ref} failed",
+        f"deciding approve on {broken_ref} failed",
+    ]
+    assert all(r.exc_info is not None for r in logged)
+    assert told(env, ALICE) == told(env, BOB) == [BROKEN]
+
+
+async def test_an_edit_form_opened_after_an_edit_is_bound_to_the_new_proposal(
+    env: SlackEnv,
+) -> None:
+    """Alice's edit is the proposal (version 1); Bob's form, opened after it, is bound to
+    that version: his edit is taken (the proposal's version 2, his approval its first),
+    not refused as made on an earlier proposal."""
+    sandbox, clicks = env.sandbox, env.bot.flow.clicks
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {INVITE}")
+    [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    ref = review_ref(card)
+    invite_bob = {"channel": "#general", "users": [BOB]}
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Edit(invite_bob, ALICE))
+    assert (await read(env, ref)).version == 1
+    await sandbox.click_button(BOB, "C0GENERAL", card["ts"], "review_edit")
+    await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
+    done = await sandbox.submit_modal(BOB, {"arg:users": [BOB, CAROL]})
+    assert done.closed, done.errors
+    row = await read(env, ref)
+    assert row.version == 2 and row.proposed_edit == {"channel": "#general", "users": [BOB, CAROL]}
+    assert await env.bot.flow.store.approvals(ref, 2) == [BOB]
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_an_approval_offering_a_standing_approval_creates_it(env: SlackEnv) -> None:
+    """The channel's name is this test's own, so the grant matches no other test's call."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, f"create channel called c-{uuid.uuid4().hex[:8]}")
+    terms = GrantTerms(seconds=60, uses=1, scope=frozenset({"name"}))
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), offer=terms)
+    async with env.bot.service.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT created_by, max_uses FROM standing_grants WHERE source_ref = %s", (ref,)
+            )
+        ).fetchall()
+    assert [(r["created_by"], r["max_uses"]) for r in rows] == [([BOB], 1)]
