@@ -13,6 +13,8 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 
+import pytest
+from slack_sdk.signature import Clock, SignatureVerifier
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -84,6 +86,35 @@ def test_a_signature_is_slacks_v0_over_the_raw_body_within_five_minutes() -> Non
         {"x-slack-request-timestamp": f"{stamp}.0", "x-slack-signature": good["x-slack-signature"]},
     ):
         assert not signed_by_slack(SECRET, body, Headers(headers)), headers
+
+
+def test_a_signature_exactly_five_minutes_old_is_accepted_as_bolt_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the edge itself, ours agrees with ``slack_sdk``'s ``SignatureVerifier`` (which Bolt
+    runs after it): refused only *over* five minutes, either way, so neither check lets through
+    what the other refuses. The clock is fixed on a whole second, the only time the edge can be
+    met exactly."""
+    body, now = b'{"type":"event_callback"}', 1_800_000_000
+    monkeypatch.setattr(time, "time", lambda: float(now))
+    verifier = SignatureVerifier(SECRET.decode(), clock=FixedClock(now))
+    for offset, accepted in (
+        (SIGNATURE_MAX_AGE_SECONDS, True),
+        (-SIGNATURE_MAX_AGE_SECONDS, True),
+        (SIGNATURE_MAX_AGE_SECONDS + 1, False),
+        (-SIGNATURE_MAX_AGE_SECONDS - 1, False),
+    ):
+        headers = signed(body, str(now - offset))
+        assert signed_by_slack(SECRET, body, headers) is accepted, offset
+        assert verifier.is_valid_request(body, dict(headers)) is accepted, offset
+
+
+class FixedClock(Clock):
+    def __init__(self, now: int) -> None:
+        self.at = now
+
+    def now(self) -> float:
+        return float(self.at)
 
 
 def test_slacks_certificate_check_is_a_short_body_naming_ssl_check() -> None:
