@@ -58,8 +58,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale",
         action="store_true",
         help="instead: a large organisation's year in bulk (1,000,000 pending reviews, "
-        "10,000,000 audit events, 100,000 conversations) and what the Home, the sweeper, "
-        "audit export, prune and migrate take on it; not part of CI",
+        "10,000,000 audit events, 100,000 conversations, 1,000,000 event claims) and what "
+        "the Home, the sweeper, audit export, prune and migrate take on it; not part of CI",
     )
     parser.add_argument(
         "--remote",
