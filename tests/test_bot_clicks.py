@@ -28,6 +28,7 @@ from tests.support.bot_harness import (
     BOT,
     CAROL,
     SlackEnv,
+    eventually,
     review_messages,
     review_ref,
     running_slack_env,
@@ -352,9 +353,10 @@ async def test_an_edit_form_opened_after_an_edit_is_bound_to_the_new_proposal(
     await sandbox.wait_for(lambda: sandbox.open_modal(BOB))
     done = await sandbox.submit_modal(BOB, {"arg:users": [BOB, CAROL]})
     assert done.closed, done.errors
+    # the form is acknowledged first; the edit, then its editor's vote, are stored after it
+    assert await eventually(lambda: env.bot.flow.store.approvals(ref, 2), within=15) == [BOB]
     row = await read(env, ref)
     assert row.version == 2 and row.proposed_edit == {"channel": "#general", "users": [BOB, CAROL]}
-    assert await env.bot.flow.store.approvals(ref, 2) == [BOB]
     await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
 
 

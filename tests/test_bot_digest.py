@@ -5,11 +5,10 @@ the digest (but not for a call with a redacted argument)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from tests.support.bot_harness import (
     CAROL,
     SlackEnv,
     card_recorded,
+    eventually,
     review_messages,
     review_ref,
     running_slack_env,
@@ -118,16 +118,6 @@ async def test_a_stored_edit_changed_under_its_claim_is_refused_and_nothing_runs
         assert unchanged is not None
         outcome(await agent.answer(thread, review.interrupt_id, unchanged))
         assert RUNS == ["b"]
-
-
-async def eventually(probe: Callable[[], Awaitable[list[T]]], within: float = 10.0) -> list[T]:
-    """Poll an async probe until it finds something (bounded: TimeoutError after ``within``)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not (found := await probe()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"nothing found within {within:.0f}s")
-        await asyncio.sleep(0.05)
-    return found
 
 
 def _policy(text: str) -> Path:

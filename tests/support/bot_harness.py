@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -169,3 +169,16 @@ def text_of(message: Mapping[str, Any]) -> str:
             if isinstance(element, dict) and isinstance(element.get("text"), str):
                 parts.append(element["text"])
     return "\n".join(parts)
+
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[list[T]]], within: float = 10.0) -> list[T]:
+    """Poll an async probe until it finds something (bounded: TimeoutError after ``within``)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (found := await probe()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"nothing found within {within:.0f}s")
+        await asyncio.sleep(0.05)
+    return found
