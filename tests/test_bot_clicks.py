@@ -134,38 +134,31 @@ async def test_a_review_lapsed_after_it_was_read_is_refused_counted_and_expired_
     assert note.startswith("This review expired at")
 
 
-async def test_an_edit_of_a_quorum_review_lapsed_after_it_was_read_is_refused_at_once(
-    env: SlackEnv,
+@pytest.mark.parametrize(
+    ("decision", "metric"),
+    [
+        (Edit({"channel": "C0GENERAL", "users": [BOB]}, BOB), "update"),
+        (Approve(BOB), "continue"),
+    ],
+    ids=["edit", "approval"],
+)
+async def test_a_quorum_decision_lapsed_after_it_was_read_is_refused_at_once(
+    env: SlackEnv, decision: Edit | Approve, metric: str
 ) -> None:
-    """With a quorum an edit is first proposed: the proposal finds the review expired."""
+    """With a quorum an edit is first proposed and an approval first counted as a vote: either
+    finds the review expired, is counted ``expired`` under its own metric, and leaves neither a
+    proposed edit nor a vote behind."""
     clicks = env.bot.flow.clicks
     ref = await open_review(env.sandbox, INVITE)
     review = await read(env, ref)
     await lapse_now(env, ref)
-    before = decisions("update", "expired")
-    edit = Edit({"channel": "C0GENERAL", "users": [BOB]}, BOB)
-    await clicks.decide(Click(BOB, ref, "C0GENERAL"), edit, review)
-    assert decisions("update", "expired") == before + 1
+    before = decisions(metric, "expired")
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), decision, review)
+    assert decisions(metric, "expired") == before + 1
     [note] = told(env, BOB)
     assert note.startswith("This review expired at")
     row = await read(env, ref)
     assert row.status == "decided" and row.action == "expired" and row.proposed_edit is None
-
-
-async def test_an_approval_towards_a_quorum_lapsed_after_it_was_read_is_refused_at_once(
-    env: SlackEnv,
-) -> None:
-    clicks = env.bot.flow.clicks
-    ref = await open_review(env.sandbox, INVITE)
-    review = await read(env, ref)
-    await lapse_now(env, ref)
-    before = decisions("continue", "expired")
-    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB), review)
-    assert decisions("continue", "expired") == before + 1
-    [note] = told(env, BOB)
-    assert note.startswith("This review expired at")
-    row = await read(env, ref)
-    assert row.status == "decided" and row.action == "expired"
     assert await env.bot.flow.store.approvals(ref, row.version) == []
 
 
