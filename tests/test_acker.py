@@ -36,7 +36,7 @@ from bot.transport.ack_process import (
     remove_private_socket,
     unix_listening_socket,
 )
-from bot.transport.acker import PRIORITY
+from bot.transport.acker import KEEP_ALIVE_SECONDS, PRIORITY, REQUEST_SECONDS, SWEEP_SECONDS
 from bot.transport.linger import LingeringHttpToolsProtocol
 from tests.support.bot_harness import (
     ALICE,
@@ -136,6 +136,9 @@ async def test_a_16_mib_chunked_body_never_reaches_the_bot(counted: Counted) -> 
     status = await raw_post(counted.port, {}, SIXTEEN_MIB_PARTS, chunked=True)
     assert status == 413
     assert counted.app.read == 0
+
+
+FORM = "application/x-www-form-urlencoded"
 
 
 def signed_request(
@@ -438,3 +441,68 @@ def test_the_acknowledger_is_on_unless_turned_off() -> None:
     assert not BotSettings.from_env({**base, "ACK_PROCESS": "false"}).ack_process
     built = BotSettings(bot_token="xoxb-1", signing_secret="s")  # in code (tests): in process
     assert not built.ack_process
+
+
+async def closed_by_the_acknowledger(reader: asyncio.StreamReader, within: float) -> bool:
+    """Whether the connection reaches end-of-file within ``within`` seconds, reading (and
+    discarding) whatever arrives before it."""
+    try:
+        async with asyncio.timeout(within):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+async def test_an_idle_connection_is_closed_after_its_keep_alive(
+    env: SlackEnv, fronted: tuple[AckProcess, int]
+) -> None:
+    """A connection that was answered and then sends nothing is closed once its keep-alive
+    (``KEEP_ALIVE_SECONDS``) runs out, as uvicorn closes it, so idle clients hold no
+    descriptors; one that never sent anything is closed alike."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", fronted[1])
+    silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", fronted[1])
+    try:
+        request = signed_request(env.bot.settings.signing_secret, click_body(), FORM)
+        writer.write(request)
+        [(status, _)] = await asyncio.wait_for(read_responses(reader, 1), 15)
+        assert status == 200
+        within = KEEP_ALIVE_SECONDS + SWEEP_SECONDS + 15
+        closed = list(
+            await asyncio.gather(
+                closed_by_the_acknowledger(reader, within),
+                closed_by_the_acknowledger(silent_reader, within),
+            )
+        )
+        assert closed == [True, True]
+    finally:
+        writer.close()
+        silent_writer.close()
+
+
+async def test_a_request_that_never_arrives_whole_gets_408_and_never_reaches_the_bot(
+    env: SlackEnv, counted: Counted
+) -> None:
+    """A sender that stops inside its headers or inside its body is answered 408 once
+    ``REQUEST_SECONDS`` pass, the connection is closed, and the bot reads nothing of it."""
+    body = click_body()
+    whole = signed_request(env.bot.settings.signing_secret, body, FORM)
+    cut_in_headers = whole[: whole.index(b"\r\n\r\n") - 5]
+    cut_in_body = whole[: len(whole) - len(body) // 2]
+
+    async def answered(sent: bytes) -> tuple[int, bool]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", counted.port)
+        try:
+            writer.write(sent)
+            within = REQUEST_SECONDS + SWEEP_SECONDS + 15
+            [(status, _)] = await asyncio.wait_for(read_responses(reader, 1), within)
+            return status, await closed_by_the_acknowledger(reader, 15)
+        finally:
+            writer.close()
+
+    answers = list(await asyncio.gather(answered(cut_in_headers), answered(cut_in_body)))
+    assert answers == [(408, True), (408, True)]
+    assert counted.app.read == 0
