@@ -17,7 +17,7 @@ from bot.failures import BROKEN
 from bot.grants import GrantTerms
 from bot.metrics import REGISTRY
 from bot.review.binding import proposal_digest
-from bot.review.clicks import CHANGED, stale_words
+from bot.review.clicks import CHANGED, FOUR_EYES, stale_words
 from bot.review.effects import Click
 from bot.store import ReviewRow
 from graph import Approve, Edit
@@ -366,3 +366,29 @@ async def test_an_approval_offering_a_standing_approval_creates_it(env: SlackEnv
             )
         ).fetchall()
     assert [(r["created_by"], r["max_uses"]) for r in rows] == [([BOB], 1)]
+
+
+async def test_the_agents_refusal_of_an_argument_is_shown_under_that_arguments_input(
+    env: SlackEnv,
+) -> None:
+    """A blank topic passes the form (it has text) but not the agent's check: the refusal goes
+    under the topic's input, not the form's first (the channel's)."""
+    sandbox = env.sandbox
+    await open_form(env, "set the topic of #general to 'launch'", "review_edit")
+    refused = await sandbox.submit_modal(ALICE, {"arg:topic": "   "})
+    assert not refused.closed
+    assert refused.errors == {"arg:topic": "topic: must not be blank"}
+    assert not sandbox.calls_of("conversations.setTopic")
+
+
+async def test_a_form_refused_at_opening_is_not_opened_and_its_refusal_is_told(
+    env: SlackEnv,
+) -> None:
+    """Alice asked for the weather, which needs another's eyes: her Edit opens no form, and
+    she is told why (once)."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    opened = len(env.sandbox.calls_of("views.open"))
+    await clicks.open_modal(Click(ALICE, ref, "C0GENERAL"), "trigger", "edit")
+    assert told(env, ALICE) == [FOUR_EYES]
+    assert len(env.sandbox.calls_of("views.open")) == opened
