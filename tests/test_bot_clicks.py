@@ -32,6 +32,7 @@ from tests.support.bot_harness import (
     review_messages,
     review_ref,
     running_slack_env,
+    text_of,
 )
 
 POLICY = """\
@@ -392,3 +393,37 @@ async def test_a_form_refused_at_opening_is_not_opened_and_its_refusal_is_told(
     await clicks.open_modal(Click(ALICE, ref, "C0GENERAL"), "trigger", "edit")
     assert told(env, ALICE) == [FOUR_EYES]
     assert len(env.sandbox.calls_of("views.open")) == opened
+
+
+async def test_an_edit_that_reaches_its_quorum_is_recorded_as_its_last_approvers(
+    env: SlackEnv,
+) -> None:
+    """Alice's edit is the proposal and her vote; Bob's approval completes the quorum. The
+    edit runs, and the row, the audit trail and the decided card name Bob as who decided it
+    (the proposer stays on the row as ``proposed_by``)."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, INVITE)
+    invite_bob = {"channel": "C0GENERAL", "users": [BOB]}
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Edit(invite_bob, ALICE))
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    row = await read(env, ref)
+    assert (row.status, row.action, row.decided_by, row.proposed_by) == (
+        "decided",
+        "update",
+        BOB,
+        ALICE,
+    )
+    events = await AuditLog(env.bot.service.pool).query(tool="invite_users")
+    assert [
+        (e["outcome"], e["decided_by"], e["detail"])
+        for e in events
+        if e["thread_id"] == row.thread_id
+    ] == [
+        ("requested", None, None),
+        ("approval_recorded", ALICE, "1 of 2"),
+        ("edited", BOB, f"{ALICE}, {BOB}"),
+    ]
+    [card] = [
+        m for m in env.sandbox.replies("C0GENERAL", row.thread_ts) if m["ts"] == row.message_ts
+    ]
+    assert f"Edited and approved by <@{ALICE}> and <@{BOB}>" in text_of(card)
