@@ -5,6 +5,7 @@ read and being claimed). The bot is the real one behind the Slack sandbox, on Po
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from bot.failures import BROKEN
 from bot.grants import GrantTerms
 from bot.metrics import REGISTRY
 from bot.review.binding import proposal_digest
-from bot.review.clicks import CHANGED, FOUR_EYES, stale_words
+from bot.review.clicks import CHANGED, ELSEWHERE, FOUR_EYES, stale_words
 from bot.review.effects import Click
 from bot.store import ReviewRow
 from graph import Approve, Edit
@@ -427,3 +428,78 @@ async def test_an_edit_that_reaches_its_quorum_is_recorded_as_its_last_approvers
         m for m in env.sandbox.replies("C0GENERAL", row.thread_ts) if m["ts"] == row.message_ts
     ]
     assert f"Edited and approved by <@{ALICE}> and <@{BOB}>" in text_of(card)
+
+
+@pytest.mark.parametrize(
+    ("requested_by", "requesters"),
+    [(ALICE, [ALICE, CAROL]), (ALICE, None), (None, [CAROL])],
+    ids=["answered-in-the-thread", "a-row-naming-only-who-asked", "a-row-naming-only-requesters"],
+)
+async def test_four_eyes_holds_everyone_the_row_names_as_asking(
+    env: SlackEnv, requested_by: str | None, requesters: list[str] | None
+) -> None:
+    """Whoever the review names as asking (``requested_by``) and everyone whose words led to
+    the call (``requesters``) is refused Approve and Edit; each list alone is enough, as rows
+    written before ``requesters`` existed name only who asked."""
+    clicks = env.bot.flow.clicks
+    review = await read(env, await open_review(env.sandbox))
+    request = {k: v for k, v in review.request.items() if k not in ("requested_by", "requesters")}
+    if requested_by is not None:
+        request["requested_by"] = requested_by
+    if requesters is not None:
+        request["requesters"] = requesters
+    asked = dataclasses.replace(review, request=request)
+    forbidden = {requested_by, *(requesters or ())} - {None}
+    for user in (ALICE, BOB, CAROL):
+        for kind in ("approve", "edit"):
+            admitted = await clicks.admit(asked, Click(user, review.ref, "C0GENERAL"), kind)
+            assert (admitted == FOUR_EYES) == (user in forbidden), (user, kind)
+    await clicks.decide(Click(BOB, review.ref, "C0GENERAL"), Approve(BOB))  # leave it decided
+
+
+async def test_a_click_from_another_channel_is_refused_and_changes_nothing(
+    env: SlackEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review's ref carried into another conversation: the clicker is told there, the
+    refusal is logged and counted, and the review stays pending (it is not expired)."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    rejected = decisions("continue", "rejected")
+    await clicks.decide(Click(BOB, ref, "C0RANDOM"), Approve(BOB))
+    assert [n["text"] for n in env.sandbox.ephemerals(BOB, "C0RANDOM")] == [ELSEWHERE]
+    assert decisions("continue", "rejected") == rejected + 1
+    assert (await read(env, ref)).status == "pending"
+    assert f"click on review {ref} from another channel ({BOB})" in [
+        r.getMessage() for r in caplog.records if r.name == "bot.review.clicks"
+    ]
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))  # leave it decided
+
+
+async def test_each_refusal_is_in_the_audit_trail_with_its_reason(env: SlackEnv) -> None:
+    """Alice may not approve her own weather call (four-eyes); Bob may not approve a secret
+    topic (only Carol may); Carol may not approve a card painted before Alice's edit."""
+    clicks = env.bot.flow.clicks
+    weather = await open_review(env.sandbox)
+    await clicks.decide(Click(ALICE, weather, "C0GENERAL"), Approve(ALICE))
+    secret = await open_review(env.sandbox, "set the topic of #general to 'secret'")
+    await clicks.decide(Click(BOB, secret, "C0GENERAL"), Approve(BOB))
+    invite = await open_review(env.sandbox, INVITE)
+    edit = Edit({"channel": "C0GENERAL", "users": [BOB]}, ALICE)
+    await clicks.decide(Click(ALICE, invite, "C0GENERAL"), edit)
+    behind = Click(CAROL, invite, "C0GENERAL", shown_version=0)
+    assert await clicks.admit(await read(env, invite), behind, "approve") == CHANGED
+    refs = {(await read(env, ref)).thread_id: ref for ref in (weather, secret, invite)}
+    events = await AuditLog(env.bot.service.pool).query(outcome="refused")
+    assert sorted(
+        (refs[e["thread_id"]], e["decided_by"], e["detail"])
+        for e in events
+        if e["thread_id"] in refs
+    ) == sorted(
+        [
+            (weather, ALICE, "four-eyes"),
+            (secret, BOB, "not an approver"),
+            (invite, CAROL, "approved an earlier proposal"),
+        ]
+    )
+    for ref in (weather, secret, invite):
+        await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
