@@ -18,7 +18,7 @@ from bot.failures import BROKEN
 from bot.grants import GrantTerms
 from bot.metrics import REGISTRY
 from bot.review.binding import proposal_digest
-from bot.review.clicks import CHANGED, ELSEWHERE, FOUR_EYES, stale_words
+from bot.review.clicks import CHANGED, ELSEWHERE, FOUR_EYES, UNKNOWN, stale_words
 from bot.review.effects import Click
 from bot.store import ReviewRow
 from graph import Approve, Edit
@@ -503,3 +503,90 @@ async def test_each_refusal_is_in_the_audit_trail_with_its_reason(env: SlackEnv)
     )
     for ref in (weather, secret, invite):
         await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_a_click_on_an_unknown_review_is_told_logged_and_counted(
+    env: SlackEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    rejected = decisions("continue", "rejected")
+    await env.bot.flow.clicks.decide(Click(BOB, "no-such-review", "C0GENERAL"), Approve(BOB))
+    assert told(env, BOB) == [UNKNOWN]
+    assert decisions("continue", "rejected") == rejected + 1
+    assert "click with unknown review ref from U0BOB" in [
+        r.getMessage() for r in caplog.records if r.name == "bot.review.clicks"
+    ]
+
+
+async def test_an_edit_decided_on_a_review_not_yet_read_is_held_to_the_edited_call(
+    env: SlackEnv,
+) -> None:
+    """An Edit handed to ``decide`` without the review (the store reads it) is admitted under
+    the edited arguments' rule as a form's is: only Carol may set a secret topic."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, "set the topic of #general to 'launch'")
+    row = await read(env, ref)
+    secret = {**row.request["tool_call"]["args"], "topic": "secret"}
+    await clicks.decide(Click(ALICE, ref, "C0GENERAL"), Edit(secret, ALICE))
+    assert told(env, ALICE) == [
+        f"Only <@{CAROL}> may decide `set_channel_topic` calls, so I did nothing. "
+        "Ask one of them to take a look."
+    ]
+    assert (await read(env, ref)).status == "pending"
+    assert not env.sandbox.calls_of("conversations.setTopic")
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))  # leave it decided
+
+
+async def test_a_refusal_after_an_escalation_names_its_targets_too(env: SlackEnv) -> None:
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, "set the topic of #general to 'secret'")
+    row = await read(env, ref)
+    escalated = dataclasses.replace(row, escalate_to=("U0ERIN",), escalated_at=row.created_at)
+    refused = await clicks.admit(escalated, Click(BOB, ref, "C0GENERAL"), "approve")
+    assert refused == (
+        f"Only <@{CAROL}>, <@U0ERIN> may decide `set_channel_topic` calls, so I did nothing. "
+        "Ask one of them to take a look."
+    )
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_a_click_on_a_review_already_decided_is_told_who_decided_it(env: SlackEnv) -> None:
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    stale = decisions("continue", "rejected")
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))
+    [note] = told(env, CAROL)
+    assert note.startswith(f"This review was already approved by <@{BOB}>")
+    assert decisions("continue", "rejected") == stale + 1
+
+
+async def test_a_click_on_a_review_past_its_time_is_refused_and_the_review_expired(
+    env: SlackEnv,
+) -> None:
+    """Read after its deadline (no sweep yet): the click is refused and counted once, as
+    ``rejected`` (not also ``expired``), and the review is expired right after the answer."""
+    store, clicks = env.bot.flow.store, env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    await lapse_now(env, ref)
+    before = decisions("continue", "rejected"), decisions("continue", "expired")
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    [note] = told(env, BOB)
+    assert note.startswith("This review expired at")
+    assert (decisions("continue", "rejected"), decisions("continue", "expired")) == (
+        before[0] + 1,
+        before[1],
+    )
+
+    async def expired() -> list[ReviewRow]:
+        row = await store.get(ref)
+        return [row] if row is not None and row.action == "expired" else []
+
+    await eventually(expired, within=15)
+
+
+async def test_an_applied_decision_is_timed_from_its_click(env: SlackEnv) -> None:
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    timed = REGISTRY.get_sample_value("approval_bot_decision_apply_seconds_count") or 0.0
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    assert REGISTRY.get_sample_value("approval_bot_decision_apply_seconds_count") == timed + 1
