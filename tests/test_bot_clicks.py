@@ -590,3 +590,24 @@ async def test_an_applied_decision_is_timed_from_its_click(env: SlackEnv) -> Non
     timed = REGISTRY.get_sample_value("approval_bot_decision_apply_seconds_count") or 0.0
     await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
     assert REGISTRY.get_sample_value("approval_bot_decision_apply_seconds_count") == timed + 1
+
+
+async def test_a_click_on_a_copy_never_stored_records_it_and_paints_it(env: SlackEnv) -> None:
+    """A copy of the card posted by a process that died before storing it: Bob's vote from a
+    surface naming no message (the App Home) records no copy; Carol's approval from the copy
+    records it, and the decision is painted on both."""
+    sandbox, clicks = env.sandbox, env.bot.flow.clicks
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {INVITE}")
+    [card] = await sandbox.wait_for(lambda: review_messages(sandbox, "C0GENERAL", thread))
+    ref = review_ref(card)
+    posted = await env.bot.app.client.chat_postMessage(
+        channel="C0GENERAL", thread_ts=thread, text=card["text"], blocks=card["blocks"]
+    )
+    copy = str(posted["ts"])
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    assert (await read(env, ref)).messages == (card["ts"],)
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL", message_ts=copy), Approve(CAROL))
+    row = await read(env, ref)
+    assert (row.status, row.messages) == ("decided", (card["ts"], copy))
+    painted = [m["ts"] for m in sandbox.replies("C0GENERAL", thread) if "Approved by" in text_of(m)]
+    assert sorted(painted) == sorted([card["ts"], copy])
