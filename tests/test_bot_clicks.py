@@ -39,6 +39,7 @@ from tests.support.bot_harness import (
 POLICY = """\
 [tools.invite_users]
 quorum = 2
+grants = { max_duration = "1h", max_uses = 1 }
 
 [tools.weather_search]
 four_eyes = true
@@ -53,10 +54,16 @@ grants = { max_duration = "1h", max_uses = 2 }
 name = "secret topics need Carol"
 when = 'args.topic == "secret"'
 approvers = ["U0CAROL"]
+
+[[tools.set_channel_topic.rules]]
+name = "a launch-day topic needs two"
+when = 'args.topic == "launch-day"'
+quorum = 2
 """
-"""For the demo model and tools: invitations need two approvals, the weather another's eyes
-than its requester's, a post's text is redacted, a new channel may be approved with a standing
-approval, and a secret topic needs Carol's approval."""
+"""For the demo model and tools: invitations need two approvals (and may be approved with a
+standing approval), the weather another's eyes than its requester's, a post's text is
+redacted, a new channel may be approved with a standing approval, a secret topic needs Carol's
+approval and a launch-day topic two approvals."""
 
 
 @pytest.fixture
@@ -611,3 +618,71 @@ async def test_a_click_on_a_copy_never_stored_records_it_and_paints_it(env: Slac
     assert (row.status, row.messages) == ("decided", (card["ts"], copy))
     painted = [m["ts"] for m in sandbox.replies("C0GENERAL", thread) if "Approved by" in text_of(m)]
     assert sorted(painted) == sorted([card["ts"], copy])
+
+
+async def test_an_edit_into_a_rule_with_a_quorum_is_counted_as_a_vote_under_it(
+    env: SlackEnv,
+) -> None:
+    """A topic anyone may approve alone, edited into one that needs two: the edit is the
+    editor's vote towards the edited call's quorum, and nothing runs yet."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox, "set the topic of #general to 'launch'")
+    review = await read(env, ref)
+    edited = {**review.request["tool_call"]["args"], "topic": "launch-day"}
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Edit(edited, BOB), review)
+    assert told(env, BOB) == ["Your approval is recorded: 1 of 2."]
+    row = await read(env, ref)
+    assert (row.status, row.proposed_edit) == ("pending", edited)
+    assert not env.sandbox.calls_of("conversations.setTopic")
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_a_standing_approval_under_a_quorum_is_made_from_each_approvers_offer(
+    env: SlackEnv,
+) -> None:
+    """Alice's and Carol's approvals each offer terms with their vote: the grant is made when
+    the quorum is reached, created by both."""
+    clicks = env.bot.flow.clicks
+    # a channel of this test's own: the grant matches no other test's invitation
+    ref = await open_review(env.sandbox, f"invite <@{BOB}> to #c-{uuid.uuid4().hex[:8]}")
+    terms = GrantTerms(seconds=60, uses=1, scope=frozenset({"channel"}))
+    for user in (ALICE, CAROL):
+        await clicks.decide(Click(user, ref, "C0GENERAL"), Approve(user), offer=terms)
+    assert (await read(env, ref)).status == "decided"
+    async with env.bot.service.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT created_by, max_uses FROM standing_grants WHERE source_ref = %s", (ref,)
+            )
+        ).fetchall()
+    assert [(sorted(r["created_by"]), r["max_uses"]) for r in rows] == [(sorted([ALICE, CAROL]), 1)]
+
+
+async def test_a_vote_from_a_copy_never_stored_is_shown_on_every_copy(env: SlackEnv) -> None:
+    """Bob's vote, short of the quorum, comes from a copy of the card no process stored: the
+    copy is recorded and both it and the stored card show his vote."""
+    sandbox, clicks = env.sandbox, env.bot.flow.clicks
+    thread = await sandbox.post_message(ALICE, "#general", f"<@{BOT}> {INVITE}")
+    # the card once its preview is on it: the preview's own repaint (which reads the row
+    # afresh) must not be what paints the vote on the copy
+    [card] = await sandbox.wait_for(
+        lambda: [
+            m for m in review_messages(sandbox, "C0GENERAL", thread) if "*Preview:*" in text_of(m)
+        ],
+        within=15,
+    )
+    ref = review_ref(card)
+    posted = await env.bot.app.client.chat_postMessage(
+        channel="C0GENERAL", thread_ts=thread, text=card["text"], blocks=card["blocks"]
+    )
+    copy = str(posted["ts"])
+    await clicks.decide(Click(BOB, ref, "C0GENERAL", message_ts=copy), Approve(BOB))
+    assert told(env, BOB) == ["Your approval is recorded: 1 of 2."]
+    assert (await read(env, ref)).messages == (card["ts"], copy)
+    shown = [
+        m["ts"]
+        for m in sandbox.replies("C0GENERAL", thread)
+        if f"1 of 2 approvals (<@{BOB}>)" in text_of(m)
+    ]
+    assert sorted(shown) == sorted([card["ts"], copy])
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
