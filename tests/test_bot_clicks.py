@@ -567,6 +567,21 @@ async def test_a_click_on_a_review_already_decided_is_told_who_decided_it(env: S
     assert decisions("continue", "rejected") == stale + 1
 
 
+async def test_a_click_on_a_review_decided_after_it_was_read_is_counted_stale(
+    env: SlackEnv,
+) -> None:
+    """Carol's click read the review while it was pending; Bob's decision won the claim."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    review = await read(env, ref)
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    stale = decisions("continue", "stale")
+    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL), review)
+    [note] = told(env, CAROL)
+    assert note.startswith(f"This review was already approved by <@{BOB}>")
+    assert decisions("continue", "stale") == stale + 1
+
+
 async def test_a_click_on_a_review_past_its_time_is_refused_and_the_review_expired(
     env: SlackEnv,
 ) -> None:
