@@ -111,6 +111,7 @@ BOT_TESTS = (
     "tests/test_consent_expiry.py",
     "tests/test_bot_digest.py",
     "tests/test_guarantees.py::test_the_claim_alone_refuses_a_second_decision",
+    "tests/test_bot_recovery.py::test_a_slow_decision_is_not_replayed_while_its_process_lives",
 )
 """The decision path through the bot, in process: unit tests first (who may decide against the
 sandbox's Web API, the signature and body checks, the store's statements on real PostgreSQL),

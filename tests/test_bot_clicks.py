@@ -701,3 +701,19 @@ async def test_a_vote_from_a_copy_never_stored_is_shown_on_every_copy(env: Slack
     ]
     assert sorted(shown) == sorted([card["ts"], copy])
     await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
+
+
+async def test_a_decision_the_agent_already_has_is_told_to_the_clicker_with_who_decided(
+    env: SlackEnv,
+) -> None:
+    """The agent took Carol's approval by another way (another bot's claim, say) while the
+    row still reads pending: Bob's claim succeeds, the agent refuses it as answered, and Bob
+    alone is told who decided."""
+    clicks = env.bot.flow.clicks
+    ref = await open_review(env.sandbox)
+    row = await read(env, ref)
+    approved = Approve(CAROL, proposal_digest(row))
+    await env.bot.service.answer(row.thread_id, row.interrupt_id, approved)
+    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
+    [note] = told(env, BOB)
+    assert note.startswith(f"This review was already approved by <@{CAROL}>")
