@@ -7,6 +7,7 @@ all three are merged before a method sees them. Every call is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import Callable
@@ -163,6 +164,8 @@ class WebApi:
         # Failures to play before serving a method, as Slack's look on the wire: HTTP 429 with
         # Retry-After (rate limited) or a 5xx (an outage). Tests use them to exercise retries.
         self.faults: dict[str, list[int]] = {}
+        # Delays to play before answering a method, as a slow Slack: the answer still comes.
+        self.holds: dict[str, list[float]] = {}
 
     def routes(self) -> list[Route]:
         return [Route("/api/{method}", self.endpoint, methods=["GET", "POST"])]
@@ -170,6 +173,11 @@ class WebApi:
     def fail_next(self, method: str, *statuses: int) -> None:
         """Answer the next calls of ``method`` with these HTTP statuses (429 or 5xx), in order."""
         self.faults.setdefault(method, []).extend(statuses)
+
+    def hold_next(self, method: str, *seconds: float) -> None:
+        """Answer the next calls of ``method`` only after these delays, in order (the answer
+        is the one Slack would give; only late)."""
+        self.holds.setdefault(method, []).extend(seconds)
 
     def _fault(self, method: str) -> JSONResponse | None:
         queued = self.faults.get(method)
@@ -187,6 +195,8 @@ class WebApi:
         method = request.path_params["method"]
         args: Json = {}
         token: str | None = None
+        if held := self.holds.get(method):
+            await asyncio.sleep(held.pop(0))
         fault = self._fault(method)
         if fault is not None:
             self._record(method, args, token, json.loads(bytes(fault.body)))

@@ -219,3 +219,18 @@ async def test_who_may_decide_is_said_with_mentions_and_handles(sandbox: Sandbox
         "someone who is one of <@U0ALICE>, <@U0CAROL> and one of <@U0BOB>, <@U0CAROL>"
     )
     assert await who.describe(call(None), frozenset({CAROL})) == "<@U0CAROL>"
+
+
+async def test_a_name_or_handle_slack_holds_back_is_given_up_on_not_waited_for(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Names and handles only make words nicer, and a modal error must answer within Slack's
+    3 s: a lookup Slack answers only after 5 s is given up after ``LOOKUP_SECONDS`` (no name,
+    no handle, logged), and the person still decides by id."""
+    who = approvers(sandbox)
+    sandbox.web_api.hold_next("users.info", 5)
+    sandbox.web_api.hold_next("usergroups.list", 5)
+    assert await who.user_name(BOB) is None
+    assert await who.group_handles() == {}
+    assert warned(caplog) == ["could not read the name of U0BOB", "could not list user groups"]
+    assert await who.may_decide(call(frozenset({BOB})), BOB)
