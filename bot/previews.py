@@ -138,7 +138,11 @@ class CardExtras:
 
     async def close(self, within: float = PREVIEW_SECONDS + 2 * BOT_GRACE_SECONDS) -> None:
         """Let the previews being asked finish (each is bounded) before the pool closes; the
-        few a sweep started outside any request are not adopted by the in-flight work."""
+        few a sweep started outside any request are not adopted by the in-flight work.
+
+        Those still running after ``within`` have stopped when this returns: the timeout
+        cancels :meth:`settled`'s ``gather``, which cancels each of them and completes only
+        once they all have (the loop below catches any asked in between)."""
         try:
             async with asyncio.timeout(within):
                 await self.settled()

@@ -342,3 +342,22 @@ async def test_a_call_that_ran_without_review_shows_its_receipt_under_its_result
             text_of(result),
         ), text_of(result)
         assert not review_messages(sandbox, "C0GENERAL", thread)
+
+
+async def test_closing_cancels_a_preview_still_running_and_waits_for_it(database_url: str) -> None:
+    """At shutdown a preview that outlives the grace is cancelled, and ``close`` returns only
+    once it has stopped: nothing is left running to use the pool after it closes."""
+    slow = SlowPreview()
+    registry = ToolRegistry([*builtin_entries(), ToolEntry(slow_note, preview=slow)])
+    model = ScriptedModel([tool_calls(("slow_note", {"note": "a"})), AIMessage(content="ok")])
+    async with running_slack_env(database_url, model=model, registry=registry) as env:
+        await env.sandbox.post_message(ALICE, "#general", f"<@{BOT}> note a")
+        try:
+            await asyncio.wait_for(slow.started.wait(), WAIT)
+            cards = env.bot.flow.cards
+            running = list(cards._asking.values())
+            assert running
+            await cards.close(within=0.1)
+            assert all(task.cancelled() for task in running)
+        finally:
+            slow.release.set()
