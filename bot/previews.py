@@ -142,7 +142,7 @@ class CardExtras:
 
         Those still running after ``within`` have stopped when this returns: the timeout
         cancels :meth:`settled`'s ``gather``, which cancels each of them and completes only
-        once they all have (the loop below catches any asked in between)."""
+        once they all have."""
         try:
             async with asyncio.timeout(within):
                 await self.settled()
