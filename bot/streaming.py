@@ -36,6 +36,10 @@ from bot.reply_streams import OpenStream, StreamRecords
 from bot.threads import SlackThread
 from graph import ToolResult
 
+ResultListener = Callable[[ToolResult], Awaitable[bool]]
+"""Told each tool result as the run reports it; True when it showed the result (so the reply
+after the run does not show it again)."""
+
 log = logging.getLogger(__name__)
 
 APPEND_LIMIT = 12_000
@@ -109,7 +113,7 @@ class SlackReplyStream:
         self.pending = ""
         self.flushed_at = 0.0
         self.given_up = not support.streams(thread.team_id)
-        self.on_result: Callable[[ToolResult], Awaitable[bool]] | None = None
+        self.on_result: ResultListener | None = None
         """Shows a tool result in the thread (set by ``bot.turns``); True once shown."""
         self.shown_results: set[str] = set()
         """The tool call ids whose results were shown during the run (not posted again)."""

@@ -5,10 +5,12 @@ before. Sandbox over signed HTTP, real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage, BaseMessage
 
 from bot.task_blocks import PHASES, task_blocks
 from sandbox.blocks import validate_blocks
@@ -207,3 +209,40 @@ async def test_a_decision_given_back_after_a_failure_shows_the_task_waiting_agai
     done = await final_status(sandbox, thread, "complete")
     assert done["title"] == "weather_search: done"
     assert [m["ts"] for m in tasks(sandbox, thread)] == [task["ts"]]
+
+
+class HeldAfterTheTool(ScriptedModel):
+    """Proposes the weather call; after it ran, answers only once released (a model that
+    takes its time over the result)."""
+
+    def __init__(self) -> None:
+        super().__init__([tool_calls(("weather_search", {"city": "sf"})), AIMessage("Sunny.")])
+        self.release = asyncio.Event()
+        self.holding = asyncio.Event()  # set once the answer after the tool is being held
+
+    async def ainvoke(self, input: Sequence[BaseMessage], config: Any = None) -> AIMessage:
+        if self.seen:
+            self.holding.set()
+            await self.release.wait()
+        return await super().ainvoke(input, config)
+
+
+async def test_in_a_streamed_turn_the_task_is_done_as_soon_as_its_call_ran(
+    database_url: str,
+) -> None:
+    """The reply is streamed, and the model is still working after the tool: the task says
+    done already (not "approved, running" until the turn ends)."""
+    model = HeldAfterTheTool()
+    async with running_slack_env(
+        database_url, model=model, stream_replies=True, task_cards=True
+    ) as env:
+        sandbox = env.sandbox
+        try:
+            thread, review, _ = await start(env, "what's the weather in sf?")
+            await sandbox.click_button(ALICE, GENERAL, review["ts"], "review_approve")
+            done = await final_status(sandbox, thread, "complete")
+            assert done["title"] == "weather_search: done"
+            assert model.holding.is_set() and not model.release.is_set()  # the turn goes on
+        finally:
+            model.release.set()
+        await sandbox.wait_for(said(sandbox, thread, "Sunny."), WITHIN)

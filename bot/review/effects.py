@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import blocks, metrics, redaction
 from bot.audit import Outcome
@@ -25,9 +25,22 @@ from bot.review.rules import expiry_words
 from bot.review.shown import shown_request, verdict_of, with_args
 from bot.routing import card_thread_of, mentions, with_conversation
 from bot.store import ReviewRow
+from bot.streaming import ResultListener
 from bot.turns import Turns
-from graph import EXPIRY_ACTOR, Approve, Expire, PendingReview, Refused, ReviewRequest, RunOutcome
+from graph import (
+    EXPIRY_ACTOR,
+    Approve,
+    Expire,
+    PendingReview,
+    Refused,
+    ReviewRequest,
+    RunOutcome,
+    ToolResult,
+)
 from graph.decisions import Feedback, ReviewDecision, stored_action
+
+if TYPE_CHECKING:
+    from bot.task_cards import TaskCards
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +76,23 @@ def ran_phase(outcome: RunOutcome, request: ReviewRequest) -> str:
     call_id = request["tool_call"].get("id")
     mine = [r for r in outcome.tool_results if r.tool_call_id == call_id]
     return "failed" if any(r.status == "error" for r in mine) else "done"
+
+
+def moving_task(
+    claimed: ReviewRow, show: ResultListener | None, tasks: TaskCards
+) -> ResultListener:
+    """A streamed run's result listener that also moves the reviewed call's task to done or
+    failed the moment its result comes: the model may go on for a while after the tool (the
+    unstreamed path moves it when the run ends, which is then the same moment)."""
+    call_id = claimed.request["tool_call"].get("id")
+
+    async def shown(result: ToolResult) -> bool:
+        early = await show(result) if show is not None else False
+        if result.tool_call_id == call_id:
+            await tasks.move(claimed.ref, "failed" if result.status == "error" else "done")
+        return early
+
+    return shown
 
 
 class ReviewEffects:
@@ -153,6 +183,8 @@ class ReviewEffects:
                 secrets | self.deps.review_secrets(claimed),
                 claimed.request.get("requested_by"),
             )
+            if stream is not None and tasks is not None:
+                stream.on_result = moving_task(claimed, stream.on_result, tasks)
             with metrics.agent_run("resume"):
                 outcome = await self.deps.agent.answer(
                     claimed.thread_id, claimed.interrupt_id, decision, context=context
