@@ -141,6 +141,10 @@ async def test_a_review_lapsed_after_it_was_read_is_refused_counted_and_expired_
     assert row is not None and row.status == "decided" and row.action == "expired"
     [note] = told(env, BOB)
     assert note.startswith("This review expired at")
+    events = await AuditLog(env.bot.service.pool).query(outcome="refused")
+    assert [(e["decided_by"], e["detail"]) for e in events if e["thread_id"] == row.thread_id] == [
+        (BOB, "expired")
+    ]
 
 
 @pytest.mark.parametrize(
