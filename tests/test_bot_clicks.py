@@ -560,30 +560,26 @@ async def test_a_refusal_after_an_escalation_names_its_targets_too(env: SlackEnv
     await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))  # leave it decided
 
 
-async def test_a_click_on_a_review_already_decided_is_told_who_decided_it(env: SlackEnv) -> None:
-    clicks = env.bot.flow.clicks
-    ref = await open_review(env.sandbox)
-    await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
-    stale = decisions("continue", "rejected")
-    await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL))
-    [note] = told(env, CAROL)
-    assert note.startswith(f"This review was already approved by <@{BOB}>")
-    assert decisions("continue", "rejected") == stale + 1
-
-
-async def test_a_click_on_a_review_decided_after_it_was_read_is_counted_stale(
-    env: SlackEnv,
+@pytest.mark.parametrize(
+    ("read_before", "counted"),
+    [(False, "rejected"), (True, "stale")],
+    ids=["read-after-the-decision", "read-before-it"],
+)
+async def test_a_click_on_a_review_already_decided_is_told_who_decided_it(
+    env: SlackEnv, read_before: bool, counted: str
 ) -> None:
-    """Carol's click read the review while it was pending; Bob's decision won the claim."""
+    """Read after Bob's decision, Carol's click is refused at admission (``rejected``); read
+    while it was pending, it loses the claim to Bob's (``stale``). Either way she is told who
+    decided."""
     clicks = env.bot.flow.clicks
     ref = await open_review(env.sandbox)
-    review = await read(env, ref)
+    review = await read(env, ref) if read_before else None
     await clicks.decide(Click(BOB, ref, "C0GENERAL"), Approve(BOB))
-    stale = decisions("continue", "stale")
+    before = decisions("continue", counted)
     await clicks.decide(Click(CAROL, ref, "C0GENERAL"), Approve(CAROL), review)
     [note] = told(env, CAROL)
     assert note.startswith(f"This review was already approved by <@{BOB}>")
-    assert decisions("continue", "stale") == stale + 1
+    assert decisions("continue", counted) == before + 1
 
 
 async def test_a_click_on_a_review_past_its_time_is_refused_and_the_review_expired(
