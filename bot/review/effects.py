@@ -73,8 +73,12 @@ def requests_of(pending: list[PendingReview]) -> list[ReviewRequest]:
 
 def ran_phase(outcome: RunOutcome, request: ReviewRequest) -> str:
     """``done`` or ``failed``: how the reviewed call itself ended in ``outcome``."""
-    call_id = request["tool_call"].get("id")
-    mine = [r for r in outcome.tool_results if r.tool_call_id == call_id]
+    return results_phase(outcome.tool_results, request["tool_call"].get("id"))
+
+
+def results_phase(results: list[ToolResult], call_id: str | None) -> str:
+    """``done`` or ``failed``: how the call ``call_id`` ended among these results."""
+    mine = [r for r in results if r.tool_call_id == call_id]
     return "failed" if any(r.status == "error" for r in mine) else "done"
 
 
@@ -89,7 +93,7 @@ def moving_task(
     async def shown(result: ToolResult) -> bool:
         early = await show(result) if show is not None else False
         if result.tool_call_id == call_id:
-            await tasks.move(claimed.ref, "failed" if result.status == "error" else "done")
+            await tasks.move(claimed.ref, results_phase([result], call_id))
         return early
 
     return shown
