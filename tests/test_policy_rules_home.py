@@ -72,6 +72,10 @@ async def add(waiting: WaitingLister, policy: Policy, tool: str, at: datetime, *
         policy_match=call.stored(),
     )  # fmt: skip
     assert ref is not None
+    # registered at ``at`` in the row too: an edit is resolved at the review's own time, which
+    # would otherwise be the clock's now (and "after hours" from 18:00 UTC)
+    async with waiting.store.pool.connection() as conn:
+        await conn.execute("UPDATE slack_reviews SET created_at = %s WHERE ref = %s", (at, ref))
     return ref
 
 
